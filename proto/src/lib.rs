@@ -1,0 +1,18 @@
+//! The wire protocol: gRPC services generated from `proto/gfs/v1/*.proto`, and the CRC
+//! framing that writers, chunkservers and readers share.
+//!
+//! Generated types stay here; each service translates them to its own domain types at its
+//! edge. The small modules beside them are conventions every process must agree on:
+//! [`checksum`] (packets carry one CRC32 per 64 KiB block), [`path`] (what a valid path is)
+//! and [`size`] (byte sizes on command lines).
+#![warn(missing_docs)]
+
+pub mod checksum;
+pub mod path;
+pub mod size;
+
+/// Generated code for package `gfs.v1` (master and chunkserver services).
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod gfs {
+    tonic::include_proto!("gfs.v1");
+}

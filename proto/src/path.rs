@@ -1,0 +1,213 @@
+//! Path syntax of the namespace: what a valid path is, and its normal form.
+//!
+//! A path is absolute, `/`-separated, with no empty, `.` or `..` component once repeated
+//! and trailing slashes are folded (as HDFS normalizes them). The master accepts only
+//! normal paths; clients resolve relative ones against a working directory first.
+
+use std::fmt;
+
+use thiserror::Error;
+
+/// Longest component accepted (HDFS: `dfs.namenode.fs-limits.max-component-length`).
+pub const MAX_COMPONENT_LEN: usize = 255;
+/// Longest path accepted, in bytes.
+pub const MAX_PATH_LEN: usize = 8000;
+
+/// Why a string is not a valid path.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("invalid path {path:?}: {reason}")]
+pub struct PathError {
+    /// The string as given.
+    pub path: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+/// A normalized absolute path: `/` or `/a/b` (no trailing slash).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DfsPath(String);
+
+impl DfsPath {
+    /// The root directory.
+    pub fn root() -> DfsPath {
+        DfsPath("/".to_owned())
+    }
+
+    /// Parses an absolute path into its normal form.
+    ///
+    /// # Errors
+    /// A [`PathError`] if the path is relative or empty, or has a `.`/`..` component, a NUL
+    /// or `:` character, or a component or total length over the limits.
+    pub fn parse(s: &str) -> Result<DfsPath, PathError> {
+        let err = |reason| PathError { path: s.to_owned(), reason };
+        if s.is_empty() {
+            return Err(err("empty path"));
+        }
+        if !s.starts_with('/') {
+            return Err(err("not absolute"));
+        }
+        if s.len() > MAX_PATH_LEN {
+            return Err(err("longer than 8000 bytes"));
+        }
+        let mut out = String::with_capacity(s.len());
+        for c in s.split('/').filter(|c| !c.is_empty()) {
+            if c == "." || c == ".." {
+                return Err(err("'.' and '..' are not allowed"));
+            }
+            if c.contains('\0') || c.contains(':') {
+                return Err(err("NUL and ':' are not allowed"));
+            }
+            if c.len() > MAX_COMPONENT_LEN {
+                return Err(err("a component is longer than 255 bytes"));
+            }
+            out.push('/');
+            out.push_str(c);
+        }
+        if out.is_empty() {
+            out.push('/');
+        }
+        Ok(DfsPath(out))
+    }
+
+    /// Resolves `s` against `cwd` when it is relative (`.` and `..` are folded here, the
+    /// way a shell would), then parses it.
+    ///
+    /// # Errors
+    /// As [`DfsPath::parse`], or if `..` climbs above the root.
+    pub fn resolve(cwd: &DfsPath, s: &str) -> Result<DfsPath, PathError> {
+        if s.starts_with('/') {
+            return DfsPath::parse(s);
+        }
+        let mut parts: Vec<&str> = cwd.components().collect();
+        for c in s.split('/').filter(|c| !c.is_empty()) {
+            match c {
+                "." => {}
+                ".." => {
+                    if parts.pop().is_none() {
+                        return Err(PathError {
+                            path: s.to_owned(),
+                            reason: "'..' climbs above the root",
+                        });
+                    }
+                }
+                c => parts.push(c),
+            }
+        }
+        DfsPath::parse(&format!("/{}", parts.join("/")))
+    }
+
+    /// The path as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// True for `/`.
+    pub fn is_root(&self) -> bool {
+        self.0 == "/"
+    }
+
+    /// The components below the root, in order (none for `/`).
+    pub fn components(&self) -> impl Iterator<Item = &str> {
+        self.0.split('/').filter(|c| !c.is_empty())
+    }
+
+    /// The last component (`""` for the root).
+    pub fn name(&self) -> &str {
+        self.0.rsplit('/').next().unwrap_or("")
+    }
+
+    /// The parent directory (`None` for the root).
+    pub fn parent(&self) -> Option<DfsPath> {
+        if self.is_root() {
+            return None;
+        }
+        match self.0.rfind('/') {
+            Some(0) => Some(DfsPath::root()),
+            Some(i) => Some(DfsPath(self.0[..i].to_owned())),
+            None => None,
+        }
+    }
+
+    /// The child `name` of this directory path.
+    ///
+    /// # Errors
+    /// A [`PathError`] if `name` is not a valid single component.
+    pub fn join(&self, name: &str) -> Result<DfsPath, PathError> {
+        if name.is_empty() || name.contains('/') {
+            return Err(PathError { path: name.to_owned(), reason: "not a single path component" });
+        }
+        let joined = if self.is_root() { format!("/{name}") } else { format!("{}/{name}", self.0) };
+        DfsPath::parse(&joined)
+    }
+
+    /// True if `self` is `other` or one of its ancestors.
+    pub fn is_ancestor_of(&self, other: &DfsPath) -> bool {
+        self.is_root()
+            || other.0 == self.0
+            || (other.0.starts_with(&self.0) && other.0.as_bytes().get(self.0.len()) == Some(&b'/'))
+    }
+}
+
+impl fmt::Display for DfsPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> DfsPath {
+        DfsPath::parse(s).expect("valid path")
+    }
+
+    #[test]
+    fn normalizes_slashes() {
+        assert_eq!(p("/").as_str(), "/");
+        assert_eq!(p("//").as_str(), "/");
+        assert_eq!(p("/a//b/").as_str(), "/a/b");
+        assert_eq!(p("/a/b c/d.txt").as_str(), "/a/b c/d.txt");
+    }
+
+    #[test]
+    fn rejects_bad_paths() {
+        for bad in ["", "a/b", "/a/../b", "/a/./b", "/a:b", "/a\0b"] {
+            assert!(DfsPath::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+        assert!(DfsPath::parse(&format!("/{}", "x".repeat(256))).is_err());
+        assert!(DfsPath::parse(&format!("/{}", "x".repeat(255))).is_ok());
+    }
+
+    #[test]
+    fn parent_name_join() {
+        assert_eq!(p("/a/b").parent(), Some(p("/a")));
+        assert_eq!(p("/a").parent(), Some(p("/")));
+        assert_eq!(p("/").parent(), None);
+        assert_eq!(p("/a/b").name(), "b");
+        assert_eq!(p("/").name(), "");
+        assert_eq!(p("/").join("x").expect("join"), p("/x"));
+        assert_eq!(p("/a").join("x").expect("join"), p("/a/x"));
+        assert!(p("/a").join("x/y").is_err());
+        assert!(p("/a").join("..").is_err());
+    }
+
+    #[test]
+    fn resolves_relative_paths() {
+        let cwd = p("/user/alice");
+        assert_eq!(DfsPath::resolve(&cwd, "x/y").expect("ok"), p("/user/alice/x/y"));
+        assert_eq!(DfsPath::resolve(&cwd, ".").expect("ok"), p("/user/alice"));
+        assert_eq!(DfsPath::resolve(&cwd, "../bob").expect("ok"), p("/user/bob"));
+        assert_eq!(DfsPath::resolve(&cwd, "/abs").expect("ok"), p("/abs"));
+        assert!(DfsPath::resolve(&cwd, "../../..").is_err());
+    }
+
+    #[test]
+    fn ancestry() {
+        assert!(p("/").is_ancestor_of(&p("/a")));
+        assert!(p("/a").is_ancestor_of(&p("/a")));
+        assert!(p("/a").is_ancestor_of(&p("/a/b")));
+        assert!(!p("/a").is_ancestor_of(&p("/ab")));
+        assert!(!p("/a/b").is_ancestor_of(&p("/a")));
+    }
+}
