@@ -1,0 +1,98 @@
+//! `master`: runs the chunk store's master.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+/// The chunk store's master: namespace, chunk map, placement.
+#[derive(Debug, Parser)]
+#[command(name = "master", version, about)]
+struct Cli {
+    /// Address to listen on (host:port; port 0 picks a free one).
+    #[arg(long, env = "DFS_MASTER_ADDR", default_value = "127.0.0.1:9000")]
+    addr: String,
+    /// Metadata directory.
+    #[arg(long, env = "MASTER_DIR", default_value = "master-data")]
+    dir: PathBuf,
+    /// Default chunk size (e.g. 64MiB; a multiple of 64KiB).
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    chunk_size: u64,
+    /// Default replication factor.
+    #[arg(long, default_value_t = 3)]
+    replication: u16,
+    /// Heartbeat interval chunkservers are told to use, in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    heartbeat_ms: u64,
+    /// A chunkserver silent this long is declared dead (default: 10 heartbeats).
+    #[arg(long)]
+    dead_after_ms: Option<u64>,
+    /// Once listening, write the bound host:port to this file.
+    #[arg(long)]
+    addr_file: Option<PathBuf>,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    proto::size::parse_size(s).map_err(|e| e.to_string())
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Cli::parse()).await {
+        eprintln!("master: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = master::Config {
+        dir: cli.dir,
+        chunk_size: cli.chunk_size,
+        replication: cli.replication,
+        heartbeat_interval: Duration::from_millis(cli.heartbeat_ms),
+        dead_after: Duration::from_millis(
+            cli.dead_after_ms.unwrap_or(cli.heartbeat_ms.saturating_mul(10)),
+        ),
+    };
+    config.validate()?;
+    let listener = tokio::net::TcpListener::bind(&cli.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", cli.addr))?;
+    let bound = listener.local_addr().context("reading the bound address")?;
+    if let Some(path) = &cli.addr_file {
+        write_atomically(path, &bound.to_string())?;
+    }
+    master::run(config, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Writes `contents` to `path` through a temporary file and a rename, so a reader never
+/// sees a partial address.
+fn write_atomically(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} into place", path.display()))?;
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

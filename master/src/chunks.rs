@@ -1,0 +1,271 @@
+//! The chunk map: for every chunk, its file, version, length and replicas.
+//!
+//! Replica locations are never persisted (GFS): they are learned from the write pipeline
+//! a client used, and from what chunkservers report when they register and as they
+//! finalize, delete or find corrupt replicas. This module keeps that map and answers
+//! "which replicas of chunk H can be read"; liveness of the servers themselves is
+//! [`crate::cluster`]'s.
+
+use std::collections::HashMap;
+
+use crate::cluster::ServerIdx;
+use crate::namespace::InodeId;
+
+/// Names a chunk for the lifetime of the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChunkHandle(pub u64);
+
+/// What the master knows of one replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaStatus {
+    /// A pipeline target whose copy is not yet confirmed complete.
+    Expected,
+    /// Holds the chunk, complete, at the version recorded with it.
+    Finalized,
+    /// Found corrupt by a reader or its chunkserver; kept only until repaired.
+    Corrupt,
+}
+
+/// One replica of a chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replica {
+    /// Chunkserver holding it.
+    pub server: ServerIdx,
+    /// Version of the chunk that server holds.
+    pub version: u64,
+    /// Whether it is complete, expected or corrupt.
+    pub status: ReplicaStatus,
+}
+
+/// A chunk and its replicas.
+#[derive(Debug, Clone)]
+pub struct ChunkInfo {
+    /// File the chunk belongs to.
+    pub file: InodeId,
+    /// Current version; replicas with an older one are stale.
+    pub version: u64,
+    /// Bytes in the chunk once finished (0 while being written).
+    pub length: u64,
+    /// Known replicas.
+    pub replicas: Vec<Replica>,
+}
+
+impl ChunkInfo {
+    /// Replicas that may be read: complete, at the current version, not corrupt.
+    pub fn readable(&self) -> impl Iterator<Item = &Replica> {
+        self.replicas
+            .iter()
+            .filter(move |r| r.status == ReplicaStatus::Finalized && r.version == self.version)
+    }
+}
+
+/// How a chunkserver's report of a replica was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportOutcome {
+    /// Recorded as a good replica.
+    Accepted,
+    /// Older than the chunk's version: the replica must be deleted.
+    Stale,
+    /// Finalized at a length other than the chunk's: recorded as corrupt.
+    WrongLength,
+    /// The chunk belongs to no file the master knows.
+    Unknown,
+}
+
+/// Every chunk the master knows.
+#[derive(Debug, Default)]
+pub struct ChunkMap {
+    chunks: HashMap<ChunkHandle, ChunkInfo>,
+    next_handle: u64,
+}
+
+impl ChunkMap {
+    /// An empty map whose first handle will be 1.
+    pub fn new() -> ChunkMap {
+        ChunkMap { chunks: HashMap::new(), next_handle: 1 }
+    }
+
+    /// Number of chunks.
+    pub fn len(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// True when there are no chunks.
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// The chunk with this handle.
+    pub fn get(&self, h: ChunkHandle) -> Option<&ChunkInfo> {
+        self.chunks.get(&h)
+    }
+
+    /// All chunks.
+    pub fn iter(&self) -> impl Iterator<Item = (&ChunkHandle, &ChunkInfo)> {
+        self.chunks.iter()
+    }
+
+    /// Allocates a new chunk of `file` whose replicas are expected on `pipeline`.
+    pub fn allocate(&mut self, file: InodeId, pipeline: &[ServerIdx]) -> ChunkHandle {
+        let h = ChunkHandle(self.next_handle);
+        self.next_handle += 1;
+        let replicas = pipeline
+            .iter()
+            .map(|&server| Replica { server, version: 1, status: ReplicaStatus::Expected })
+            .collect();
+        self.chunks.insert(h, ChunkInfo { file, version: 1, length: 0, replicas });
+        h
+    }
+
+    /// Makes sure future handles are above `h`, so a chunk a chunkserver still holds
+    /// from an earlier life of the master is never handed out again.
+    pub fn reserve_above(&mut self, h: ChunkHandle) {
+        self.next_handle = self.next_handle.max(h.0.saturating_add(1));
+    }
+
+    /// Records a chunk's final length: the client has the pipeline's acknowledgement, so
+    /// every expected replica holds it durably.
+    pub fn finish(&mut self, h: ChunkHandle, length: u64) {
+        if let Some(c) = self.chunks.get_mut(&h) {
+            c.length = length;
+            for r in &mut c.replicas {
+                if r.status == ReplicaStatus::Expected {
+                    r.status = ReplicaStatus::Finalized;
+                }
+            }
+        }
+    }
+
+    /// Forgets a chunk (its file is gone); returns it so its replicas can be deleted.
+    pub fn remove(&mut self, h: ChunkHandle) -> Option<ChunkInfo> {
+        self.chunks.remove(&h)
+    }
+
+    /// Takes a chunkserver's report of a replica it holds.
+    pub fn report(
+        &mut self,
+        h: ChunkHandle,
+        server: ServerIdx,
+        version: u64,
+        length: u64,
+        finalized: bool,
+    ) -> ReportOutcome {
+        let Some(c) = self.chunks.get_mut(&h) else {
+            return ReportOutcome::Unknown;
+        };
+        if version < c.version {
+            c.replicas.retain(|r| r.server != server);
+            return ReportOutcome::Stale;
+        }
+        let complete = c.length > 0;
+        let (status, outcome) = match (finalized, complete) {
+            (true, true) if length != c.length => {
+                (ReplicaStatus::Corrupt, ReportOutcome::WrongLength)
+            }
+            (true, _) => (ReplicaStatus::Finalized, ReportOutcome::Accepted),
+            (false, _) => (ReplicaStatus::Expected, ReportOutcome::Accepted),
+        };
+        // A newer version than ours can only come from a pipeline the master set up
+        // and then forgot; adopt it, as GFS does.
+        c.version = version;
+        match c.replicas.iter_mut().find(|r| r.server == server) {
+            Some(r) => {
+                // A replica once found corrupt stays corrupt until it is deleted.
+                if r.status != ReplicaStatus::Corrupt {
+                    r.status = status;
+                }
+                r.version = version;
+            }
+            None => c.replicas.push(Replica { server, version, status }),
+        }
+        outcome
+    }
+
+    /// Marks a replica corrupt. Returns false if the master knows no such replica.
+    pub fn mark_corrupt(&mut self, h: ChunkHandle, server: ServerIdx) -> bool {
+        match self
+            .chunks
+            .get_mut(&h)
+            .and_then(|c| c.replicas.iter_mut().find(|r| r.server == server))
+        {
+            Some(r) => {
+                r.status = ReplicaStatus::Corrupt;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Forgets one replica (its chunkserver deleted it).
+    pub fn remove_replica(&mut self, h: ChunkHandle, server: ServerIdx) {
+        if let Some(c) = self.chunks.get_mut(&h) {
+            c.replicas.retain(|r| r.server != server);
+        }
+    }
+
+    /// Forgets every replica `server` holds except those in `keep` (after a full report).
+    pub fn retain_server(
+        &mut self,
+        server: ServerIdx,
+        keep: &std::collections::HashSet<ChunkHandle>,
+    ) {
+        for (h, c) in &mut self.chunks {
+            if !keep.contains(h) {
+                c.replicas.retain(|r| r.server != server || r.status == ReplicaStatus::Expected);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: ServerIdx = ServerIdx(0);
+    const B: ServerIdx = ServerIdx(1);
+    const F: InodeId = InodeId(7);
+
+    #[test]
+    fn pipeline_replicas_become_readable_when_finished() {
+        let mut m = ChunkMap::new();
+        let h = m.allocate(F, &[A, B]);
+        assert_eq!(m.get(h).map(|c| c.readable().count()), Some(0));
+        m.finish(h, 10);
+        assert_eq!(m.get(h).map(|c| c.readable().count()), Some(2));
+    }
+
+    #[test]
+    fn reports_are_checked_against_version_and_length() {
+        let mut m = ChunkMap::new();
+        let h = m.allocate(F, &[A]);
+        m.finish(h, 10);
+        assert_eq!(m.report(h, B, 1, 9, true), ReportOutcome::WrongLength);
+        assert_eq!(m.report(h, A, 1, 10, true), ReportOutcome::Accepted);
+        assert_eq!(m.report(ChunkHandle(99), A, 1, 10, true), ReportOutcome::Unknown);
+        assert_eq!(m.get(h).map(|c| c.readable().count()), Some(1));
+        assert!(m.mark_corrupt(h, A));
+        assert_eq!(m.get(h).map(|c| c.readable().count()), Some(0));
+        // A corrupt replica does not turn good again by being reported.
+        assert_eq!(m.report(h, A, 1, 10, true), ReportOutcome::Accepted);
+        assert_eq!(m.get(h).map(|c| c.readable().count()), Some(0));
+    }
+
+    #[test]
+    fn stale_versions_are_dropped() {
+        let mut m = ChunkMap::new();
+        let h = m.allocate(F, &[A]);
+        m.finish(h, 10);
+        assert_eq!(m.report(h, B, 2, 10, true), ReportOutcome::Accepted);
+        assert_eq!(m.report(h, A, 1, 10, true), ReportOutcome::Stale);
+        let c = m.get(h).expect("chunk");
+        assert_eq!(c.version, 2);
+        assert_eq!(c.replicas.len(), 1);
+    }
+
+    #[test]
+    fn reserved_handles_are_not_reused() {
+        let mut m = ChunkMap::new();
+        m.reserve_above(ChunkHandle(41));
+        assert_eq!(m.allocate(F, &[A]), ChunkHandle(42));
+    }
+}

@@ -1,0 +1,242 @@
+//! Cluster membership: the chunkservers the master knows, their load and liveness, and
+//! the commands waiting for their next heartbeat.
+//!
+//! A chunkserver is live while its last heartbeat is younger than the dead interval.
+//! Time is passed in (`now`) rather than read here, so tests drive it.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::chunks::ChunkHandle;
+
+/// Index of a chunkserver in the master's table; stable while the master runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServerIdx(pub u32);
+
+/// Load figures a chunkserver sends with every heartbeat.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Load {
+    /// Bytes the chunkserver may use in all.
+    pub capacity: u64,
+    /// Bytes used by replicas.
+    pub used: u64,
+    /// Bytes still free for replicas.
+    pub remaining: u64,
+    /// Writes in progress.
+    pub active_writes: u32,
+    /// Replicas held.
+    pub chunk_count: u64,
+}
+
+/// How a chunkserver names itself when it registers.
+#[derive(Debug, Clone, Copy)]
+pub struct Identity<'a> {
+    /// Stable id kept in its data directory.
+    pub id: &'a str,
+    /// Address of its Chunkserver service.
+    pub addr: &'a str,
+    /// Rack name.
+    pub rack: &'a str,
+}
+
+/// A chunkserver as the master sees it.
+#[derive(Debug)]
+pub struct Chunkserver {
+    /// Stable id kept in its data directory.
+    pub id: String,
+    /// Address of its Chunkserver service.
+    pub addr: String,
+    /// Host part of `addr`, for locality.
+    pub host: String,
+    /// Rack name.
+    pub rack: String,
+    /// Latest load figures.
+    pub load: Load,
+    /// When it last reported.
+    pub last_contact: Instant,
+    /// Wall-clock time of the last report, ms since the Unix epoch (for people).
+    pub last_contact_ms: i64,
+    /// Chunks it should delete, sent with the next heartbeat reply.
+    pub pending_deletes: Vec<ChunkHandle>,
+}
+
+/// The host part of a `host:port` address (brackets of an IPv6 literal removed).
+pub fn host_of(addr: &str) -> &str {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// Every chunkserver ever registered since the master started.
+#[derive(Debug)]
+pub struct Cluster {
+    servers: Vec<Chunkserver>,
+    by_id: HashMap<String, ServerIdx>,
+    dead_after: Duration,
+}
+
+impl Cluster {
+    /// An empty cluster whose members die after `dead_after` without a heartbeat.
+    pub fn new(dead_after: Duration) -> Cluster {
+        Cluster { servers: Vec::new(), by_id: HashMap::new(), dead_after }
+    }
+
+    /// Registers (or re-registers) a chunkserver; returns its index.
+    pub fn register(
+        &mut self,
+        who: Identity<'_>,
+        load: Load,
+        now: Instant,
+        now_ms: i64,
+    ) -> ServerIdx {
+        let Identity { id, addr, rack } = who;
+        let entry = Chunkserver {
+            id: id.to_owned(),
+            addr: addr.to_owned(),
+            host: host_of(addr).to_owned(),
+            rack: rack.to_owned(),
+            load,
+            last_contact: now,
+            last_contact_ms: now_ms,
+            pending_deletes: Vec::new(),
+        };
+        match self.by_id.get(id) {
+            Some(&idx) => {
+                let pending = std::mem::take(&mut self.servers[idx.0 as usize].pending_deletes);
+                self.servers[idx.0 as usize] = Chunkserver { pending_deletes: pending, ..entry };
+                idx
+            }
+            None => {
+                let idx = ServerIdx(self.servers.len() as u32);
+                self.servers.push(entry);
+                self.by_id.insert(id.to_owned(), idx);
+                idx
+            }
+        }
+    }
+
+    /// Records a heartbeat; `None` if the chunkserver never registered with this master.
+    pub fn heartbeat(
+        &mut self,
+        id: &str,
+        load: Load,
+        now: Instant,
+        now_ms: i64,
+    ) -> Option<ServerIdx> {
+        let idx = *self.by_id.get(id)?;
+        let s = &mut self.servers[idx.0 as usize];
+        s.load = load;
+        s.last_contact = now;
+        s.last_contact_ms = now_ms;
+        Some(idx)
+    }
+
+    /// The index of a registered chunkserver.
+    pub fn lookup(&self, id: &str) -> Option<ServerIdx> {
+        self.by_id.get(id).copied()
+    }
+
+    /// The chunkserver at `idx`.
+    ///
+    /// # Panics
+    /// If `idx` did not come from this cluster (a bug).
+    pub fn get(&self, idx: ServerIdx) -> &Chunkserver {
+        &self.servers[idx.0 as usize]
+    }
+
+    /// Every chunkserver with its index.
+    pub fn iter(&self) -> impl Iterator<Item = (ServerIdx, &Chunkserver)> {
+        self.servers.iter().enumerate().map(|(i, s)| (ServerIdx(i as u32), s))
+    }
+
+    /// True if `idx` heartbeated within the dead interval.
+    pub fn is_live(&self, idx: ServerIdx, now: Instant) -> bool {
+        now.saturating_duration_since(self.get(idx).last_contact) < self.dead_after
+    }
+
+    /// Live chunkservers.
+    pub fn live(&self, now: Instant) -> impl Iterator<Item = (ServerIdx, &Chunkserver)> {
+        self.iter().filter(move |(i, _)| self.is_live(*i, now))
+    }
+
+    /// Number of distinct racks among live chunkservers.
+    pub fn live_racks(&self, now: Instant) -> usize {
+        let mut racks: Vec<&str> = self.live(now).map(|(_, s)| s.rack.as_str()).collect();
+        racks.sort_unstable();
+        racks.dedup();
+        racks.len()
+    }
+
+    /// Queues a delete command for `idx`'s next heartbeat.
+    pub fn queue_delete(&mut self, idx: ServerIdx, h: ChunkHandle) {
+        let pending = &mut self.servers[idx.0 as usize].pending_deletes;
+        if !pending.contains(&h) {
+            pending.push(h);
+        }
+    }
+
+    /// Takes the delete commands queued for `idx`.
+    pub fn take_deletes(&mut self, idx: ServerIdx) -> Vec<ChunkHandle> {
+        std::mem::take(&mut self.servers[idx.0 as usize].pending_deletes)
+    }
+
+    /// Counts one more write in progress on `idx` until its next heartbeat says better,
+    /// so that a burst of allocations spreads instead of piling onto one server.
+    pub fn note_write(&mut self, idx: ServerIdx, bytes: u64) {
+        let load = &mut self.servers[idx.0 as usize].load;
+        load.active_writes = load.active_writes.saturating_add(1);
+        load.remaining = load.remaining.saturating_sub(bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_parts() {
+        assert_eq!(host_of("127.0.0.2:9866"), "127.0.0.2");
+        assert_eq!(host_of("[::1]:80"), "::1");
+        assert_eq!(host_of("nohost"), "nohost");
+    }
+
+    #[test]
+    fn liveness_follows_heartbeats() {
+        let t0 = Instant::now();
+        let mut c = Cluster::new(Duration::from_secs(10));
+        let a = c.register(
+            Identity { id: "a", addr: "127.0.0.2:1", rack: "/r1" },
+            Load::default(),
+            t0,
+            0,
+        );
+        assert!(c.is_live(a, t0 + Duration::from_secs(9)));
+        assert!(!c.is_live(a, t0 + Duration::from_secs(10)));
+        assert_eq!(c.heartbeat("a", Load::default(), t0 + Duration::from_secs(10), 0), Some(a));
+        assert!(c.is_live(a, t0 + Duration::from_secs(15)));
+        assert_eq!(c.heartbeat("zz", Load::default(), t0, 0), None);
+    }
+
+    #[test]
+    fn reregistering_keeps_index_and_pending_deletes() {
+        let t0 = Instant::now();
+        let mut c = Cluster::new(Duration::from_secs(10));
+        let a = c.register(
+            Identity { id: "a", addr: "127.0.0.2:1", rack: "/r1" },
+            Load::default(),
+            t0,
+            0,
+        );
+        c.queue_delete(a, ChunkHandle(3));
+        c.queue_delete(a, ChunkHandle(3));
+        let again = c.register(
+            Identity { id: "a", addr: "127.0.0.2:2", rack: "/r1" },
+            Load::default(),
+            t0,
+            0,
+        );
+        assert_eq!(a, again);
+        assert_eq!(c.get(a).addr, "127.0.0.2:2");
+        assert_eq!(c.take_deletes(a), vec![ChunkHandle(3)]);
+        assert!(c.take_deletes(a).is_empty());
+    }
+}

@@ -1,0 +1,112 @@
+//! Master configuration: defaults, and the invariants checked before start.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use proto::checksum::BLOCK_SIZE;
+
+use crate::error::{Error, Result};
+
+/// How the master runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Directory for the master's metadata; created if missing.
+    pub dir: PathBuf,
+    /// Chunk size of files that do not ask for another (bytes, a multiple of 64 KiB).
+    pub chunk_size: u64,
+    /// Replication factor of files that do not ask for another.
+    pub replication: u16,
+    /// How often chunkservers are asked to heartbeat.
+    pub heartbeat_interval: Duration,
+    /// A chunkserver silent for this long is dead.
+    pub dead_after: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            dir: PathBuf::from("master-data"),
+            chunk_size: 64 << 20,
+            replication: 3,
+            heartbeat_interval: Duration::from_secs(3),
+            dead_after: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Largest replication factor accepted (HDFS's default `dfs.replication.max` is 512; a
+/// handful is all this design's pipelines are meant for).
+pub const MAX_REPLICATION: u16 = 32;
+
+/// Checks a chunk size: a positive multiple of the 64 KiB checksum block, so chunk
+/// boundaries never split a block.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] naming the size.
+pub fn check_chunk_size(chunk_size: u64) -> Result<()> {
+    if chunk_size == 0 || !chunk_size.is_multiple_of(BLOCK_SIZE as u64) {
+        return Err(Error::InvalidArgument(format!(
+            "chunk size {chunk_size} is not a positive multiple of {BLOCK_SIZE}"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a replication factor is within 1..=[`MAX_REPLICATION`].
+///
+/// # Errors
+/// [`Error::InvalidArgument`] naming the factor.
+pub fn check_replication(replication: u32) -> Result<u16> {
+    match u16::try_from(replication) {
+        Ok(r) if (1..=MAX_REPLICATION).contains(&r) => Ok(r),
+        _ => Err(Error::InvalidArgument(format!(
+            "replication {replication} is outside 1..={MAX_REPLICATION}"
+        ))),
+    }
+}
+
+impl Config {
+    /// Checks the invariants between fields.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] saying which setting is wrong.
+    pub fn validate(&self) -> Result<()> {
+        check_chunk_size(self.chunk_size)?;
+        check_replication(u32::from(self.replication))?;
+        if self.heartbeat_interval.is_zero() {
+            return Err(Error::InvalidArgument("heartbeat interval must be positive".into()));
+        }
+        if self.dead_after <= self.heartbeat_interval {
+            return Err(Error::InvalidArgument(format!(
+                "dead interval {:?} must exceed the heartbeat interval {:?}",
+                self.dead_after, self.heartbeat_interval
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().expect("defaults");
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        let bad = [
+            Config { chunk_size: 1000, ..Config::default() },
+            Config { chunk_size: 0, ..Config::default() },
+            Config { replication: 0, ..Config::default() },
+            Config { dead_after: Duration::from_secs(1), ..Config::default() },
+        ];
+        for c in bad {
+            assert!(c.validate().is_err(), "{c:?}");
+        }
+        assert!(check_replication(33).is_err());
+        assert_eq!(check_replication(2).ok(), Some(2));
+    }
+}

@@ -1,0 +1,109 @@
+//! The master's error type and its mapping to gRPC status codes.
+
+use proto::path::PathError;
+use thiserror::Error;
+
+/// What can go wrong in a master operation.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// A path that is not valid syntax.
+    #[error(transparent)]
+    InvalidPath(#[from] PathError),
+    /// A request argument out of range or inconsistent.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// No file or directory at the path.
+    #[error("{0}: no such file or directory")]
+    NotFound(String),
+    /// Something already exists where the operation would create something.
+    #[error("{0}: file exists")]
+    AlreadyExists(String),
+    /// A path component, or the target, is a file where a directory is needed.
+    #[error("{0}: not a directory")]
+    NotADirectory(String),
+    /// The target is a directory where a file is needed.
+    #[error("{0}: is a directory")]
+    IsADirectory(String),
+    /// A non-recursive delete of a directory with children.
+    #[error("{0}: directory is not empty")]
+    DirectoryNotEmpty(String),
+    /// The operation would make no sense on this path (the root, a move into itself, ...).
+    #[error("{path}: {reason}")]
+    Refused {
+        /// Path concerned.
+        path: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// Another client holds the file open for writing.
+    #[error("{path}: file is being written by {holder}")]
+    LeaseHeld {
+        /// File concerned.
+        path: String,
+        /// Client holding the lease.
+        holder: String,
+    },
+    /// The caller is not the file's writer, or the file is not open for writing.
+    #[error("{path}: not open for writing by {client}")]
+    NotLeaseHolder {
+        /// File concerned.
+        path: String,
+        /// The calling client.
+        client: String,
+    },
+    /// The chunk named by the request is not the one the master expects.
+    #[error("{path}: chunk {handle:#x} is not the file's last chunk")]
+    WrongChunk {
+        /// File concerned.
+        path: String,
+        /// Chunk named by the request.
+        handle: u64,
+    },
+    /// Not enough live chunkservers with room for a new chunk.
+    #[error("no live chunkserver can take a chunk of {chunk_size} bytes ({live} live)")]
+    NoChunkservers {
+        /// Size of the chunk to place.
+        chunk_size: u64,
+        /// Live chunkservers known.
+        live: usize,
+    },
+    /// A chunkserver the master does not know (for example after a master restart).
+    #[error("unknown chunkserver {0}: register first")]
+    UnknownChunkserver(String),
+    /// Binding or serving failed.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// Local I/O failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done, with the path.
+        what: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// Result of a master operation.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> Self {
+        use tonic::Status;
+        let msg = e.to_string();
+        match e {
+            Error::InvalidPath(_) | Error::InvalidArgument(_) => Status::invalid_argument(msg),
+            Error::NotFound(_) => Status::not_found(msg),
+            Error::AlreadyExists(_) => Status::already_exists(msg),
+            Error::NotADirectory(_)
+            | Error::IsADirectory(_)
+            | Error::DirectoryNotEmpty(_)
+            | Error::Refused { .. }
+            | Error::LeaseHeld { .. }
+            | Error::NotLeaseHolder { .. }
+            | Error::WrongChunk { .. }
+            | Error::UnknownChunkserver(_) => Status::failed_precondition(msg),
+            Error::NoChunkservers { .. } => Status::unavailable(msg),
+            Error::Transport(_) | Error::Io { .. } => Status::internal(msg),
+        }
+    }
+}

@@ -1,0 +1,799 @@
+//! The namespace: a tree of directories and files held in memory, as in GFS and HDFS.
+//!
+//! This module owns names, the directory tree and per-file metadata (replication factor,
+//! chunk size, the ordered list of chunk handles, length, writer). It does no I/O and knows
+//! nothing of replicas: where chunks live is the business of [`crate::chunks`] and
+//! [`crate::cluster`]. Every mutation is a method whose result depends only on its
+//! arguments and the current tree (timestamps and chunk handles are passed in), so that
+//! an operation log can record the arguments and replay them to the same state.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use proto::path::DfsPath;
+
+use crate::chunks::ChunkHandle;
+use crate::error::{Error, Result};
+
+/// Identifies an inode for as long as the master runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InodeId(pub u64);
+
+/// The root directory's inode.
+pub const ROOT: InodeId = InodeId(1);
+
+/// Permission bits given to new directories.
+pub const DIR_PERMISSION: u16 = 0o755;
+/// Permission bits given to new files.
+pub const FILE_PERMISSION: u16 = 0o644;
+
+/// A directory or a file.
+#[derive(Debug)]
+pub struct Inode {
+    /// Parent directory (the root is its own parent).
+    pub parent: InodeId,
+    /// Name within the parent (empty for the root).
+    pub name: Box<str>,
+    /// Last modification, milliseconds since the Unix epoch.
+    pub mtime_ms: i64,
+    /// Owner's user name (interned: most inodes share a few owners).
+    pub owner: Arc<str>,
+    /// Unix permission bits.
+    pub permission: u16,
+    /// Directory- or file-specific data.
+    pub kind: InodeKind,
+}
+
+/// What an inode is.
+#[derive(Debug)]
+pub enum InodeKind {
+    /// A directory and its children by name.
+    Dir(BTreeMap<Box<str>, InodeId>),
+    /// A file.
+    File(FileMeta),
+}
+
+/// Metadata of a file.
+#[derive(Debug)]
+pub struct FileMeta {
+    /// Replicas each chunk should have.
+    pub replication: u16,
+    /// Largest size of one chunk.
+    pub chunk_size: u64,
+    /// The file's chunks in order.
+    pub chunks: Vec<ChunkHandle>,
+    /// Bytes in the file's finished chunks (a chunk being written counts once finished).
+    pub length: u64,
+    /// The client holding the file open for writing, if any.
+    pub writer: Option<Box<str>>,
+}
+
+/// Arguments of [`Namespace::create`].
+#[derive(Debug, Clone)]
+pub struct CreateArgs<'a> {
+    /// Replication factor of the new file.
+    pub replication: u16,
+    /// Chunk size of the new file.
+    pub chunk_size: u64,
+    /// Replace an existing file.
+    pub overwrite: bool,
+    /// Create missing parent directories.
+    pub create_parents: bool,
+    /// Owner of the new file (and of parents it creates).
+    pub owner: &'a str,
+    /// Client that will write the file.
+    pub client: &'a str,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub now_ms: i64,
+}
+
+/// The directory tree and file metadata.
+#[derive(Debug)]
+pub struct Namespace {
+    inodes: HashMap<InodeId, Inode>,
+    next_inode: u64,
+    owners: HashMap<Box<str>, Arc<str>>,
+    files: u64,
+    dirs: u64,
+}
+
+impl Default for Namespace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Namespace {
+    /// An empty namespace: just `/`, owned by `root`.
+    pub fn new() -> Namespace {
+        let mut ns = Namespace {
+            inodes: HashMap::new(),
+            next_inode: ROOT.0 + 1,
+            owners: HashMap::new(),
+            files: 0,
+            dirs: 1,
+        };
+        let owner = ns.intern("root");
+        ns.inodes.insert(
+            ROOT,
+            Inode {
+                parent: ROOT,
+                name: "".into(),
+                mtime_ms: 0,
+                owner,
+                permission: DIR_PERMISSION,
+                kind: InodeKind::Dir(BTreeMap::new()),
+            },
+        );
+        ns
+    }
+
+    /// Number of files.
+    pub fn file_count(&self) -> u64 {
+        self.files
+    }
+
+    /// Number of directories, the root included.
+    pub fn dir_count(&self) -> u64 {
+        self.dirs
+    }
+
+    /// The inode with this id.
+    ///
+    /// # Panics
+    /// If the id is not in the tree: ids come only from this namespace, so that is a bug.
+    pub fn inode(&self, id: InodeId) -> &Inode {
+        match self.inodes.get(&id) {
+            Some(i) => i,
+            None => panic!("inode {id:?} missing from the namespace"), // faulty code
+        }
+    }
+
+    fn inode_mut(&mut self, id: InodeId) -> &mut Inode {
+        match self.inodes.get_mut(&id) {
+            Some(i) => i,
+            None => panic!("inode {id:?} missing from the namespace"), // faulty code
+        }
+    }
+
+    /// The file metadata of inode `id`, if it is a file.
+    pub fn file(&self, id: InodeId) -> Option<&FileMeta> {
+        match &self.inode(id).kind {
+            InodeKind::File(f) => Some(f),
+            InodeKind::Dir(_) => None,
+        }
+    }
+
+    /// Resolves a path to its inode.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if a component is missing, [`Error::NotADirectory`] if a
+    /// component other than the last is a file.
+    pub fn lookup(&self, path: &DfsPath) -> Result<InodeId> {
+        let mut cur = ROOT;
+        let mut walked = String::new();
+        for name in path.components() {
+            let InodeKind::Dir(children) = &self.inode(cur).kind else {
+                return Err(Error::NotADirectory(walked));
+            };
+            walked.push('/');
+            walked.push_str(name);
+            cur = *children.get(name).ok_or_else(|| Error::NotFound(path.to_string()))?;
+        }
+        Ok(cur)
+    }
+
+    /// The absolute path of an inode.
+    pub fn path_of(&self, mut id: InodeId) -> DfsPath {
+        let mut names = Vec::new();
+        while id != ROOT {
+            let inode = self.inode(id);
+            names.push(&*inode.name);
+            id = inode.parent;
+        }
+        names.reverse();
+        let joined = format!("/{}", names.join("/"));
+        // Names were validated when they entered the tree.
+        DfsPath::parse(&joined).unwrap_or_else(|e| panic!("corrupt name in namespace: {e}")) // faulty code
+    }
+
+    /// The children of a directory, in name order.
+    ///
+    /// # Errors
+    /// As [`Namespace::lookup`]; for a file, returns just the file.
+    pub fn list(&self, path: &DfsPath) -> Result<Vec<(DfsPath, InodeId)>> {
+        let id = self.lookup(path)?;
+        match &self.inode(id).kind {
+            InodeKind::File(_) => Ok(vec![(path.clone(), id)]),
+            InodeKind::Dir(children) => {
+                children.iter().map(|(name, &child)| Ok((path.join(name)?, child))).collect()
+            }
+        }
+    }
+
+    /// Every file at or below `path`, with its path, in depth-first name order.
+    ///
+    /// # Errors
+    /// As [`Namespace::lookup`].
+    pub fn files_under(&self, path: &DfsPath) -> Result<Vec<(DfsPath, InodeId)>> {
+        let id = self.lookup(path)?;
+        let mut out = Vec::new();
+        let mut stack = vec![(path.clone(), id)];
+        while let Some((p, id)) = stack.pop() {
+            match &self.inode(id).kind {
+                InodeKind::File(_) => out.push((p, id)),
+                InodeKind::Dir(children) => {
+                    for (name, &child) in children.iter().rev() {
+                        stack.push((p.join(name)?, child));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Counts (files, directories) at or below `path`, `path` itself included.
+    ///
+    /// # Errors
+    /// As [`Namespace::lookup`].
+    pub fn count_under(&self, path: &DfsPath) -> Result<(u64, u64)> {
+        let mut stack = vec![self.lookup(path)?];
+        let (mut files, mut dirs) = (0, 0);
+        while let Some(id) = stack.pop() {
+            match &self.inode(id).kind {
+                InodeKind::File(_) => files += 1,
+                InodeKind::Dir(children) => {
+                    dirs += 1;
+                    stack.extend(children.values().copied());
+                }
+            }
+        }
+        Ok((files, dirs))
+    }
+
+    fn intern(&mut self, owner: &str) -> Arc<str> {
+        if let Some(o) = self.owners.get(owner) {
+            return o.clone();
+        }
+        let o: Arc<str> = owner.into();
+        self.owners.insert(owner.into(), o.clone());
+        o
+    }
+
+    fn alloc(
+        &mut self,
+        parent: InodeId,
+        name: &str,
+        owner: &str,
+        now_ms: i64,
+        kind: InodeKind,
+    ) -> InodeId {
+        let id = InodeId(self.next_inode);
+        self.next_inode += 1;
+        let permission = match kind {
+            InodeKind::Dir(_) => {
+                self.dirs += 1;
+                DIR_PERMISSION
+            }
+            InodeKind::File(_) => {
+                self.files += 1;
+                FILE_PERMISSION
+            }
+        };
+        let owner = self.intern(owner);
+        self.inodes.insert(
+            id,
+            Inode { parent, name: name.into(), mtime_ms: now_ms, owner, permission, kind },
+        );
+        let p = self.inode_mut(parent);
+        p.mtime_ms = now_ms;
+        if let InodeKind::Dir(children) = &mut p.kind {
+            children.insert(name.into(), id);
+        }
+        id
+    }
+
+    /// The parent directory of `path`, creating missing ones when `create` is set.
+    fn parent_dir(
+        &mut self,
+        path: &DfsPath,
+        create: bool,
+        owner: &str,
+        now_ms: i64,
+    ) -> Result<InodeId> {
+        let Some(parent) = path.parent() else {
+            return Err(Error::Refused {
+                path: path.to_string(),
+                reason: "the root has no parent",
+            });
+        };
+        if create {
+            self.mkdir(&parent, true, owner, now_ms)?;
+        }
+        let id = self.lookup(&parent)?;
+        match self.inode(id).kind {
+            InodeKind::Dir(_) => Ok(id),
+            InodeKind::File(_) => Err(Error::NotADirectory(parent.to_string())),
+        }
+    }
+
+    fn child(&self, dir: InodeId, name: &str) -> Option<InodeId> {
+        match &self.inode(dir).kind {
+            InodeKind::Dir(children) => children.get(name).copied(),
+            InodeKind::File(_) => None,
+        }
+    }
+
+    /// Creates a directory (with `parents`: also missing ancestors, and no error when it
+    /// exists already, like `mkdir -p`).
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`] when something is at `path` (without `parents`, or a file
+    /// with it), [`Error::NotFound`] for a missing parent without `parents`,
+    /// [`Error::NotADirectory`] when an ancestor is a file.
+    pub fn mkdir(&mut self, path: &DfsPath, parents: bool, owner: &str, now_ms: i64) -> Result<()> {
+        if parents {
+            let mut cur = ROOT;
+            let mut walked = DfsPath::root();
+            for name in path.components() {
+                walked = walked.join(name)?;
+                cur = match self.child(cur, name) {
+                    Some(id) => match self.inode(id).kind {
+                        InodeKind::Dir(_) => id,
+                        InodeKind::File(_) if walked == *path => {
+                            return Err(Error::AlreadyExists(walked.to_string()));
+                        }
+                        InodeKind::File(_) => return Err(Error::NotADirectory(walked.to_string())),
+                    },
+                    None => self.alloc(cur, name, owner, now_ms, InodeKind::Dir(BTreeMap::new())),
+                };
+            }
+            return Ok(());
+        }
+        if path.is_root() {
+            return Err(Error::AlreadyExists(path.to_string()));
+        }
+        let parent = self.parent_dir(path, false, owner, now_ms)?;
+        if self.child(parent, path.name()).is_some() {
+            return Err(Error::AlreadyExists(path.to_string()));
+        }
+        self.alloc(parent, path.name(), owner, now_ms, InodeKind::Dir(BTreeMap::new()));
+        Ok(())
+    }
+
+    /// Creates a file open for writing by `args.client`. Returns the new inode and the
+    /// chunks of the file it replaced (with `overwrite`), which the caller must release.
+    ///
+    /// # Errors
+    /// [`Error::IsADirectory`] if a directory is at `path`; [`Error::AlreadyExists`] if a
+    /// file is there without `overwrite`; [`Error::LeaseHeld`] if another client is writing
+    /// it; parent errors as in [`Namespace::mkdir`]; [`Error::InvalidArgument`] for a zero
+    /// replication factor or chunk size.
+    pub fn create(
+        &mut self,
+        path: &DfsPath,
+        args: &CreateArgs<'_>,
+    ) -> Result<(InodeId, Vec<ChunkHandle>)> {
+        if args.replication == 0 || args.chunk_size == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "{path}: replication and chunk size must be positive"
+            )));
+        }
+        let parent = self.parent_dir(path, args.create_parents, args.owner, args.now_ms)?;
+        let mut released = Vec::new();
+        if let Some(existing) = self.child(parent, path.name()) {
+            match &self.inode(existing).kind {
+                InodeKind::Dir(_) => return Err(Error::IsADirectory(path.to_string())),
+                InodeKind::File(f) => {
+                    if let Some(holder) = f.writer.as_deref().filter(|h| *h != args.client) {
+                        return Err(Error::LeaseHeld {
+                            path: path.to_string(),
+                            holder: holder.to_owned(),
+                        });
+                    }
+                    if !args.overwrite {
+                        return Err(Error::AlreadyExists(path.to_string()));
+                    }
+                }
+            }
+            released = self.remove(existing);
+        }
+        let meta = FileMeta {
+            replication: args.replication,
+            chunk_size: args.chunk_size,
+            chunks: Vec::new(),
+            length: 0,
+            writer: Some(args.client.into()),
+        };
+        let id = self.alloc(parent, path.name(), args.owner, args.now_ms, InodeKind::File(meta));
+        Ok((id, released))
+    }
+
+    /// The file at `path`, checked to be open for writing by `client`.
+    ///
+    /// # Errors
+    /// Lookup errors, [`Error::IsADirectory`], or [`Error::NotLeaseHolder`].
+    pub fn open_for_write(&self, path: &DfsPath, client: &str) -> Result<InodeId> {
+        let id = self.lookup(path)?;
+        match &self.inode(id).kind {
+            InodeKind::Dir(_) => Err(Error::IsADirectory(path.to_string())),
+            InodeKind::File(f) if f.writer.as_deref() == Some(client) => Ok(id),
+            InodeKind::File(_) => {
+                Err(Error::NotLeaseHolder { path: path.to_string(), client: client.to_owned() })
+            }
+        }
+    }
+
+    fn file_mut(&mut self, id: InodeId) -> &mut FileMeta {
+        match &mut self.inode_mut(id).kind {
+            InodeKind::File(f) => f,
+            InodeKind::Dir(_) => panic!("inode {id:?} is not a file"), // faulty code
+        }
+    }
+
+    /// Finishes the file's last chunk at `length` bytes (if `last` names it), checking that
+    /// `last` really is the file's last chunk and that `length` fits the chunk size.
+    fn finish_last_chunk(
+        &mut self,
+        path: &DfsPath,
+        id: InodeId,
+        last: Option<(ChunkHandle, u64)>,
+    ) -> Result<()> {
+        let f = self.file_mut(id);
+        match (last, f.chunks.last()) {
+            (None, None) => Ok(()),
+            (Some((h, len)), Some(&tail)) if h == tail => {
+                if len == 0 || len > f.chunk_size {
+                    return Err(Error::InvalidArgument(format!(
+                        "{path}: chunk {:#x} length {len} outside 1..={}",
+                        h.0, f.chunk_size
+                    )));
+                }
+                // Earlier chunks are full by construction; the file length is theirs plus this one.
+                f.length = (f.chunks.len() as u64 - 1) * f.chunk_size + len;
+                Ok(())
+            }
+            (Some((h, _)), _) => Err(Error::WrongChunk { path: path.to_string(), handle: h.0 }),
+            (None, Some(&tail)) => {
+                Err(Error::WrongChunk { path: path.to_string(), handle: tail.0 })
+            }
+        }
+    }
+
+    /// Appends chunk `new` to a file open for writing by `client`, after finishing the
+    /// previous chunk at its final length. Every chunk but the last is full, so a previous
+    /// chunk shorter than the chunk size is refused. Returns the file and the new chunk's
+    /// offset.
+    ///
+    /// # Errors
+    /// As [`Namespace::open_for_write`], [`Error::WrongChunk`] if `previous` is not the
+    /// file's last chunk, [`Error::InvalidArgument`] if its length is not the chunk size.
+    pub fn add_chunk(
+        &mut self,
+        path: &DfsPath,
+        client: &str,
+        previous: Option<(ChunkHandle, u64)>,
+        new: ChunkHandle,
+        now_ms: i64,
+    ) -> Result<(InodeId, u64)> {
+        let id = self.open_for_write(path, client)?;
+        let chunk_size = self.file_mut(id).chunk_size;
+        if let Some((h, len)) = previous
+            && len != chunk_size
+        {
+            return Err(Error::InvalidArgument(format!(
+                "{path}: chunk {:#x} ended at {len} bytes, short of the chunk size {chunk_size}",
+                h.0
+            )));
+        }
+        self.finish_last_chunk(path, id, previous)?;
+        self.inode_mut(id).mtime_ms = now_ms;
+        let f = self.file_mut(id);
+        let offset = f.chunks.len() as u64 * f.chunk_size;
+        f.chunks.push(new);
+        Ok((id, offset))
+    }
+
+    /// Finishes the last chunk (if any) at `length` and closes the file: the lease is
+    /// released and the length final.
+    ///
+    /// # Errors
+    /// As [`Namespace::add_chunk`].
+    pub fn complete(
+        &mut self,
+        path: &DfsPath,
+        client: &str,
+        last: Option<(ChunkHandle, u64)>,
+        now_ms: i64,
+    ) -> Result<InodeId> {
+        let id = self.open_for_write(path, client)?;
+        self.finish_last_chunk(path, id, last)?;
+        self.inode_mut(id).mtime_ms = now_ms;
+        self.file_mut(id).writer = None;
+        Ok(id)
+    }
+
+    /// Renames `src` to `dst`; an existing directory at `dst` receives `src` under its own
+    /// name (as `mv` does). Returns the path `src` now has.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for a missing `src` or parent of `dst`, [`Error::AlreadyExists`]
+    /// if the final target exists, [`Error::Refused`] for the root or a move into itself.
+    pub fn rename(&mut self, src: &DfsPath, dst: &DfsPath, now_ms: i64) -> Result<DfsPath> {
+        if src.is_root() {
+            return Err(Error::Refused { path: src.to_string(), reason: "cannot rename the root" });
+        }
+        let id = self.lookup(src)?;
+        let mut target = dst.clone();
+        if let Ok(existing) = self.lookup(dst)
+            && matches!(self.inode(existing).kind, InodeKind::Dir(_))
+            && existing != id
+        {
+            target = dst.join(src.name())?;
+        }
+        if target == *src {
+            return Ok(target);
+        }
+        if src.is_ancestor_of(&target) {
+            return Err(Error::Refused {
+                path: dst.to_string(),
+                reason: "cannot move a directory into itself",
+            });
+        }
+        let new_parent = self.parent_dir(&target, false, "", now_ms)?;
+        if self.child(new_parent, target.name()).is_some() {
+            return Err(Error::AlreadyExists(target.to_string()));
+        }
+        let old_parent = self.inode(id).parent;
+        let old_name = self.inode(id).name.clone();
+        for (dir, add) in [(old_parent, false), (new_parent, true)] {
+            let d = self.inode_mut(dir);
+            d.mtime_ms = now_ms;
+            if let InodeKind::Dir(children) = &mut d.kind {
+                if add {
+                    children.insert(target.name().into(), id);
+                } else {
+                    children.remove(&old_name);
+                }
+            }
+        }
+        let inode = self.inode_mut(id);
+        inode.parent = new_parent;
+        inode.name = target.name().into();
+        Ok(target)
+    }
+
+    /// Deletes `path` (a non-empty directory only with `recursive`). Returns the chunks of
+    /// every file removed, which the caller must release.
+    ///
+    /// # Errors
+    /// Lookup errors, [`Error::DirectoryNotEmpty`], [`Error::Refused`] for the root.
+    pub fn delete(
+        &mut self,
+        path: &DfsPath,
+        recursive: bool,
+        now_ms: i64,
+    ) -> Result<Vec<ChunkHandle>> {
+        if path.is_root() {
+            return Err(Error::Refused {
+                path: path.to_string(),
+                reason: "cannot delete the root",
+            });
+        }
+        let id = self.lookup(path)?;
+        if let InodeKind::Dir(children) = &self.inode(id).kind
+            && !children.is_empty()
+            && !recursive
+        {
+            return Err(Error::DirectoryNotEmpty(path.to_string()));
+        }
+        let parent = self.inode(id).parent;
+        self.inode_mut(parent).mtime_ms = now_ms;
+        Ok(self.remove(id))
+    }
+
+    /// Unlinks `id` from its parent and drops it and everything below it.
+    fn remove(&mut self, id: InodeId) -> Vec<ChunkHandle> {
+        let parent = self.inode(id).parent;
+        let name = self.inode(id).name.clone();
+        if let InodeKind::Dir(children) = &mut self.inode_mut(parent).kind {
+            children.remove(&name);
+        }
+        let mut released = Vec::new();
+        let mut stack = vec![id];
+        while let Some(id) = stack.pop() {
+            let Some(inode) = self.inodes.remove(&id) else { continue };
+            match inode.kind {
+                InodeKind::File(f) => {
+                    self.files -= 1;
+                    released.extend(f.chunks);
+                }
+                InodeKind::Dir(children) => {
+                    self.dirs -= 1;
+                    stack.extend(children.into_values());
+                }
+            }
+        }
+        released
+    }
+
+    /// Sets the replication factor of the file at `path`, or of every file below the
+    /// directory at `path`. Returns the files changed.
+    ///
+    /// # Errors
+    /// Lookup errors; [`Error::InvalidArgument`] for a factor of 0.
+    pub fn set_replication(&mut self, path: &DfsPath, replication: u16) -> Result<Vec<InodeId>> {
+        if replication == 0 {
+            return Err(Error::InvalidArgument(format!("{path}: replication must be positive")));
+        }
+        let files = self.files_under(path)?;
+        for (_, id) in &files {
+            self.file_mut(*id).replication = replication;
+        }
+        Ok(files.into_iter().map(|(_, id)| id).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> DfsPath {
+        DfsPath::parse(s).expect("valid path")
+    }
+
+    fn args(client: &str) -> CreateArgs<'_> {
+        CreateArgs {
+            replication: 3,
+            chunk_size: 100,
+            overwrite: false,
+            create_parents: false,
+            owner: "alice",
+            client,
+            now_ms: 1,
+        }
+    }
+
+    fn ns_with(paths: &[&str]) -> Namespace {
+        let mut ns = Namespace::new();
+        for path in paths {
+            if let Some(dir) = path.strip_suffix('/') {
+                ns.mkdir(&p(dir), true, "alice", 1).expect("mkdir");
+            } else {
+                ns.create(&p(path), &CreateArgs { create_parents: true, ..args("c") })
+                    .expect("create");
+                ns.complete(&p(path), "c", None, 1).expect("complete");
+            }
+        }
+        ns
+    }
+
+    #[test]
+    fn mkdir_needs_parent_unless_p() {
+        let mut ns = Namespace::new();
+        assert!(matches!(ns.mkdir(&p("/a/b"), false, "u", 1), Err(Error::NotFound(_))));
+        ns.mkdir(&p("/a/b"), true, "u", 1).expect("mkdir -p");
+        ns.mkdir(&p("/a/b"), true, "u", 1).expect("mkdir -p is idempotent");
+        assert!(matches!(ns.mkdir(&p("/a/b"), false, "u", 1), Err(Error::AlreadyExists(_))));
+        assert_eq!(ns.dir_count(), 3);
+    }
+
+    #[test]
+    fn mkdir_through_a_file_fails() {
+        let mut ns = ns_with(&["/f"]);
+        assert!(matches!(ns.mkdir(&p("/f/x"), true, "u", 1), Err(Error::NotADirectory(_))));
+        assert!(matches!(ns.mkdir(&p("/f"), true, "u", 1), Err(Error::AlreadyExists(_))));
+        assert!(matches!(ns.mkdir(&p("/f/x"), false, "u", 1), Err(Error::NotADirectory(_))));
+    }
+
+    #[test]
+    fn create_checks_existing_and_leases() {
+        let mut ns = ns_with(&["/d/", "/d/f"]);
+        assert!(matches!(ns.create(&p("/d/f"), &args("c")), Err(Error::AlreadyExists(_))));
+        assert!(matches!(ns.create(&p("/d"), &args("c")), Err(Error::IsADirectory(_))));
+        assert!(matches!(ns.create(&p("/nope/f"), &args("c")), Err(Error::NotFound(_))));
+        ns.create(&p("/d/g"), &args("w1")).expect("create");
+        assert!(matches!(
+            ns.create(&p("/d/g"), &CreateArgs { overwrite: true, ..args("w2") }),
+            Err(Error::LeaseHeld { .. })
+        ));
+        assert!(matches!(
+            ns.add_chunk(&p("/d/g"), "w2", None, ChunkHandle(9), 1),
+            Err(Error::NotLeaseHolder { .. })
+        ));
+    }
+
+    #[test]
+    fn chunks_and_length() {
+        let mut ns = Namespace::new();
+        let f = p("/f");
+        ns.create(&f, &args("c")).expect("create");
+        let (_, off) = ns.add_chunk(&f, "c", None, ChunkHandle(1), 2).expect("first");
+        assert_eq!(off, 0);
+        assert!(matches!(
+            ns.add_chunk(&f, "c", Some((ChunkHandle(1), 50)), ChunkHandle(2), 2),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            ns.add_chunk(&f, "c", Some((ChunkHandle(7), 100)), ChunkHandle(2), 2),
+            Err(Error::WrongChunk { .. })
+        ));
+        let (_, off) =
+            ns.add_chunk(&f, "c", Some((ChunkHandle(1), 100)), ChunkHandle(2), 2).expect("second");
+        assert_eq!(off, 100);
+        let id = ns.complete(&f, "c", Some((ChunkHandle(2), 1)), 3).expect("complete");
+        let meta = ns.file(id).expect("file");
+        assert_eq!(meta.length, 101);
+        assert_eq!(meta.chunks, vec![ChunkHandle(1), ChunkHandle(2)]);
+        assert!(meta.writer.is_none());
+        assert!(matches!(ns.complete(&f, "c", None, 4), Err(Error::NotLeaseHolder { .. })));
+    }
+
+    #[test]
+    fn overwrite_releases_old_chunks() {
+        let mut ns = Namespace::new();
+        let f = p("/f");
+        ns.create(&f, &args("c")).expect("create");
+        ns.add_chunk(&f, "c", None, ChunkHandle(5), 1).expect("chunk");
+        ns.complete(&f, "c", Some((ChunkHandle(5), 10)), 1).expect("complete");
+        let (_, released) =
+            ns.create(&f, &CreateArgs { overwrite: true, ..args("c") }).expect("overwrite");
+        assert_eq!(released, vec![ChunkHandle(5)]);
+        assert_eq!(ns.file_count(), 1);
+    }
+
+    #[test]
+    fn rename_semantics() {
+        let mut ns = ns_with(&["/a/", "/b/", "/a/f", "/a/g"]);
+        assert_eq!(ns.rename(&p("/a/f"), &p("/b"), 1).expect("into dir"), p("/b/f"));
+        assert!(ns.lookup(&p("/b/f")).is_ok());
+        assert!(matches!(ns.lookup(&p("/a/f")), Err(Error::NotFound(_))));
+        assert_eq!(ns.rename(&p("/a/g"), &p("/a/h"), 1).expect("rename"), p("/a/h"));
+        assert!(matches!(ns.rename(&p("/a/h"), &p("/b/f"), 1), Err(Error::AlreadyExists(_))));
+        assert!(matches!(ns.rename(&p("/a"), &p("/a/sub"), 1), Err(Error::Refused { .. })));
+        assert!(ns.rename(&p("/a"), &p("/a"), 1).is_ok());
+        assert!(matches!(ns.rename(&p("/missing"), &p("/x"), 1), Err(Error::NotFound(_))));
+        assert!(matches!(ns.rename(&p("/a/h"), &p("/nope/x"), 1), Err(Error::NotFound(_))));
+        assert!(matches!(ns.rename(&p("/"), &p("/x"), 1), Err(Error::Refused { .. })));
+        ns.rename(&p("/a"), &p("/b"), 1).expect("dir into dir");
+        assert_eq!(ns.path_of(ns.lookup(&p("/b/a/h")).expect("moved")), p("/b/a/h"));
+    }
+
+    #[test]
+    fn delete_semantics() {
+        let mut ns = ns_with(&["/d/e/", "/d/f"]);
+        assert!(matches!(ns.delete(&p("/d"), false, 1), Err(Error::DirectoryNotEmpty(_))));
+        assert!(ns.lookup(&p("/d/f")).is_ok());
+        assert!(matches!(ns.delete(&p("/"), true, 1), Err(Error::Refused { .. })));
+        ns.delete(&p("/d/e"), false, 1).expect("empty dir");
+        ns.delete(&p("/d"), true, 1).expect("recursive");
+        assert_eq!((ns.file_count(), ns.dir_count()), (0, 1));
+        assert!(matches!(ns.delete(&p("/d"), true, 1), Err(Error::NotFound(_))));
+    }
+
+    #[test]
+    fn listing_and_walks() {
+        let ns = ns_with(&["/a/x/", "/a/b", "/a/x/c", "/z"]);
+        let names: Vec<String> =
+            ns.list(&p("/a")).expect("list").into_iter().map(|(p, _)| p.to_string()).collect();
+        assert_eq!(names, ["/a/b", "/a/x"]);
+        let files: Vec<String> = ns
+            .files_under(&p("/"))
+            .expect("walk")
+            .into_iter()
+            .map(|(p, _)| p.to_string())
+            .collect();
+        assert_eq!(files, ["/a/b", "/a/x/c", "/z"]);
+        assert_eq!(ns.count_under(&p("/a")).expect("count"), (2, 2));
+        assert_eq!(ns.list(&p("/z")).expect("file").len(), 1);
+    }
+
+    #[test]
+    fn setrep_on_a_tree() {
+        let mut ns = ns_with(&["/a/b", "/a/c"]);
+        assert_eq!(ns.set_replication(&p("/a"), 2).expect("setrep").len(), 2);
+        let id = ns.lookup(&p("/a/b")).expect("file");
+        assert_eq!(ns.file(id).map(|f| f.replication), Some(2));
+        assert!(ns.set_replication(&p("/a"), 0).is_err());
+    }
+}

@@ -1,0 +1,340 @@
+//! The gRPC edge of the master: translates `gfs.v1.Master` requests into
+//! [`MasterState`] calls and the results back into protos. Holds no logic of its own.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use proto::gfs::master_server::Master;
+use proto::gfs::{self as pb, ChunkCommand, DeleteChunks, chunk_command};
+use proto::path::DfsPath;
+use tonic::{Request, Response, Status};
+
+use crate::chunks::ChunkHandle;
+use crate::cluster::{Identity, Load};
+use crate::error::Error;
+use crate::namespace::{Inode, InodeKind};
+use crate::report;
+use crate::state::{CreateRequest, Located, MasterState, ReportedReplica};
+
+/// The `Master` service over shared state.
+#[derive(Debug, Clone)]
+pub struct MasterService {
+    state: Arc<Mutex<MasterState>>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn path(s: &str) -> Result<DfsPath, Status> {
+    DfsPath::parse(s).map_err(|e| Error::from(e).into())
+}
+
+/// `Some(handle)` unless the wire's "none" (0).
+fn handle_len(handle: u64, len: u64) -> Option<(ChunkHandle, u64)> {
+    (handle != 0).then_some((ChunkHandle(handle), len))
+}
+
+/// The host a request came from: what the client says, else its connection's peer.
+fn client_host<T>(req: &Request<T>, claimed: &str) -> String {
+    if !claimed.is_empty() {
+        return claimed.to_owned();
+    }
+    req.remote_addr().map(|a| a.ip().to_string()).unwrap_or_default()
+}
+
+fn reported(c: &pb::ReportedChunk) -> ReportedReplica {
+    ReportedReplica {
+        handle: ChunkHandle(c.handle),
+        version: c.version,
+        length: c.length,
+        finalized: c.finalized,
+    }
+}
+
+/// The wire form of a file or directory's status.
+pub fn file_status(path: &DfsPath, inode: &Inode) -> pb::FileStatus {
+    let mut st = pb::FileStatus {
+        path: path.to_string(),
+        mtime_ms: inode.mtime_ms,
+        owner: inode.owner.to_string(),
+        permission: u32::from(inode.permission),
+        ..pb::FileStatus::default()
+    };
+    match &inode.kind {
+        InodeKind::Dir(_) => st.is_dir = true,
+        InodeKind::File(f) => {
+            st.length = f.length;
+            st.replication = u32::from(f.replication);
+            st.chunk_size = f.chunk_size;
+            st.under_construction = f.writer.is_some();
+            st.chunk_count = f.chunks.len() as u64;
+        }
+    }
+    st
+}
+
+impl MasterService {
+    /// A service over `state`.
+    pub fn new(state: Arc<Mutex<MasterState>>) -> MasterService {
+        MasterService { state }
+    }
+
+    fn state(&self) -> MutexGuard<'_, MasterState> {
+        // A panic while holding the lock is a bug that already failed its request; the
+        // state itself is only ever changed by operations that complete or fail whole.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn located(st: &MasterState, l: &Located) -> pb::LocatedChunk {
+        pb::LocatedChunk {
+            handle: l.handle.0,
+            version: l.version,
+            offset: l.offset,
+            length: l.length,
+            replicas: l.replicas.iter().map(|&i| report::server_info(st, i)).collect(),
+        }
+    }
+}
+
+fn load(capacity: u64, used: u64, remaining: u64, active_writes: u32, chunk_count: u64) -> Load {
+    Load { capacity, used, remaining, active_writes, chunk_count }
+}
+
+#[tonic::async_trait]
+impl Master for MasterService {
+    async fn mkdir(
+        &self,
+        req: Request<pb::MkdirRequest>,
+    ) -> Result<Response<pb::MkdirResponse>, Status> {
+        let r = req.into_inner();
+        let p = path(&r.path)?;
+        self.state().mkdir(&p, r.parents, &r.owner, now_ms())?;
+        Ok(Response::new(pb::MkdirResponse {}))
+    }
+
+    async fn create(
+        &self,
+        req: Request<pb::CreateRequest>,
+    ) -> Result<Response<pb::CreateResponse>, Status> {
+        let r = req.into_inner();
+        let p = path(&r.path)?;
+        if r.client_name.is_empty() {
+            return Err(Status::invalid_argument("create: client_name is required"));
+        }
+        let mut st = self.state();
+        let create = CreateRequest {
+            replication: r.replication,
+            chunk_size: r.chunk_size,
+            overwrite: r.overwrite,
+            create_parents: r.create_parents,
+            owner: &r.owner,
+            client: &r.client_name,
+        };
+        let id = st.create(&p, &create, now_ms())?;
+        let status = file_status(&p, st.ns.inode(id));
+        Ok(Response::new(pb::CreateResponse { status: Some(status) }))
+    }
+
+    async fn add_chunk(
+        &self,
+        req: Request<pb::AddChunkRequest>,
+    ) -> Result<Response<pb::AddChunkResponse>, Status> {
+        let host = client_host(&req, &req.get_ref().client_host);
+        let r = req.into_inner();
+        let p = path(&r.path)?;
+        let mut st = self.state();
+        let prev = handle_len(r.previous_handle, r.previous_length);
+        let l =
+            st.add_chunk(&p, &r.client_name, prev, &host, &r.excluded, Instant::now(), now_ms())?;
+        Ok(Response::new(pb::AddChunkResponse { chunk: Some(Self::located(&st, &l)) }))
+    }
+
+    async fn complete(
+        &self,
+        req: Request<pb::CompleteRequest>,
+    ) -> Result<Response<pb::CompleteResponse>, Status> {
+        let r = req.into_inner();
+        let p = path(&r.path)?;
+        self.state().complete(
+            &p,
+            &r.client_name,
+            handle_len(r.last_handle, r.last_length),
+            now_ms(),
+        )?;
+        Ok(Response::new(pb::CompleteResponse {}))
+    }
+
+    async fn get_file_info(
+        &self,
+        req: Request<pb::GetFileInfoRequest>,
+    ) -> Result<Response<pb::GetFileInfoResponse>, Status> {
+        let p = path(&req.get_ref().path)?;
+        let st = self.state();
+        let id = st.ns.lookup(&p)?;
+        Ok(Response::new(pb::GetFileInfoResponse {
+            status: Some(file_status(&p, st.ns.inode(id))),
+        }))
+    }
+
+    async fn list_dir(
+        &self,
+        req: Request<pb::ListDirRequest>,
+    ) -> Result<Response<pb::ListDirResponse>, Status> {
+        let p = path(&req.get_ref().path)?;
+        let st = self.state();
+        let entries =
+            st.ns.list(&p)?.iter().map(|(cp, id)| file_status(cp, st.ns.inode(*id))).collect();
+        Ok(Response::new(pb::ListDirResponse { entries }))
+    }
+
+    async fn get_chunk_locations(
+        &self,
+        req: Request<pb::GetChunkLocationsRequest>,
+    ) -> Result<Response<pb::GetChunkLocationsResponse>, Status> {
+        let host = client_host(&req, &req.get_ref().client_host);
+        let r = req.into_inner();
+        let p = path(&r.path)?;
+        let mut st = self.state();
+        let (file_length, chunks, under_construction) =
+            st.locations(&p, r.offset, r.length, &host, Instant::now())?;
+        let chunks = chunks.iter().map(|l| Self::located(&st, l)).collect();
+        Ok(Response::new(pb::GetChunkLocationsResponse { file_length, chunks, under_construction }))
+    }
+
+    async fn rename(
+        &self,
+        req: Request<pb::RenameRequest>,
+    ) -> Result<Response<pb::RenameResponse>, Status> {
+        let r = req.into_inner();
+        let (src, dst) = (path(&r.src)?, path(&r.dst)?);
+        let new_path = self.state().rename(&src, &dst, now_ms())?;
+        Ok(Response::new(pb::RenameResponse { new_path: new_path.to_string() }))
+    }
+
+    async fn delete(
+        &self,
+        req: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let r = req.into_inner();
+        let p = path(&r.path)?;
+        self.state().delete(&p, r.recursive, now_ms())?;
+        Ok(Response::new(pb::DeleteResponse {}))
+    }
+
+    async fn set_replication(
+        &self,
+        req: Request<pb::SetReplicationRequest>,
+    ) -> Result<Response<pb::SetReplicationResponse>, Status> {
+        let r = req.into_inner();
+        let p = path(&r.path)?;
+        let files = self.state().set_replication(&p, r.replication)?;
+        Ok(Response::new(pb::SetReplicationResponse { files }))
+    }
+
+    async fn get_content_summary(
+        &self,
+        req: Request<pb::GetContentSummaryRequest>,
+    ) -> Result<Response<pb::GetContentSummaryResponse>, Status> {
+        let p = path(&req.get_ref().path)?;
+        let st = self.state();
+        let (file_count, directory_count) = st.ns.count_under(&p)?;
+        let (mut length, mut space_consumed) = (0u64, 0u64);
+        for (_, id) in st.ns.files_under(&p)? {
+            if let Some(f) = st.ns.file(id) {
+                length += f.length;
+                space_consumed += f.length * u64::from(f.replication);
+            }
+        }
+        Ok(Response::new(pb::GetContentSummaryResponse {
+            length,
+            file_count,
+            directory_count,
+            space_consumed,
+        }))
+    }
+
+    async fn fsck(
+        &self,
+        req: Request<pb::FsckRequest>,
+    ) -> Result<Response<pb::FsckResponse>, Status> {
+        let r = req.into_inner();
+        let p = path(if r.path.is_empty() { "/" } else { &r.path })?;
+        let st = self.state();
+        Ok(Response::new(report::fsck(&st, &p, r.include_open, Instant::now())?))
+    }
+
+    async fn cluster_report(
+        &self,
+        _req: Request<pb::ClusterReportRequest>,
+    ) -> Result<Response<pb::ClusterReportResponse>, Status> {
+        let st = self.state();
+        Ok(Response::new(report::cluster_report(&st, Instant::now())))
+    }
+
+    async fn report_bad_replica(
+        &self,
+        req: Request<pb::ReportBadReplicaRequest>,
+    ) -> Result<Response<pb::ReportBadReplicaResponse>, Status> {
+        let r = req.into_inner();
+        self.state().report_bad_replica(ChunkHandle(r.handle), &r.chunkserver_id, &r.reason)?;
+        Ok(Response::new(pb::ReportBadReplicaResponse {}))
+    }
+
+    async fn register(
+        &self,
+        req: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterResponse>, Status> {
+        let r = req.into_inner();
+        let Some(server) = r.server else {
+            return Err(Status::invalid_argument("register: server is required"));
+        };
+        if server.id.is_empty() || server.addr.is_empty() {
+            return Err(Status::invalid_argument("register: server id and addr are required"));
+        }
+        let chunks: Vec<ReportedReplica> = r.chunks.iter().map(reported).collect();
+        let load = load(r.capacity, r.used, r.remaining, 0, chunks.len() as u64);
+        let mut st = self.state();
+        st.register(
+            Identity { id: &server.id, addr: &server.addr, rack: &server.rack },
+            load,
+            &chunks,
+            Instant::now(),
+            now_ms(),
+        );
+        let heartbeat_interval_ms = st.config.heartbeat_interval.as_millis() as u64;
+        Ok(Response::new(pb::RegisterResponse { heartbeat_interval_ms }))
+    }
+
+    async fn heartbeat(
+        &self,
+        req: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let r = req.into_inner();
+        let load = load(r.capacity, r.used, r.remaining, r.active_writes, r.chunk_count);
+        let Some(deletes) = self.state().heartbeat(&r.id, load, Instant::now(), now_ms()) else {
+            return Ok(Response::new(pb::HeartbeatResponse { commands: vec![], reregister: true }));
+        };
+        let mut commands = Vec::new();
+        if !deletes.is_empty() {
+            let handles = deletes.into_iter().map(|h| h.0).collect();
+            commands.push(ChunkCommand {
+                command: Some(chunk_command::Command::Delete(DeleteChunks { handles })),
+            });
+        }
+        Ok(Response::new(pb::HeartbeatResponse { commands, reregister: false }))
+    }
+
+    async fn report_chunks(
+        &self,
+        req: Request<pb::ReportChunksRequest>,
+    ) -> Result<Response<pb::ReportChunksResponse>, Status> {
+        let r = req.into_inner();
+        let received: Vec<ReportedReplica> = r.received.iter().map(reported).collect();
+        let deleted: Vec<ChunkHandle> = r.deleted.iter().map(|&h| ChunkHandle(h)).collect();
+        let corrupt: Vec<ChunkHandle> = r.corrupt.iter().map(|&h| ChunkHandle(h)).collect();
+        let known = self.state().report_chunks(&r.id, &received, &deleted, &corrupt);
+        Ok(Response::new(pb::ReportChunksResponse { reregister: !known }))
+    }
+}

@@ -1,0 +1,562 @@
+//! The master's core: namespace, chunk map and cluster behind one lock, and the
+//! operations that touch more than one of them (allocating a chunk on placed replicas,
+//! releasing a deleted file's chunks, taking chunkserver reports).
+//!
+//! No I/O happens here: the gRPC edge ([`crate::server`]) translates requests into these
+//! calls and passes the time in, so the logic is driven and tested without a network.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use proto::path::DfsPath;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tracing::{debug, info, warn};
+
+use crate::chunks::{ChunkHandle, ChunkMap, ReportOutcome};
+use crate::cluster::{Cluster, Identity, Load, ServerIdx};
+use crate::config::{self, Config};
+use crate::error::{Error, Result};
+use crate::namespace::{CreateArgs, InodeId, Namespace};
+use crate::placement::{self, Candidate, Distance};
+
+/// A chunk of a file with the replicas a client should use, in order.
+#[derive(Debug, Clone)]
+pub struct Located {
+    /// The chunk.
+    pub handle: ChunkHandle,
+    /// Its version.
+    pub version: u64,
+    /// Offset of its first byte in the file.
+    pub offset: u64,
+    /// Its length (0 for a chunk being written).
+    pub length: u64,
+    /// Replicas: nearest first for reads, pipeline order for writes.
+    pub replicas: Vec<ServerIdx>,
+}
+
+/// Arguments of [`MasterState::create`] as a client sends them (0 = default).
+#[derive(Debug, Clone)]
+pub struct CreateRequest<'a> {
+    /// Requested replication (0 = the cluster default).
+    pub replication: u32,
+    /// Requested chunk size (0 = the cluster default).
+    pub chunk_size: u64,
+    /// Replace an existing file.
+    pub overwrite: bool,
+    /// Create missing parents.
+    pub create_parents: bool,
+    /// Owner of the file.
+    pub owner: &'a str,
+    /// Writer of the file.
+    pub client: &'a str,
+}
+
+/// A chunk replica as a chunkserver reports it.
+#[derive(Debug, Clone, Copy)]
+pub struct ReportedReplica {
+    /// The chunk.
+    pub handle: ChunkHandle,
+    /// Version held.
+    pub version: u64,
+    /// Bytes held.
+    pub length: u64,
+    /// Complete (not being written).
+    pub finalized: bool,
+}
+
+/// Everything the master holds in memory.
+#[derive(Debug)]
+pub struct MasterState {
+    /// Defaults and timing.
+    pub config: Config,
+    /// The directory tree.
+    pub ns: Namespace,
+    /// Chunks and replicas.
+    pub chunks: ChunkMap,
+    /// Chunkservers.
+    pub cluster: Cluster,
+    rng: StdRng,
+}
+
+impl MasterState {
+    /// A master with an empty namespace and no chunkservers.
+    pub fn new(config: Config) -> MasterState {
+        let cluster = Cluster::new(config.dead_after);
+        MasterState {
+            config,
+            ns: Namespace::new(),
+            chunks: ChunkMap::new(),
+            cluster,
+            rng: StdRng::from_os_rng(),
+        }
+    }
+
+    /// The rack of the chunkserver on `host`, if one runs there.
+    pub fn rack_of_host(&self, host: &str) -> Option<&str> {
+        self.cluster.iter().find(|(_, s)| s.host == host).map(|(_, s)| s.rack.as_str())
+    }
+
+    /// Creates a directory.
+    ///
+    /// # Errors
+    /// As [`Namespace::mkdir`].
+    pub fn mkdir(&mut self, path: &DfsPath, parents: bool, owner: &str, now_ms: i64) -> Result<()> {
+        self.ns.mkdir(path, parents, owner, now_ms)
+    }
+
+    /// Creates a file open for writing, replacing (and releasing) an old one on overwrite.
+    ///
+    /// # Errors
+    /// Bad replication or chunk size, and as [`Namespace::create`].
+    pub fn create(
+        &mut self,
+        path: &DfsPath,
+        req: &CreateRequest<'_>,
+        now_ms: i64,
+    ) -> Result<InodeId> {
+        let replication = match req.replication {
+            0 => self.config.replication,
+            r => config::check_replication(r)?,
+        };
+        let chunk_size = match req.chunk_size {
+            0 => self.config.chunk_size,
+            c => {
+                config::check_chunk_size(c)?;
+                c
+            }
+        };
+        let args = CreateArgs {
+            replication,
+            chunk_size,
+            overwrite: req.overwrite,
+            create_parents: req.create_parents,
+            owner: req.owner,
+            client: req.client,
+            now_ms,
+        };
+        let (id, released) = self.ns.create(path, &args)?;
+        self.release(&released);
+        Ok(id)
+    }
+
+    /// Finishes the previous chunk (if any) and allocates the next one on replicas chosen
+    /// by the placement policy among live chunkservers.
+    ///
+    /// # Errors
+    /// As [`Namespace::add_chunk`], or [`Error::NoChunkservers`] when no live chunkserver
+    /// has room for a chunk.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_chunk(
+        &mut self,
+        path: &DfsPath,
+        client: &str,
+        previous: Option<(ChunkHandle, u64)>,
+        client_host: &str,
+        excluded: &[String],
+        now: Instant,
+        now_ms: i64,
+    ) -> Result<Located> {
+        let id = self.ns.open_for_write(path, client)?;
+        let (replication, chunk_size) = match self.ns.file(id) {
+            Some(f) => (usize::from(f.replication), f.chunk_size),
+            None => return Err(Error::IsADirectory(path.to_string())),
+        };
+        let candidates: Vec<Candidate<'_>> = self
+            .cluster
+            .live(now)
+            .filter(|(_, s)| !excluded.contains(&s.id))
+            .map(|(idx, s)| Candidate {
+                idx,
+                host: &s.host,
+                rack: &s.rack,
+                capacity: s.load.capacity,
+                remaining: s.load.remaining,
+                active_writes: s.load.active_writes,
+            })
+            .collect();
+        let live = candidates.len();
+        let targets = placement::choose_targets(
+            &candidates,
+            Some(client_host),
+            replication,
+            chunk_size,
+            &mut self.rng,
+        );
+        if targets.is_empty() {
+            return Err(Error::NoChunkservers { chunk_size, live });
+        }
+        if targets.len() < replication {
+            warn!(path = %path, wanted = replication, got = targets.len(), "placing a chunk on fewer replicas than asked");
+        }
+        // The handle is allocated before the namespace is touched so a refused request
+        // (wrong previous chunk) wastes a number, never leaves a half-added chunk.
+        let handle = self.chunks.allocate(id, &targets);
+        let offset = match self.ns.add_chunk(path, client, previous, handle, now_ms) {
+            Ok((_, offset)) => offset,
+            Err(e) => {
+                self.chunks.remove(handle);
+                return Err(e);
+            }
+        };
+        if let Some((prev, len)) = previous {
+            self.chunks.finish(prev, len);
+        }
+        for &t in &targets {
+            self.cluster.note_write(t, chunk_size);
+        }
+        Ok(Located { handle, version: 1, offset, length: 0, replicas: targets })
+    }
+
+    /// Finishes the last chunk and closes the file.
+    ///
+    /// # Errors
+    /// As [`Namespace::complete`].
+    pub fn complete(
+        &mut self,
+        path: &DfsPath,
+        client: &str,
+        last: Option<(ChunkHandle, u64)>,
+        now_ms: i64,
+    ) -> Result<()> {
+        self.ns.complete(path, client, last, now_ms)?;
+        if let Some((h, len)) = last {
+            self.chunks.finish(h, len);
+        }
+        Ok(())
+    }
+
+    /// Renames a file or directory.
+    ///
+    /// # Errors
+    /// As [`Namespace::rename`].
+    pub fn rename(&mut self, src: &DfsPath, dst: &DfsPath, now_ms: i64) -> Result<DfsPath> {
+        self.ns.rename(src, dst, now_ms)
+    }
+
+    /// Deletes a path and queues its chunks for deletion on their chunkservers.
+    ///
+    /// # Errors
+    /// As [`Namespace::delete`].
+    pub fn delete(&mut self, path: &DfsPath, recursive: bool, now_ms: i64) -> Result<()> {
+        let released = self.ns.delete(path, recursive, now_ms)?;
+        self.release(&released);
+        Ok(())
+    }
+
+    /// Forgets chunks and tells their chunkservers to delete them (lazily, with their next
+    /// heartbeat reply).
+    fn release(&mut self, handles: &[ChunkHandle]) {
+        for &h in handles {
+            if let Some(c) = self.chunks.remove(h) {
+                for r in c.replicas {
+                    self.cluster.queue_delete(r.server, h);
+                }
+            }
+        }
+    }
+
+    /// Sets the replication factor of a file or of every file below a directory.
+    ///
+    /// # Errors
+    /// Bad factor, and as [`Namespace::set_replication`].
+    pub fn set_replication(&mut self, path: &DfsPath, replication: u32) -> Result<u64> {
+        let r = config::check_replication(replication)?;
+        Ok(self.ns.set_replication(path, r)?.len() as u64)
+    }
+
+    /// The file's chunks overlapping `[offset, offset + length)` (`length` 0 = to the end)
+    /// with readable replicas sorted for a reader on `client_host`: live ones nearest first,
+    /// then those on chunkservers thought dead (a false alarm should not make data
+    /// unreadable). Returns the file length, the chunks, and whether it is being written.
+    ///
+    /// # Errors
+    /// Lookup errors; [`Error::IsADirectory`].
+    pub fn locations(
+        &mut self,
+        path: &DfsPath,
+        offset: u64,
+        length: u64,
+        client_host: &str,
+        now: Instant,
+    ) -> Result<(u64, Vec<Located>, bool)> {
+        let id = self.ns.lookup(path)?;
+        let Some(f) = self.ns.file(id) else {
+            return Err(Error::IsADirectory(path.to_string()));
+        };
+        let end = if length == 0 { u64::MAX } else { offset.saturating_add(length) };
+        let client_rack = self.rack_of_host(client_host).map(str::to_owned);
+        let mut out = Vec::new();
+        for (i, &h) in f.chunks.iter().enumerate() {
+            let chunk_off = i as u64 * f.chunk_size;
+            let Some(c) = self.chunks.get(h) else { continue };
+            // A chunk being written has no readable length yet.
+            if c.length == 0 || chunk_off + c.length <= offset || chunk_off >= end {
+                continue;
+            }
+            let mut replicas: Vec<(ServerIdx, bool)> =
+                c.readable().map(|r| (r.server, self.cluster.is_live(r.server, now))).collect();
+            let cluster = &self.cluster;
+            placement::sort_by_distance(
+                &mut replicas,
+                |&(idx, live)| {
+                    if !live {
+                        // Ranked behind every live replica.
+                        return Distance::Remote;
+                    }
+                    let s = cluster.get(idx);
+                    placement::distance(client_host, client_rack.as_deref(), &s.host, &s.rack)
+                },
+                &mut self.rng,
+            );
+            replicas.sort_by_key(|&(_, live)| !live);
+            out.push(Located {
+                handle: h,
+                version: c.version,
+                offset: chunk_off,
+                length: c.length,
+                replicas: replicas.into_iter().map(|(idx, _)| idx).collect(),
+            });
+        }
+        Ok((f.length, out, f.writer.is_some()))
+    }
+
+    /// Registers a chunkserver and takes its full report: replicas it no longer lists are
+    /// forgotten, stale ones are queued for deletion.
+    pub fn register(
+        &mut self,
+        who: Identity<'_>,
+        load: Load,
+        chunks: &[ReportedReplica],
+        now: Instant,
+        now_ms: i64,
+    ) -> ServerIdx {
+        let idx = self.cluster.register(who, load, now, now_ms);
+        let keep: HashSet<ChunkHandle> = chunks.iter().map(|c| c.handle).collect();
+        self.chunks.retain_server(idx, &keep);
+        let mut unknown = 0usize;
+        for c in chunks {
+            if self.take_report(idx, c) == ReportOutcome::Unknown {
+                unknown += 1;
+            }
+        }
+        info!(
+            id = who.id,
+            addr = who.addr,
+            rack = who.rack,
+            chunks = chunks.len(),
+            unknown,
+            "chunkserver registered"
+        );
+        idx
+    }
+
+    /// Takes one replica report from `idx`; queues a delete for a stale replica.
+    fn take_report(&mut self, idx: ServerIdx, c: &ReportedReplica) -> ReportOutcome {
+        let outcome = self.chunks.report(c.handle, idx, c.version, c.length, c.finalized);
+        match outcome {
+            ReportOutcome::Accepted => {}
+            ReportOutcome::Stale => {
+                info!(chunk = c.handle.0, server = %self.cluster.get(idx).addr, "stale replica will be deleted");
+                self.cluster.queue_delete(idx, c.handle);
+            }
+            ReportOutcome::WrongLength => {
+                warn!(chunk = c.handle.0, server = %self.cluster.get(idx).addr, length = c.length, "replica length differs: marked corrupt");
+            }
+            ReportOutcome::Unknown => {
+                // Without a persistent namespace the master cannot tell an orphan from a
+                // chunk of a file it has not learned about, so nothing is deleted here.
+                // Handles stay above it so they are never reused.
+                self.chunks.reserve_above(c.handle);
+                debug!(chunk = c.handle.0, "replica of an unknown chunk");
+            }
+        }
+        outcome
+    }
+
+    /// Records a heartbeat; returns the chunks the server should delete, or `None` if it
+    /// must register first.
+    pub fn heartbeat(
+        &mut self,
+        id: &str,
+        load: Load,
+        now: Instant,
+        now_ms: i64,
+    ) -> Option<Vec<ChunkHandle>> {
+        let idx = self.cluster.heartbeat(id, load, now, now_ms)?;
+        Some(self.cluster.take_deletes(idx))
+    }
+
+    /// Takes an incremental report. Returns false if the server must register first.
+    pub fn report_chunks(
+        &mut self,
+        id: &str,
+        received: &[ReportedReplica],
+        deleted: &[ChunkHandle],
+        corrupt: &[ChunkHandle],
+    ) -> bool {
+        let Some(idx) = self.cluster.lookup(id) else { return false };
+        for c in received {
+            self.take_report(idx, c);
+        }
+        for &h in deleted {
+            self.chunks.remove_replica(h, idx);
+        }
+        for &h in corrupt {
+            if self.chunks.mark_corrupt(h, idx) {
+                warn!(chunk = h.0, server = %self.cluster.get(idx).addr, "chunkserver reports a corrupt replica");
+            }
+        }
+        true
+    }
+
+    /// A reader found a replica corrupt.
+    ///
+    /// # Errors
+    /// [`Error::UnknownChunkserver`] for an id the master does not know.
+    pub fn report_bad_replica(
+        &mut self,
+        handle: ChunkHandle,
+        server_id: &str,
+        reason: &str,
+    ) -> Result<()> {
+        let idx = self
+            .cluster
+            .lookup(server_id)
+            .ok_or_else(|| Error::UnknownChunkserver(server_id.to_owned()))?;
+        if self.chunks.mark_corrupt(handle, idx) {
+            warn!(chunk = handle.0, server = %self.cluster.get(idx).addr, reason, "client reports a corrupt replica");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn p(s: &str) -> DfsPath {
+        DfsPath::parse(s).expect("path")
+    }
+
+    fn state_with_servers(n: u32) -> (MasterState, Instant) {
+        let cfg = Config { chunk_size: 1 << 20, ..Config::default() };
+        let mut st = MasterState::new(cfg);
+        let now = Instant::now();
+        let load = Load { capacity: 1 << 30, remaining: 1 << 30, ..Load::default() };
+        for i in 0..n {
+            let rack = if i % 2 == 0 { "/rack-a" } else { "/rack-b" };
+            let (id, addr) = (format!("cs{i}"), format!("127.0.0.{}:1", i + 2));
+            st.register(Identity { id: &id, addr: &addr, rack }, load, &[], now, 0);
+        }
+        (st, now)
+    }
+
+    fn req<'a>(client: &'a str) -> CreateRequest<'a> {
+        CreateRequest {
+            replication: 0,
+            chunk_size: 0,
+            overwrite: false,
+            create_parents: false,
+            owner: "u",
+            client,
+        }
+    }
+
+    #[test]
+    fn write_then_read_locations() {
+        let (mut st, now) = state_with_servers(4);
+        let f = p("/f");
+        st.create(&f, &req("c"), 0).expect("create");
+        let a = st.add_chunk(&f, "c", None, "127.0.0.3", &[], now, 0).expect("chunk 1");
+        assert_eq!(a.replicas.len(), 3);
+        assert_eq!(st.cluster.get(a.replicas[0]).host, "127.0.0.3", "writer-local first replica");
+        let b = st
+            .add_chunk(&f, "c", Some((a.handle, 1 << 20)), "127.0.0.3", &[], now, 0)
+            .expect("chunk 2");
+        st.complete(&f, "c", Some((b.handle, 5)), 0).expect("complete");
+        let (len, chunks, uc) = st.locations(&f, 0, 0, "127.0.0.2", now).expect("locations");
+        assert_eq!(len, (1 << 20) + 5);
+        assert!(!uc);
+        assert_eq!(chunks.len(), 2);
+        assert_eq!(chunks[1].offset, 1 << 20);
+        assert!(chunks.iter().all(|c| c.replicas.len() == 3));
+        // Ranged lookups return only the chunks they overlap.
+        let (_, tail, _) = st.locations(&f, (1 << 20) + 1, 1, "", now).expect("range");
+        assert_eq!(tail.len(), 1);
+    }
+
+    #[test]
+    fn no_chunkserver_no_chunk() {
+        let (mut st, now) = state_with_servers(0);
+        st.create(&p("/f"), &req("c"), 0).expect("create");
+        assert!(matches!(
+            st.add_chunk(&p("/f"), "c", None, "", &[], now, 0),
+            Err(Error::NoChunkservers { .. })
+        ));
+        // Nothing was half-added.
+        assert!(st.chunks.is_empty());
+    }
+
+    #[test]
+    fn dead_servers_get_no_chunks_and_sort_last() {
+        let (mut st, now) = state_with_servers(4);
+        st.create(&p("/f"), &req("c"), 0).expect("create");
+        let a = st.add_chunk(&p("/f"), "c", None, "", &[], now, 0).expect("chunk");
+        st.complete(&p("/f"), "c", Some((a.handle, 10)), 0).expect("complete");
+        let later = now + Duration::from_secs(40);
+        // Only one server keeps heartbeating.
+        st.heartbeat(
+            "cs0",
+            Load { capacity: 1 << 30, remaining: 1 << 30, ..Load::default() },
+            later,
+            0,
+        );
+        st.create(&p("/g"), &req("c"), 0).expect("create");
+        let g =
+            st.add_chunk(&p("/g"), "c", None, "", &[], later, 0).expect("chunk on the survivor");
+        assert_eq!(g.replicas.len(), 1);
+        let (_, chunks, _) = st.locations(&p("/f"), 0, 0, "", later).expect("locations");
+        let live_first =
+            chunks[0].replicas.iter().map(|&i| st.cluster.is_live(i, later)).collect::<Vec<_>>();
+        let mut sorted = live_first.clone();
+        sorted.sort_by_key(|l| !l);
+        assert_eq!(live_first, sorted);
+    }
+
+    #[test]
+    fn delete_queues_replica_deletes() {
+        let (mut st, now) = state_with_servers(3);
+        st.create(&p("/f"), &req("c"), 0).expect("create");
+        let a = st.add_chunk(&p("/f"), "c", None, "", &[], now, 0).expect("chunk");
+        st.complete(&p("/f"), "c", Some((a.handle, 10)), 0).expect("complete");
+        st.delete(&p("/f"), false, 0).expect("delete");
+        let load = Load::default();
+        for i in 0..3 {
+            assert_eq!(st.heartbeat(&format!("cs{i}"), load, now, 0), Some(vec![a.handle]));
+        }
+        assert_eq!(st.heartbeat("nobody", load, now, 0), None);
+    }
+
+    #[test]
+    fn reports_and_corruption() {
+        let (mut st, now) = state_with_servers(3);
+        st.create(&p("/f"), &req("c"), 0).expect("create");
+        let a = st.add_chunk(&p("/f"), "c", None, "", &[], now, 0).expect("chunk");
+        st.complete(&p("/f"), "c", Some((a.handle, 10)), 0).expect("complete");
+        let bad = st.cluster.get(a.replicas[0]).id.clone();
+        st.report_bad_replica(a.handle, &bad, "checksum").expect("report");
+        let (_, chunks, _) = st.locations(&p("/f"), 0, 0, "", now).expect("locations");
+        assert_eq!(chunks[0].replicas.len(), 2);
+        assert!(!chunks[0].replicas.contains(&a.replicas[0]));
+        assert!(st.report_bad_replica(a.handle, "ghost", "x").is_err());
+        // A full report that omits the chunk drops that replica.
+        let id1 = st.cluster.get(a.replicas[1]).id.clone();
+        let who = Identity { id: &id1, addr: "127.0.0.9:1", rack: "/rack-a" };
+        st.register(who, Load::default(), &[], now, 0);
+        let (_, chunks, _) = st.locations(&p("/f"), 0, 0, "", now).expect("locations");
+        assert_eq!(chunks[0].replicas.len(), 1);
+    }
+}
