@@ -1,0 +1,296 @@
+//! The `dfs` command line, modelled on `hdfs dfs`: argument parsing (clap), one module
+//! per group of commands, and the error convention: one line `dfs: CMD: MESSAGE` on
+//! stderr per failure, exit status 1 if anything failed, 2 for usage errors (clap).
+//!
+//! Multi-path commands keep going after a failed path, as hdfs does. A closed stdout
+//! (`dfs cat f | head`) ends the command quietly with status 0.
+
+mod fsck;
+mod get;
+mod ls;
+mod namespace;
+mod progress;
+mod put;
+mod report;
+
+use std::fmt::Display;
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::client::{Client, ClientConfig};
+use crate::error::{Error, Result};
+
+/// `dfs [--master ADDR] COMMAND`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "dfs",
+    version,
+    about = "Command line client of the chunk store (like `hdfs dfs`)"
+)]
+pub struct Cli {
+    /// Master address, host:port.
+    #[arg(long, env = "DFS_MASTER", default_value = "127.0.0.1:9000", global = true)]
+    pub master: String,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every `dfs` command.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Copy local files or directories (or stdin, `-`) into the filesystem.
+    Put(PutArgs),
+    /// Copy files or directories out of the filesystem (LOCAL `-` = stdout).
+    Get(GetArgs),
+    /// Print files to stdout.
+    Cat {
+        /// Files to print.
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// List directories and files.
+    #[command(disable_help_flag = true)]
+    Ls(LsArgs),
+    /// Create directories.
+    Mkdir {
+        /// Create missing parents; no error if the directory exists.
+        #[arg(short = 'p')]
+        parents: bool,
+        /// Directories to create.
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Delete files (and directories with -r).
+    Rm {
+        /// Delete directories and their contents.
+        #[arg(short = 'r', short_alias = 'R')]
+        recursive: bool,
+        /// No error if a path does not exist.
+        #[arg(short = 'f')]
+        force: bool,
+        /// Paths to delete.
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Move (rename) paths; several sources need DST to be a directory.
+    Mv {
+        /// Sources, then the destination.
+        #[arg(required = true, num_args = 2.., value_name = "SRC... DST")]
+        paths: Vec<String>,
+    },
+    /// Print the status of paths, one `key: value` block each.
+    Stat {
+        /// Paths to describe.
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Show space used by files and directories.
+    #[command(disable_help_flag = true)]
+    Du(DuArgs),
+    /// Set the replication factor of files (recursively for directories).
+    Setrep {
+        /// The new replication factor.
+        replication: u32,
+        /// Files or directories.
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Check the health of files, chunks and replicas (exit 1 if corrupt or missing).
+    Fsck(FsckArgs),
+    /// Cluster capacity and chunkservers (like `hdfs dfsadmin -report`).
+    Report {
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Arguments of `put`.
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    /// Overwrite existing files.
+    #[arg(short = 'f')]
+    pub force: bool,
+    /// Create missing parent directories of the destination.
+    #[arg(short = 'p')]
+    pub parents: bool,
+    /// Replication factor of new files (default: the cluster's).
+    #[arg(long)]
+    pub replication: Option<u32>,
+    /// Chunk size of new files, e.g. 64m (default: the cluster's).
+    #[arg(long, value_parser = parse_size_arg)]
+    pub chunk_size: Option<u64>,
+    /// Local sources (`-` = stdin), then the destination.
+    #[arg(required = true, num_args = 2.., value_name = "LOCAL... REMOTE")]
+    pub paths: Vec<String>,
+}
+
+/// Arguments of `get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// Overwrite existing local files.
+    #[arg(short = 'f')]
+    pub force: bool,
+    /// Remote sources, then the local destination (`-` = stdout).
+    #[arg(required = true, num_args = 2.., value_name = "REMOTE... LOCAL")]
+    pub paths: Vec<String>,
+}
+
+/// Arguments of `ls`.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// List subdirectories recursively.
+    #[arg(short = 'R')]
+    pub recursive: bool,
+    /// Human-readable sizes.
+    #[arg(short = 'h')]
+    pub human: bool,
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+    /// Paths (default: the working directory).
+    pub paths: Vec<String>,
+}
+
+/// Arguments of `du`.
+#[derive(Debug, Args)]
+pub struct DuArgs {
+    /// One total per path instead of one line per child.
+    #[arg(short = 's')]
+    pub summary: bool,
+    /// Human-readable sizes.
+    #[arg(short = 'h')]
+    pub human: bool,
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+    /// Paths (default: the working directory).
+    pub paths: Vec<String>,
+}
+
+/// Arguments of `fsck`.
+#[derive(Debug, Args)]
+pub struct FsckArgs {
+    /// Path to check.
+    #[arg(default_value = "/")]
+    pub path: String,
+    /// Print one JSON document.
+    #[arg(long)]
+    pub json: bool,
+    /// Include files open for writing.
+    #[arg(long)]
+    pub openforwrite: bool,
+}
+
+fn parse_size_arg(s: &str) -> std::result::Result<u64, String> {
+    proto::size::parse_size(s).map_err(|e| e.to_string())
+}
+
+impl Command {
+    /// The command's name as typed.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Put(_) => "put",
+            Command::Get(_) => "get",
+            Command::Cat { .. } => "cat",
+            Command::Ls(_) => "ls",
+            Command::Mkdir { .. } => "mkdir",
+            Command::Rm { .. } => "rm",
+            Command::Mv { .. } => "mv",
+            Command::Stat { .. } => "stat",
+            Command::Du(_) => "du",
+            Command::Setrep { .. } => "setrep",
+            Command::Fsck(_) => "fsck",
+            Command::Report { .. } => "report",
+        }
+    }
+}
+
+/// State shared by a command's steps: the client and whether anything failed.
+pub(crate) struct Ctx {
+    cmd: &'static str,
+    client: Client,
+    failed: bool,
+    broken_pipe: bool,
+}
+
+impl Ctx {
+    /// Records a failure and prints it as `dfs: CMD: MESSAGE`.
+    fn fail(&mut self, err: &Error) {
+        if err.is_broken_pipe() {
+            self.broken_pipe = true;
+            return;
+        }
+        self.fail_msg(err);
+    }
+
+    fn fail_msg(&mut self, msg: impl Display) {
+        self.failed = true;
+        print_error(self.cmd, msg);
+    }
+
+    /// Records the outcome of one step.
+    fn note(&mut self, res: Result<()>) {
+        if let Err(e) = res {
+            self.fail(&e);
+        }
+    }
+
+    /// True once stdout is closed; commands stop early.
+    fn stopped(&self) -> bool {
+        self.broken_pipe
+    }
+}
+
+fn print_error(cmd: &str, msg: impl Display) {
+    let msg = msg.to_string().replace('\n', " ");
+    let _ = writeln!(std::io::stderr(), "dfs: {cmd}: {msg}");
+}
+
+/// Writes text to stdout.
+pub(crate) fn out(text: &str) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|source| Error::Output { source })
+}
+
+/// Runs a parsed command line; returns the process exit status.
+pub async fn run(cli: Cli) -> ExitCode {
+    let cmd = cli.command.name();
+    let client = match Client::connect(&cli.master, ClientConfig::default()).await {
+        Ok(c) => c,
+        Err(e) => {
+            print_error(cmd, e);
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut ctx = Ctx { cmd, client, failed: false, broken_pipe: false };
+    let mut code = ExitCode::SUCCESS;
+    match cli.command {
+        Command::Put(args) => put::put(&mut ctx, args).await,
+        Command::Get(args) => get::get(&mut ctx, args).await,
+        Command::Cat { paths } => get::cat(&mut ctx, &paths).await,
+        Command::Ls(args) => ls::ls(&mut ctx, &args).await,
+        Command::Mkdir { parents, paths } => namespace::mkdir(&mut ctx, parents, &paths).await,
+        Command::Rm { recursive, force, paths } => {
+            namespace::rm(&mut ctx, recursive, force, &paths).await
+        }
+        Command::Mv { paths } => namespace::mv(&mut ctx, &paths).await,
+        Command::Stat { paths } => ls::stat(&mut ctx, &paths).await,
+        Command::Du(args) => ls::du(&mut ctx, &args).await,
+        Command::Setrep { replication, paths } => {
+            namespace::setrep(&mut ctx, replication, &paths).await
+        }
+        Command::Fsck(args) => code = fsck::fsck(&mut ctx, &args).await,
+        Command::Report { json } => report::report(&mut ctx, json).await,
+    }
+    if ctx.broken_pipe {
+        return ExitCode::SUCCESS;
+    }
+    if ctx.failed { ExitCode::FAILURE } else { code }
+}

@@ -1,0 +1,381 @@
+//! The connection to a cluster: a [`Client`] holds a master channel and a cache of
+//! chunkserver channels by address, and offers the namespace operations (`mkdir`, `stat`,
+//! `list`, `rename`, `delete`, ...). Writing and reading files live in
+//! [`writer`](crate::writer) and [`reader`](crate::reader).
+//!
+//! Every master call has a deadline ([`ClientConfig::rpc_timeout`]), so a dead or stopped
+//! master gives [`Error::MasterUnreachable`] naming its address instead of a hang.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use proto::gfs;
+use proto::gfs::chunkserver_client::ChunkserverClient;
+use proto::gfs::master_client::MasterClient;
+use proto::path::DfsPath;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::{Error, Result};
+use crate::fsck::FsckReport;
+use crate::path::{PathArg, home_dir};
+use crate::report::ClusterReport;
+use crate::status::{ContentSummary, FileStatus};
+
+/// Largest gRPC message exchanged with a chunkserver (packets are ~1 MiB plus overhead).
+const CHUNKSERVER_MAX_MESSAGE: usize = 16 << 20;
+/// Largest master answer accepted (large listings and fsck reports).
+const MASTER_MAX_MESSAGE: usize = 256 << 20;
+
+/// How a client identifies itself and tunes its transfers.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Name of this client as a writer (the holder of file leases).
+    pub client_name: String,
+    /// User name recorded as owner of created files and directories.
+    pub user: String,
+    /// Host address this client runs on, for placement and locality; `None` lets the
+    /// master use the connection's peer address.
+    pub client_host: Option<String>,
+    /// Working directory that relative paths resolve against.
+    pub cwd: DfsPath,
+    /// Bytes of data per write packet; rounded up to whole 64 KiB blocks.
+    pub packet_size: usize,
+    /// Unacknowledged bytes a writer keeps in flight per pipeline.
+    pub write_window: usize,
+    /// Bytes fetched by one read request.
+    pub read_range: usize,
+    /// Read requests in flight while streaming a whole file.
+    pub read_prefetch: usize,
+    /// Limit on establishing a connection.
+    pub connect_timeout: Duration,
+    /// Deadline of each master call.
+    pub rpc_timeout: Duration,
+    /// Longest wait for the next message of a chunkserver stream (an ack or read data).
+    pub io_timeout: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> ClientConfig {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "dfs".to_owned());
+        ClientConfig {
+            client_name: default_client_name(),
+            cwd: home_dir(&user),
+            user,
+            client_host: None,
+            packet_size: 1 << 20,
+            write_window: 16 << 20,
+            read_range: 8 << 20,
+            read_prefetch: 4,
+            connect_timeout: Duration::from_secs(5),
+            rpc_timeout: Duration::from_secs(60),
+            io_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `dfs-<host or pid>-<random>`: unique enough that two clients never share a lease.
+fn default_client_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| std::process::id().to_string());
+    format!("dfs-{host}-{:08x}", rand::random::<u32>())
+}
+
+/// A connected client; cheap to clone (clones share channels).
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    master: MasterClient<Channel>,
+    master_addr: String,
+    cfg: ClientConfig,
+    chunkservers: Mutex<HashMap<String, ChunkserverClient<Channel>>>,
+}
+
+impl Client {
+    /// Connects to the master at `master_addr` (`host:port`).
+    ///
+    /// # Errors
+    /// [`Error::MasterUnreachable`] naming the address if no connection can be made.
+    pub async fn connect(master_addr: &str, mut cfg: ClientConfig) -> Result<Client> {
+        cfg.packet_size = cfg.packet_size.max(1).next_multiple_of(proto::checksum::BLOCK_SIZE);
+        cfg.read_range = cfg.read_range.max(proto::checksum::BLOCK_SIZE);
+        cfg.read_prefetch = cfg.read_prefetch.max(1);
+        let unreachable =
+            |cause: String| Error::MasterUnreachable { addr: master_addr.to_owned(), cause };
+        let endpoint = Endpoint::from_shared(format!("http://{master_addr}"))
+            .map_err(|_| unreachable("not a host:port address".to_owned()))?
+            .connect_timeout(cfg.connect_timeout)
+            .timeout(cfg.rpc_timeout)
+            .tcp_nodelay(true);
+        let channel = endpoint.connect().await.map_err(|e| {
+            let status = tonic::Status::from_error(Box::new(e));
+            match Error::from_master_status(status, "", master_addr) {
+                Error::MasterUnreachable { cause, .. } => unreachable(cause),
+                other => unreachable(other.to_string()),
+            }
+        })?;
+        let master = MasterClient::new(channel).max_decoding_message_size(MASTER_MAX_MESSAGE);
+        Ok(Client {
+            inner: Arc::new(Inner {
+                master,
+                master_addr: master_addr.to_owned(),
+                cfg,
+                chunkservers: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.cfg
+    }
+
+    /// The master's `host:port`.
+    pub fn master_addr(&self) -> &str {
+        &self.inner.master_addr
+    }
+
+    /// Resolves a path argument against the working directory.
+    ///
+    /// # Errors
+    /// [`Error::InvalidPath`] if it is not a valid path.
+    pub fn resolve(&self, path: impl PathArg) -> Result<DfsPath> {
+        Ok(path.resolve_against(&self.inner.cfg.cwd)?)
+    }
+
+    /// A handle on the master service (cheap clone of the shared channel).
+    pub(crate) fn master(&self) -> MasterClient<Channel> {
+        self.inner.master.clone()
+    }
+
+    /// Maps a master status for an operation on `path`.
+    pub(crate) fn master_error(&self, status: tonic::Status, path: &DfsPath) -> Error {
+        Error::from_master_status(status, path.as_str(), &self.inner.master_addr)
+    }
+
+    /// The `client_host` field for requests ("" = let the master use the peer address).
+    pub(crate) fn client_host(&self) -> String {
+        self.inner.cfg.client_host.clone().unwrap_or_default()
+    }
+
+    /// A client for the chunkserver at `addr`, connecting lazily and reusing the channel.
+    pub(crate) fn chunkserver(&self, addr: &str) -> Result<ChunkserverClient<Channel>> {
+        let mut cache = self.inner.chunkservers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = cache.get(addr) {
+            return Ok(c.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|_| Error::ChunkserverUnreachable {
+                addr: addr.to_owned(),
+                cause: "not a host:port address".to_owned(),
+            })?
+            .connect_timeout(self.inner.cfg.connect_timeout)
+            .tcp_nodelay(true)
+            // Large windows so one connection can stream at memory speed over loopback.
+            .initial_stream_window_size(16 << 20)
+            .initial_connection_window_size(64 << 20)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(20));
+        let client = ChunkserverClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(CHUNKSERVER_MAX_MESSAGE)
+            .max_encoding_message_size(CHUNKSERVER_MAX_MESSAGE);
+        cache.insert(addr.to_owned(), client.clone());
+        Ok(client)
+    }
+
+    /// Creates a directory; with `parents`, missing parents too and no error if it exists.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`], [`Error::NotFound`] (missing parent without `parents`),
+    /// [`Error::NotADirectory`], or a transport error.
+    pub async fn mkdir(&self, path: impl PathArg, parents: bool) -> Result<()> {
+        let path = self.resolve(path)?;
+        let req = gfs::MkdirRequest {
+            path: path.to_string(),
+            parents,
+            owner: self.inner.cfg.user.clone(),
+        };
+        self.master().mkdir(req).await.map_err(|s| self.master_error(s, &path))?;
+        Ok(())
+    }
+
+    /// The status of a file or directory.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if nothing is at `path`.
+    pub async fn stat(&self, path: impl PathArg) -> Result<FileStatus> {
+        let path = self.resolve(path)?;
+        let req = gfs::GetFileInfoRequest { path: path.to_string() };
+        let resp =
+            self.master().get_file_info(req).await.map_err(|s| self.master_error(s, &path))?;
+        let status = resp.into_inner().status.ok_or_else(|| Error::Protocol {
+            addr: self.inner.master_addr.clone(),
+            message: format!("no status in the answer for {path}"),
+        })?;
+        Ok(FileStatus::try_from(status)?)
+    }
+
+    /// The status of `path`, or `None` if nothing is there.
+    ///
+    /// # Errors
+    /// As [`Client::stat`], except that a missing path is `Ok(None)`.
+    pub async fn try_stat(&self, path: impl PathArg) -> Result<Option<FileStatus>> {
+        match self.stat(path).await {
+            Ok(s) => Ok(Some(s)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The children of a directory sorted by name, or the file itself for a file.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if nothing is at `path`.
+    pub async fn list(&self, path: impl PathArg) -> Result<Vec<FileStatus>> {
+        let path = self.resolve(path)?;
+        let req = gfs::ListDirRequest { path: path.to_string() };
+        let resp = self.master().list_dir(req).await.map_err(|s| self.master_error(s, &path))?;
+        let mut entries = resp
+            .into_inner()
+            .entries
+            .into_iter()
+            .map(FileStatus::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(entries)
+    }
+
+    /// Renames `src` to `dst` (into `dst` when it is an existing directory); returns the
+    /// new path of `src`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::AlreadyExists`] and the like, as the master says.
+    pub async fn rename(&self, src: impl PathArg, dst: impl PathArg) -> Result<DfsPath> {
+        let src = self.resolve(src)?;
+        let dst = self.resolve(dst)?;
+        let req = gfs::RenameRequest { src: src.to_string(), dst: dst.to_string() };
+        let resp = self.master().rename(req).await.map_err(|s| self.master_error(s, &src))?;
+        Ok(DfsPath::parse(&resp.into_inner().new_path)?)
+    }
+
+    /// Deletes a file, or a directory (with its contents when `recursive`).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], or [`Error::DirectoryNotEmpty`] without `recursive`.
+    pub async fn delete(&self, path: impl PathArg, recursive: bool) -> Result<()> {
+        let path = self.resolve(path)?;
+        let req = gfs::DeleteRequest { path: path.to_string(), recursive };
+        self.master().delete(req).await.map_err(|s| self.master_error(s, &path))?;
+        Ok(())
+    }
+
+    /// Sets the replication factor of a file or of every file below a directory; returns
+    /// the number of files changed.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], or [`Error::InvalidArgument`] for a factor the master refuses.
+    pub async fn set_replication(&self, path: impl PathArg, replication: u32) -> Result<u64> {
+        let path = self.resolve(path)?;
+        let req = gfs::SetReplicationRequest { path: path.to_string(), replication };
+        let resp =
+            self.master().set_replication(req).await.map_err(|s| self.master_error(s, &path))?;
+        Ok(resp.into_inner().files)
+    }
+
+    /// Totals below `path`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if nothing is at `path`.
+    pub async fn content_summary(&self, path: impl PathArg) -> Result<ContentSummary> {
+        let path = self.resolve(path)?;
+        let req = gfs::GetContentSummaryRequest { path: path.to_string() };
+        let resp = self
+            .master()
+            .get_content_summary(req)
+            .await
+            .map_err(|s| self.master_error(s, &path))?;
+        Ok(resp.into_inner().into())
+    }
+
+    /// Checks every file below `path`: its chunks, their replicas and health.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if nothing is at `path`.
+    pub async fn fsck(&self, path: impl PathArg, include_open: bool) -> Result<FsckReport> {
+        let path = self.resolve(path)?;
+        let req = gfs::FsckRequest { path: path.to_string(), include_open };
+        let resp = self.master().fsck(req).await.map_err(|s| self.master_error(s, &path))?;
+        Ok(FsckReport::from_proto(&path, resp.into_inner()))
+    }
+
+    /// Capacity, usage and state of every chunkserver the master knows.
+    ///
+    /// # Errors
+    /// A transport error if the master cannot be reached.
+    pub async fn cluster_report(&self) -> Result<ClusterReport> {
+        let resp = self
+            .master()
+            .cluster_report(gfs::ClusterReportRequest {})
+            .await
+            .map_err(|s| self.master_error(s, &DfsPath::root()))?;
+        Ok(ClusterReport::from(resp.into_inner()))
+    }
+
+    /// Tells the master a replica failed its checksum on read (best effort by callers).
+    ///
+    /// # Errors
+    /// A transport error if the master cannot be reached.
+    pub async fn report_bad_replica(
+        &self,
+        handle: crate::ChunkHandle,
+        chunkserver_id: &str,
+        reason: &str,
+    ) -> Result<()> {
+        let req = gfs::ReportBadReplicaRequest {
+            handle: handle.0,
+            chunkserver_id: chunkserver_id.to_owned(),
+            reason: reason.to_owned(),
+        };
+        self.master()
+            .report_bad_replica(req)
+            .await
+            .map_err(|s| self.master_error(s, &DfsPath::root()))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_sane() {
+        let cfg = ClientConfig::default();
+        assert!(cfg.client_name.starts_with("dfs-"));
+        assert_eq!(cfg.packet_size % proto::checksum::BLOCK_SIZE, 0);
+        assert!(cfg.write_window >= cfg.packet_size);
+        assert!(cfg.cwd.as_str().starts_with('/'));
+    }
+
+    #[tokio::test]
+    async fn connecting_to_nothing_names_the_address() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        drop(listener);
+        let err = Client::connect(&addr, ClientConfig::default()).await.expect_err("no master");
+        let msg = err.to_string();
+        assert!(msg.starts_with(&format!("cannot reach master at {addr}: ")), "{msg}");
+        assert!(msg.contains("connection refused"), "{msg}");
+    }
+}

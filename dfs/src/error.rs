@@ -1,0 +1,467 @@
+//! Errors of the client library: what failed and where (path, master or chunkserver
+//! address), and the mapping from the `tonic::Status` codes the servers send.
+//!
+//! The master and chunkservers answer with one-line lowercase messages that already name
+//! the path or chunk; those messages are kept as they are. Transport failures (nothing
+//! listening, a timeout) become [`Error::MasterUnreachable`] or
+//! [`Error::ChunkserverUnreachable`] with a short cause such as `connection refused`.
+
+use std::error::Error as StdError;
+use std::fmt::Write as _;
+use std::io;
+
+use proto::path::PathError;
+use tonic::{Code, Status};
+
+use crate::chunk::ChunkHandle;
+
+/// Result of the client library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One replica that a read tried and why it failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaFailure {
+    /// Address of the chunkserver.
+    pub addr: String,
+    /// What went wrong there.
+    pub error: String,
+}
+
+/// Everything the client library can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The path (or a parent) does not exist; the message is the master's.
+    #[error("{message}")]
+    NotFound {
+        /// Path of the operation.
+        path: String,
+        /// What the master said.
+        message: String,
+    },
+    /// The path exists already.
+    #[error("{message}")]
+    AlreadyExists {
+        /// Path of the operation.
+        path: String,
+        /// What the master (or the client) said.
+        message: String,
+    },
+    /// A file was expected but the path is a directory.
+    #[error("{message}")]
+    IsADirectory {
+        /// Path of the operation.
+        path: String,
+        /// Full message.
+        message: String,
+    },
+    /// A directory was expected but the path (or a parent) is a file.
+    #[error("{message}")]
+    NotADirectory {
+        /// Path of the operation.
+        path: String,
+        /// Full message.
+        message: String,
+    },
+    /// A non-recursive delete of a directory with children.
+    #[error("{message}")]
+    DirectoryNotEmpty {
+        /// Path of the operation.
+        path: String,
+        /// Full message.
+        message: String,
+    },
+    /// Another precondition failed (a lease held by another writer, a stale replica, ...).
+    #[error("{message}")]
+    FailedPrecondition {
+        /// Path of the operation.
+        path: String,
+        /// Full message.
+        message: String,
+    },
+    /// A path that is not valid in the namespace.
+    #[error(transparent)]
+    InvalidPath(#[from] PathError),
+    /// Arguments the master or chunkserver refused.
+    #[error("{message}")]
+    InvalidArgument {
+        /// Full message.
+        message: String,
+    },
+    /// The master cannot be reached or did not answer in time.
+    #[error("cannot reach master at {addr}: {cause}")]
+    MasterUnreachable {
+        /// `host:port` of the master.
+        addr: String,
+        /// Why, e.g. `connection refused`.
+        cause: String,
+    },
+    /// A chunkserver cannot be reached or did not answer in time.
+    #[error("cannot reach chunkserver at {addr}: {cause}")]
+    ChunkserverUnreachable {
+        /// `host:port` of the chunkserver.
+        addr: String,
+        /// Why, e.g. `connection refused`.
+        cause: String,
+    },
+    /// The cluster cannot serve the request now (no chunkservers, safe mode, ...).
+    #[error("{message}")]
+    Unavailable {
+        /// Full message.
+        message: String,
+    },
+    /// A replica's data failed its checksum.
+    #[error("corrupt replica on chunkserver {addr}: {message}")]
+    Corrupt {
+        /// `host:port` of the chunkserver.
+        addr: String,
+        /// What the chunkserver said (names the chunk and block).
+        message: String,
+    },
+    /// Every replica of a chunk failed to serve a read.
+    #[error("no live replica of chunk {handle} of {path}: {}", format_tried(.tried))]
+    NoLiveReplica {
+        /// Path of the file.
+        path: String,
+        /// The chunk.
+        handle: ChunkHandle,
+        /// Each replica tried, in order, with its error.
+        tried: Vec<ReplicaFailure>,
+    },
+    /// The write pipeline failed at a chunkserver.
+    #[error("write pipeline failed at chunkserver {addr}: {message}")]
+    Pipeline {
+        /// `host:port` of the failing chunkserver.
+        addr: String,
+        /// What it said.
+        message: String,
+    },
+    /// A chunkserver or the master ran out of space.
+    #[error("no space left at {addr}: {message}")]
+    DiskFull {
+        /// `host:port` of the server that is full.
+        addr: String,
+        /// What it said.
+        message: String,
+    },
+    /// A server broke the protocol (unexpected offsets, acks, lengths).
+    #[error("protocol error from {addr}: {message}")]
+    Protocol {
+        /// `host:port` of the server.
+        addr: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// A local file could not be read or written.
+    #[error("{path}: {}", describe_io(.source))]
+    Io {
+        /// The local path.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// Writing to the caller's output (a file, stdout) failed.
+    #[error("cannot write output: {}", describe_io(.source))]
+    Output {
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// A writer is used after an earlier error; the file is left incomplete.
+    #[error("writer for {path} failed earlier: {message}")]
+    WriterFailed {
+        /// Path of the file.
+        path: String,
+        /// The first error.
+        message: String,
+    },
+    /// Any other error status from a server.
+    #[error("{what}: {} ({:?})", .status.message(), .status.code())]
+    Rpc {
+        /// Which server and request.
+        what: String,
+        /// The status it returned.
+        status: Status,
+    },
+}
+
+impl Error {
+    /// Maps a status the master returned for an operation on `path`.
+    pub fn from_master_status(status: Status, path: &str, master_addr: &str) -> Error {
+        if let Some(cause) = transport_cause(&status) {
+            return Error::MasterUnreachable { addr: master_addr.to_owned(), cause };
+        }
+        match status.code() {
+            Code::ResourceExhausted => Error::DiskFull {
+                addr: master_addr.to_owned(),
+                message: status.message().to_owned(),
+            },
+            _ => Error::from_status_code(status, path, &format!("master at {master_addr}")),
+        }
+    }
+
+    /// Maps a status a chunkserver at `addr` returned.
+    pub fn from_chunkserver_status(status: Status, addr: &str) -> Error {
+        if let Some(cause) = transport_cause(&status) {
+            return Error::ChunkserverUnreachable { addr: addr.to_owned(), cause };
+        }
+        let message = status.message().to_owned();
+        match status.code() {
+            Code::DataLoss => Error::Corrupt { addr: addr.to_owned(), message },
+            Code::ResourceExhausted => Error::DiskFull { addr: addr.to_owned(), message },
+            Code::Unavailable => {
+                Error::ChunkserverUnreachable { addr: addr.to_owned(), cause: message }
+            }
+            _ => Error::from_status_code(status, "", &format!("chunkserver at {addr}")),
+        }
+    }
+
+    fn from_status_code(status: Status, path: &str, what: &str) -> Error {
+        let path = path.to_owned();
+        let message = status.message().to_owned();
+        match status.code() {
+            Code::NotFound => Error::NotFound { path, message },
+            Code::AlreadyExists => Error::AlreadyExists { path, message },
+            // The master uses failed_precondition for several namespace conditions; the
+            // message tells them apart ("is not a directory" must be tested first).
+            Code::FailedPrecondition if message.contains("not empty") => {
+                Error::DirectoryNotEmpty { path, message }
+            }
+            Code::FailedPrecondition if message.contains("not a directory") => {
+                Error::NotADirectory { path, message }
+            }
+            Code::FailedPrecondition if message.contains("is a directory") => {
+                Error::IsADirectory { path, message }
+            }
+            Code::FailedPrecondition => Error::FailedPrecondition { path, message },
+            Code::InvalidArgument => Error::InvalidArgument { message },
+            Code::Unavailable => Error::Unavailable { message },
+            Code::DataLoss => Error::Corrupt { addr: what.to_owned(), message },
+            _ => Error::Rpc { what: what.to_owned(), status },
+        }
+    }
+
+    /// True when retrying later (or elsewhere) may succeed: a server was unreachable,
+    /// busy or failed mid-stream, as opposed to a namespace or argument error.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::MasterUnreachable { .. }
+            | Error::ChunkserverUnreachable { .. }
+            | Error::Unavailable { .. }
+            | Error::Pipeline { .. }
+            | Error::NoLiveReplica { .. }
+            | Error::Protocol { .. } => true,
+            Error::Rpc { status, .. } => {
+                matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Aborted)
+            }
+            _ => false,
+        }
+    }
+
+    /// True when the error is a write to a closed pipe (`dfs cat f | head`).
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Error::Output { source } if source.kind() == io::ErrorKind::BrokenPipe)
+    }
+
+    /// True for [`Error::NotFound`].
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound { .. })
+    }
+
+    /// The gRPC code a service should answer with when it fails because of this error.
+    pub fn code(&self) -> Code {
+        match self {
+            Error::NotFound { .. } => Code::NotFound,
+            Error::AlreadyExists { .. } => Code::AlreadyExists,
+            Error::IsADirectory { .. }
+            | Error::NotADirectory { .. }
+            | Error::DirectoryNotEmpty { .. }
+            | Error::FailedPrecondition { .. }
+            | Error::WriterFailed { .. } => Code::FailedPrecondition,
+            Error::InvalidPath(_) | Error::InvalidArgument { .. } => Code::InvalidArgument,
+            Error::MasterUnreachable { .. }
+            | Error::ChunkserverUnreachable { .. }
+            | Error::Unavailable { .. }
+            | Error::Pipeline { .. } => Code::Unavailable,
+            Error::Corrupt { .. } | Error::NoLiveReplica { .. } => Code::DataLoss,
+            Error::DiskFull { .. } => Code::ResourceExhausted,
+            Error::Protocol { .. } | Error::Io { .. } | Error::Output { .. } => Code::Internal,
+            Error::Rpc { status, .. } => status.code(),
+        }
+    }
+}
+
+impl From<Status> for Error {
+    /// Maps a status with no known path or server (prefer the `from_*_status` constructors).
+    fn from(status: Status) -> Error {
+        if let Some(cause) = transport_cause(&status) {
+            return Error::Unavailable { message: cause };
+        }
+        Error::from_status_code(status, "", "server")
+    }
+}
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Status {
+        Status::new(err.code(), err.to_string())
+    }
+}
+
+/// The cause of a transport-level failure (nothing listening, timeout), or `None` when
+/// the status came from the server itself.
+fn transport_cause(status: &Status) -> Option<String> {
+    let source = StdError::source(status)?;
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(source);
+    let mut last = source.to_string();
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            return Some(describe_io(io));
+        }
+        if e.downcast_ref::<tonic::TimeoutExpired>().is_some() {
+            return Some("no answer before the timeout".to_owned());
+        }
+        last = e.to_string();
+        cur = e.source();
+    }
+    Some(lowercase_first(&last))
+}
+
+/// A short lowercase description of an I/O error, without the `(os error N)` suffix.
+pub(crate) fn describe_io(err: &io::Error) -> String {
+    use io::ErrorKind as K;
+    let fixed = match err.kind() {
+        K::ConnectionRefused => "connection refused",
+        K::ConnectionReset => "connection reset",
+        K::TimedOut => "timed out",
+        K::NotFound => "no such file or directory",
+        K::PermissionDenied => "permission denied",
+        K::AlreadyExists => "file exists",
+        K::BrokenPipe => "broken pipe",
+        _ => "",
+    };
+    if !fixed.is_empty() {
+        return fixed.to_owned();
+    }
+    let s = err.to_string();
+    let s = match s.find(" (os error") {
+        Some(i) => &s[..i],
+        None => &s,
+    };
+    lowercase_first(s)
+}
+
+fn lowercase_first(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+fn format_tried(tried: &[ReplicaFailure]) -> String {
+    if tried.is_empty() {
+        return "the master knows no replica".to_owned();
+    }
+    let mut out = String::new();
+    for (i, f) in tried.iter().enumerate() {
+        let sep = if i == 0 { "tried " } else { "; " };
+        let _ = write!(out, "{sep}{} ({})", f.addr, f.error);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn master_codes_map_to_variants() {
+        let m = |s: Status| Error::from_master_status(s, "/x", "127.0.0.1:9000");
+        assert!(matches!(
+            m(Status::not_found("/x: no such file or directory")),
+            Error::NotFound { .. }
+        ));
+        assert!(matches!(
+            m(Status::already_exists("/x: file exists")),
+            Error::AlreadyExists { .. }
+        ));
+        assert!(matches!(
+            m(Status::failed_precondition("/x: directory is not empty")),
+            Error::DirectoryNotEmpty { .. }
+        ));
+        assert!(matches!(
+            m(Status::failed_precondition("/x/y: /x is not a directory")),
+            Error::NotADirectory { .. }
+        ));
+        assert!(matches!(
+            m(Status::failed_precondition("/x: is a directory")),
+            Error::IsADirectory { .. }
+        ));
+        assert!(matches!(
+            m(Status::failed_precondition("/x: lease held by c1")),
+            Error::FailedPrecondition { .. }
+        ));
+        assert!(matches!(m(Status::invalid_argument("bad")), Error::InvalidArgument { .. }));
+        assert!(matches!(m(Status::unavailable("no chunkservers")), Error::Unavailable { .. }));
+        assert!(matches!(m(Status::internal("boom")), Error::Rpc { .. }));
+    }
+
+    #[test]
+    fn master_messages_are_kept() {
+        let e = Error::from_master_status(
+            Status::not_found("/x: no such file or directory"),
+            "/x",
+            "a:1",
+        );
+        assert_eq!(e.to_string(), "/x: no such file or directory");
+        assert!(e.is_not_found());
+    }
+
+    #[test]
+    fn chunkserver_codes_map_to_variants() {
+        let e = Error::from_chunkserver_status(Status::data_loss("chunk 1 block 2 corrupt"), "h:1");
+        assert_eq!(e.to_string(), "corrupt replica on chunkserver h:1: chunk 1 block 2 corrupt");
+        let e = Error::from_chunkserver_status(Status::resource_exhausted("disk full"), "h:1");
+        assert!(matches!(e, Error::DiskFull { .. }));
+        let e = Error::from_chunkserver_status(Status::failed_precondition("stale"), "h:1");
+        assert!(matches!(e, Error::FailedPrecondition { .. }));
+    }
+
+    #[test]
+    fn transport_errors_name_the_address() {
+        let io = io::Error::new(io::ErrorKind::ConnectionRefused, "refused");
+        let status = Status::from_error(Box::new(io));
+        let e = Error::from_master_status(status, "/", "127.0.0.1:9");
+        assert_eq!(e.to_string(), "cannot reach master at 127.0.0.1:9: connection refused");
+        assert!(e.is_retryable());
+    }
+
+    #[test]
+    fn no_live_replica_lists_each_try() {
+        let e = Error::NoLiveReplica {
+            path: "/f".into(),
+            handle: ChunkHandle(42),
+            tried: vec![
+                ReplicaFailure { addr: "a:1".into(), error: "connection refused".into() },
+                ReplicaFailure { addr: "b:2".into(), error: "corrupt".into() },
+            ],
+        };
+        assert_eq!(
+            e.to_string(),
+            "no live replica of chunk 000000000000002a of /f: tried a:1 (connection refused); b:2 (corrupt)"
+        );
+    }
+
+    #[test]
+    fn errors_convert_to_status_codes() {
+        let s: Status = Error::NotFound { path: "/x".into(), message: "/x: missing".into() }.into();
+        assert_eq!(s.code(), Code::NotFound);
+        assert_eq!(s.message(), "/x: missing");
+    }
+
+    #[test]
+    fn io_errors_are_short() {
+        let e = io::Error::from_raw_os_error(28);
+        assert_eq!(describe_io(&e), "no space left on device");
+    }
+}

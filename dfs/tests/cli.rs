@@ -1,0 +1,68 @@
+//! Runs the built `dfs` binary: help, usage errors, and a clear one-line error when no
+//! master is listening.
+
+use std::process::Command;
+
+fn dfs() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dfs"));
+    c.env_remove("DFS_MASTER").env_remove("RUST_LOG");
+    c
+}
+
+#[test]
+fn help_exits_0() {
+    let out = dfs().arg("--help").output().expect("run dfs");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for cmd in
+        ["put", "get", "cat", "ls", "mkdir", "rm", "mv", "stat", "du", "setrep", "fsck", "report"]
+    {
+        assert!(text.contains(cmd), "help lists {cmd}: {text}");
+    }
+}
+
+#[test]
+fn ls_help_works_although_h_means_human() {
+    let out = dfs().args(["ls", "--help"]).output().expect("run dfs");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("-R"));
+}
+
+#[test]
+fn unknown_command_exits_2() {
+    let out = dfs().arg("frobnicate").output().expect("run dfs");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn missing_arguments_exit_2() {
+    let out = dfs().arg("put").output().expect("run dfs");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn unreachable_master_is_one_clear_line() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    drop(listener);
+    let out = dfs().args(["--master", &addr, "ls", "/"]).output().expect("run dfs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("dfs: ls: "), "{err}");
+    assert!(err.contains(&addr), "{err}");
+    assert!(err.contains("connection refused"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn master_address_comes_from_the_environment() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    drop(listener);
+    let out = dfs().env("DFS_MASTER", &addr).args(["stat", "/x"]).output().expect("run dfs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("dfs: stat: cannot reach master at "), "{err}");
+    assert!(err.contains(&addr), "{err}");
+}
