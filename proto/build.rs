@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/gfs/v1/common.proto",
         "proto/gfs/v1/master.proto",
         "proto/gfs/v1/chunkserver.proto",
+        "proto/gfs/v1/oplog.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");

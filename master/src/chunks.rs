@@ -117,6 +117,18 @@ impl ChunkMap {
         h
     }
 
+    /// The handle the next allocation will get.
+    pub fn next_handle(&self) -> u64 {
+        self.next_handle
+    }
+
+    /// Puts back a chunk known from the operation log or a checkpoint. It has no replicas:
+    /// those are never persisted and are learned again from chunkserver reports.
+    pub fn restore(&mut self, h: ChunkHandle, file: InodeId, version: u64, length: u64) {
+        self.chunks.insert(h, ChunkInfo { file, version, length, replicas: Vec::new() });
+        self.reserve_above(h);
+    }
+
     /// Makes sure future handles are above `h`, so a chunk a chunkserver still holds
     /// from an earlier life of the master is never handed out again.
     pub fn reserve_above(&mut self, h: ChunkHandle) {

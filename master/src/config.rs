@@ -20,6 +20,16 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     /// A chunkserver silent for this long is dead.
     pub dead_after: Duration,
+    /// A checkpoint is written once this many log records follow the last one.
+    pub checkpoint_records: u64,
+    /// A log segment past this many bytes is closed and a new one started.
+    pub segment_size: u64,
+    /// Fraction of complete chunks that must have a reported replica before the master
+    /// leaves safe mode by itself (0 = leave at once).
+    pub safemode_threshold: f64,
+    /// How long the master stays in safe mode after the threshold is reached, so that
+    /// chunkservers still registering are counted before it starts repairing.
+    pub safemode_extension: Duration,
 }
 
 impl Default for Config {
@@ -30,6 +40,10 @@ impl Default for Config {
             replication: 3,
             heartbeat_interval: Duration::from_secs(3),
             dead_after: Duration::from_secs(30),
+            checkpoint_records: 1_000_000,
+            segment_size: 64 << 20,
+            safemode_threshold: 0.999,
+            safemode_extension: Duration::from_secs(5),
         }
     }
 }
@@ -82,9 +96,27 @@ impl Config {
                 self.dead_after, self.heartbeat_interval
             )));
         }
+        if self.checkpoint_records == 0 {
+            return Err(Error::InvalidArgument("checkpoint records must be positive".into()));
+        }
+        if self.segment_size < MIN_SEGMENT_SIZE {
+            return Err(Error::InvalidArgument(format!(
+                "segment size {} is below the minimum {MIN_SEGMENT_SIZE}",
+                self.segment_size
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.safemode_threshold) {
+            return Err(Error::InvalidArgument(format!(
+                "safe mode threshold {} is outside 0..=1",
+                self.safemode_threshold
+            )));
+        }
         Ok(())
     }
 }
+
+/// Smallest log segment size accepted: a segment must hold at least a few records.
+pub const MIN_SEGMENT_SIZE: u64 = 4096;
 
 #[cfg(test)]
 mod tests {
@@ -102,6 +134,10 @@ mod tests {
             Config { chunk_size: 0, ..Config::default() },
             Config { replication: 0, ..Config::default() },
             Config { dead_after: Duration::from_secs(1), ..Config::default() },
+            Config { checkpoint_records: 0, ..Config::default() },
+            Config { segment_size: 100, ..Config::default() },
+            Config { safemode_threshold: 1.5, ..Config::default() },
+            Config { safemode_threshold: f64::NAN, ..Config::default() },
         ];
         for c in bad {
             assert!(c.validate().is_err(), "{c:?}");

@@ -70,6 +70,29 @@ pub enum Error {
     /// A chunkserver the master does not know (for example after a master restart).
     #[error("unknown chunkserver {0}: register first")]
     UnknownChunkserver(String),
+    /// The master refuses changes: it is in safe mode (the message says why and until when).
+    #[error("{0}")]
+    SafeMode(String),
+    /// The operation log cannot be written: no change can be made durable any more.
+    #[error(
+        "operation log at {path} cannot be written: {reason}; the master refuses changes and still serves reads"
+    )]
+    LogFailed {
+        /// The log directory or segment.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Metadata on disk (a log segment or a checkpoint) cannot be trusted.
+    #[error("{file} at offset {offset}: {reason}")]
+    Corrupt {
+        /// The file.
+        file: String,
+        /// Byte offset of the bad record.
+        offset: u64,
+        /// What is wrong there.
+        reason: String,
+    },
     /// Binding or serving failed.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -101,9 +124,10 @@ impl From<Error> for tonic::Status {
             | Error::LeaseHeld { .. }
             | Error::NotLeaseHolder { .. }
             | Error::WrongChunk { .. }
-            | Error::UnknownChunkserver(_) => Status::failed_precondition(msg),
-            Error::NoChunkservers { .. } => Status::unavailable(msg),
-            Error::Transport(_) | Error::Io { .. } => Status::internal(msg),
+            | Error::UnknownChunkserver(_)
+            | Error::SafeMode(_) => Status::failed_precondition(msg),
+            Error::NoChunkservers { .. } | Error::LogFailed { .. } => Status::unavailable(msg),
+            Error::Transport(_) | Error::Io { .. } | Error::Corrupt { .. } => Status::internal(msg),
         }
     }
 }

@@ -4,16 +4,23 @@
 //! Layout: [`namespace`] (directory tree, no I/O), [`chunks`] (chunk -> replicas),
 //! [`cluster`] (chunkservers and liveness), [`placement`] (rack-aware policy),
 //! [`state`] (the operations across them), [`report`] (fsck and cluster report),
-//! [`server`] (the gRPC edge). [`run`] wires them to a listener.
+//! [`server`] (the gRPC edge). Durability: [`oplog`] (every mutation logged and synced
+//! before it is acknowledged, with group commit), [`checkpoint`] (the whole namespace,
+//! written beside the log), [`recovery`] (checkpoint + log replay at start-up),
+//! [`safemode`] (read-only until chunkservers report in). [`run`] wires them to a listener.
 #![warn(missing_docs)]
 
+pub mod checkpoint;
 pub mod chunks;
 pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod namespace;
+pub mod oplog;
 pub mod placement;
+pub mod recovery;
 pub mod report;
+pub mod safemode;
 pub mod server;
 pub mod state;
 
@@ -32,39 +39,54 @@ pub use error::{Error, Result};
 
 use state::MasterState;
 
-/// Serves the master on `listener` until `shutdown` completes.
+/// Recovers the namespace from the metadata directory, then serves the master on
+/// `listener` until `shutdown` completes.
 ///
 /// # Errors
-/// An invalid config, a metadata directory that cannot be created, or a transport error.
+/// An invalid config; a metadata directory that cannot be created or read, or whose
+/// checkpoint or log is damaged (the error names the file and offset); a transport error.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
     config.validate()?;
-    std::fs::create_dir_all(&config.dir).map_err(|source| Error::Io {
-        what: format!("creating {}", config.dir.display()),
-        source,
-    })?;
     let heartbeat = config.heartbeat_interval;
-    let state = Arc::new(Mutex::new(MasterState::new(config)));
+    let dir = config.dir.clone();
+    let every = config.checkpoint_records;
+    let recovered =
+        tokio::task::spawn_blocking(move || recovery::recover(config)).await.map_err(|e| {
+            Error::Io {
+                what: "recovering the namespace".into(),
+                source: std::io::Error::other(e.to_string()),
+            }
+        })??;
+    let recovery::Recovered { state, log, checkpoint_txid } = recovered;
+    let wanted = state.journal.checkpoint_wanted();
+    let state = Arc::new(Mutex::new(state));
+    let checkpointer = checkpoint::Checkpointer::new(state.clone(), dir, checkpoint_txid);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let monitor = tokio::spawn(monitor(state.clone(), heartbeat, stop_rx));
+    let monitor = tokio::spawn(monitor(state.clone(), heartbeat, stop_rx.clone()));
+    let checkpoints = tokio::spawn(checkpointer.clone().run(wanted, every, stop_rx));
     let addr = listener
         .local_addr()
         .map_err(|source| Error::Io { what: "reading the bound address".into(), source })?;
     info!(%addr, "master serving");
     let served = tonic::transport::Server::builder()
-        .add_service(MasterServer::new(server::MasterService::new(state)))
+        .add_service(MasterServer::new(server::MasterService::new(state, checkpointer)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await;
     let _ = stop_tx.send(true);
     let _ = monitor.await;
+    let _ = checkpoints.await;
+    // Whatever is queued is written before the writer exits.
+    let _ = tokio::task::spawn_blocking(move || log.stop()).await;
     info!("master stopped");
     Ok(served?)
 }
 
-/// Watches chunkserver liveness and logs each transition, once per heartbeat interval.
+/// Watches chunkserver liveness and logs each transition, and lets safe mode end once its
+/// extension has run out, once per heartbeat interval.
 async fn monitor(
     state: Arc<Mutex<MasterState>>,
     every: std::time::Duration,
@@ -77,8 +99,9 @@ async fn monitor(
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        let st = state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
+        st.update_safemode(now);
         for (idx, s) in st.cluster.iter() {
             let live = st.cluster.is_live(idx, now);
             let i = idx.0 as usize;

@@ -15,6 +15,10 @@ use proto::path::DfsPath;
 use crate::chunks::ChunkHandle;
 use crate::error::{Error, Result};
 
+mod image;
+
+pub use image::{InodeImage, NamespaceBuilder};
+
 /// Identifies an inode for as long as the master runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct InodeId(pub u64);
@@ -28,7 +32,7 @@ pub const DIR_PERMISSION: u16 = 0o755;
 pub const FILE_PERMISSION: u16 = 0o644;
 
 /// A directory or a file.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Inode {
     /// Parent directory (the root is its own parent).
     pub parent: InodeId,
@@ -45,7 +49,7 @@ pub struct Inode {
 }
 
 /// What an inode is.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum InodeKind {
     /// A directory and its children by name.
     Dir(BTreeMap<Box<str>, InodeId>),
@@ -54,7 +58,7 @@ pub enum InodeKind {
 }
 
 /// Metadata of a file.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct FileMeta {
     /// Replicas each chunk should have.
     pub replication: u16,
@@ -87,8 +91,8 @@ pub struct CreateArgs<'a> {
     pub now_ms: i64,
 }
 
-/// The directory tree and file metadata.
-#[derive(Debug)]
+/// The directory tree and file metadata. Cloned whole for a checkpoint snapshot.
+#[derive(Debug, Clone)]
 pub struct Namespace {
     inodes: HashMap<InodeId, Inode>,
     next_inode: u64,

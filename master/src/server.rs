@@ -1,18 +1,26 @@
 //! The gRPC edge of the master: translates `gfs.v1.Master` requests into
 //! [`MasterState`] calls and the results back into protos. Holds no logic of its own.
+//!
+//! Every mutation follows one pattern: under the state lock, check the master is
+//! writable (not in safe mode, log healthy), apply the change, and hand its record to the
+//! journal; then, with the lock released, wait for the record to be durable before
+//! answering. Nothing is acknowledged that a crash could lose.
 
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use proto::gfs::master_server::Master;
 use proto::gfs::{self as pb, ChunkCommand, DeleteChunks, chunk_command};
 use proto::path::DfsPath;
 use tonic::{Request, Response, Status};
+use tracing::info;
 
+use crate::checkpoint::Checkpointer;
 use crate::chunks::ChunkHandle;
 use crate::cluster::{Identity, Load};
 use crate::error::Error;
 use crate::namespace::{Inode, InodeKind};
+use crate::oplog::Op;
 use crate::report;
 use crate::state::{CreateRequest, Located, MasterState, ReportedReplica};
 
@@ -20,7 +28,11 @@ use crate::state::{CreateRequest, Located, MasterState, ReportedReplica};
 #[derive(Debug, Clone)]
 pub struct MasterService {
     state: Arc<Mutex<MasterState>>,
+    checkpointer: Checkpointer,
 }
+
+/// How often `safemode wait` re-checks.
+const SAFE_MODE_POLL: Duration = Duration::from_millis(100);
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -76,15 +88,34 @@ pub fn file_status(path: &DfsPath, inode: &Inode) -> pb::FileStatus {
 }
 
 impl MasterService {
-    /// A service over `state`.
-    pub fn new(state: Arc<Mutex<MasterState>>) -> MasterService {
-        MasterService { state }
+    /// A service over `state`, taking checkpoints on demand with `checkpointer`.
+    pub fn new(state: Arc<Mutex<MasterState>>, checkpointer: Checkpointer) -> MasterService {
+        MasterService { state, checkpointer }
     }
 
     fn state(&self) -> MutexGuard<'_, MasterState> {
         // A panic while holding the lock is a bug that already failed its request; the
         // state itself is only ever changed by operations that complete or fail whole.
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The state, locked, once it is known to accept a mutation.
+    fn writable(&self) -> Result<MutexGuard<'_, MasterState>, Status> {
+        let st = self.state();
+        st.writable()?;
+        Ok(st)
+    }
+
+    fn safe_mode_status(st: &MasterState) -> pb::SafeModeResponse {
+        let counts = st.reported_chunks();
+        pb::SafeModeResponse {
+            on: st.safemode.is_on(),
+            manual: st.safemode.is_manual(),
+            reported_chunks: counts.reported,
+            total_chunks: counts.total,
+            threshold: st.safemode.threshold(),
+            message: st.safemode.message(counts),
+        }
     }
 
     fn located(st: &MasterState, l: &Located) -> pb::LocatedChunk {
@@ -110,7 +141,13 @@ impl Master for MasterService {
     ) -> Result<Response<pb::MkdirResponse>, Status> {
         let r = req.into_inner();
         let p = path(&r.path)?;
-        self.state().mkdir(&p, r.parents, &r.owner, now_ms())?;
+        let t = now_ms();
+        let durable = {
+            let mut st = self.writable()?;
+            st.mkdir(&p, r.parents, &r.owner, t)?;
+            st.journal.append(Op::Mkdir { path: p, parents: r.parents, owner: r.owner }, t)
+        };
+        durable.wait().await?;
         Ok(Response::new(pb::MkdirResponse {}))
     }
 
@@ -123,17 +160,35 @@ impl Master for MasterService {
         if r.client_name.is_empty() {
             return Err(Status::invalid_argument("create: client_name is required"));
         }
-        let mut st = self.state();
-        let create = CreateRequest {
-            replication: r.replication,
-            chunk_size: r.chunk_size,
-            overwrite: r.overwrite,
-            create_parents: r.create_parents,
-            owner: &r.owner,
-            client: &r.client_name,
+        let t = now_ms();
+        let (durable, status) = {
+            let mut st = self.writable()?;
+            let create = CreateRequest {
+                replication: r.replication,
+                chunk_size: r.chunk_size,
+                overwrite: r.overwrite,
+                create_parents: r.create_parents,
+                owner: &r.owner,
+                client: &r.client_name,
+            };
+            let id = st.create(&p, &create, t)?;
+            let status = file_status(&p, st.ns.inode(id));
+            // The record holds the defaults as resolved, so a replay under another
+            // configuration creates the same file.
+            let (replication, chunk_size) =
+                st.ns.file(id).map_or((0, 0), |f| (f.replication, f.chunk_size));
+            let op = Op::Create {
+                path: p,
+                replication,
+                chunk_size,
+                overwrite: r.overwrite,
+                create_parents: r.create_parents,
+                owner: r.owner,
+                client: r.client_name,
+            };
+            (st.journal.append(op, t), status)
         };
-        let id = st.create(&p, &create, now_ms())?;
-        let status = file_status(&p, st.ns.inode(id));
+        durable.wait().await?;
         Ok(Response::new(pb::CreateResponse { status: Some(status) }))
     }
 
@@ -144,11 +199,19 @@ impl Master for MasterService {
         let host = client_host(&req, &req.get_ref().client_host);
         let r = req.into_inner();
         let p = path(&r.path)?;
-        let mut st = self.state();
         let prev = handle_len(r.previous_handle, r.previous_length);
-        let l =
-            st.add_chunk(&p, &r.client_name, prev, &host, &r.excluded, Instant::now(), now_ms())?;
-        Ok(Response::new(pb::AddChunkResponse { chunk: Some(Self::located(&st, &l)) }))
+        let t = now_ms();
+        let (durable, chunk) = {
+            let mut st = self.writable()?;
+            let l =
+                st.add_chunk(&p, &r.client_name, prev, &host, &r.excluded, Instant::now(), t)?;
+            let chunk = Self::located(&st, &l);
+            let op =
+                Op::AddChunk { path: p, client: r.client_name, previous: prev, handle: l.handle };
+            (st.journal.append(op, t), chunk)
+        };
+        durable.wait().await?;
+        Ok(Response::new(pb::AddChunkResponse { chunk: Some(chunk) }))
     }
 
     async fn complete(
@@ -157,12 +220,14 @@ impl Master for MasterService {
     ) -> Result<Response<pb::CompleteResponse>, Status> {
         let r = req.into_inner();
         let p = path(&r.path)?;
-        self.state().complete(
-            &p,
-            &r.client_name,
-            handle_len(r.last_handle, r.last_length),
-            now_ms(),
-        )?;
+        let last = handle_len(r.last_handle, r.last_length);
+        let t = now_ms();
+        let durable = {
+            let mut st = self.writable()?;
+            st.complete(&p, &r.client_name, last, t)?;
+            st.journal.append(Op::Complete { path: p, client: r.client_name, last }, t)
+        };
+        durable.wait().await?;
         Ok(Response::new(pb::CompleteResponse {}))
     }
 
@@ -209,7 +274,13 @@ impl Master for MasterService {
     ) -> Result<Response<pb::RenameResponse>, Status> {
         let r = req.into_inner();
         let (src, dst) = (path(&r.src)?, path(&r.dst)?);
-        let new_path = self.state().rename(&src, &dst, now_ms())?;
+        let t = now_ms();
+        let (durable, new_path) = {
+            let mut st = self.writable()?;
+            let new_path = st.rename(&src, &dst, t)?;
+            (st.journal.append(Op::Rename { src, dst }, t), new_path)
+        };
+        durable.wait().await?;
         Ok(Response::new(pb::RenameResponse { new_path: new_path.to_string() }))
     }
 
@@ -219,7 +290,13 @@ impl Master for MasterService {
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let r = req.into_inner();
         let p = path(&r.path)?;
-        self.state().delete(&p, r.recursive, now_ms())?;
+        let t = now_ms();
+        let durable = {
+            let mut st = self.writable()?;
+            st.delete(&p, r.recursive, t)?;
+            st.journal.append(Op::Delete { path: p, recursive: r.recursive }, t)
+        };
+        durable.wait().await?;
         Ok(Response::new(pb::DeleteResponse {}))
     }
 
@@ -229,7 +306,14 @@ impl Master for MasterService {
     ) -> Result<Response<pb::SetReplicationResponse>, Status> {
         let r = req.into_inner();
         let p = path(&r.path)?;
-        let files = self.state().set_replication(&p, r.replication)?;
+        let replication = crate::config::check_replication(r.replication)?;
+        let t = now_ms();
+        let (durable, files) = {
+            let mut st = self.writable()?;
+            let files = st.set_replication(&p, r.replication)?;
+            (st.journal.append(Op::SetReplication { path: p, replication }, t), files)
+        };
+        durable.wait().await?;
         Ok(Response::new(pb::SetReplicationResponse { files }))
     }
 
@@ -282,6 +366,48 @@ impl Master for MasterService {
         Ok(Response::new(pb::ReportBadReplicaResponse {}))
     }
 
+    async fn checkpoint(
+        &self,
+        _req: Request<pb::CheckpointRequest>,
+    ) -> Result<Response<pb::CheckpointResponse>, Status> {
+        let txid = self.checkpointer.checkpoint(now_ms()).await?;
+        Ok(Response::new(pb::CheckpointResponse { txid }))
+    }
+
+    async fn safe_mode(
+        &self,
+        req: Request<pb::SafeModeRequest>,
+    ) -> Result<Response<pb::SafeModeResponse>, Status> {
+        use pb::SafeModeAction as A;
+        let action = A::try_from(req.get_ref().action).map_err(|_| {
+            Status::invalid_argument(format!("safe mode: unknown action {}", req.get_ref().action))
+        })?;
+        match action {
+            A::Unspecified | A::Get => {}
+            A::Enter => {
+                self.state().safemode.enter();
+                info!("safe mode entered by an administrator");
+            }
+            A::Leave => {
+                self.state().safemode.leave();
+                info!("safe mode left by an administrator");
+            }
+            A::Wait => loop {
+                {
+                    let mut st = self.state();
+                    st.update_safemode(Instant::now());
+                    if !st.safemode.is_on() {
+                        break;
+                    }
+                }
+                // Reports arrive by RPC; re-checking a few times a second is plenty for
+                // an administrator's wait, and the client's deadline bounds it.
+                tokio::time::sleep(SAFE_MODE_POLL).await;
+            },
+        }
+        Ok(Response::new(Self::safe_mode_status(&self.state())))
+    }
+
     async fn register(
         &self,
         req: Request<pb::RegisterRequest>,
@@ -296,13 +422,15 @@ impl Master for MasterService {
         let chunks: Vec<ReportedReplica> = r.chunks.iter().map(reported).collect();
         let load = load(r.capacity, r.used, r.remaining, 0, chunks.len() as u64);
         let mut st = self.state();
+        let now = Instant::now();
         st.register(
             Identity { id: &server.id, addr: &server.addr, rack: &server.rack },
             load,
             &chunks,
-            Instant::now(),
+            now,
             now_ms(),
         );
+        st.update_safemode(now);
         let heartbeat_interval_ms = st.config.heartbeat_interval.as_millis() as u64;
         Ok(Response::new(pb::RegisterResponse { heartbeat_interval_ms }))
     }
@@ -334,7 +462,12 @@ impl Master for MasterService {
         let received: Vec<ReportedReplica> = r.received.iter().map(reported).collect();
         let deleted: Vec<ChunkHandle> = r.deleted.iter().map(|&h| ChunkHandle(h)).collect();
         let corrupt: Vec<ChunkHandle> = r.corrupt.iter().map(|&h| ChunkHandle(h)).collect();
-        let known = self.state().report_chunks(&r.id, &received, &deleted, &corrupt);
+        let known = {
+            let mut st = self.state();
+            let known = st.report_chunks(&r.id, &received, &deleted, &corrupt);
+            st.update_safemode(Instant::now());
+            known
+        };
         Ok(Response::new(pb::ReportChunksResponse { reregister: !known }))
     }
 }

@@ -4,6 +4,8 @@
 //!
 //! No I/O happens here: the gRPC edge ([`crate::server`]) translates requests into these
 //! calls and passes the time in, so the logic is driven and tested without a network.
+//! The [`Journal`] held here only queues records for the log writer thread; it lives
+//! under the same lock so that records are numbered in the order mutations are applied.
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -18,7 +20,9 @@ use crate::cluster::{Cluster, Identity, Load, ServerIdx};
 use crate::config::{self, Config};
 use crate::error::{Error, Result};
 use crate::namespace::{CreateArgs, InodeId, Namespace};
+use crate::oplog::Journal;
 use crate::placement::{self, Candidate, Distance};
+use crate::safemode::{Reported, SafeMode};
 
 /// A chunk of a file with the replicas a client should use, in order.
 #[derive(Debug, Clone)]
@@ -76,19 +80,62 @@ pub struct MasterState {
     pub chunks: ChunkMap,
     /// Chunkservers.
     pub cluster: Cluster,
+    /// The operation log's handle (records mutations applied here).
+    pub journal: Journal,
+    /// Whether changes are refused until chunkservers report in.
+    pub safemode: SafeMode,
     rng: StdRng,
 }
 
 impl MasterState {
-    /// A master with an empty namespace and no chunkservers.
+    /// A master with an empty namespace and no chunkservers, out of safe mode, whose
+    /// journal persists nothing ([`crate::recovery::recover`] builds the durable one).
     pub fn new(config: Config) -> MasterState {
         let cluster = Cluster::new(config.dead_after);
+        let safemode = SafeMode::new(config.safemode_threshold, config.safemode_extension, false);
         MasterState {
             config,
             ns: Namespace::new(),
             chunks: ChunkMap::new(),
             cluster,
+            journal: Journal::in_memory(),
+            safemode,
             rng: StdRng::from_os_rng(),
+        }
+    }
+
+    /// Fails unless a mutation may be made now: not in safe mode, log writable.
+    ///
+    /// # Errors
+    /// [`Error::SafeMode`] saying why and until when; [`Error::LogFailed`].
+    pub fn writable(&self) -> Result<()> {
+        if self.safemode.is_on() {
+            return Err(Error::SafeMode(self.safemode.message(self.reported_chunks())));
+        }
+        self.journal.writable()
+    }
+
+    /// Complete chunks, and those of them with a readable replica reported (what safe
+    /// mode waits for). Chunks still being written are not counted.
+    pub fn reported_chunks(&self) -> Reported {
+        let mut counts = Reported::default();
+        for (_, c) in self.chunks.iter().filter(|(_, c)| c.length > 0) {
+            counts.total += 1;
+            if c.readable().next().is_some() {
+                counts.reported += 1;
+            }
+        }
+        counts
+    }
+
+    /// Lets safe mode leave by itself once enough chunks are reported.
+    pub fn update_safemode(&mut self, now: Instant) {
+        if !self.safemode.waiting() {
+            return;
+        }
+        let counts = self.reported_chunks();
+        if self.safemode.update(counts, now) {
+            info!(reported = counts.reported, total = counts.total, "leaving safe mode");
         }
     }
 
@@ -364,9 +411,10 @@ impl MasterState {
                 warn!(chunk = c.handle.0, server = %self.cluster.get(idx).addr, length = c.length, "replica length differs: marked corrupt");
             }
             ReportOutcome::Unknown => {
-                // Without a persistent namespace the master cannot tell an orphan from a
-                // chunk of a file it has not learned about, so nothing is deleted here.
-                // Handles stay above it so they are never reused.
+                // Handles are persisted through the log, so this is an orphan (its file's
+                // delete or its allocation was never made durable); it is left alone rather
+                // than deleted, so a master started on the wrong directory destroys
+                // nothing. Handles stay above it so they are never reused.
                 self.chunks.reserve_above(c.handle);
                 debug!(chunk = c.handle.0, "replica of an unknown chunk");
             }
@@ -384,6 +432,10 @@ impl MasterState {
         now_ms: i64,
     ) -> Option<Vec<ChunkHandle>> {
         let idx = self.cluster.heartbeat(id, load, now, now_ms)?;
+        if self.safemode.is_on() {
+            // Nothing is deleted in safe mode; the commands wait in the queue.
+            return Some(Vec::new());
+        }
         Some(self.cluster.take_deletes(idx))
     }
 

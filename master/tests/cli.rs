@@ -33,7 +33,8 @@ fn address_in_use_is_named() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().expect("addr").to_string();
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = master().args(["--addr", &addr, "--dir"]).arg(dir.path()).output().expect("run master");
+    let out =
+        master().args(["--addr", &addr, "--dir"]).arg(dir.path()).output().expect("run master");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&addr) && err.lines().count() == 1, "{err}");

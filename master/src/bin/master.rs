@@ -29,6 +29,18 @@ struct Cli {
     /// A chunkserver silent this long is declared dead (default: 10 heartbeats).
     #[arg(long)]
     dead_after_ms: Option<u64>,
+    /// Write a checkpoint once this many log records follow the last one.
+    #[arg(long, env = "MASTER_CHECKPOINT_RECORDS", default_value_t = 1_000_000)]
+    checkpoint_records: u64,
+    /// Start a new operation log segment past this size (e.g. 64MiB).
+    #[arg(long, env = "MASTER_SEGMENT_SIZE", default_value = "64MiB", value_parser = parse_size)]
+    segment_size: u64,
+    /// Fraction of chunks that must be reported before leaving safe mode (0 to 1).
+    #[arg(long, env = "MASTER_SAFEMODE_THRESHOLD", default_value_t = 0.999)]
+    safemode_threshold: f64,
+    /// Stay in safe mode this long after the threshold is reached, in milliseconds.
+    #[arg(long, env = "MASTER_SAFEMODE_EXTENSION_MS", default_value_t = 5000)]
+    safemode_extension_ms: u64,
     /// Once listening, write the bound host:port to this file.
     #[arg(long)]
     addr_file: Option<PathBuf>,
@@ -61,6 +73,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         dead_after: Duration::from_millis(
             cli.dead_after_ms.unwrap_or(cli.heartbeat_ms.saturating_mul(10)),
         ),
+        checkpoint_records: cli.checkpoint_records,
+        segment_size: cli.segment_size,
+        safemode_threshold: cli.safemode_threshold,
+        safemode_extension: Duration::from_millis(cli.safemode_extension_ms),
     };
     config.validate()?;
     let listener = tokio::net::TcpListener::bind(&cli.addr)

@@ -1,0 +1,276 @@
+//! Log records: the domain form of one namespace mutation ([`Op`]) with its transaction id
+//! and timestamp ([`Record`]), and their protobuf encoding (`gfs.v1.LogRecord`).
+//!
+//! A record holds exactly the arguments the mutation was applied with, defaults already
+//! resolved and the new chunk handle included, so replaying it through the same
+//! [`crate::state::MasterState`] methods rebuilds the same state.
+
+use prost::Message;
+use proto::gfs::{self as pb, log_record};
+use proto::path::DfsPath;
+
+use crate::chunks::ChunkHandle;
+
+/// One namespace mutation as it was applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// [`crate::state::MasterState::mkdir`].
+    Mkdir {
+        /// Directory created.
+        path: DfsPath,
+        /// `mkdir -p`.
+        parents: bool,
+        /// Owner of what it creates.
+        owner: String,
+    },
+    /// [`crate::state::MasterState::create`], with defaults resolved.
+    Create {
+        /// File created.
+        path: DfsPath,
+        /// Its replication factor.
+        replication: u16,
+        /// Its chunk size.
+        chunk_size: u64,
+        /// Replaced an existing file.
+        overwrite: bool,
+        /// Created missing parents.
+        create_parents: bool,
+        /// Owner.
+        owner: String,
+        /// Writer holding the file open.
+        client: String,
+    },
+    /// A chunk appended to a file being written, finishing the previous one.
+    AddChunk {
+        /// The file.
+        path: DfsPath,
+        /// Its writer.
+        client: String,
+        /// The chunk finished and its final length.
+        previous: Option<(ChunkHandle, u64)>,
+        /// The handle allocated for the new chunk.
+        handle: ChunkHandle,
+    },
+    /// [`crate::state::MasterState::complete`].
+    Complete {
+        /// The file.
+        path: DfsPath,
+        /// Its writer.
+        client: String,
+        /// The last chunk and its final length.
+        last: Option<(ChunkHandle, u64)>,
+    },
+    /// [`crate::state::MasterState::rename`].
+    Rename {
+        /// Source.
+        src: DfsPath,
+        /// Destination as the client gave it.
+        dst: DfsPath,
+    },
+    /// [`crate::state::MasterState::delete`].
+    Delete {
+        /// Path deleted.
+        path: DfsPath,
+        /// Recursively.
+        recursive: bool,
+    },
+    /// [`crate::state::MasterState::set_replication`].
+    SetReplication {
+        /// File or directory.
+        path: DfsPath,
+        /// New factor.
+        replication: u16,
+    },
+}
+
+/// A logged mutation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Transaction id, consecutive from 1.
+    pub txid: u64,
+    /// The mutation's timestamp, ms since the Unix epoch.
+    pub time_ms: i64,
+    /// The mutation.
+    pub op: Op,
+}
+
+fn handle_len(h: u64, len: u64) -> Option<(ChunkHandle, u64)> {
+    (h != 0).then_some((ChunkHandle(h), len))
+}
+
+fn split(v: Option<(ChunkHandle, u64)>) -> (u64, u64) {
+    v.map_or((0, 0), |(h, len)| (h.0, len))
+}
+
+fn path(s: &str) -> Result<DfsPath, String> {
+    DfsPath::parse(s).map_err(|e| format!("bad path in record: {e}"))
+}
+
+fn factor(r: u32) -> Result<u16, String> {
+    u16::try_from(r).map_err(|_| format!("replication {r} out of range in record"))
+}
+
+impl Record {
+    /// The protobuf encoding (the payload of one frame).
+    pub fn encode(&self) -> Vec<u8> {
+        let op = match &self.op {
+            Op::Mkdir { path, parents, owner } => log_record::Op::Mkdir(pb::LogMkdir {
+                path: path.to_string(),
+                parents: *parents,
+                owner: owner.clone(),
+            }),
+            Op::Create {
+                path,
+                replication,
+                chunk_size,
+                overwrite,
+                create_parents,
+                owner,
+                client,
+            } => log_record::Op::Create(pb::LogCreate {
+                path: path.to_string(),
+                replication: u32::from(*replication),
+                chunk_size: *chunk_size,
+                overwrite: *overwrite,
+                create_parents: *create_parents,
+                owner: owner.clone(),
+                client: client.clone(),
+            }),
+            Op::AddChunk { path, client, previous, handle } => {
+                let (previous_handle, previous_length) = split(*previous);
+                log_record::Op::AddChunk(pb::LogAddChunk {
+                    path: path.to_string(),
+                    client: client.clone(),
+                    previous_handle,
+                    previous_length,
+                    handle: handle.0,
+                })
+            }
+            Op::Complete { path, client, last } => {
+                let (last_handle, last_length) = split(*last);
+                log_record::Op::Complete(pb::LogComplete {
+                    path: path.to_string(),
+                    client: client.clone(),
+                    last_handle,
+                    last_length,
+                })
+            }
+            Op::Rename { src, dst } => {
+                log_record::Op::Rename(pb::LogRename { src: src.to_string(), dst: dst.to_string() })
+            }
+            Op::Delete { path, recursive } => log_record::Op::Delete(pb::LogDelete {
+                path: path.to_string(),
+                recursive: *recursive,
+            }),
+            Op::SetReplication { path, replication } => {
+                log_record::Op::SetReplication(pb::LogSetReplication {
+                    path: path.to_string(),
+                    replication: u32::from(*replication),
+                })
+            }
+        };
+        pb::LogRecord {
+            txid: self.txid,
+            time_ms: self.time_ms,
+            client_id: String::new(),
+            call_id: 0,
+            op: Some(op),
+        }
+        .encode_to_vec()
+    }
+
+    /// Decodes a frame's payload.
+    ///
+    /// # Errors
+    /// A message that does not decode, has no operation, or holds a bad path or factor.
+    pub fn decode(payload: &[u8]) -> Result<Record, String> {
+        let r = pb::LogRecord::decode(payload).map_err(|e| format!("undecodable record: {e}"))?;
+        let op = match r.op.ok_or("record without an operation")? {
+            log_record::Op::Mkdir(m) => {
+                Op::Mkdir { path: path(&m.path)?, parents: m.parents, owner: m.owner }
+            }
+            log_record::Op::Create(c) => Op::Create {
+                path: path(&c.path)?,
+                replication: factor(c.replication)?,
+                chunk_size: c.chunk_size,
+                overwrite: c.overwrite,
+                create_parents: c.create_parents,
+                owner: c.owner,
+                client: c.client,
+            },
+            log_record::Op::AddChunk(a) => Op::AddChunk {
+                path: path(&a.path)?,
+                client: a.client,
+                previous: handle_len(a.previous_handle, a.previous_length),
+                handle: ChunkHandle(a.handle),
+            },
+            log_record::Op::Complete(c) => Op::Complete {
+                path: path(&c.path)?,
+                client: c.client,
+                last: handle_len(c.last_handle, c.last_length),
+            },
+            log_record::Op::Rename(r) => Op::Rename { src: path(&r.src)?, dst: path(&r.dst)? },
+            log_record::Op::Delete(d) => {
+                Op::Delete { path: path(&d.path)?, recursive: d.recursive }
+            }
+            log_record::Op::SetReplication(s) => {
+                Op::SetReplication { path: path(&s.path)?, replication: factor(s.replication)? }
+            }
+        };
+        Ok(Record { txid: r.txid, time_ms: r.time_ms, op })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> DfsPath {
+        DfsPath::parse(s).expect("path")
+    }
+
+    #[test]
+    fn every_op_round_trips() {
+        let ops = [
+            Op::Mkdir { path: p("/a/b"), parents: true, owner: "u".into() },
+            Op::Create {
+                path: p("/a/f"),
+                replication: 2,
+                chunk_size: 1 << 20,
+                overwrite: true,
+                create_parents: false,
+                owner: "u".into(),
+                client: "c1".into(),
+            },
+            Op::AddChunk {
+                path: p("/a/f"),
+                client: "c1".into(),
+                previous: Some((ChunkHandle(4), 1 << 20)),
+                handle: ChunkHandle(5),
+            },
+            Op::AddChunk {
+                path: p("/a/f"),
+                client: "c1".into(),
+                previous: None,
+                handle: ChunkHandle(4),
+            },
+            Op::Complete { path: p("/a/f"), client: "c1".into(), last: Some((ChunkHandle(5), 7)) },
+            Op::Complete { path: p("/a/g"), client: "c1".into(), last: None },
+            Op::Rename { src: p("/a"), dst: p("/b") },
+            Op::Delete { path: p("/b"), recursive: true },
+            Op::SetReplication { path: p("/"), replication: 1 },
+        ];
+        for (i, op) in ops.into_iter().enumerate() {
+            let rec = Record { txid: i as u64 + 1, time_ms: 1_700_000_000_000 + i as i64, op };
+            assert_eq!(Record::decode(&rec.encode()).expect("decode"), rec);
+        }
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        assert!(Record::decode(&[0xff, 0xff, 0xff]).is_err());
+        // A valid message without an operation.
+        let empty = pb::LogRecord { txid: 1, ..Default::default() }.encode_to_vec();
+        assert!(Record::decode(&empty).is_err());
+    }
+}

@@ -1,0 +1,414 @@
+//! Start-up: rebuilds the master's state from its metadata directory (the newest
+//! checkpoint, then the log segments after it) and opens the log for new records.
+//!
+//! Replay goes through the same [`MasterState`] methods as live requests, with the
+//! arguments the records hold ([`MasterState::apply`]), so the rebuilt state is the one
+//! the master had. A record that no longer applies means the files disagree with each
+//! other: start-up stops naming the file and offset rather than guess.
+
+use std::path::Path;
+
+use tracing::{info, warn};
+
+use crate::checkpoint;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::oplog::{Journal, LogThread, Op, segment};
+use crate::safemode::SafeMode;
+use crate::state::{CreateRequest, MasterState};
+
+/// The state rebuilt at start-up and the log writer now serving it.
+#[derive(Debug)]
+pub struct Recovered {
+    /// The state, its journal open, in safe mode if it has chunks.
+    pub state: MasterState,
+    /// The log writer thread.
+    pub log: LogThread,
+    /// The txid of the checkpoint loaded (0 = none).
+    pub checkpoint_txid: u64,
+}
+
+impl MasterState {
+    /// Applies a logged mutation, as replay does.
+    ///
+    /// # Errors
+    /// Whatever the mutation returns: on replay that means log and state disagree.
+    pub fn apply(&mut self, op: &Op, time_ms: i64) -> Result<()> {
+        match op {
+            Op::Mkdir { path, parents, owner } => self.mkdir(path, *parents, owner, time_ms),
+            Op::Create {
+                path,
+                replication,
+                chunk_size,
+                overwrite,
+                create_parents,
+                owner,
+                client,
+            } => {
+                let req = CreateRequest {
+                    replication: u32::from(*replication),
+                    chunk_size: *chunk_size,
+                    overwrite: *overwrite,
+                    create_parents: *create_parents,
+                    owner,
+                    client,
+                };
+                self.create(path, &req, time_ms).map(drop)
+            }
+            Op::AddChunk { path, client, previous, handle } => {
+                let (file, _) = self.ns.add_chunk(path, client, *previous, *handle, time_ms)?;
+                self.chunks.restore(*handle, file, 1, 0);
+                if let Some((prev, len)) = previous {
+                    self.chunks.finish(*prev, *len);
+                }
+                Ok(())
+            }
+            Op::Complete { path, client, last } => self.complete(path, client, *last, time_ms),
+            Op::Rename { src, dst } => self.rename(src, dst, time_ms).map(drop),
+            Op::Delete { path, recursive } => self.delete(path, *recursive, time_ms),
+            Op::SetReplication { path, replication } => {
+                self.set_replication(path, u32::from(*replication)).map(drop)
+            }
+        }
+    }
+}
+
+fn create_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .map_err(|source| Error::Io { what: format!("creating {}", dir.display()), source })
+}
+
+/// Rebuilds the state from `config.dir` and opens the log after the last record.
+///
+/// # Errors
+/// [`Error::Corrupt`] naming file and offset for an unreadable checkpoint, a damaged or
+/// incomplete log, or a record that does not apply; I/O errors.
+pub fn recover(config: Config) -> Result<Recovered> {
+    let started = std::time::Instant::now();
+    let dir = config.dir.clone();
+    let log_dir = segment::log_dir(&dir);
+    create_dir(&dir)?;
+    create_dir(&log_dir)?;
+    for entry in std::fs::read_dir(&dir)
+        .map_err(|source| Error::Io { what: format!("listing {}", dir.display()), source })?
+    {
+        let name =
+            entry.map_err(|source| Error::Io { what: "listing".into(), source })?.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("checkpoint-") && name.ends_with(".tmp") {
+            warn!(file = %dir.join(&*name).display(), "ignoring a half-written checkpoint");
+        }
+    }
+    let (threshold, extension) = (config.safemode_threshold, config.safemode_extension);
+    let (segment_size, every) = (config.segment_size, config.checkpoint_records);
+    let (mut state, checkpoint_txid) = match checkpoint::list(&dir)?.pop() {
+        Some((_, path)) => {
+            let loaded = checkpoint::read(&path)?;
+            info!(file = %path.display(), txid = loaded.txid, "checkpoint loaded");
+            let mut st = MasterState::new(config);
+            st.ns = loaded.ns;
+            st.chunks = loaded.chunks;
+            (st, loaded.txid)
+        }
+        None => (MasterState::new(config), 0),
+    };
+    let last = segment::replay(&log_dir, checkpoint_txid, |file, offset, rec| {
+        state.apply(&rec.op, rec.time_ms).map_err(|e| Error::Corrupt {
+            file: file.display().to_string(),
+            offset,
+            reason: format!("txid {} does not apply: {e}", rec.txid),
+        })
+    })?;
+    let (journal, log) = Journal::open(&log_dir, last, segment_size, every)?;
+    state.journal = journal;
+    state.safemode = SafeMode::new(threshold, extension, !state.chunks.is_empty());
+    info!(
+        checkpoint_txid,
+        replayed = last - checkpoint_txid,
+        files = state.ns.file_count(),
+        directories = state.ns.dir_count(),
+        chunks = state.chunks.len(),
+        safe_mode = state.safemode.is_on(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "namespace recovered"
+    );
+    Ok(Recovered { state, log, checkpoint_txid })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use proto::path::DfsPath;
+
+    use super::*;
+    use crate::checkpoint::Checkpointer;
+    use crate::cluster::{Identity, Load};
+    use crate::state::ReportedReplica;
+
+    fn p(s: &str) -> DfsPath {
+        DfsPath::parse(s).expect("path")
+    }
+
+    fn cfg(dir: &Path) -> Config {
+        Config {
+            dir: dir.to_owned(),
+            chunk_size: 1 << 20,
+            replication: 2,
+            safemode_extension: Duration::ZERO,
+            ..Config::default()
+        }
+    }
+
+    /// Everything a restart must bring back: the namespace and the chunks' persistent fields.
+    fn persistent(st: &MasterState) -> (Vec<String>, Vec<(u64, u64, u64)>) {
+        let mut chunks: Vec<_> =
+            st.chunks.iter().map(|(h, c)| (h.0, c.version, c.length)).collect();
+        chunks.sort_unstable();
+        (st.ns.dump(), chunks)
+    }
+
+    fn register(st: &mut MasterState, n: u32, chunks: &[ReportedReplica]) {
+        let load = Load { capacity: 1 << 40, remaining: 1 << 40, ..Load::default() };
+        for i in 0..n {
+            let (id, addr) = (format!("cs{i}"), format!("127.0.0.{}:1", i + 2));
+            st.register(
+                Identity { id: &id, addr: &addr, rack: "/r" },
+                load,
+                chunks,
+                Instant::now(),
+                0,
+            );
+        }
+    }
+
+    /// Applies and logs one mutation the way the gRPC edge does.
+    async fn mutate(state: &Arc<Mutex<MasterState>>, op: Op, t: i64) {
+        let durable = {
+            let mut st = state.lock().expect("lock");
+            st.writable().expect("writable");
+            st.apply(&op, t).expect("apply");
+            st.journal.append(op, t)
+        };
+        durable.wait().await.expect("durable");
+    }
+
+    /// Writes a file with `chunks` chunks through the live allocation path.
+    async fn write_file(state: &Arc<Mutex<MasterState>>, path: &str, chunks: usize, t: i64) {
+        let create = Op::Create {
+            path: p(path),
+            replication: 2,
+            chunk_size: 1 << 20,
+            overwrite: true,
+            create_parents: true,
+            owner: "u".into(),
+            client: "w".into(),
+        };
+        mutate(state, create, t).await;
+        let mut prev = None;
+        for _ in 0..chunks {
+            let durable = {
+                let mut st = state.lock().expect("lock");
+                let l =
+                    st.add_chunk(&p(path), "w", prev, "", &[], Instant::now(), t).expect("chunk");
+                let op = Op::AddChunk {
+                    path: p(path),
+                    client: "w".into(),
+                    previous: prev,
+                    handle: l.handle,
+                };
+                prev = Some((l.handle, 1 << 20));
+                st.journal.append(op, t)
+            };
+            durable.wait().await.expect("durable");
+        }
+        let last = prev.map(|(h, _)| (h, 7));
+        mutate(state, Op::Complete { path: p(path), client: "w".into(), last }, t).await;
+    }
+
+    async fn workload(state: &Arc<Mutex<MasterState>>, round: i64) {
+        let base = format!("/r{round}");
+        mutate(
+            state,
+            Op::Mkdir { path: p(&format!("{base}/a/b")), parents: true, owner: "u".into() },
+            round,
+        )
+        .await;
+        write_file(state, &format!("{base}/a/f"), 2, round).await;
+        write_file(state, &format!("{base}/a/g"), 1, round).await;
+        write_file(state, &format!("{base}/gone"), 1, round).await;
+        mutate(
+            state,
+            Op::Rename { src: p(&format!("{base}/a/f")), dst: p(&format!("{base}/a/b")) },
+            round,
+        )
+        .await;
+        mutate(state, Op::SetReplication { path: p(&format!("{base}/a")), replication: 1 }, round)
+            .await;
+        mutate(state, Op::Delete { path: p(&format!("{base}/gone")), recursive: false }, round)
+            .await;
+        // Overwrite releases the old file's chunks.
+        write_file(state, &format!("{base}/a/g"), 1, round + 1).await;
+    }
+
+    fn start(dir: &Path) -> (Arc<Mutex<MasterState>>, LogThread, u64) {
+        let r = recover(cfg(dir)).expect("recover");
+        let mut st = r.state;
+        // Chunkservers for placement; the safe mode they end is tested on its own.
+        register(&mut st, 3, &[]);
+        st.safemode.leave();
+        (Arc::new(Mutex::new(st)), r.log, r.checkpoint_txid)
+    }
+
+    fn restart(dir: &Path) -> MasterState {
+        recover(cfg(dir)).expect("recover").state
+    }
+
+    #[tokio::test]
+    async fn checkpoint_plus_replay_equals_the_live_state() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (state, log, ckpt) = start(dir.path());
+        let cp = Checkpointer::new(state.clone(), dir.path().to_owned(), ckpt);
+        workload(&state, 1).await;
+        let first = cp.checkpoint(0).await.expect("checkpoint");
+        assert_eq!(first, state.lock().expect("lock").journal.last_txid());
+        workload(&state, 3).await;
+        let second = cp.checkpoint(0).await.expect("checkpoint");
+        workload(&state, 5).await;
+        let live = persistent(&state.lock().expect("lock"));
+        log.stop();
+        let back = restart(dir.path());
+        assert_eq!(persistent(&back), live);
+        assert_eq!(back.journal.last_txid(), state.lock().expect("lock").journal.last_txid());
+        // New handles continue above every recovered one.
+        assert!(back.chunks.next_handle() > live.1.iter().map(|c| c.0).max().unwrap_or(0));
+        // Both checkpoints are kept; segments up to the first one are gone.
+        let ckpts: Vec<u64> =
+            checkpoint::list(dir.path()).expect("list").iter().map(|c| c.0).collect();
+        assert_eq!(ckpts, vec![first, second]);
+        let segs = segment::list(&segment::log_dir(dir.path())).expect("segments");
+        assert!(segs.iter().all(|s| s.0 > 1), "{segs:?}");
+        // Replay alone from the first checkpoint rebuilds the same state too.
+        std::fs::remove_file(dir.path().join(checkpoint::file_name(second))).expect("rm");
+        assert_eq!(persistent(&restart(dir.path())), live);
+    }
+
+    #[tokio::test]
+    async fn a_half_written_checkpoint_is_ignored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (state, log, ckpt) = start(dir.path());
+        let cp = Checkpointer::new(state.clone(), dir.path().to_owned(), ckpt);
+        workload(&state, 1).await;
+        let txid = cp.checkpoint(0).await.expect("checkpoint");
+        workload(&state, 2).await;
+        let live = persistent(&state.lock().expect("lock"));
+        log.stop();
+        // A later checkpoint that crashed half-way: the first bytes of a valid one.
+        let good = std::fs::read(dir.path().join(checkpoint::file_name(txid))).expect("read");
+        let tmp: PathBuf = dir.path().join(format!("checkpoint-{:020}.tmp", txid + 5));
+        std::fs::write(&tmp, &good[..good.len() / 2]).expect("write tmp");
+        assert_eq!(persistent(&restart(dir.path())), live);
+    }
+
+    #[tokio::test]
+    async fn a_damaged_checkpoint_stops_start_up_naming_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (state, log, ckpt) = start(dir.path());
+        let cp = Checkpointer::new(state.clone(), dir.path().to_owned(), ckpt);
+        workload(&state, 1).await;
+        let txid = cp.checkpoint(0).await.expect("checkpoint");
+        log.stop();
+        let path = dir.path().join(checkpoint::file_name(txid));
+        let good = std::fs::read(&path).expect("read");
+        let mut flipped = good.clone();
+        let mid = flipped.len() / 2;
+        flipped[mid] ^= 0x10;
+        std::fs::write(&path, &flipped).expect("write");
+        let err = recover(cfg(dir.path())).expect_err("must fail").to_string();
+        assert!(err.contains(&path.display().to_string()) && err.contains("offset"), "{err}");
+        // Cut short: the trailer is missing.
+        std::fs::write(&path, &good[..good.len() - 3]).expect("write");
+        let err = recover(cfg(dir.path())).expect_err("must fail").to_string();
+        assert!(err.contains(&path.display().to_string()) && err.contains("checkpoint"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn safe_mode_holds_until_chunks_are_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (state, log, _) = start(dir.path());
+        workload(&state, 1).await;
+        let held: Vec<ReportedReplica> = state
+            .lock()
+            .expect("lock")
+            .chunks
+            .iter()
+            .map(|(&handle, c)| ReportedReplica {
+                handle,
+                version: c.version,
+                length: c.length,
+                finalized: true,
+            })
+            .collect();
+        log.stop();
+        let mut st = restart(dir.path());
+        assert!(st.safemode.is_on());
+        let err = st.writable().expect_err("refused").to_string();
+        assert!(
+            err.contains("safe mode") && err.contains(&format!("0 of {} chunks", held.len())),
+            "{err}"
+        );
+        // Reads still work.
+        assert!(st.ns.lookup(&p("/r1/a/b/f")).is_ok());
+        // No replica locations survive a restart.
+        assert!(st.chunks.iter().all(|(_, c)| c.replicas.is_empty()));
+        // Half the chunks reported: still on, and no delete is handed out.
+        register(&mut st, 1, &held[..held.len() / 2]);
+        st.update_safemode(Instant::now());
+        assert!(st.safemode.is_on());
+        let stale = ReportedReplica { version: 0, ..held[0] };
+        assert!(st.report_chunks("cs0", &[stale], &[], &[]));
+        assert_eq!(st.heartbeat("cs0", Load::default(), Instant::now(), 0), Some(vec![]));
+        register(&mut st, 1, &held);
+        st.update_safemode(Instant::now());
+        assert!(!st.safemode.is_on());
+        st.writable().expect("writable once reported");
+    }
+
+    #[tokio::test]
+    async fn the_log_passing_its_threshold_triggers_a_checkpoint() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = recover(Config { checkpoint_records: 10, ..cfg(dir.path()) }).expect("recover");
+        let wanted = r.state.journal.checkpoint_wanted();
+        let mut st = r.state;
+        register(&mut st, 3, &[]);
+        let state = Arc::new(Mutex::new(st));
+        let cp = Checkpointer::new(state.clone(), dir.path().to_owned(), 0);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(cp.run(wanted, 10, stop_rx));
+        workload(&state, 1).await;
+        let mut written = Vec::new();
+        for _ in 0..500 {
+            written = checkpoint::list(dir.path()).expect("list");
+            if !written.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!written.is_empty(), "no checkpoint after the threshold");
+        let _ = stop_tx.send(true);
+        task.await.expect("checkpointer");
+        let live = persistent(&state.lock().expect("lock"));
+        r.log.stop();
+        assert_eq!(persistent(&restart(dir.path())), live);
+    }
+
+    #[test]
+    fn an_empty_namespace_starts_out_of_safe_mode() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = recover(cfg(dir.path())).expect("recover");
+        assert!(!r.state.safemode.is_on());
+        r.state.writable().expect("writable");
+    }
+}
