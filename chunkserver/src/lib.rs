@@ -1,1 +1,112 @@
-//! placeholder
+//! The chunkserver: stores chunk replicas as local files with a CRC32 per 64 KiB block,
+//! takes part in pipelined writes, serves verified reads, and reports to the master.
+//!
+//! Map of the crate:
+//! - [`store`] (with [`meta`]; start-up scan, writer and reader inside): replicas on disk, space accounting;
+//! - [`pipeline`]: one `WriteChunk` stream (verify, store, forward, ack in order);
+//! - [`server`]: the gRPC service, including read streaming;
+//! - [`heartbeat`] and [`reports`]: registration, heartbeats, incremental reports and
+//!   the master's commands;
+//! - [`config`], [`error`].
+//!
+//! [`run`] ties them together for one process (or one in-process test server).
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod error;
+pub mod heartbeat;
+pub mod meta;
+pub mod pipeline;
+pub mod reports;
+pub mod server;
+pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use proto::gfs::ChunkserverInfo;
+use proto::gfs::chunkserver_server::ChunkserverServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::{info, warn};
+
+pub use config::Config;
+pub use error::{Error, Result};
+
+use crate::heartbeat::Reporter;
+use crate::pipeline::MAX_MESSAGE;
+use crate::reports::ReportQueue;
+use crate::server::ChunkserverService;
+use crate::store::Store;
+
+/// Runs a chunkserver on `listener` until `shutdown` completes: opens the store in
+/// `cfg.dir`, serves the Chunkserver service, and reports to the master at `cfg.master`
+/// (retrying quietly while it is unreachable). The advertised address is the listener's.
+///
+/// # Errors
+/// [`Error::Config`] for invalid settings, [`Error::Io`] if the data directory cannot be
+/// opened, [`Error::Transport`] if the server fails.
+pub async fn run(
+    cfg: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    cfg.validate()?;
+    let addr = listener.local_addr().map_err(|e| Error::io("read the listening address", e))?;
+    let addr = addr.to_string();
+    let (dir, cap) = (cfg.dir.clone(), cfg.capacity);
+    let store =
+        tokio::task::spawn_blocking(move || Store::open(&dir, cap, Arc::new(ReportQueue::new())))
+            .await
+            .map_err(|e| Error::io("open the store", std::io::Error::other(e)))??;
+    info!(
+        id = store.id(),
+        addr = %addr,
+        dir = %cfg.dir.display(),
+        replicas = store.chunk_count(),
+        "chunkserver starting"
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let interval = cfg.heartbeat_interval();
+    let reporter = Reporter {
+        store: store.clone(),
+        server: ChunkserverInfo { id: store.id().to_owned(), addr: addr.clone(), rack: cfg.rack },
+        master: cfg.master,
+        interval,
+    };
+    let reporter = tokio::spawn(reporter.run(stop_rx.clone()));
+
+    let service = ChunkserverServer::new(ChunkserverService::new(store, addr, stop_rx))
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    let served = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .initial_stream_window_size(8 << 20)
+        .initial_connection_window_size(32 << 20)
+        .max_frame_size(1 << 20)
+        .add_service(service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+            shutdown.await;
+            // Ends open streams and the reporter, so the graceful drain does not wait on
+            // a stalled client.
+            let _ = stop_tx.send(true);
+        })
+        .await;
+    let _ = stop_tx.send(true);
+    match reporter.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(cause = %e, "master reporter failed"),
+        Err(e) => warn!(cause = %e, "master reporter panicked"),
+    }
+    served?;
+    info!("chunkserver stopped");
+    Ok(())
+}
+
+/// Completes once the shutdown signal is true (or its sender is gone).
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns must not live across an await (it is not Send).
+    let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
+}

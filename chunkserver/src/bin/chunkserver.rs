@@ -1,0 +1,134 @@
+//! The `chunkserver` binary: parses flags, sets up logging, binds, and runs
+//! [`chunkserver::run`] until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+/// Stores chunk replicas with a CRC32 per 64 KiB block and serves them to clients.
+#[derive(Debug, Parser)]
+#[command(name = "chunkserver", version)]
+struct Cli {
+    /// Address to listen on (host:port); it is also the address advertised to the master.
+    #[arg(long, env = "CHUNKSERVER_ADDR", default_value = "127.0.0.1:9866")]
+    addr: String,
+    /// The master's host:port.
+    #[arg(long, env = "DFS_MASTER")]
+    master: String,
+    /// Data directory (created if missing).
+    #[arg(long, env = "CHUNKSERVER_DIR")]
+    dir: PathBuf,
+    /// Rack name, such as /rack-a.
+    #[arg(long, default_value = "/default-rack")]
+    rack: String,
+    /// Heartbeat interval in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    heartbeat_ms: u64,
+    /// Cap on the bytes this chunkserver may use (e.g. 10GiB); default: the file system's space.
+    #[arg(long, value_parser = parse_size)]
+    capacity: Option<u64>,
+    /// Once listening, write the bound host:port to this file.
+    #[arg(long)]
+    addr_file: Option<PathBuf>,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    proto::size::parse_size(s).map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("chunkserver: error: {}", one_line(&e.render().to_string()));
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("chunkserver: error: start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chunkserver: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Clap's usage errors span several lines; keep the message and the offending
+/// arguments, drop the usage and help hints.
+fn one_line(rendered: &str) -> String {
+    rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .map(|l| l.strip_prefix("error: ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+async fn serve(cli: Cli) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cli.dir)
+        .with_context(|| format!("create data directory {}", cli.dir.display()))?;
+    let listener =
+        TcpListener::bind(&cli.addr).await.with_context(|| format!("bind {}", cli.addr))?;
+    let bound = listener.local_addr().context("read the bound address")?;
+    if let Some(path) = &cli.addr_file {
+        write_addr_file(path, bound)?;
+    }
+    let cfg = chunkserver::Config {
+        master: cli.master,
+        dir: cli.dir,
+        rack: cli.rack,
+        heartbeat_ms: cli.heartbeat_ms,
+        capacity: cli.capacity,
+    };
+    let shutdown = shutdown_signal()?;
+    chunkserver::run(cfg, listener, shutdown).await?;
+    Ok(())
+}
+
+/// Writes `addr` to `path` atomically, so a reader never sees a partial address.
+fn write_addr_file(path: &Path, addr: SocketAddr) -> anyhow::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, addr.to_string()).with_context(|| format!("write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("rename to {}", path.display()))?;
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
+    let mut term = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down");
+    })
+}

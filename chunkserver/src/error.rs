@@ -1,0 +1,155 @@
+//! Errors of the chunkserver and their mapping to gRPC status codes.
+//!
+//! Store errors do not know the server's address; [`crate::server`] prefixes it when it
+//! turns an error into a [`tonic::Status`], so every message a client sees names the node.
+
+use thiserror::Error;
+
+/// Anything that can go wrong in the chunkserver.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// A file system operation failed; `context` says which and on what.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, e.g. `write chunk 00000000000000ab data`.
+        context: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A `.meta` file whose header cannot be trusted.
+    #[error("bad meta file {path}: {reason}")]
+    BadMeta {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No replica of the chunk is stored here.
+    #[error("chunk {handle:016x} not found")]
+    NotFound {
+        /// The chunk.
+        handle: u64,
+    },
+    /// A finalized replica at this or a newer version is already stored.
+    #[error("chunk {handle:016x} already stored at version {version}")]
+    AlreadyExists {
+        /// The chunk.
+        handle: u64,
+        /// Version of the stored replica.
+        version: u64,
+    },
+    /// The stored replica is older than the version asked for.
+    #[error("stale replica of chunk {handle:016x}: stored version {stored}, requested {requested}")]
+    Stale {
+        /// The chunk.
+        handle: u64,
+        /// Version stored here.
+        stored: u64,
+        /// Version the reader expects.
+        requested: u64,
+    },
+    /// A block's bytes do not match its CRC.
+    #[error("chunk {handle:016x}: checksum mismatch in block {block}")]
+    Corrupt {
+        /// The chunk.
+        handle: u64,
+        /// Index of the block within the chunk.
+        block: u64,
+    },
+    /// The replica is known to be corrupt (bad header or an earlier checksum mismatch).
+    #[error("chunk {handle:016x}: replica is corrupt")]
+    ReplicaCorrupt {
+        /// The chunk.
+        handle: u64,
+    },
+    /// A newer write of the same chunk replaced the replica this writer was producing.
+    #[error("chunk {handle:016x}: replica was replaced by a newer write")]
+    Superseded {
+        /// The chunk.
+        handle: u64,
+    },
+    /// Not enough space for a replica.
+    #[error("disk full: need {need} bytes, {remaining} remaining")]
+    DiskFull {
+        /// Bytes asked for.
+        need: u64,
+        /// Bytes available.
+        remaining: u64,
+    },
+    /// A request that breaks the protocol.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A configuration that cannot work.
+    #[error("invalid config: {0}")]
+    Config(String),
+    /// The gRPC server failed.
+    #[error("grpc server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+impl Error {
+    /// An [`Error::Io`] with its context.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Error {
+        Error::Io { context: context.into(), source }
+    }
+
+    /// True if the error is the file system running out of space.
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            Error::DiskFull { .. } => true,
+            Error::Io { source, .. } => {
+                source.kind() == std::io::ErrorKind::StorageFull
+                    || source.raw_os_error() == Some(libc::ENOSPC)
+                    || source.raw_os_error() == Some(libc::EDQUOT)
+            }
+            _ => false,
+        }
+    }
+
+    /// The gRPC code this error maps to.
+    pub fn code(&self) -> tonic::Code {
+        use tonic::Code;
+        match self {
+            _ if self.is_no_space() => Code::ResourceExhausted,
+            Error::Io { .. } | Error::Transport(_) => Code::Internal,
+            Error::BadMeta { .. } | Error::Corrupt { .. } | Error::ReplicaCorrupt { .. } => {
+                Code::DataLoss
+            }
+            Error::NotFound { .. } => Code::NotFound,
+            Error::AlreadyExists { .. } => Code::AlreadyExists,
+            Error::Stale { .. } => Code::FailedPrecondition,
+            Error::Superseded { .. } => Code::Aborted,
+            Error::DiskFull { .. } => Code::ResourceExhausted,
+            Error::InvalidArgument(_) | Error::Config(_) => Code::InvalidArgument,
+        }
+    }
+}
+
+/// Result of chunkserver operations.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<Error> for tonic::Status {
+    fn from(err: Error) -> tonic::Status {
+        tonic::Status::new(err.code(), err.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_follow_the_contract() {
+        assert_eq!(Error::NotFound { handle: 1 }.code(), tonic::Code::NotFound);
+        assert_eq!(
+            Error::Stale { handle: 1, stored: 1, requested: 2 }.code(),
+            tonic::Code::FailedPrecondition
+        );
+        assert_eq!(Error::Corrupt { handle: 1, block: 3 }.code(), tonic::Code::DataLoss);
+        let enospc = Error::io("write", std::io::Error::from_raw_os_error(libc::ENOSPC));
+        assert_eq!(enospc.code(), tonic::Code::ResourceExhausted);
+        let status = tonic::Status::from(Error::DiskFull { need: 10, remaining: 5 });
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(status.message(), "disk full: need 10 bytes, 5 remaining");
+    }
+}

@@ -1,0 +1,234 @@
+//! The chunkserver's conversation with the master: register with a full report, heartbeat
+//! with space and load, carry out the commands in the replies, and flush incremental
+//! reports (finalized, deleted, corrupt) from [`crate::reports`] within ~100 ms.
+//!
+//! The master being down is normal (it restarts, or starts after us): every call is
+//! retried with backoff, waiting is logged once a minute, and the loop only ends on
+//! shutdown. A reply asking to re-register (the master forgot us) sends a full report
+//! again.
+
+use std::time::{Duration, Instant};
+
+use proto::gfs::chunk_command::Command;
+use proto::gfs::master_client::MasterClient;
+use proto::gfs::{
+    ChunkserverInfo, HeartbeatRequest, HeartbeatResponse, RegisterRequest, ReportChunksRequest,
+    ReportedChunk,
+};
+use tokio::sync::watch;
+use tonic::transport::{Channel, Endpoint};
+use tracing::{debug, info, warn};
+
+use crate::error::{Error, Result};
+use crate::store::{ReplicaInfo, Store};
+
+/// How long to gather events before sending them in one report.
+const REPORT_DELAY: Duration = Duration::from_millis(50);
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Waiting for the master is logged at most this often.
+const LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Everything the reporter needs.
+#[derive(Debug, Clone)]
+pub struct Reporter {
+    /// The replica store to report on.
+    pub store: Store,
+    /// How the master knows us.
+    pub server: ChunkserverInfo,
+    /// The master's `host:port`.
+    pub master: String,
+    /// Heartbeat interval until the master says otherwise.
+    pub interval: Duration,
+}
+
+/// Logs a repeated failure at most once per [`LOG_EVERY`].
+struct QuietLog {
+    last: Option<Instant>,
+}
+
+impl QuietLog {
+    fn failed(&mut self, what: &str, master: &str, status: &tonic::Status) {
+        if self.last.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+            warn!(master, code = ?status.code(), cause = status.message(), "{what} failed; retrying");
+            self.last = Some(Instant::now());
+        } else {
+            debug!(master, cause = status.message(), "{what} failed");
+        }
+    }
+}
+
+fn to_proto(r: &ReplicaInfo) -> ReportedChunk {
+    ReportedChunk { handle: r.handle, version: r.version, length: r.length, finalized: r.finalized }
+}
+
+impl Reporter {
+    /// Runs until `shutdown` turns true.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if the master address is not a valid URI.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+        let channel = Endpoint::from_shared(format!("http://{}", self.master))
+            .map_err(|e| Error::Config(format!("master address {:?}: {e}", self.master)))?
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .connect_lazy();
+        let mut client = MasterClient::new(channel);
+        let mut log = QuietLog { last: None };
+        'register: loop {
+            let Some(interval) = self.register(&mut client, &mut shutdown, &mut log).await else {
+                return Ok(());
+            };
+            let mut next_beat = tokio::time::Instant::now() + interval;
+            loop {
+                tokio::select! {
+                    _ = crate::stopped(&mut shutdown) => return Ok(()),
+                    _ = tokio::time::sleep_until(next_beat) => {
+                        next_beat = tokio::time::Instant::now() + interval;
+                        match self.heartbeat(&mut client).await {
+                            Ok(reply) => {
+                                log.last = None;
+                                if self.execute(reply).await {
+                                    continue 'register;
+                                }
+                                // Events whose report failed earlier go out now.
+                                match self.flush(&mut client).await {
+                                    Ok(true) => continue 'register,
+                                    Ok(false) => {}
+                                    Err(status) => log.failed("report", &self.master, &status),
+                                }
+                            }
+                            Err(status) => log.failed("heartbeat", &self.master, &status),
+                        }
+                    }
+                    _ = self.store.reports().notified() => {
+                        // Let a burst (a pipeline finalizing, a batch of deletes) gather.
+                        tokio::time::sleep(REPORT_DELAY).await;
+                        match self.flush(&mut client).await {
+                            Ok(true) => continue 'register,
+                            Ok(false) => {}
+                            Err(status) => {
+                                log.failed("report", &self.master, &status);
+                                // Retry with the next heartbeat's wake-up or new events.
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Registers with a full report, retrying until the master answers; `None` on
+    /// shutdown. Returns the heartbeat interval to use.
+    async fn register(
+        &self,
+        client: &mut MasterClient<Channel>,
+        shutdown: &mut watch::Receiver<bool>,
+        log: &mut QuietLog,
+    ) -> Option<Duration> {
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            let store = self.store.clone();
+            let chunks: Vec<ReportedChunk> = store.list().iter().map(to_proto).collect();
+            let space = store.space();
+            let req = RegisterRequest {
+                server: Some(self.server.clone()),
+                capacity: space.capacity,
+                used: space.used,
+                remaining: space.remaining,
+                chunks,
+            };
+            let count = req.chunks.len();
+            match client.register(req).await {
+                Ok(reply) => {
+                    let ms = reply.into_inner().heartbeat_interval_ms;
+                    info!(master = %self.master, chunks = count, "registered with the master");
+                    // The full report supersedes queued `received` events, but corrupt
+                    // replicas are not in it: report them (again) now.
+                    for h in store.corrupt() {
+                        store.reports().corrupt(h);
+                    }
+                    return Some(if ms > 0 { Duration::from_millis(ms) } else { self.interval });
+                }
+                Err(status) => log.failed("register", &self.master, &status),
+            }
+            tokio::select! {
+                _ = crate::stopped(shutdown) => return None,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    async fn heartbeat(
+        &self,
+        client: &mut MasterClient<Channel>,
+    ) -> std::result::Result<HeartbeatResponse, tonic::Status> {
+        let space = self.store.space();
+        let req = HeartbeatRequest {
+            id: self.server.id.clone(),
+            capacity: space.capacity,
+            used: space.used,
+            remaining: space.remaining,
+            active_writes: self.store.active_writes(),
+            chunk_count: self.store.chunk_count(),
+        };
+        Ok(client.heartbeat(req).await?.into_inner())
+    }
+
+    /// Carries out a heartbeat reply's commands; true if the master wants a re-register.
+    async fn execute(&self, reply: HeartbeatResponse) -> bool {
+        let handles: Vec<u64> = reply
+            .commands
+            .into_iter()
+            .filter_map(|c| match c.command {
+                Some(Command::Delete(d)) => Some(d.handles),
+                None => None,
+            })
+            .flatten()
+            .collect();
+        if !handles.is_empty() {
+            let store = self.store.clone();
+            let deleted = tokio::task::spawn_blocking(move || {
+                for h in handles {
+                    match store.delete(h) {
+                        Ok(existed) => {
+                            debug!(chunk = %format!("{h:016x}"), existed, "deleted replica")
+                        }
+                        Err(e) => warn!(cause = %e, "failed to delete replica"),
+                    }
+                }
+            })
+            .await;
+            if let Err(e) = deleted {
+                warn!(cause = %e, "delete task failed");
+            }
+        }
+        reply.reregister
+    }
+
+    /// Sends queued events; true if the master wants a re-register. Failed events are
+    /// queued again.
+    async fn flush(
+        &self,
+        client: &mut MasterClient<Channel>,
+    ) -> std::result::Result<bool, tonic::Status> {
+        let pending = self.store.reports().drain();
+        if pending.is_empty() {
+            return Ok(false);
+        }
+        let req = ReportChunksRequest {
+            id: self.server.id.clone(),
+            received: pending.received.iter().map(to_proto).collect(),
+            deleted: pending.deleted.clone(),
+            corrupt: pending.corrupt.clone(),
+        };
+        match client.report_chunks(req).await {
+            Ok(reply) => Ok(reply.into_inner().reregister),
+            Err(status) => {
+                self.store.reports().requeue(pending);
+                Err(status)
+            }
+        }
+    }
+}

@@ -1,0 +1,396 @@
+//! The write pipeline of one `WriteChunk` stream: receive packets from upstream, verify
+//! and store them, forward them downstream, and ack upstream in order.
+//!
+//! Three parts run at once so the pipeline streams instead of stopping and waiting:
+//!
+//! - the *receiver* (async task) reads upstream packets, checks their framing (offset,
+//!   alignment, CRC count) and hands them to the disk worker through a bounded channel;
+//! - the *disk worker* (one blocking thread per stream) verifies each packet's CRCs,
+//!   forwards it downstream, writes it with positioned I/O, and on the `last` packet
+//!   fsyncs and finalizes; it reports each stored packet as an event;
+//! - the *acker* (the task that owns the response stream) takes events in order, waits
+//!   for the downstream ack of the same seqno, then acks upstream.
+//!
+//! Failures become a [`PipelineError`] followed by the error status, both sent upstream
+//! and ending the stream. `node_index` counts from this node (0); a downstream failure is
+//! relayed with its index plus one, so the client learns which node failed. A CRC
+//! mismatch removes the replica; a client that disconnects leaves it in `rbw/`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use proto::checksum::{self, BLOCK_SIZE, ChecksumError};
+use proto::gfs::chunkserver_client::ChunkserverClient;
+use proto::gfs::write_chunk_request::Msg as ReqMsg;
+use proto::gfs::write_chunk_response::Msg as RespMsg;
+use proto::gfs::{Ack, Packet, PipelineError, WriteChunkRequest, WriteChunkResponse, WriteHeader};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status, Streaming};
+use tracing::{debug, warn};
+
+use crate::error::Error;
+use crate::store::{RbwWriter, Store};
+
+/// Largest gRPC message of the Chunkserver service, both ways.
+pub const MAX_MESSAGE: usize = 16 << 20;
+const B: u64 = BLOCK_SIZE as u64;
+/// Packets queued between receiver and disk worker, and between disk worker and the
+/// downstream stream: enough to keep both busy, small enough to bound memory.
+const PACKETS_IN_FLIGHT: usize = 16;
+
+/// Cached channels to peer chunkservers, one per address (tonic channels multiplex
+/// streams and reconnect on their own).
+#[derive(Debug, Default)]
+pub struct Peers {
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl Peers {
+    /// A client for the chunkserver at `addr` (`host:port`).
+    ///
+    /// # Errors
+    /// A message if `addr` is not a valid address.
+    pub fn client(&self, addr: &str) -> Result<ChunkserverClient<Channel>, String> {
+        let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        let channel = match map.get(addr) {
+            Some(c) => c.clone(),
+            None => {
+                let c = Endpoint::from_shared(format!("http://{addr}"))
+                    .map_err(|e| format!("bad address {addr:?}: {e}"))?
+                    .connect_timeout(Duration::from_secs(5))
+                    .tcp_nodelay(true)
+                    .initial_stream_window_size(8 << 20)
+                    .initial_connection_window_size(32 << 20)
+                    .max_frame_size(1 << 20)
+                    .connect_lazy();
+                map.insert(addr.to_owned(), c.clone());
+                c
+            }
+        };
+        Ok(ChunkserverClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE))
+    }
+}
+
+/// What a write stream needs from the server.
+#[derive(Debug, Clone)]
+pub struct WriteContext {
+    /// The replica store.
+    pub store: Store,
+    /// This node's advertised address, for error messages.
+    pub addr: String,
+    /// Channels to downstream peers.
+    pub peers: Arc<Peers>,
+    /// Flips to true on shutdown.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+type Responses = mpsc::Sender<Result<WriteChunkResponse, Status>>;
+
+/// A failure to report upstream: the message, then the status ending the stream.
+struct Failure {
+    error: PipelineError,
+    status: Status,
+}
+
+impl Failure {
+    fn here(addr: &str, code: Code, message: String) -> Failure {
+        let message = format!("chunkserver {addr}: {message}");
+        Failure {
+            error: PipelineError { node_index: 0, addr: addr.to_owned(), message: message.clone() },
+            status: Status::new(code, message),
+        }
+    }
+
+    fn from_error(addr: &str, err: Error) -> Failure {
+        Failure::here(addr, err.code(), err.to_string())
+    }
+
+    /// The next node failed without a PipelineError of its own (unreachable, died).
+    fn downstream(next: &str, status: &Status) -> Failure {
+        let code = match status.code() {
+            Code::Unknown | Code::Cancelled | Code::Internal => Code::Unavailable,
+            c => c,
+        };
+        let message = if status.message().starts_with("chunkserver ") {
+            status.message().to_owned()
+        } else {
+            format!("chunkserver {next}: {}", status.message())
+        };
+        Failure {
+            error: PipelineError { node_index: 1, addr: next.to_owned(), message: message.clone() },
+            status: Status::new(code, message),
+        }
+    }
+
+    async fn send(self, tx: &Responses) {
+        let msg = WriteChunkResponse { msg: Some(RespMsg::Error(self.error)) };
+        // The upstream may be gone already; then there is nobody to tell.
+        let _ = tx.send(Ok(msg)).await;
+        let _ = tx.send(Err(self.status)).await;
+    }
+}
+
+/// What the disk worker (or receiver) tells the acker.
+enum Event {
+    /// The packet is stored here (for `last`: durably and finalized).
+    Stored {
+        seqno: u64,
+        acked_length: u64,
+        last: bool,
+    },
+    Failed(Failure),
+}
+
+/// Runs one write stream whose header has been read; answers on `tx`.
+pub async fn run(
+    ctx: WriteContext,
+    header: WriteHeader,
+    inbound: Streaming<WriteChunkRequest>,
+    tx: Responses,
+) {
+    let addr = ctx.addr.clone();
+    let (handle, version, limit) = (header.handle, header.version, header.chunk_size);
+    let store = ctx.store.clone();
+    let created =
+        tokio::task::spawn_blocking(move || store.create_rbw(handle, version, limit)).await;
+    let writer = match created {
+        Ok(Ok(w)) => w,
+        Ok(Err(e)) => return Failure::from_error(&addr, e).send(&tx).await,
+        Err(e) => {
+            let f = Failure::here(&addr, Code::Internal, format!("create replica: {e}"));
+            return f.send(&tx).await;
+        }
+    };
+
+    let mut downstream = None;
+    if let Some(next) = header.downstream.first() {
+        match open_downstream(&ctx.peers, &header).await {
+            Ok(d) => downstream = Some(d),
+            Err(status) => {
+                let _ = tokio::task::spawn_blocking(move || writer.abort()).await;
+                return Failure::downstream(&next.addr, &status).send(&tx).await;
+            }
+        }
+    }
+    let next_addr = header.downstream.first().map(|n| n.addr.clone()).unwrap_or_default();
+    let (ds_tx, ds_rx) = match downstream {
+        Some((tx, rx)) => (Some(tx), Some(rx)),
+        None => (None, None),
+    };
+
+    let (pkt_tx, pkt_rx) = mpsc::channel::<Packet>(PACKETS_IN_FLIGHT);
+    let (ev_tx, ev_rx) = mpsc::channel::<Event>(4 * PACKETS_IN_FLIGHT);
+    let worker = {
+        let (ev_tx, addr, store) = (ev_tx.clone(), addr.clone(), ctx.store.clone());
+        tokio::task::spawn_blocking(move || {
+            disk_worker(writer, pkt_rx, ds_tx, ev_tx, &addr, &store)
+        })
+    };
+    let receiver = tokio::spawn(receive(inbound, pkt_tx, ev_tx, addr.clone(), limit));
+    ack(ev_rx, ds_rx, &tx, (&addr, &next_addr), ctx.shutdown.clone()).await;
+    // The acker is done (finished, failed, or upstream gone): stop reading upstream so
+    // the disk worker sees the end of its input and drops the writer.
+    receiver.abort();
+    let _ = worker.await;
+}
+
+/// Opens the stream to the next node and sends it the header for the rest of the chain.
+async fn open_downstream(
+    peers: &Peers,
+    header: &WriteHeader,
+) -> Result<(mpsc::Sender<WriteChunkRequest>, Streaming<WriteChunkResponse>), Status> {
+    let next = &header.downstream[0];
+    let mut client = peers.client(&next.addr).map_err(Status::unavailable)?;
+    let (tx, rx) = mpsc::channel(PACKETS_IN_FLIGHT);
+    let rest = WriteHeader { downstream: header.downstream[1..].to_vec(), ..header.clone() };
+    tx.send(WriteChunkRequest { msg: Some(ReqMsg::Header(rest)) })
+        .await
+        .map_err(|_| Status::internal("downstream request channel closed"))?;
+    let response = client.write_chunk(ReceiverStream::new(rx)).await?;
+    Ok((tx, response.into_inner()))
+}
+
+/// Reads upstream packets, checks framing, and queues them for the disk worker.
+async fn receive(
+    mut inbound: Streaming<WriteChunkRequest>,
+    pkt_tx: mpsc::Sender<Packet>,
+    ev_tx: mpsc::Sender<Event>,
+    addr: String,
+    limit: u64,
+) {
+    let mut expected = 0u64;
+    loop {
+        let packet = match inbound.message().await {
+            Ok(Some(WriteChunkRequest { msg: Some(ReqMsg::Packet(p)) })) => p,
+            Ok(Some(_)) => {
+                let f = Failure::here(&addr, Code::InvalidArgument, "expected a packet".into());
+                let _ = ev_tx.send(Event::Failed(f)).await;
+                return;
+            }
+            Ok(None) => return,
+            Err(status) => {
+                debug!(cause = %status, "upstream of a chunk write went away");
+                return;
+            }
+        };
+        if let Err(msg) = check_framing(&packet, expected, limit) {
+            let _ =
+                ev_tx.send(Event::Failed(Failure::here(&addr, Code::InvalidArgument, msg))).await;
+            return;
+        }
+        expected += packet.data.len() as u64;
+        let last = packet.last;
+        if pkt_tx.send(packet).await.is_err() || last {
+            return;
+        }
+    }
+}
+
+/// Checks a packet's place in the chunk: contiguous, block-aligned, one CRC per block.
+fn check_framing(p: &Packet, expected: u64, limit: u64) -> Result<(), String> {
+    let seq = p.seqno;
+    if p.offset != expected {
+        return Err(format!("packet {seq} at offset {}, expected {expected}", p.offset));
+    }
+    let len = p.data.len() as u64;
+    if !p.last && !len.is_multiple_of(B) {
+        return Err(format!("packet {seq} of {len} bytes is not whole 64 KiB blocks"));
+    }
+    if limit > 0 && p.offset + len > limit {
+        return Err(format!(
+            "packet {seq} ends at {}, past the chunk size {limit}",
+            p.offset + len
+        ));
+    }
+    let want = checksum::block_count(p.data.len());
+    if p.crcs.len() != want {
+        return Err(format!("packet {seq} has {} checksums, expected {want}", p.crcs.len()));
+    }
+    Ok(())
+}
+
+/// Verifies, forwards and stores packets; runs on a blocking thread.
+fn disk_worker(
+    mut writer: RbwWriter,
+    mut pkt_rx: mpsc::Receiver<Packet>,
+    ds_tx: Option<mpsc::Sender<WriteChunkRequest>>,
+    ev_tx: mpsc::Sender<Event>,
+    addr: &str,
+    store: &Store,
+) {
+    let handle = writer.handle();
+    while let Some(p) = pkt_rx.blocking_recv() {
+        if let Err(e) = checksum::verify(&p.data, &p.crcs) {
+            let block = match e {
+                ChecksumError::Mismatch { block, .. } => p.offset / B + block as u64,
+                ChecksumError::CountMismatch { .. } => p.offset / B,
+            };
+            writer.abort();
+            let msg = format!(
+                "chunk {handle:016x} packet {}: checksum mismatch in block {block}",
+                p.seqno
+            );
+            let _ = ev_tx.blocking_send(Event::Failed(Failure::here(addr, Code::DataLoss, msg)));
+            return;
+        }
+        let (seqno, last) = (p.seqno, p.last);
+        if let Some(ds) = &ds_tx {
+            // A closed downstream shows up as an error on its response stream, which the
+            // acker reports with the node's index; keep storing locally until then.
+            // (Cloning a packet only bumps the reference count of its bytes.)
+            let _ = ds.blocking_send(WriteChunkRequest { msg: Some(ReqMsg::Packet(p.clone())) });
+        }
+        if let Err(e) = writer.append(p.offset, &p.data, &p.crcs) {
+            let e = if e.is_no_space() {
+                Error::DiskFull { need: p.data.len() as u64, remaining: store.space().remaining }
+            } else {
+                e
+            };
+            let _ = ev_tx.blocking_send(Event::Failed(Failure::from_error(addr, e)));
+            return;
+        }
+        if last {
+            drop(ds_tx);
+            let ev = match writer.finalize() {
+                Ok(info) => Event::Stored { seqno, acked_length: info.length, last: true },
+                Err(e) => Event::Failed(Failure::from_error(addr, e)),
+            };
+            let _ = ev_tx.blocking_send(ev);
+            return;
+        }
+        let ev = Event::Stored { seqno, acked_length: writer.length(), last: false };
+        if ev_tx.blocking_send(ev).is_err() {
+            return;
+        }
+    }
+}
+
+/// Acks stored packets upstream in order, each once the downstream acked it too.
+async fn ack(
+    mut events: mpsc::Receiver<Event>,
+    mut downstream: Option<Streaming<WriteChunkResponse>>,
+    tx: &Responses,
+    (addr, next): (&str, &str),
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let event = tokio::select! {
+            ev = events.recv() => ev,
+            _ = crate::stopped(&mut shutdown) => {
+                let f = Failure::here(addr, Code::Unavailable, "shutting down".into());
+                return f.send(tx).await;
+            }
+        };
+        let (seqno, acked_length, last) = match event {
+            // Every producer is gone without a `last`: the upstream went away mid-chunk.
+            None => return,
+            Some(Event::Failed(f)) => return f.send(tx).await,
+            Some(Event::Stored { seqno, acked_length, last }) => (seqno, acked_length, last),
+        };
+        if let Some(ds) = downstream.as_mut()
+            && let Err(f) = downstream_ack(ds, seqno, next).await
+        {
+            return f.send(tx).await;
+        }
+        let ack = WriteChunkResponse { msg: Some(RespMsg::Ack(Ack { seqno, acked_length })) };
+        if tx.send(Ok(ack)).await.is_err() || last {
+            return;
+        }
+    }
+}
+
+/// Waits for the downstream's ack of `seqno`, turning anything else into a failure.
+async fn downstream_ack(
+    ds: &mut Streaming<WriteChunkResponse>,
+    seqno: u64,
+    next: &str,
+) -> Result<(), Failure> {
+    match ds.message().await {
+        Ok(Some(WriteChunkResponse { msg: Some(RespMsg::Ack(a)) })) if a.seqno == seqno => Ok(()),
+        Ok(Some(WriteChunkResponse { msg: Some(RespMsg::Error(e)) })) => {
+            // Relay the failing node's error, one hop further from the client; the status
+            // that ends the downstream stream carries the original code.
+            let status = match ds.message().await {
+                Err(s) => s,
+                Ok(_) => Status::aborted(e.message.clone()),
+            };
+            let error = PipelineError { node_index: e.node_index + 1, ..e };
+            Err(Failure { error, status })
+        }
+        Ok(Some(other)) => {
+            warn!(?other, seqno, "unexpected message from downstream");
+            let msg = format!("answered out of order (expected ack of packet {seqno})");
+            Err(Failure::downstream(next, &Status::internal(msg)))
+        }
+        Ok(None) => {
+            let msg = format!("stream ended before the ack of packet {seqno}");
+            Err(Failure::downstream(next, &Status::unavailable(msg)))
+        }
+        Err(status) => Err(Failure::downstream(next, &status)),
+    }
+}

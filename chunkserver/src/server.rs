@@ -1,0 +1,180 @@
+//! The `Chunkserver` gRPC service: `WriteChunk` (handed to [`crate::pipeline`]) and
+//! `ReadChunk` (verified, read-ahead streaming from [`crate::store`]).
+//!
+//! Reads go in windows of [`READ_WINDOW`] bytes aligned to blocks: a producer task reads
+//! and verifies a window on a blocking thread, slices it into ~1 MiB messages without
+//! copying, and queues them; the bounded queue lets it read the next window while the
+//! previous one is still being sent.
+
+use std::sync::Arc;
+
+use proto::gfs::chunkserver_server::Chunkserver;
+use proto::gfs::write_chunk_request::Msg as ReqMsg;
+use proto::gfs::{ReadChunkRequest, ReadChunkResponse, WriteChunkRequest, WriteChunkResponse};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, instrument, warn};
+
+use crate::error::Error;
+use crate::pipeline::{self, Peers, WriteContext};
+use crate::store::{ReplicaReader, Store};
+
+/// Bytes read and verified at a time by a read stream.
+pub const READ_WINDOW: u64 = 4 << 20;
+/// Bytes per `ReadChunkResponse`.
+pub const READ_MESSAGE: u64 = 1 << 20;
+/// Messages queued ahead of the client per read stream.
+const READ_QUEUE: usize = 8;
+/// Responses queued per write stream.
+const WRITE_QUEUE: usize = 64;
+
+/// The service; cheap to construct, all state is shared.
+#[derive(Debug)]
+pub struct ChunkserverService {
+    store: Store,
+    addr: String,
+    peers: Arc<Peers>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl ChunkserverService {
+    /// A service over `store`, advertising `addr` in its error messages; streams end when
+    /// `shutdown` turns true.
+    pub fn new(store: Store, addr: String, shutdown: watch::Receiver<bool>) -> ChunkserverService {
+        ChunkserverService { store, addr, peers: Arc::new(Peers::default()), shutdown }
+    }
+}
+
+/// Turns an error into a status naming this node.
+fn status(addr: &str, err: Error) -> Status {
+    match err {
+        Error::Corrupt { handle, block } => Status::data_loss(format!(
+            "chunk {handle:016x} on {addr}: checksum mismatch in block {block}"
+        )),
+        other => Status::new(other.code(), format!("chunkserver {addr}: {other}")),
+    }
+}
+
+#[tonic::async_trait]
+impl Chunkserver for ChunkserverService {
+    type WriteChunkStream = ReceiverStream<Result<WriteChunkResponse, Status>>;
+    type ReadChunkStream = ReceiverStream<Result<ReadChunkResponse, Status>>;
+
+    #[instrument(skip_all)]
+    async fn write_chunk(
+        &self,
+        request: Request<Streaming<WriteChunkRequest>>,
+    ) -> Result<Response<Self::WriteChunkStream>, Status> {
+        let mut inbound = request.into_inner();
+        let header = match inbound.message().await? {
+            Some(WriteChunkRequest { msg: Some(ReqMsg::Header(h)) }) => h,
+            _ => {
+                return Err(Status::invalid_argument(format!(
+                    "chunkserver {}: the first message of a chunk write must be a header",
+                    self.addr
+                )));
+            }
+        };
+        debug!(chunk = %format!("{:016x}", header.handle), version = header.version, "write");
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let ctx = WriteContext {
+            store: self.store.clone(),
+            addr: self.addr.clone(),
+            peers: Arc::clone(&self.peers),
+            shutdown: self.shutdown.clone(),
+        };
+        tokio::spawn(pipeline::run(ctx, header, inbound, tx));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    #[instrument(skip_all, fields(chunk = %format!("{:016x}", request.get_ref().handle)))]
+    async fn read_chunk(
+        &self,
+        request: Request<ReadChunkRequest>,
+    ) -> Result<Response<Self::ReadChunkStream>, Status> {
+        let req = request.into_inner();
+        let addr = &self.addr;
+        let store = self.store.clone();
+        let reader = tokio::task::spawn_blocking(move || store.open_reader(req.handle))
+            .await
+            .map_err(|e| Status::internal(format!("chunkserver {addr}: open replica: {e}")))?
+            .map_err(|e| status(addr, e))?;
+        let info = reader.info();
+        if info.version < req.version {
+            let err =
+                Error::Stale { handle: req.handle, stored: info.version, requested: req.version };
+            return Err(status(addr, err));
+        }
+        if req.offset > info.length {
+            return Err(status(
+                addr,
+                Error::InvalidArgument(format!(
+                    "chunk {:016x}: offset {} is past its length {}",
+                    req.handle, req.offset, info.length
+                )),
+            ));
+        }
+        let end = match req.length {
+            0 => info.length,
+            n => req.offset.saturating_add(n).min(info.length),
+        };
+        let (tx, rx) = mpsc::channel(READ_QUEUE);
+        tokio::spawn(stream_range(
+            reader,
+            req.offset,
+            end,
+            tx,
+            addr.clone(),
+            self.shutdown.clone(),
+        ));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// Sends `start..end` of a replica as verified ~1 MiB messages.
+async fn stream_range(
+    reader: ReplicaReader,
+    start: u64,
+    end: u64,
+    tx: mpsc::Sender<Result<ReadChunkResponse, Status>>,
+    addr: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let reader = Arc::new(reader);
+    let mut pos = start;
+    while pos < end {
+        // Windows end on multiples of READ_WINDOW so every block is read exactly once.
+        let window_end = ((pos / READ_WINDOW + 1) * READ_WINDOW).min(end);
+        let r = Arc::clone(&reader);
+        let read = tokio::task::spawn_blocking(move || r.read(pos, window_end)).await;
+        let bytes = match read {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
+                warn!(cause = %e, "read failed");
+                let _ = tx.send(Err(status(&addr, e))).await;
+                return;
+            }
+            Err(e) => {
+                let msg = format!("chunkserver {addr}: read: {e}");
+                let _ = tx.send(Err(Status::internal(msg))).await;
+                return;
+            }
+        };
+        let mut at = 0usize;
+        while at < bytes.len() {
+            let n = (bytes.len() - at).min(READ_MESSAGE as usize);
+            let msg = ReadChunkResponse { offset: pos + at as u64, data: bytes.slice(at..at + n) };
+            tokio::select! {
+                sent = tx.send(Ok(msg)) => if sent.is_err() { return },
+                _ = crate::stopped(&mut shutdown) => {
+                    let msg = format!("chunkserver {addr}: shutting down");
+                    let _ = tx.try_send(Err(Status::unavailable(msg)));
+                    return;
+                }
+            }
+            at += n;
+        }
+        pos = window_end;
+    }
+}

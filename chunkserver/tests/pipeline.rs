@@ -1,0 +1,242 @@
+//! In-process chunkservers on 127.0.0.1 port 0 (no master: each points at an unused port
+//! and its reporter keeps retrying quietly), driven with the real tonic client.
+
+use std::path::Path;
+
+use proto::checksum::{self, BLOCK_SIZE};
+use proto::gfs::chunkserver_client::ChunkserverClient;
+use proto::gfs::write_chunk_request::Msg as ReqMsg;
+use proto::gfs::write_chunk_response::Msg as RespMsg;
+use proto::gfs::{
+    ChunkserverInfo, Packet, PipelineError, ReadChunkRequest, WriteChunkRequest, WriteHeader,
+};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::Code;
+use tonic::transport::Channel;
+
+struct Node {
+    addr: String,
+    dir: TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<chunkserver::Result<()>>>,
+}
+
+impl Node {
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+
+    fn info(&self) -> ChunkserverInfo {
+        ChunkserverInfo { id: String::new(), addr: self.addr.clone(), rack: "/r".into() }
+    }
+}
+
+async fn unused_addr() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+async fn start(master: &str) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let cfg = chunkserver::Config {
+        master: master.to_owned(),
+        dir: dir.path().to_owned(),
+        heartbeat_ms: 100,
+        ..chunkserver::Config::default()
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(chunkserver::run(cfg, listener, async {
+        let _ = stopped.await;
+    }));
+    Node { addr, dir, stop: Some(stop), task: Some(task) }
+}
+
+async fn client(addr: &str) -> ChunkserverClient<Channel> {
+    ChunkserverClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap()
+        .max_decoding_message_size(16 << 20)
+        .max_encoding_message_size(16 << 20)
+}
+
+fn data(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1]).collect()
+}
+
+/// The header and packets of one chunk: `blocks_per_packet` whole blocks per packet.
+fn requests(
+    handle: u64,
+    downstream: Vec<ChunkserverInfo>,
+    bytes: &[u8],
+    blocks_per_packet: usize,
+) -> Vec<WriteChunkRequest> {
+    let header = WriteHeader {
+        handle,
+        version: 1,
+        downstream,
+        chunk_size: 64 << 20,
+        client_name: "test".into(),
+    };
+    let mut out = vec![WriteChunkRequest { msg: Some(ReqMsg::Header(header)) }];
+    let pieces: Vec<&[u8]> = bytes.chunks(blocks_per_packet * BLOCK_SIZE).collect();
+    for (i, piece) in pieces.iter().enumerate() {
+        let packet = Packet {
+            seqno: i as u64,
+            offset: (i * blocks_per_packet * BLOCK_SIZE) as u64,
+            data: bytes::Bytes::copy_from_slice(piece),
+            crcs: checksum::block_crcs(piece),
+            last: i + 1 == pieces.len(),
+        };
+        out.push(WriteChunkRequest { msg: Some(ReqMsg::Packet(packet)) });
+    }
+    out
+}
+
+/// Sends the requests; returns the acks (seqno, acked length) and the error, if any.
+async fn write(
+    addr: &str,
+    reqs: Vec<WriteChunkRequest>,
+) -> (Vec<(u64, u64)>, Option<(PipelineError, Code)>) {
+    let mut c = client(addr).await;
+    let mut stream = match c.write_chunk(tokio_stream::iter(reqs)).await {
+        Ok(r) => r.into_inner(),
+        Err(status) => panic!("write_chunk refused: {status}"),
+    };
+    let mut acks = Vec::new();
+    loop {
+        match stream.message().await {
+            Ok(Some(m)) => match m.msg {
+                Some(RespMsg::Ack(a)) => acks.push((a.seqno, a.acked_length)),
+                Some(RespMsg::Error(e)) => {
+                    let code = match stream.message().await {
+                        Err(s) => s.code(),
+                        Ok(other) => panic!("expected the stream to end with a status: {other:?}"),
+                    };
+                    return (acks, Some((e, code)));
+                }
+                None => panic!("empty response"),
+            },
+            Ok(None) => return (acks, None),
+            Err(s) => panic!("stream failed without a pipeline error: {s}"),
+        }
+    }
+}
+
+async fn read(addr: &str, handle: u64, offset: u64, length: u64) -> Result<Vec<u8>, tonic::Status> {
+    let mut c = client(addr).await;
+    let req = ReadChunkRequest { handle, version: 1, offset, length };
+    let mut stream = c.read_chunk(req).await?.into_inner();
+    let mut out = Vec::new();
+    while let Some(m) = stream.message().await? {
+        assert_eq!(m.offset, offset + out.len() as u64);
+        out.extend_from_slice(&m.data);
+    }
+    Ok(out)
+}
+
+fn finalized_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("finalized")).unwrap().count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_of_three_stores_the_chunk_on_every_node() {
+    let master = unused_addr().await;
+    let nodes = [start(&master).await, start(&master).await, start(&master).await];
+    let bytes = data(3 * (1 << 20) + 1000);
+    let reqs = requests(0x42, vec![nodes[1].info(), nodes[2].info()], &bytes, 16);
+    let (acks, err) = write(&nodes[0].addr, reqs).await;
+    assert!(err.is_none(), "{err:?}");
+    let n = bytes.len() as u64;
+    assert_eq!(acks, vec![(0, 1 << 20), (1, 2 << 20), (2, 3 << 20), (3, n)]);
+
+    for node in &nodes {
+        assert_eq!(finalized_files(node.dir.path()), 2);
+        assert_eq!(read(&node.addr, 0x42, 0, 0).await.unwrap(), bytes, "node {}", node.addr);
+        let range = read(&node.addr, 0x42, 70_000, 2_000_000).await.unwrap();
+        assert_eq!(range, &bytes[70_000..2_070_000]);
+        assert_eq!(read(&node.addr, 0x42, n, 0).await.unwrap(), Vec::<u8>::new());
+    }
+    let a = &nodes[2].addr;
+    let mut c = client(a).await;
+    let stale = ReadChunkRequest { handle: 0x42, version: 2, offset: 0, length: 0 };
+    let status = c.read_chunk(stale).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status}");
+    assert!(status.message().contains("stale"), "{status}");
+    assert_eq!(read(a, 0x43, 0, 0).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(read(a, 0x42, n + 1, 0).await.unwrap_err().code(), Code::InvalidArgument);
+
+    // A second write of the same version is refused.
+    let (_, err) = write(a, requests(0x42, vec![], &bytes[..10], 1)).await;
+    assert_eq!(err.map(|(e, c)| (e.node_index, c)), Some((0, Code::AlreadyExists)));
+
+    // A flipped byte on disk fails the read with data_loss naming the block.
+    let path = nodes[1].dir.path().join("finalized/0000000000000042.data");
+    let mut on_disk = std::fs::read(&path).unwrap();
+    on_disk[5 * BLOCK_SIZE + 3] ^= 1;
+    std::fs::write(&path, on_disk).unwrap();
+    let status = read(&nodes[1].addr, 0x42, 0, 0).await.unwrap_err();
+    assert_eq!(status.code(), Code::DataLoss);
+    assert!(status.message().contains("checksum mismatch in block 5"), "{status}");
+    assert!(status.message().contains(&nodes[1].addr), "{status}");
+
+    for node in nodes {
+        node.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_packet_with_a_bad_crc_is_refused_and_nothing_is_finalized() {
+    let master = unused_addr().await;
+    let nodes = [start(&master).await, start(&master).await];
+    let bytes = data(4 * BLOCK_SIZE + 10);
+    let mut reqs = requests(7, vec![nodes[1].info()], &bytes, 2);
+    let Some(ReqMsg::Packet(p)) = &mut reqs[2].msg else { panic!("expected a packet") };
+    p.crcs[1] ^= 1;
+    let (acks, err) = write(&nodes[0].addr, reqs).await;
+    let (err, code) = err.expect("a pipeline error");
+    assert_eq!(code, Code::DataLoss);
+    assert_eq!((err.node_index, err.addr.as_str()), (0, nodes[0].addr.as_str()));
+    assert!(err.message.contains("checksum mismatch in block 3"), "{}", err.message);
+    assert!(acks.iter().all(|&(seq, _)| seq == 0), "{acks:?}");
+    for node in &nodes {
+        assert_eq!(finalized_files(node.dir.path()), 0);
+    }
+    assert_eq!(read(&nodes[0].addr, 7, 0, 0).await.unwrap_err().code(), Code::NotFound);
+    for node in nodes {
+        node.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_downstream_is_named_with_its_index() {
+    let master = unused_addr().await;
+    let node = start(&master).await;
+    let dead = unused_addr().await;
+    let down = vec![ChunkserverInfo { id: "x".into(), addr: dead.clone(), rack: "/r".into() }];
+    let (acks, err) = write(&node.addr, requests(9, down, &data(100), 1)).await;
+    assert!(acks.is_empty());
+    let (err, code) = err.expect("a pipeline error");
+    assert_eq!((err.node_index, err.addr), (1, dead));
+    assert_eq!(code, Code::Unavailable);
+
+    // A stream that does not start with a header is refused.
+    let mut c = client(&node.addr).await;
+    let mut reqs = requests(9, vec![], &data(100), 1);
+    reqs.remove(0);
+    let status = match c.write_chunk(tokio_stream::iter(reqs)).await {
+        Err(s) => s,
+        Ok(r) => r.into_inner().message().await.unwrap_err(),
+    };
+    assert_eq!(status.code(), Code::InvalidArgument);
+    node.stop().await;
+}
