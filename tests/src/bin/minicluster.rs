@@ -1,0 +1,366 @@
+//! `minicluster`: starts, inspects and stops a mini cluster of real `master` and
+//! `chunkserver` processes on loopback addresses, and runs the end-to-end demo.
+//!
+//! `up` leaves the processes running in the background and records them in
+//! `DIR/cluster.json`; the other subcommands find them there. Everything else lives in
+//! the `tests` library ([`tests::MiniCluster`]).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use proto::gfs::ChunkserverState;
+use proto::size::{format_size, parse_size};
+use tests::data::{file_checksum, first_difference, write_random_file};
+use tests::{ClusterOptions, ClusterSpec, Lifetime, MiniCluster, ProcessState};
+
+/// Grace period between SIGTERM and SIGKILL in `down`.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// Starts and controls a mini cluster (a master and chunkservers on 127.0.0.x).
+#[derive(Debug, Parser)]
+#[command(name = "minicluster", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Start a cluster in the background; prints `export DFS_MASTER=...` on stdout.
+    Up(UpArgs),
+    /// Stop every process of the cluster (SIGTERM, then SIGKILL after a few seconds).
+    Down(DirArg),
+    /// Show each process: name, address, rack, pid, state.
+    Status(DirArg),
+    /// SIGKILL one process (`master`, `cs-1`, ...).
+    Kill(NameArgs),
+    /// Freeze one process with SIGSTOP.
+    Stop(NameArgs),
+    /// Resume a frozen process with SIGCONT.
+    Cont(NameArgs),
+    /// Start one process again with the same flags and data (killing it first if running).
+    Start(NameArgs),
+    /// Start a cluster, write a file, read it back, verify it, show fsck, stop the cluster.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+struct DirArg {
+    /// Cluster directory (data, logs, cluster.json).
+    #[arg(long, env = "MINICLUSTER_DIR")]
+    dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct NameArgs {
+    #[command(flatten)]
+    dir: DirArg,
+    /// Process name: `master`, `cs-1`, `cs-2`, ...
+    name: String,
+}
+
+#[derive(Debug, Args)]
+struct ShapeArgs {
+    /// Number of chunkservers.
+    #[arg(long, default_value_t = 4)]
+    chunkservers: usize,
+    /// Number of racks (chunkservers are spread round-robin: /rack-a, /rack-b, ...).
+    #[arg(long, default_value_t = 2)]
+    racks: usize,
+    /// Replication factor of new files.
+    #[arg(long, default_value_t = 3)]
+    replication: u32,
+}
+
+#[derive(Debug, Args)]
+struct UpArgs {
+    #[command(flatten)]
+    dir: DirArg,
+    #[command(flatten)]
+    shape: ShapeArgs,
+    /// Chunk size of new files (e.g. 64MiB, 1m).
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    chunk_size: u64,
+    /// Chunkserver heartbeat interval in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    heartbeat_ms: u64,
+    /// Silence after which the master declares a chunkserver dead (default: the master's).
+    #[arg(long)]
+    dead_after_ms: Option<u64>,
+    /// Space each chunkserver may use (default: the filesystem's).
+    #[arg(long, value_parser = parse_size)]
+    capacity: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Cluster directory (default: a new temporary directory).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Size of the file written and read back.
+    #[arg(long, default_value = "256MiB", value_parser = parse_size)]
+    size: u64,
+    /// Chunk size of the demo cluster (small enough that the file spans many chunks).
+    #[arg(long, default_value = "16MiB", value_parser = parse_size)]
+    chunk_size: u64,
+    /// Leave the cluster running (and its directory in place) afterwards.
+    #[arg(long)]
+    keep: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli.command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: nested causes joined with ": " by `{:#}`.
+            let msg = format!("{e:#}");
+            let first = msg.lines().next().unwrap_or_default();
+            eprintln!("minicluster: error: {first}");
+            let rest: Vec<&str> = msg.lines().skip(1).collect();
+            if !rest.is_empty() {
+                // Log tails quoted by the harness, for the curious; the error is line one.
+                eprintln!("{}", rest.join("\n"));
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cmd: Cmd) -> anyhow::Result<()> {
+    match cmd {
+        Cmd::Up(args) => up(args).await,
+        Cmd::Down(DirArg { dir }) => down(&dir),
+        Cmd::Status(DirArg { dir }) => status(&dir).await,
+        Cmd::Kill(a) => signal(a, "killed", MiniCluster::kill),
+        Cmd::Stop(a) => signal(a, "stopped", MiniCluster::stop),
+        Cmd::Cont(a) => signal(a, "continued", MiniCluster::cont),
+        Cmd::Start(NameArgs { dir: DirArg { dir }, name }) => {
+            let mut cluster = MiniCluster::attach(&dir)?;
+            cluster.restart(&name).await?;
+            let p = cluster.process(&name)?;
+            eprintln!("{name}: started on {} (pid {})", p.addr, p.pid);
+            cluster.detach();
+            Ok(())
+        }
+        Cmd::Demo(args) => demo(args).await,
+    }
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let options = ClusterOptions {
+        chunkservers: args.shape.chunkservers,
+        racks: args.shape.racks,
+        chunk_size: args.chunk_size,
+        replication: args.shape.replication,
+        heartbeat_ms: args.heartbeat_ms,
+        dead_after_ms: args.dead_after_ms,
+        capacity: args.capacity,
+        ..ClusterOptions::default()
+    };
+    let cluster = MiniCluster::start_in(&args.dir.dir, options, Lifetime::Detached).await?;
+    let spec = cluster.detach();
+    print_summary(&spec);
+    println!("export DFS_MASTER={}", spec.master.addr);
+    Ok(())
+}
+
+fn print_summary(spec: &ClusterSpec) {
+    let o = &spec.options;
+    eprintln!(
+        "mini cluster up in {}: master {}, {} chunkservers on {} racks, {} chunks, replication {}",
+        spec.dir.display(),
+        spec.master.addr,
+        o.chunkservers,
+        o.racks.min(o.chunkservers),
+        format_size(o.chunk_size),
+        o.replication
+    );
+    for p in spec.processes() {
+        eprintln!(
+            "  {:<8} {:<21} {:<8} pid {:<8} log {}",
+            p.name,
+            p.addr,
+            p.rack.as_deref().unwrap_or("-"),
+            p.pid,
+            p.log.display()
+        );
+    }
+    eprintln!("stop it with: minicluster down --dir {}", spec.dir.display());
+}
+
+fn down(dir: &Path) -> anyhow::Result<()> {
+    let mut cluster = MiniCluster::attach(dir)?;
+    let mut running = Vec::new();
+    for p in cluster.spec().processes() {
+        if tests::process::probe(p) != ProcessState::Exited {
+            running.push(p.name.clone());
+        }
+    }
+    let forced = cluster.shutdown(GRACE)?;
+    if running.is_empty() {
+        eprintln!("no process of the cluster in {} was running", dir.display());
+    } else {
+        eprintln!(
+            "stopped {} ({} killed after {} s)",
+            running.join(", "),
+            forced.len(),
+            GRACE.as_secs()
+        );
+    }
+    Ok(())
+}
+
+async fn status(dir: &Path) -> anyhow::Result<()> {
+    let cluster = MiniCluster::attach(dir)?;
+    // The master's own view, if it answers quickly: a chunkserver may be up but declared dead.
+    let report = tokio::time::timeout(Duration::from_secs(2), cluster.cluster_report()).await;
+    let report = report.ok().and_then(Result::ok);
+    println!(
+        "{:<8} {:<21} {:<8} {:>8}  {:<8} MASTER-VIEW",
+        "NAME", "ADDRESS", "RACK", "PID", "STATE"
+    );
+    for p in cluster.spec().processes() {
+        let view = match (&report, p.rack.is_some()) {
+            (None, _) => "-",
+            (Some(_), false) => "answering",
+            (Some(r), true) => match r
+                .chunkservers
+                .iter()
+                .find(|c| c.server.as_ref().is_some_and(|s| s.addr == p.addr))
+            {
+                Some(c) if c.state == ChunkserverState::Live as i32 => "live",
+                Some(_) => "dead",
+                None => "unknown",
+            },
+        };
+        println!(
+            "{:<8} {:<21} {:<8} {:>8}  {:<8} {}",
+            p.name,
+            p.addr,
+            p.rack.as_deref().unwrap_or("-"),
+            p.pid,
+            tests::process::probe(p).to_string(),
+            view
+        );
+    }
+    Ok(())
+}
+
+fn signal(
+    args: NameArgs,
+    done: &str,
+    op: fn(&mut MiniCluster, &str) -> tests::Result<()>,
+) -> anyhow::Result<()> {
+    let mut cluster = MiniCluster::attach(&args.dir.dir)?;
+    let pid = cluster.process(&args.name)?.pid;
+    if tests::process::probe(cluster.process(&args.name)?) == ProcessState::Exited {
+        bail!("{} (pid {pid}) is not running", args.name);
+    }
+    op(&mut cluster, &args.name)?;
+    eprintln!("{}: {done} (pid {pid})", args.name);
+    Ok(())
+}
+
+async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    let (dir, temp) = match &args.dir {
+        Some(d) => (d.clone(), None),
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix("minicluster-demo-")
+                .tempdir()
+                .context("cannot create a temporary directory")?;
+            (t.path().to_owned(), Some(t))
+        }
+    };
+    let options = ClusterOptions {
+        chunk_size: args.chunk_size,
+        heartbeat_ms: 1000,
+        ..ClusterOptions::default()
+    };
+    let lifetime = if args.keep { Lifetime::Detached } else { Lifetime::Scoped };
+    eprintln!("==> starting a mini cluster in {}", dir.display());
+    let mut cluster = MiniCluster::start_in(&dir, options, lifetime).await?;
+    print_summary(cluster.spec());
+    let result = demo_steps(&cluster, args.size).await;
+    if args.keep {
+        let spec = cluster.detach();
+        if let Some(t) = temp {
+            let _ = t.keep();
+        }
+        eprintln!("==> cluster left running; use it with:");
+        println!("export DFS_MASTER={}", spec.master.addr);
+        eprintln!("    stop it with: minicluster down --dir {}", spec.dir.display());
+    } else {
+        eprintln!("==> stopping the cluster");
+        cluster.shutdown(GRACE)?;
+    }
+    result
+}
+
+async fn demo_steps(cluster: &MiniCluster, size: u64) -> anyhow::Result<()> {
+    let work = cluster.dir().join("demo");
+    std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
+    let (input, output) = (work.join("input.bin"), work.join("output.bin"));
+    let remote = "/demo/input.bin";
+
+    eprintln!("==> generating {} of pseudo-random data in {}", format_size(size), input.display());
+    let crc_in = write_random_file(&input, 0x5eed, size)?;
+
+    eprintln!("==> dfs put {} {remote}", input.display());
+    run_inherited(cluster.dfs_cmd().args(["mkdir", "-p", "/demo"]))?;
+    let put = timed(cluster.dfs_cmd().args(["put", "-f"]).arg(&input).arg(remote))?;
+    eprintln!("==> dfs get {remote} {}", output.display());
+    let _ = std::fs::remove_file(&output);
+    let get = timed(cluster.dfs_cmd().args(["get", remote]).arg(&output))?;
+
+    let (len_out, crc_out) = file_checksum(&output)?;
+    eprintln!("==> verifying");
+    eprintln!("    local : {:>12} bytes  crc32 {crc_in:08x}  {}", size, input.display());
+    eprintln!("    dfs   : {:>12} bytes  crc32 {crc_out:08x}  {}", len_out, output.display());
+    if let Some(at) = first_difference(&input, &output)? {
+        bail!("read-back differs from the original at byte {at}");
+    }
+    eprintln!("    identical, byte for byte");
+
+    eprintln!("==> dfs ls /demo");
+    run_inherited(cluster.dfs_cmd().args(["ls", "/demo"]))?;
+    eprintln!("==> dfs fsck /");
+    run_inherited(cluster.dfs_cmd().args(["fsck", "/"]))?;
+
+    let mb = size as f64 / 1e6;
+    eprintln!("==> timing ({} through 3 replicas on loopback)", format_size(size));
+    eprintln!("    put: {:>8.2} s  {:>8.1} MB/s", put.as_secs_f64(), mb / put.as_secs_f64());
+    eprintln!("    get: {:>8.2} s  {:>8.1} MB/s", get.as_secs_f64(), mb / get.as_secs_f64());
+    Ok(())
+}
+
+/// Runs a command with the terminal's stdio (so `dfs` can show progress) and times it.
+fn timed(cmd: &mut Command) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    run_inherited(cmd)?;
+    Ok(start.elapsed())
+}
+
+fn run_inherited(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd
+        .stdin(Stdio::null())
+        .status()
+        .with_context(|| format!("cannot run {}", cmd.get_program().to_string_lossy()))?;
+    if !status.success() {
+        let line: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        bail!("`dfs {}` failed ({status})", line.join(" "));
+    }
+    Ok(())
+}

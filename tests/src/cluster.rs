@@ -1,0 +1,558 @@
+//! [`MiniCluster`]: a master and N chunkservers running as real processes on loopback
+//! addresses (`127.0.0.1` for the master, `127.0.0.{i+1}` for `cs-i`), each with its own
+//! data directory and log under one cluster directory:
+//!
+//! ```text
+//! DIR/cluster.json      what was started (see crate::spec)
+//! DIR/master/           master metadata         DIR/logs/master.log
+//! DIR/cs-1/             chunkserver data        DIR/logs/cs-1.log
+//! DIR/run/NAME.addr     bound address of each process (written by the process)
+//! ```
+//!
+//! Tests start one with [`MiniCluster::start`] in a temporary directory and get every
+//! process SIGKILLed when it is dropped. The `minicluster` binary starts one with
+//! [`Lifetime::Detached`] and [`MiniCluster::detach`]es it so it outlives the command,
+//! then finds it again with [`MiniCluster::attach`]. Processes are driven by name
+//! (`master`, `cs-1`, ...): [`MiniCluster::kill`], [`MiniCluster::stop`],
+//! [`MiniCluster::cont`], [`MiniCluster::restart`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use proto::gfs::master_client::MasterClient;
+use proto::gfs::{
+    ChunkserverState, ClusterReportRequest, ClusterReportResponse, FsckRequest, FsckResponse,
+};
+use tempfile::TempDir;
+use tonic::transport::Channel;
+use tracing::{info, warn};
+
+use crate::command::{self, CmdOutput};
+use crate::error::{Error, Result};
+use crate::process::{self, ProcessState};
+use crate::spec::{ClusterOptions, ClusterSpec, MASTER, ProcessSpec, Role};
+use crate::wait::{DEFAULT_POLL, wait_until};
+
+/// How long a process may take to write its address file.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long chunkservers may take to register with the master.
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Set to keep a test cluster's directory (and print where) instead of deleting it.
+pub const KEEP_ENV: &str = "MINICLUSTER_KEEP";
+
+/// Whether the cluster's processes may outlive the harness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifetime {
+    /// Processes die with the harness: SIGKILLed on drop, and by the kernel if the thread
+    /// that started them dies first (a test that panics or is killed).
+    Scoped,
+    /// Processes are killed on drop only until [`MiniCluster::detach`] is called, so a
+    /// failed start-up cleans up after itself but a successful one keeps running.
+    Detached,
+}
+
+/// A running mini cluster (see the module documentation).
+#[derive(Debug)]
+pub struct MiniCluster {
+    spec: ClusterSpec,
+    /// Processes this harness started, by name; reaped when they are killed or restarted.
+    children: HashMap<String, Child>,
+    lifetime: Lifetime,
+    kill_on_drop: bool,
+    /// The temporary directory of a test cluster, deleted on drop.
+    temp: Option<TempDir>,
+}
+
+impl MiniCluster {
+    /// Starts a scoped cluster in a new temporary directory and waits until every
+    /// chunkserver has registered with the master.
+    ///
+    /// # Errors
+    /// See [`MiniCluster::start_in`].
+    pub async fn start(options: ClusterOptions) -> Result<MiniCluster> {
+        let temp = tempfile::Builder::new()
+            .prefix("minicluster-")
+            .tempdir()
+            .map_err(Error::io("cannot create a temporary directory"))?;
+        let mut cluster = MiniCluster::start_in(temp.path(), options, Lifetime::Scoped).await?;
+        cluster.temp = Some(temp);
+        Ok(cluster)
+    }
+
+    /// Starts a cluster in `dir` (created if missing; existing data is reused) and waits
+    /// until every chunkserver has registered with the master; writes `DIR/cluster.json`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOptions`], [`Error::BinaryNotFound`], [`Error::AlreadyRunning`] if
+    /// `dir` holds a live cluster, [`Error::Exited`]/[`Error::NotListening`] if a process
+    /// does not come up, [`Error::Timeout`] if the chunkservers do not all register.
+    /// Whatever was started is killed before the error is returned.
+    pub async fn start_in(
+        dir: &Path,
+        options: ClusterOptions,
+        lifetime: Lifetime,
+    ) -> Result<MiniCluster> {
+        options.validate()?;
+        let bin_dir = process::bin_dir()?;
+        std::fs::create_dir_all(dir)
+            .map_err(Error::io(format!("cannot create {}", dir.display())))?;
+        let dir =
+            dir.canonicalize().map_err(Error::io(format!("cannot resolve {}", dir.display())))?;
+        if let Ok(old) = ClusterSpec::load(&dir)
+            && let Some(p) = old.processes().find(|p| process::probe(p) != ProcessState::Exited)
+        {
+            return Err(Error::AlreadyRunning { dir, pid: p.pid });
+        }
+        let spec = ClusterSpec::plan(dir, bin_dir, options);
+        let mut cluster = MiniCluster {
+            spec,
+            children: HashMap::new(),
+            lifetime,
+            kill_on_drop: true,
+            temp: None,
+        };
+        cluster.launch().await?;
+        Ok(cluster)
+    }
+
+    /// Starts every process and waits for the cluster to be whole.
+    async fn launch(&mut self) -> Result<()> {
+        self.spawn(MASTER, None)?;
+        self.await_listening(MASTER).await?;
+        let master_addr = self.spec.master.addr.clone();
+        for cs in &mut self.spec.chunkservers {
+            if let Some(i) = cs.args.iter().position(|a| a == "--master") {
+                cs.args[i + 1] = master_addr.clone();
+            }
+        }
+        // Start the chunkservers together, then collect their addresses: start-up overlaps.
+        let names: Vec<String> = self.spec.chunkservers.iter().map(|c| c.name.clone()).collect();
+        for name in &names {
+            self.spawn(name, None)?;
+        }
+        for name in &names {
+            self.await_listening(name).await?;
+        }
+        self.spec.save()?;
+        self.wait_for_live_chunkservers(names.len(), REGISTER_TIMEOUT).await?;
+        info!(dir = %self.spec.dir.display(), master = %master_addr, "mini cluster up");
+        Ok(())
+    }
+
+    /// Finds the cluster described by `DIR/cluster.json`. The returned harness never kills
+    /// anything on drop; processes it restarts are detached.
+    ///
+    /// # Errors
+    /// [`Error::Io`]/[`Error::Spec`] if `DIR/cluster.json` is missing or unreadable.
+    pub fn attach(dir: &Path) -> Result<MiniCluster> {
+        let spec = ClusterSpec::load(dir)?;
+        Ok(MiniCluster {
+            spec,
+            children: HashMap::new(),
+            lifetime: Lifetime::Detached,
+            kill_on_drop: false,
+            temp: None,
+        })
+    }
+
+    /// Leaves the processes running when the harness is dropped, and returns what was
+    /// started. Only meaningful for [`Lifetime::Detached`] clusters: scoped processes die
+    /// with the thread that started them anyway.
+    pub fn detach(mut self) -> ClusterSpec {
+        self.kill_on_drop = false;
+        // Dropping a `Child` neither kills nor waits for it.
+        self.children.clear();
+        self.spec.clone()
+    }
+
+    /// What was started: every process's address, pid, directories and command line.
+    pub fn spec(&self) -> &ClusterSpec {
+        &self.spec
+    }
+
+    /// The cluster directory.
+    pub fn dir(&self) -> &Path {
+        &self.spec.dir
+    }
+
+    /// The master's `host:port` (what `DFS_MASTER` is set to).
+    pub fn master_addr(&self) -> &str {
+        &self.spec.master.addr
+    }
+
+    /// The process called `name` (`master`, `cs-1`, ...).
+    ///
+    /// # Errors
+    /// [`Error::UnknownProcess`] if there is none.
+    pub fn process(&self, name: &str) -> Result<&ProcessSpec> {
+        self.spec.process(name)
+    }
+
+    /// The chunkserver called `name` (`cs-1`, ...).
+    ///
+    /// # Errors
+    /// [`Error::UnknownProcess`] if there is no such chunkserver.
+    pub fn chunkserver(&self, name: &str) -> Result<&ProcessSpec> {
+        self.spec
+            .chunkservers
+            .iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| Error::UnknownProcess(name.to_owned()))
+    }
+
+    /// The chunkservers, `cs-1` first.
+    pub fn chunkservers(&self) -> &[ProcessSpec] {
+        &self.spec.chunkservers
+    }
+
+    /// The chunkserver listening on `addr` (as the master reports replicas).
+    pub fn chunkserver_by_addr(&self, addr: &str) -> Option<&ProcessSpec> {
+        self.spec.chunkservers.iter().find(|c| c.addr == addr)
+    }
+
+    /// Data directory of the process called `name`.
+    ///
+    /// # Errors
+    /// [`Error::UnknownProcess`] if there is none.
+    pub fn data_dir(&self, name: &str) -> Result<PathBuf> {
+        Ok(self.process(name)?.dir.clone())
+    }
+
+    /// The last `lines` lines of `name`'s log.
+    ///
+    /// # Errors
+    /// [`Error::UnknownProcess`] if there is none.
+    pub fn log_tail(&self, name: &str, lines: usize) -> Result<String> {
+        Ok(process::log_tail(&self.process(name)?.log, lines))
+    }
+
+    /// Path of the finalized replica of chunk `handle` on chunkserver `name`
+    /// (`DIR/cs-i/finalized/<handle:016x>.data`), whether or not it exists.
+    ///
+    /// # Errors
+    /// [`Error::UnknownProcess`] if there is no such chunkserver.
+    pub fn replica_path(&self, name: &str, handle: u64) -> Result<PathBuf> {
+        Ok(self.chunkserver(name)?.dir.join("finalized").join(format!("{handle:016x}.data")))
+    }
+
+    /// The chunkservers holding a finalized replica of `handle` on disk, with its path.
+    pub fn replicas_on_disk(&self, handle: u64) -> Vec<(String, PathBuf)> {
+        self.spec
+            .chunkservers
+            .iter()
+            .filter_map(|c| {
+                let path = c.dir.join("finalized").join(format!("{handle:016x}.data"));
+                path.is_file().then(|| (c.name.clone(), path))
+            })
+            .collect()
+    }
+
+    /// Whether `name` is running, stopped or gone (reaping it if it exited).
+    ///
+    /// # Errors
+    /// [`Error::UnknownProcess`] if there is none.
+    pub fn state(&mut self, name: &str) -> Result<ProcessState> {
+        let spec = self.spec.process(name)?;
+        if let Some(child) = self.children.get_mut(name)
+            && let Ok(Some(_)) = child.try_wait()
+        {
+            self.children.remove(name);
+            return Ok(ProcessState::Exited);
+        }
+        Ok(process::probe(spec))
+    }
+
+    /// SIGKILLs `name` and reaps it (a no-op if it is already gone).
+    ///
+    /// # Errors
+    /// [`Error::UnknownProcess`], [`Error::Signal`].
+    pub fn kill(&mut self, name: &str) -> Result<()> {
+        let spec = self.spec.process(name)?;
+        process::send_signal(spec, Signal::SIGKILL)?;
+        if let Some(mut child) = self.children.remove(name) {
+            // SIGKILL also ends a stopped process; wait() reaps it so no zombie is left.
+            let _ = child.kill();
+            let _ = child.wait();
+        } else {
+            process::wait_gone(spec, Duration::from_secs(10));
+        }
+        info!(process = name, "killed");
+        Ok(())
+    }
+
+    /// Freezes `name` with SIGSTOP: it keeps its sockets but answers nothing.
+    ///
+    /// # Errors
+    /// [`Error::UnknownProcess`], [`Error::Signal`].
+    pub fn stop(&mut self, name: &str) -> Result<()> {
+        process::send_signal(self.spec.process(name)?, Signal::SIGSTOP)?;
+        Ok(())
+    }
+
+    /// Resumes `name` after [`MiniCluster::stop`] with SIGCONT.
+    ///
+    /// # Errors
+    /// [`Error::UnknownProcess`], [`Error::Signal`].
+    pub fn cont(&mut self, name: &str) -> Result<()> {
+        process::send_signal(self.spec.process(name)?, Signal::SIGCONT)?;
+        Ok(())
+    }
+
+    /// Starts `name` again with the same flags, data and (if it can get it) address,
+    /// SIGKILLing it first if it is still running; waits until it listens and, if the
+    /// master is up, until the master sees every running chunkserver live again.
+    ///
+    /// # Errors
+    /// [`Error::Exited`]/[`Error::NotListening`] if it does not come up,
+    /// [`Error::Timeout`] if it does not re-register.
+    pub async fn restart(&mut self, name: &str) -> Result<()> {
+        if self.state(name)? != ProcessState::Exited {
+            self.kill(name)?;
+        }
+        let spec = self.spec.process(name)?.clone();
+        let same_addr = spec.restart_args();
+        // The old port is usually free at once (servers bind with SO_REUSEADDR), but another
+        // test's port-0 bind may have taken it meanwhile: retry, then let a chunkserver take
+        // any port (the master cannot: chunkservers are configured with its address).
+        let mut attempts = vec![same_addr.clone(), same_addr.clone(), same_addr];
+        if spec.role == Role::Chunkserver {
+            attempts.push(spec.args_with_addr(&format!("{}:0", spec.host())));
+        }
+        let mut last_err = None;
+        for args in attempts {
+            self.spawn(name, Some(args))?;
+            match self.await_listening(name).await {
+                Ok(()) => {
+                    last_err = None;
+                    break;
+                }
+                Err(e) => {
+                    warn!(process = name, error = %e, "restart attempt failed");
+                    last_err = Some(e);
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            }
+        }
+        if let Some(e) = last_err {
+            return Err(e);
+        }
+        self.spec.save()?;
+        info!(process = name, addr = %self.spec.process(name)?.addr, "restarted");
+        if self.state(MASTER)? == ProcessState::Running {
+            let running = self.running_chunkservers();
+            self.wait_for_live_chunkservers(running, REGISTER_TIMEOUT).await?;
+        }
+        Ok(())
+    }
+
+    /// Number of chunkservers whose process is running (not stopped or gone).
+    fn running_chunkservers(&mut self) -> usize {
+        let names: Vec<String> = self.spec.chunkservers.iter().map(|c| c.name.clone()).collect();
+        names.iter().filter(|n| matches!(self.state(n), Ok(ProcessState::Running))).count()
+    }
+
+    /// Stops every process gracefully: SIGTERM (and SIGCONT, so stopped ones see it), up
+    /// to `grace` for them to exit, then SIGKILL. Returns the names that needed SIGKILL.
+    ///
+    /// # Errors
+    /// [`Error::Signal`] if a signal cannot be sent.
+    pub fn shutdown(&mut self, grace: Duration) -> Result<Vec<String>> {
+        let specs: Vec<ProcessSpec> = self.spec.processes().cloned().collect();
+        // Chunkservers first, so they do not spend the grace period retrying a gone master.
+        for p in specs.iter().rev() {
+            if process::send_signal(p, Signal::SIGTERM)? {
+                process::send_signal(p, Signal::SIGCONT)?;
+            }
+        }
+        let deadline = std::time::Instant::now() + grace;
+        let mut forced = Vec::new();
+        for p in specs.iter().rev() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let gone = match self.children.get_mut(&p.name) {
+                Some(child) => wait_child(child, left),
+                None => process::wait_gone(p, left),
+            };
+            if !gone {
+                forced.push(p.name.clone());
+            }
+            self.kill(&p.name)?;
+        }
+        Ok(forced)
+    }
+
+    /// A `dfs` command with `DFS_MASTER` set to this cluster's master.
+    pub fn dfs_cmd(&self) -> Command {
+        let mut cmd = Command::new(self.spec.bin_dir.join("dfs"));
+        cmd.env("DFS_MASTER", &self.spec.master.addr);
+        cmd
+    }
+
+    /// Runs `dfs ARGS` against this cluster to completion (stdin empty).
+    ///
+    /// # Panics
+    /// If the `dfs` binary cannot be executed at all: a broken test environment, not a
+    /// result to check.
+    pub fn dfs(&self, args: &[&str]) -> CmdOutput {
+        self.dfs_with_stdin(args, None)
+    }
+
+    /// Runs `dfs ARGS` against this cluster, feeding it `stdin`.
+    ///
+    /// # Panics
+    /// If the `dfs` binary cannot be executed at all.
+    pub fn dfs_with_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> CmdOutput {
+        match command::run(self.dfs_cmd(), args, stdin) {
+            Ok(out) => out,
+            Err(e) => panic!("{e}"), // the test environment is broken, not the code under test
+        }
+    }
+
+    /// Path of a server binary (`master`, `chunkserver`, `dfs`) this cluster uses.
+    pub fn binary(&self, name: &str) -> PathBuf {
+        self.spec.bin_dir.join(name)
+    }
+
+    /// A `dfs` client library handle connected to this cluster's master (default
+    /// configuration: relative paths resolve against the user's home directory).
+    ///
+    /// # Errors
+    /// [`Error::Client`] if the master cannot be reached.
+    pub async fn client(&self) -> Result<dfs::Client> {
+        Ok(dfs::Client::connect(&self.spec.master.addr, dfs::ClientConfig::default()).await?)
+    }
+
+    /// A raw gRPC client of the master.
+    ///
+    /// # Errors
+    /// [`Error::Connect`] if the master does not accept the connection.
+    pub async fn master_client(&self) -> Result<MasterClient<Channel>> {
+        let addr = &self.spec.master.addr;
+        MasterClient::connect(format!("http://{addr}"))
+            .await
+            .map_err(|source| Error::Connect { addr: addr.clone(), source })
+    }
+
+    /// The master's cluster report (chunkservers, their state and space).
+    ///
+    /// # Errors
+    /// [`Error::Connect`], [`Error::Rpc`].
+    pub async fn cluster_report(&self) -> Result<ClusterReportResponse> {
+        let mut master = self.master_client().await?;
+        master
+            .cluster_report(ClusterReportRequest {})
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| Error::Rpc { addr: self.spec.master.addr.clone(), status: Box::new(s) })
+    }
+
+    /// The master's fsck report of everything under `path`.
+    ///
+    /// # Errors
+    /// [`Error::Connect`], [`Error::Rpc`].
+    pub async fn fsck(&self, path: &str) -> Result<FsckResponse> {
+        let mut master = self.master_client().await?;
+        let request = FsckRequest { path: path.to_owned(), include_open: true };
+        master
+            .fsck(request)
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| Error::Rpc { addr: self.spec.master.addr.clone(), status: Box::new(s) })
+    }
+
+    /// Waits until the master reports at least `n` live chunkservers.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] naming the master's address and the logs directory.
+    pub async fn wait_for_live_chunkservers(&self, n: usize, timeout: Duration) -> Result<()> {
+        let what = format!(
+            "{n} chunkservers to be live at the master {} (logs in {})",
+            self.spec.master.addr,
+            self.spec.dir.join("logs").display()
+        );
+        wait_until(&what, timeout, DEFAULT_POLL, || async {
+            let live = LIVE;
+            match self.cluster_report().await {
+                Ok(r) => r.chunkservers.iter().filter(|c| c.state == live).count() >= n,
+                Err(_) => false,
+            }
+        })
+        .await
+    }
+
+    /// Spawns `name` with `args` (default: its recorded arguments) and records its pid.
+    fn spawn(&mut self, name: &str, args: Option<Vec<String>>) -> Result<()> {
+        let die_with_parent = self.lifetime == Lifetime::Scoped;
+        let spec = self.spec.process_mut(name)?;
+        if let Some(args) = args {
+            spec.args = args;
+        }
+        let child = process::spawn(spec, &spec.args, die_with_parent)?;
+        spec.pid = child.id();
+        self.children.insert(name.to_owned(), child);
+        Ok(())
+    }
+
+    /// Waits for `name`'s address file and records its address; kills it on failure.
+    async fn await_listening(&mut self, name: &str) -> Result<()> {
+        let spec = self.spec.process(name)?.clone();
+        let Some(child) = self.children.get_mut(name) else {
+            return Err(Error::UnknownProcess(name.to_owned()));
+        };
+        match process::wait_for_addr_file(&spec, child, LISTEN_TIMEOUT).await {
+            Ok(addr) => {
+                self.spec.process_mut(name)?.addr = addr;
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(mut child) = self.children.remove(name) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The `state` value of a live chunkserver in a cluster report.
+const LIVE: i32 = ChunkserverState::Live as i32;
+
+impl Drop for MiniCluster {
+    fn drop(&mut self) {
+        if !self.kill_on_drop {
+            return;
+        }
+        let keep = std::env::var_os(KEEP_ENV).is_some();
+        if std::thread::panicking() {
+            // A failing test's cluster directory is about to vanish: show what the servers said.
+            for p in self.spec.processes() {
+                eprintln!("---- last lines of {} ({}) ----", p.name, p.log.display());
+                eprintln!("{}", process::log_tail(&p.log, 40));
+            }
+        }
+        for (_, mut child) in self.children.drain() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if keep && let Some(temp) = self.temp.take() {
+            eprintln!("minicluster: keeping {}", temp.keep().display());
+        }
+    }
+}
+
+/// Polls a child until it exits or `timeout` passes; returns whether it exited.
+fn wait_child(child: &mut Child, timeout: Duration) -> bool {
+    let start = std::time::Instant::now();
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            return true;
+        }
+        if start.elapsed() >= timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

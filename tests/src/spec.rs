@@ -1,0 +1,414 @@
+//! What a mini cluster is made of: [`ClusterOptions`] (what the user asked for) and
+//! [`ClusterSpec`] (what was started: every process's command line, address, pid, data
+//! directory and log), persisted as `DIR/cluster.json`. [`ClusterSpec::plan`] turns
+//! options into each process's command line (the flags are the servers' contract).
+//!
+//! `cluster.json` is how the `minicluster` binary finds a cluster again after the command
+//! that started it has exited (`down`, `status`, `kill`, `start`), so it holds enough to
+//! restart any process with the same flags and data. Field names are stable: scripts read
+//! them (`jq -r .master.addr DIR/cluster.json`).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Name of the cluster description inside the cluster directory.
+pub const SPEC_FILE: &str = "cluster.json";
+
+/// Name of the master process.
+pub const MASTER: &str = "master";
+
+/// How to build a mini cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterOptions {
+    /// Number of chunkservers (`cs-1` ... `cs-N`).
+    pub chunkservers: usize,
+    /// Number of racks; chunkservers are spread over them round-robin.
+    pub racks: usize,
+    /// Chunk size of new files, in bytes.
+    pub chunk_size: u64,
+    /// Default replication factor.
+    pub replication: u32,
+    /// Heartbeat interval of chunkservers (and the master's expectation of it), in ms.
+    pub heartbeat_ms: u64,
+    /// Silence after which the master declares a chunkserver dead (default: the master's).
+    #[serde(default)]
+    pub dead_after_ms: Option<u64>,
+    /// Bytes each chunkserver may use (default: the filesystem's space).
+    #[serde(default)]
+    pub capacity: Option<u64>,
+    /// Extra flags appended to the master's command line (e.g. a safe-mode setting).
+    #[serde(default)]
+    pub master_args: Vec<String>,
+    /// Extra flags appended to every chunkserver's command line.
+    #[serde(default)]
+    pub chunkserver_args: Vec<String>,
+}
+
+impl Default for ClusterOptions {
+    /// The production-like shape: 4 chunkservers on 2 racks, 64 MiB chunks, 3 replicas.
+    fn default() -> Self {
+        ClusterOptions {
+            chunkservers: 4,
+            racks: 2,
+            chunk_size: 64 << 20,
+            replication: 3,
+            heartbeat_ms: 3000,
+            dead_after_ms: None,
+            capacity: None,
+            master_args: Vec::new(),
+            chunkserver_args: Vec::new(),
+        }
+    }
+}
+
+impl ClusterOptions {
+    /// The shape integration tests use: 1 MiB chunks and 200 ms heartbeats, so that files
+    /// of a few MiB span several chunks and failures are noticed within seconds.
+    pub fn for_tests() -> Self {
+        ClusterOptions {
+            chunk_size: 1 << 20,
+            heartbeat_ms: 200,
+            dead_after_ms: Some(2000),
+            ..ClusterOptions::default()
+        }
+    }
+
+    /// Checks the options describe a cluster that can exist.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOptions`] naming the first bad field.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(Error::InvalidOptions(m.to_owned()));
+        if self.chunkservers == 0 {
+            return bad("at least one chunkserver is needed");
+        }
+        // Chunkserver i listens on 127.0.0.{i+1}; the last octet must stay below 255.
+        if self.chunkservers > 250 {
+            return bad("at most 250 chunkservers fit on 127.0.0.0/24");
+        }
+        if self.racks == 0 || self.racks > 26 {
+            return bad("racks must be between 1 and 26");
+        }
+        if self.chunk_size == 0 {
+            return bad("chunk size must be positive");
+        }
+        if self.replication == 0 {
+            return bad("replication must be at least 1");
+        }
+        if self.heartbeat_ms == 0 {
+            return bad("heartbeat interval must be positive");
+        }
+        Ok(())
+    }
+
+    /// Rack of the `index`-th chunkserver (0-based): `/rack-a`, `/rack-b`, ... round-robin.
+    pub fn rack_of(&self, index: usize) -> String {
+        let letter = (b'a' + (index % self.racks.max(1)) as u8) as char;
+        format!("/rack-{letter}")
+    }
+}
+
+/// Which server a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The `master` binary.
+    Master,
+    /// The `chunkserver` binary.
+    Chunkserver,
+}
+
+/// One process of the cluster, as it was last started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessSpec {
+    /// `master`, `cs-1`, `cs-2`, ...
+    pub name: String,
+    /// Which server it is.
+    pub role: Role,
+    /// The address it is listening on (`host:port`), as read from its address file.
+    pub addr: String,
+    /// Its process id when last started.
+    pub pid: u32,
+    /// Rack of a chunkserver; `None` for the master.
+    #[serde(default)]
+    pub rack: Option<String>,
+    /// Its data directory.
+    pub dir: PathBuf,
+    /// File receiving its stdout and stderr (appended to across restarts).
+    pub log: PathBuf,
+    /// File it writes its bound address to.
+    pub addr_file: PathBuf,
+    /// Absolute path of the executable.
+    pub program: PathBuf,
+    /// Full argument list it was last started with.
+    pub args: Vec<String>,
+}
+
+impl ProcessSpec {
+    /// Arguments for starting it again on the address it had, so peers and clients that
+    /// remember that address keep working (`--addr` is rewritten, the rest kept).
+    pub fn restart_args(&self) -> Vec<String> {
+        if self.addr.is_empty() { self.args.clone() } else { self.args_with_addr(&self.addr) }
+    }
+
+    /// Its arguments with the value of `--addr` replaced by `addr`.
+    pub fn args_with_addr(&self, addr: &str) -> Vec<String> {
+        let mut args = self.args.clone();
+        if let Some(i) = args.iter().position(|a| a == "--addr")
+            && let Some(v) = args.get_mut(i + 1)
+        {
+            *v = addr.to_owned();
+        }
+        args
+    }
+
+    /// Host part of the address it binds to (`127.0.0.3`).
+    pub fn host(&self) -> &str {
+        let bind = self
+            .args
+            .iter()
+            .position(|a| a == "--addr")
+            .and_then(|i| self.args.get(i + 1))
+            .map(String::as_str)
+            .unwrap_or(&self.addr);
+        bind.rsplit_once(':').map_or(bind, |(host, _)| host)
+    }
+}
+
+/// A started cluster: the contents of `DIR/cluster.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSpec {
+    /// The cluster directory (data, logs, address files, this description).
+    pub dir: PathBuf,
+    /// Directory holding the `master`, `chunkserver` and `dfs` binaries.
+    pub bin_dir: PathBuf,
+    /// How the cluster was built.
+    pub options: ClusterOptions,
+    /// The master process.
+    pub master: ProcessSpec,
+    /// The chunkserver processes, `cs-1` first.
+    pub chunkservers: Vec<ProcessSpec>,
+}
+
+impl ClusterSpec {
+    /// Path of `cluster.json` inside `dir`.
+    pub fn path_in(dir: &Path) -> PathBuf {
+        dir.join(SPEC_FILE)
+    }
+
+    /// Reads `DIR/cluster.json`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if it cannot be read (no cluster was started there), [`Error::Spec`]
+    /// if it is not a cluster description.
+    pub fn load(dir: &Path) -> Result<ClusterSpec> {
+        let path = ClusterSpec::path_in(dir);
+        let text = fs::read_to_string(&path)
+            .map_err(Error::io(format!("cannot read {} (no cluster here?)", path.display())))?;
+        serde_json::from_str(&text).map_err(|source| Error::Spec { path, source })
+    }
+
+    /// Writes `DIR/cluster.json` atomically (temporary file, then rename).
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the file cannot be written.
+    pub fn save(&self) -> Result<()> {
+        let path = ClusterSpec::path_in(&self.dir);
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|source| Error::Spec { path: path.clone(), source })?;
+        let tmp = path.with_extension("json.tmp");
+        fs::write(&tmp, text + "\n")
+            .map_err(Error::io(format!("cannot write {}", tmp.display())))?;
+        fs::rename(&tmp, &path).map_err(Error::io(format!("cannot write {}", path.display())))
+    }
+
+    /// Every process, master first.
+    pub fn processes(&self) -> impl Iterator<Item = &ProcessSpec> {
+        std::iter::once(&self.master).chain(&self.chunkservers)
+    }
+
+    /// The process called `name`.
+    ///
+    /// # Errors
+    /// [`Error::UnknownProcess`] if there is none.
+    pub fn process(&self, name: &str) -> Result<&ProcessSpec> {
+        self.processes().find(|p| p.name == name).ok_or_else(|| Error::UnknownProcess(name.into()))
+    }
+
+    /// The process called `name`, mutably.
+    ///
+    /// # Errors
+    /// [`Error::UnknownProcess`] if there is none.
+    pub fn process_mut(&mut self, name: &str) -> Result<&mut ProcessSpec> {
+        std::iter::once(&mut self.master)
+            .chain(&mut self.chunkservers)
+            .find(|p| p.name == name)
+            .ok_or_else(|| Error::UnknownProcess(name.into()))
+    }
+}
+
+impl ClusterSpec {
+    /// The processes a cluster in `dir` with `options` consists of, not yet started:
+    /// addresses and pids are empty, and chunkservers' `--master` is filled in once the
+    /// master has bound its port.
+    pub fn plan(dir: PathBuf, bin_dir: PathBuf, options: ClusterOptions) -> ClusterSpec {
+        let master = master_spec(&dir, &bin_dir, &options);
+        let chunkservers = (0..options.chunkservers)
+            .map(|i| chunkserver_spec(&dir, &bin_dir, &options, i))
+            .collect();
+        ClusterSpec { dir, bin_dir, options, master, chunkservers }
+    }
+}
+
+fn base_spec(dir: &Path, bin_dir: &Path, name: &str, role: Role) -> ProcessSpec {
+    let program = match role {
+        Role::Master => "master",
+        Role::Chunkserver => "chunkserver",
+    };
+    ProcessSpec {
+        name: name.to_owned(),
+        role,
+        addr: String::new(),
+        pid: 0,
+        rack: None,
+        dir: dir.join(name),
+        log: dir.join("logs").join(format!("{name}.log")),
+        addr_file: dir.join("run").join(format!("{name}.addr")),
+        program: bin_dir.join(program),
+        args: Vec::new(),
+    }
+}
+
+fn master_spec(dir: &Path, bin_dir: &Path, o: &ClusterOptions) -> ProcessSpec {
+    let mut spec = base_spec(dir, bin_dir, MASTER, Role::Master);
+    let mut args = vec![
+        "--addr".to_owned(),
+        "127.0.0.1:0".to_owned(),
+        "--dir".to_owned(),
+        spec.dir.display().to_string(),
+        "--chunk-size".to_owned(),
+        o.chunk_size.to_string(),
+        "--replication".to_owned(),
+        o.replication.to_string(),
+        "--heartbeat-ms".to_owned(),
+        o.heartbeat_ms.to_string(),
+    ];
+    if let Some(ms) = o.dead_after_ms {
+        args.extend(["--dead-after-ms".to_owned(), ms.to_string()]);
+    }
+    args.extend(o.master_args.iter().cloned());
+    args.extend(["--addr-file".to_owned(), spec.addr_file.display().to_string()]);
+    spec.args = args;
+    spec
+}
+
+/// The `index`-th chunkserver (0-based): `cs-{index+1}` on `127.0.0.{index+2}`. Its
+/// `--master` value is filled in once the master's address is known.
+fn chunkserver_spec(dir: &Path, bin_dir: &Path, o: &ClusterOptions, index: usize) -> ProcessSpec {
+    let name = format!("cs-{}", index + 1);
+    let mut spec = base_spec(dir, bin_dir, &name, Role::Chunkserver);
+    let rack = o.rack_of(index);
+    let mut args = vec![
+        "--addr".to_owned(),
+        format!("127.0.0.{}:0", index + 2),
+        "--master".to_owned(),
+        String::new(),
+        "--dir".to_owned(),
+        spec.dir.display().to_string(),
+        "--rack".to_owned(),
+        rack.clone(),
+        "--heartbeat-ms".to_owned(),
+        o.heartbeat_ms.to_string(),
+    ];
+    if let Some(bytes) = o.capacity {
+        args.extend(["--capacity".to_owned(), bytes.to_string()]);
+    }
+    args.extend(o.chunkserver_args.iter().cloned());
+    args.extend(["--addr-file".to_owned(), spec.addr_file.display().to_string()]);
+    spec.rack = Some(rack);
+    spec.args = args;
+    spec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(args: &[&str], addr: &str) -> ProcessSpec {
+        ProcessSpec {
+            name: "cs-2".into(),
+            role: Role::Chunkserver,
+            addr: addr.into(),
+            pid: 1,
+            rack: Some("/rack-b".into()),
+            dir: "/d/cs-2".into(),
+            log: "/d/logs/cs-2.log".into(),
+            addr_file: "/d/run/cs-2.addr".into(),
+            program: "/bin/chunkserver".into(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn racks_round_robin() {
+        let o = ClusterOptions { racks: 2, ..ClusterOptions::default() };
+        let racks: Vec<_> = (0..4).map(|i| o.rack_of(i)).collect();
+        assert_eq!(racks, ["/rack-a", "/rack-b", "/rack-a", "/rack-b"]);
+    }
+
+    #[test]
+    fn restart_keeps_the_port() {
+        let p = spec(&["--addr", "127.0.0.3:0", "--dir", "/d/cs-2"], "127.0.0.3:41234");
+        assert_eq!(p.restart_args(), ["--addr", "127.0.0.3:41234", "--dir", "/d/cs-2"]);
+        assert_eq!(p.host(), "127.0.0.3");
+    }
+
+    #[test]
+    fn validate_rejects_empty_clusters() {
+        assert!(ClusterOptions { chunkservers: 0, ..Default::default() }.validate().is_err());
+        assert!(ClusterOptions { racks: 27, ..Default::default() }.validate().is_err());
+        assert!(ClusterOptions::for_tests().validate().is_ok());
+    }
+
+    #[test]
+    fn spec_round_trips_through_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = ClusterSpec {
+            dir: dir.path().to_owned(),
+            bin_dir: "/bin".into(),
+            options: ClusterOptions::for_tests(),
+            master: ProcessSpec { name: MASTER.into(), role: Role::Master, ..spec(&[], "x:1") },
+            chunkservers: vec![spec(&["--addr", "127.0.0.3:0"], "127.0.0.3:5")],
+        };
+        c.save().unwrap();
+        let back = ClusterSpec::load(dir.path()).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(back.process("cs-2").unwrap().addr, "127.0.0.3:5");
+        assert!(back.process("cs-9").is_err());
+    }
+
+    #[test]
+    fn command_lines_follow_the_contract() {
+        let o = ClusterOptions { capacity: Some(3 << 20), ..ClusterOptions::for_tests() };
+        let m = master_spec(Path::new("/c"), Path::new("/bin"), &o);
+        assert_eq!(m.program, Path::new("/bin/master"));
+        assert_eq!(
+            m.args.join(" "),
+            "--addr 127.0.0.1:0 --dir /c/master --chunk-size 1048576 --replication 3 \
+             --heartbeat-ms 200 --dead-after-ms 2000 --addr-file /c/run/master.addr"
+        );
+        let c = chunkserver_spec(Path::new("/c"), Path::new("/bin"), &o, 1);
+        assert_eq!(c.name, "cs-2");
+        assert_eq!(c.rack.as_deref(), Some("/rack-b"));
+        assert_eq!(
+            c.args.join(" "),
+            "--addr 127.0.0.3:0 --master  --dir /c/cs-2 --rack /rack-b --heartbeat-ms 200 \
+             --capacity 3145728 --addr-file /c/run/cs-2.addr"
+        );
+        assert_eq!(c.args_with_addr("127.0.0.3:9")[1], "127.0.0.3:9");
+    }
+}

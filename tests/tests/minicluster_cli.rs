@@ -1,0 +1,131 @@
+//! The `minicluster` binary end to end: `up` in the background, `status`, `kill`, `stop`,
+//! `cont`, `start`, a refused second `up`, and `down`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use tests::command::{CmdOutput, run};
+use tests::data::random_bytes;
+use tests::{MiniCluster, ProcessState};
+
+fn minicluster(args: &[&str]) -> CmdOutput {
+    run(Command::new(env!("CARGO_BIN_EXE_minicluster")), args, None).expect("minicluster runs")
+}
+
+/// Kills whatever `minicluster up` left running if the test fails half-way: those
+/// processes are detached on purpose and would otherwise outlive the test.
+struct Down(PathBuf);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        if let Ok(mut cluster) = MiniCluster::attach(&self.0) {
+            let _ = cluster.shutdown(Duration::ZERO);
+        }
+    }
+}
+
+/// `status` as (name, state) pairs.
+fn status(dir: &str) -> Vec<(String, String)> {
+    let out = minicluster(&["status", "--dir", dir]);
+    out.assert_ok()
+        .stdout_str()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            (cols[0].to_owned(), cols[4].to_owned())
+        })
+        .collect()
+}
+
+/// Waits (a signal is delivered asynchronously) until `status` shows `name` as `want`.
+#[track_caller]
+fn assert_state(dir: &str, name: &str, want: &str) {
+    let state_of =
+        || status(dir).into_iter().find(|(n, _)| n == name).map(|(_, s)| s).unwrap_or_default();
+    let start = std::time::Instant::now();
+    while state_of() != want && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(state_of(), want, "state of {name}");
+}
+
+#[tokio::test]
+async fn up_status_kill_start_down() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir_path: &Path = temp.path();
+    let dir = dir_path.to_str().unwrap();
+    let _guard = Down(dir_path.to_owned());
+
+    let up = minicluster(&[
+        "up",
+        "--dir",
+        dir,
+        "--chunkservers",
+        "3",
+        "--chunk-size",
+        "1MiB",
+        "--heartbeat-ms",
+        "200",
+        "--dead-after-ms",
+        "2000",
+    ]);
+    let stdout = up.assert_ok().stdout_str();
+    let master = stdout
+        .trim()
+        .strip_prefix("export DFS_MASTER=")
+        .unwrap_or_else(|| panic!("up prints the export line: {}", up.describe()))
+        .to_owned();
+
+    // cluster.json has stable field names that scripts can read.
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir_path.join("cluster.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["master"]["addr"], master.as_str());
+    assert_eq!(json["chunkservers"].as_array().unwrap().len(), 3);
+    assert_eq!(json["chunkservers"][1]["rack"], "/rack-b");
+    assert_eq!(json["chunkservers"][2]["name"], "cs-3");
+
+    let names: Vec<String> = status(dir).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["master", "cs-1", "cs-2", "cs-3"]);
+    assert!(status(dir).iter().all(|(_, s)| s == "up"), "{:?}", status(dir));
+
+    // The cluster serves data through the printed address.
+    let cluster = MiniCluster::attach(dir_path).unwrap();
+    let data = random_bytes(1, 1_500_000);
+    let mut dfs = Command::new(cluster.binary("dfs"));
+    dfs.env("DFS_MASTER", &master);
+    run(dfs, &["put", "-", "/hello"], Some(&data)).unwrap().assert_ok();
+
+    // A second `up` on a live cluster is refused.
+    let err = minicluster(&["up", "--dir", dir]).assert_fails(1, "minicluster: error: ");
+    assert!(err.contains("already running"), "{err}");
+
+    minicluster(&["kill", "--dir", dir, "cs-2"]).assert_ok();
+    assert_state(dir, "cs-2", "dead");
+    minicluster(&["kill", "--dir", dir, "cs-2"]).assert_fails(1, "minicluster: error: ");
+    minicluster(&["stop", "--dir", dir, "cs-1"]).assert_ok();
+    assert_state(dir, "cs-1", "stopped");
+    minicluster(&["cont", "--dir", dir, "cs-1"]).assert_ok();
+    assert_state(dir, "cs-1", "up");
+    minicluster(&["start", "--dir", dir, "cs-2"]).assert_ok();
+    assert_state(dir, "cs-2", "up");
+    minicluster(&["kill", "--dir", dir, "cs-9"]).assert_fails(1, "minicluster: error: ");
+
+    let mut dfs = Command::new(cluster.binary("dfs"));
+    dfs.env("DFS_MASTER", &master);
+    let cat = run(dfs, &["cat", "/hello"], None).unwrap();
+    assert!(cat.assert_ok().stdout == data, "read back through the restarted cluster");
+
+    minicluster(&["down", "--dir", dir]).assert_ok();
+    assert!(status(dir).iter().all(|(_, s)| s == "dead"), "{:?}", status(dir));
+    for p in cluster.spec().processes() {
+        assert_eq!(tests::process::probe(p), ProcessState::Exited, "{} still running", p.name);
+    }
+    // Bad usage and a directory without a cluster.
+    minicluster(&["up"]).assert_fails(2, "");
+    let empty = tempfile::tempdir().unwrap();
+    minicluster(&["status", "--dir", empty.path().to_str().unwrap()])
+        .assert_fails(1, "minicluster: error: ");
+}
