@@ -4,11 +4,14 @@
 //! [`writer`](crate::writer) and [`reader`](crate::reader).
 //!
 //! Every master call has a deadline ([`ClientConfig::rpc_timeout`]), so a dead or stopped
-//! master gives [`Error::MasterUnreachable`] naming its address instead of a hang.
+//! master gives [`Error::MasterUnreachable`] naming its address instead of a hang. Calls
+//! go through [`Client::call_master`], which retries them across a master restart as
+//! [`crate::retry`] describes, up to [`ClientConfig::master_retry_deadline`].
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use proto::gfs;
 use proto::gfs::chunkserver_client::ChunkserverClient;
@@ -20,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::fsck::FsckReport;
 use crate::path::{PathArg, home_dir};
 use crate::report::ClusterReport;
+use crate::retry::{self, Backoff, CallKind, Calls, WaitNotice};
 use crate::status::{ContentSummary, FileStatus};
 
 /// Largest gRPC message exchanged with a chunkserver (packets are ~1 MiB plus overhead).
@@ -53,6 +57,13 @@ pub struct ClientConfig {
     pub rpc_timeout: Duration,
     /// Longest wait for the next message of a chunkserver stream (an ack or read data).
     pub io_timeout: Duration,
+    /// How long master calls keep being retried while the master is unreachable or (for
+    /// changes) in safe mode; zero = never retry.
+    pub master_retry_deadline: Duration,
+    /// Spacing of those retries.
+    pub backoff: Backoff,
+    /// Told once when the client starts waiting for the master; `None` logs a warning.
+    pub on_master_wait: Option<WaitNotice>,
 }
 
 impl Default for ClientConfig {
@@ -74,6 +85,9 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(5),
             rpc_timeout: Duration::from_secs(60),
             io_timeout: Duration::from_secs(60),
+            master_retry_deadline: Duration::from_secs(60),
+            backoff: Backoff::default(),
+            on_master_wait: None,
         }
     }
 }
@@ -88,6 +102,18 @@ fn default_client_name() -> String {
     format!("dfs-{host}-{:08x}", rand::random::<u32>())
 }
 
+/// Tells the user, once per client, that it is waiting for the master.
+fn notice_wait(cfg: &ClientConfig, calls: &Calls, addr: &str, err: &Error) {
+    if !calls.first_wait() {
+        return;
+    }
+    let line = format!("waiting for master at {addr} ({})...", retry::wait_cause(err));
+    match &cfg.on_master_wait {
+        Some(notice) => (notice.0)(&line),
+        None => tracing::warn!("{line}"),
+    }
+}
+
 /// A connected client; cheap to clone (clones share channels).
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -100,6 +126,7 @@ struct Inner {
     master_addr: String,
     cfg: ClientConfig,
     chunkservers: Mutex<HashMap<String, ChunkserverClient<Channel>>>,
+    calls: Calls,
 }
 
 impl Client {
@@ -118,13 +145,27 @@ impl Client {
             .connect_timeout(cfg.connect_timeout)
             .timeout(cfg.rpc_timeout)
             .tcp_nodelay(true);
-        let channel = endpoint.connect().await.map_err(|e| {
-            let status = tonic::Status::from_error(Box::new(e));
-            match Error::from_master_status(status, "", master_addr) {
-                Error::MasterUnreachable { cause, .. } => unreachable(cause),
-                other => unreachable(other.to_string()),
-            }
-        })?;
+        let calls = Calls::new();
+        let deadline = Instant::now() + cfg.master_retry_deadline;
+        let mut attempt = 0;
+        let channel = loop {
+            let err = match endpoint.connect().await {
+                Ok(channel) => break channel,
+                Err(e) => {
+                    let status = tonic::Status::from_error(Box::new(e));
+                    match Error::from_master_status(status, "", master_addr) {
+                        Error::MasterUnreachable { cause, .. } => unreachable(cause),
+                        other => unreachable(other.to_string()),
+                    }
+                }
+            };
+            let Some(delay) = cfg.backoff.wait_before(attempt, deadline, Instant::now()) else {
+                return Err(err);
+            };
+            notice_wait(&cfg, &calls, master_addr, &err);
+            tokio::time::sleep(delay).await;
+            attempt = attempt.saturating_add(1);
+        };
         let master = MasterClient::new(channel).max_decoding_message_size(MASTER_MAX_MESSAGE);
         Ok(Client {
             inner: Arc::new(Inner {
@@ -132,8 +173,51 @@ impl Client {
                 master_addr: master_addr.to_owned(),
                 cfg,
                 chunkservers: Mutex::new(HashMap::new()),
+                calls,
             }),
         })
+    }
+
+    /// Calls the master with `call` (given a handle on the master service; called once per
+    /// attempt), retrying failures that [`retry::is_retryable`] allows for `kind` with
+    /// backoff until [`ClientConfig::master_retry_deadline`]; errors are mapped for `path`.
+    ///
+    /// # Errors
+    /// The last attempt's error, mapped by [`Error::from_master_status`].
+    pub(crate) async fn call_master<T, F, Fut>(
+        &self,
+        kind: CallKind,
+        path: &DfsPath,
+        mut call: F,
+    ) -> Result<T>
+    where
+        F: FnMut(MasterClient<Channel>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let cfg = &self.inner.cfg;
+        let deadline = Instant::now() + cfg.master_retry_deadline;
+        let mut attempt = 0;
+        loop {
+            let err = match call(self.master()).await {
+                Ok(resp) => return Ok(resp.into_inner()),
+                Err(status) => self.master_error(status, path),
+            };
+            if !retry::is_retryable(&err, kind) {
+                return Err(err);
+            }
+            let Some(delay) = cfg.backoff.wait_before(attempt, deadline, Instant::now()) else {
+                return Err(err);
+            };
+            notice_wait(cfg, &self.inner.calls, &self.inner.master_addr, &err);
+            tracing::debug!(attempt, delay_ms = delay.as_millis() as u64, error = %err, "retrying a master call");
+            tokio::time::sleep(delay).await;
+            attempt = attempt.saturating_add(1);
+        }
+    }
+
+    /// This client's retry-cache id and a new call number, for a non-idempotent call.
+    pub(crate) fn call_id(&self) -> (String, u64) {
+        (self.inner.calls.client_id.clone(), self.inner.calls.next_call())
     }
 
     /// The configuration in use.
@@ -201,12 +285,21 @@ impl Client {
     /// [`Error::NotADirectory`], or a transport error.
     pub async fn mkdir(&self, path: impl PathArg, parents: bool) -> Result<()> {
         let path = self.resolve(path)?;
+        // mkdir -p is idempotent, plain mkdir is not: both carry a call id, which costs
+        // nothing and keeps a retried plain mkdir from failing with "file exists".
+        let (client_id, call_id) = self.call_id();
         let req = gfs::MkdirRequest {
             path: path.to_string(),
             parents,
             owner: self.inner.cfg.user.clone(),
+            client_id,
+            call_id,
         };
-        self.master().mkdir(req).await.map_err(|s| self.master_error(s, &path))?;
+        self.call_master(CallKind::Mutation, &path, |mut m| {
+            let req = req.clone();
+            async move { m.mkdir(req).await }
+        })
+        .await?;
         Ok(())
     }
 
@@ -217,9 +310,13 @@ impl Client {
     pub async fn stat(&self, path: impl PathArg) -> Result<FileStatus> {
         let path = self.resolve(path)?;
         let req = gfs::GetFileInfoRequest { path: path.to_string() };
-        let resp =
-            self.master().get_file_info(req).await.map_err(|s| self.master_error(s, &path))?;
-        let status = resp.into_inner().status.ok_or_else(|| Error::Protocol {
+        let resp = self
+            .call_master(CallKind::Read, &path, |mut m| {
+                let req = req.clone();
+                async move { m.get_file_info(req).await }
+            })
+            .await?;
+        let status = resp.status.ok_or_else(|| Error::Protocol {
             addr: self.inner.master_addr.clone(),
             message: format!("no status in the answer for {path}"),
         })?;
@@ -245,13 +342,14 @@ impl Client {
     pub async fn list(&self, path: impl PathArg) -> Result<Vec<FileStatus>> {
         let path = self.resolve(path)?;
         let req = gfs::ListDirRequest { path: path.to_string() };
-        let resp = self.master().list_dir(req).await.map_err(|s| self.master_error(s, &path))?;
-        let mut entries = resp
-            .into_inner()
-            .entries
-            .into_iter()
-            .map(FileStatus::try_from)
-            .collect::<Result<Vec<_>, _>>()?;
+        let resp = self
+            .call_master(CallKind::Read, &path, |mut m| {
+                let req = req.clone();
+                async move { m.list_dir(req).await }
+            })
+            .await?;
+        let mut entries =
+            resp.entries.into_iter().map(FileStatus::try_from).collect::<Result<Vec<_>, _>>()?;
         entries.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(entries)
     }
@@ -264,9 +362,16 @@ impl Client {
     pub async fn rename(&self, src: impl PathArg, dst: impl PathArg) -> Result<DfsPath> {
         let src = self.resolve(src)?;
         let dst = self.resolve(dst)?;
-        let req = gfs::RenameRequest { src: src.to_string(), dst: dst.to_string() };
-        let resp = self.master().rename(req).await.map_err(|s| self.master_error(s, &src))?;
-        Ok(DfsPath::parse(&resp.into_inner().new_path)?)
+        let (client_id, call_id) = self.call_id();
+        let req =
+            gfs::RenameRequest { src: src.to_string(), dst: dst.to_string(), client_id, call_id };
+        let resp = self
+            .call_master(CallKind::Mutation, &src, |mut m| {
+                let req = req.clone();
+                async move { m.rename(req).await }
+            })
+            .await?;
+        Ok(DfsPath::parse(&resp.new_path)?)
     }
 
     /// Deletes a file, or a directory (with its contents when `recursive`).
@@ -275,8 +380,13 @@ impl Client {
     /// [`Error::NotFound`], or [`Error::DirectoryNotEmpty`] without `recursive`.
     pub async fn delete(&self, path: impl PathArg, recursive: bool) -> Result<()> {
         let path = self.resolve(path)?;
-        let req = gfs::DeleteRequest { path: path.to_string(), recursive };
-        self.master().delete(req).await.map_err(|s| self.master_error(s, &path))?;
+        let (client_id, call_id) = self.call_id();
+        let req = gfs::DeleteRequest { path: path.to_string(), recursive, client_id, call_id };
+        self.call_master(CallKind::Mutation, &path, |mut m| {
+            let req = req.clone();
+            async move { m.delete(req).await }
+        })
+        .await?;
         Ok(())
     }
 
@@ -288,9 +398,13 @@ impl Client {
     pub async fn set_replication(&self, path: impl PathArg, replication: u32) -> Result<u64> {
         let path = self.resolve(path)?;
         let req = gfs::SetReplicationRequest { path: path.to_string(), replication };
-        let resp =
-            self.master().set_replication(req).await.map_err(|s| self.master_error(s, &path))?;
-        Ok(resp.into_inner().files)
+        let resp = self
+            .call_master(CallKind::Mutation, &path, |mut m| {
+                let req = req.clone();
+                async move { m.set_replication(req).await }
+            })
+            .await?;
+        Ok(resp.files)
     }
 
     /// Totals below `path`.
@@ -301,11 +415,12 @@ impl Client {
         let path = self.resolve(path)?;
         let req = gfs::GetContentSummaryRequest { path: path.to_string() };
         let resp = self
-            .master()
-            .get_content_summary(req)
-            .await
-            .map_err(|s| self.master_error(s, &path))?;
-        Ok(resp.into_inner().into())
+            .call_master(CallKind::Read, &path, |mut m| {
+                let req = req.clone();
+                async move { m.get_content_summary(req).await }
+            })
+            .await?;
+        Ok(resp.into())
     }
 
     /// Checks every file below `path`: its chunks, their replicas and health.
@@ -315,8 +430,13 @@ impl Client {
     pub async fn fsck(&self, path: impl PathArg, include_open: bool) -> Result<FsckReport> {
         let path = self.resolve(path)?;
         let req = gfs::FsckRequest { path: path.to_string(), include_open };
-        let resp = self.master().fsck(req).await.map_err(|s| self.master_error(s, &path))?;
-        Ok(FsckReport::from_proto(&path, resp.into_inner()))
+        let resp = self
+            .call_master(CallKind::Read, &path, |mut m| {
+                let req = req.clone();
+                async move { m.fsck(req).await }
+            })
+            .await?;
+        Ok(FsckReport::from_proto(&path, resp))
     }
 
     /// Capacity, usage and state of every chunkserver the master knows.
@@ -325,11 +445,11 @@ impl Client {
     /// A transport error if the master cannot be reached.
     pub async fn cluster_report(&self) -> Result<ClusterReport> {
         let resp = self
-            .master()
-            .cluster_report(gfs::ClusterReportRequest {})
-            .await
-            .map_err(|s| self.master_error(s, &DfsPath::root()))?;
-        Ok(ClusterReport::from(resp.into_inner()))
+            .call_master(CallKind::Read, &DfsPath::root(), |mut m| async move {
+                m.cluster_report(gfs::ClusterReportRequest {}).await
+            })
+            .await?;
+        Ok(ClusterReport::from(resp))
     }
 
     /// Tells the master a replica failed its checksum on read (best effort by callers).
@@ -373,7 +493,8 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr").to_string();
         drop(listener);
-        let err = Client::connect(&addr, ClientConfig::default()).await.expect_err("no master");
+        let cfg = ClientConfig { master_retry_deadline: Duration::ZERO, ..ClientConfig::default() };
+        let err = Client::connect(&addr, cfg).await.expect_err("no master");
         let msg = err.to_string();
         assert!(msg.starts_with(&format!("cannot reach master at {addr}: ")), "{msg}");
         assert!(msg.contains("connection refused"), "{msg}");

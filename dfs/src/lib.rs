@@ -15,11 +15,14 @@
 //! # }
 //! ```
 //!
-//! Modules: [`client`] (connection, namespace), [`writer`] (writes),
-//! [`reader`] (reads), [`status`], [`fsck`] and [`report`] (what the master reports),
+//! Modules: [`client`] (connection, namespace), [`retry`] (riding through a master
+//! restart), [`writer`] (writes),
+//! [`reader`] (reads), [`admin`] (checkpoint, safe mode, metasave), [`status`],
+//! [`fsck`] and [`report`] (what the master reports),
 //! [`error`], and [`cli`] (the `dfs` command line).
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod chunk;
 pub mod cli;
 pub mod client;
@@ -30,9 +33,11 @@ pub mod path;
 mod pipeline;
 pub mod reader;
 pub mod report;
+pub mod retry;
 pub mod status;
 pub mod writer;
 
+pub use admin::{SafeModeOp, SafeModeStatus};
 pub use chunk::{ChunkHandle, LocatedChunk, Replica};
 pub use client::{Client, ClientConfig};
 pub use error::{Error, ReplicaFailure, Result};
@@ -41,5 +46,6 @@ pub use path::PathArg;
 pub use proto::path::DfsPath;
 pub use reader::FileReader;
 pub use report::{ChunkserverState, ChunkserverStatus, ClusterReport};
+pub use retry::{Backoff, CallKind, WaitNotice};
 pub use status::{ContentSummary, FileStatus, FileType};
 pub use writer::{CreateOptions, FileWriter};

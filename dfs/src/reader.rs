@@ -18,6 +18,7 @@ use crate::chunk::{LocatedChunk, Replica};
 use crate::client::Client;
 use crate::error::{Error, ReplicaFailure, Result};
 use crate::path::PathArg;
+use crate::retry::CallKind;
 
 /// An open file: its length and where each chunk's replicas are.
 #[derive(Debug, Clone)]
@@ -68,11 +69,11 @@ impl Client {
             client_host: self.client_host(),
         };
         let resp = self
-            .master()
-            .get_chunk_locations(req)
-            .await
-            .map_err(|s| self.master_error(s, &path))?
-            .into_inner();
+            .call_master(CallKind::Read, &path, |mut m| {
+                let req = req.clone();
+                async move { m.get_chunk_locations(req).await }
+            })
+            .await?;
         let mut chunks: Vec<LocatedChunk> = resp.chunks.into_iter().map(Into::into).collect();
         chunks.sort_by_key(|c| c.offset);
         Ok(FileReader {

@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::packet::next_packet;
 use crate::path::PathArg;
 use crate::pipeline::ChunkPipeline;
+use crate::retry::CallKind;
 use crate::status::FileStatus;
 
 /// How to create a file.
@@ -59,6 +60,7 @@ impl Client {
     /// without `create_parents`), [`Error::IsADirectory`], or a transport error.
     pub async fn create(&self, path: impl PathArg, opts: CreateOptions) -> Result<FileWriter> {
         let path = self.resolve(path)?;
+        let (client_id, call_id) = self.call_id();
         let req = gfs::CreateRequest {
             path: path.to_string(),
             replication: opts.replication,
@@ -67,9 +69,16 @@ impl Client {
             client_name: self.config().client_name.clone(),
             owner: self.config().user.clone(),
             create_parents: opts.create_parents,
+            client_id,
+            call_id,
         };
-        let resp = self.master().create(req).await.map_err(|s| self.master_error(s, &path))?;
-        let status = resp.into_inner().status.map(FileStatus::try_from).transpose()?;
+        let resp = self
+            .call_master(CallKind::Mutation, &path, |mut m| {
+                let req = req.clone();
+                async move { m.create(req).await }
+            })
+            .await?;
+        let status = resp.status.map(FileStatus::try_from).transpose()?;
         let chunk_size = status
             .map(|s| s.chunk_size)
             .filter(|&c| c > 0)
@@ -211,17 +220,21 @@ impl FileWriter {
             self.previous = Some((handle, p.finish().await?));
         }
         let (last_handle, last_length) = self.previous.map(|(h, l)| (h.0, l)).unwrap_or((0, 0));
+        let (client_id, call_id) = self.client.call_id();
         let req = gfs::CompleteRequest {
             path: self.path.to_string(),
             client_name: self.client.config().client_name.clone(),
             last_handle,
             last_length,
+            client_id,
+            call_id,
         };
         self.client
-            .master()
-            .complete(req)
-            .await
-            .map_err(|s| self.client.master_error(s, &self.path))?;
+            .call_master(CallKind::Mutation, &self.path, |mut m| {
+                let req = req.clone();
+                async move { m.complete(req).await }
+            })
+            .await?;
         debug!(path = %self.path, length = self.written, "file closed");
         Ok(self.written)
     }
@@ -274,6 +287,7 @@ impl FileWriter {
     async fn start_chunk(&mut self) -> Result<ChunkPipeline> {
         let (previous_handle, previous_length) =
             self.previous.map(|(h, l)| (h.0, l)).unwrap_or((0, 0));
+        let (client_id, call_id) = self.client.call_id();
         let req = gfs::AddChunkRequest {
             path: self.path.to_string(),
             client_name: self.client.config().client_name.clone(),
@@ -281,15 +295,19 @@ impl FileWriter {
             previous_length,
             client_host: self.client.client_host(),
             excluded: Vec::new(),
+            client_id,
+            call_id,
         };
+        // The same call id on every attempt: a retry whose original allocated the chunk
+        // (its answer lost with a crashed master) gets that chunk, not a second one.
         let resp = self
             .client
-            .master()
-            .add_chunk(req)
-            .await
-            .map_err(|s| self.client.master_error(s, &self.path))?;
+            .call_master(CallKind::Mutation, &self.path, |mut m| {
+                let req = req.clone();
+                async move { m.add_chunk(req).await }
+            })
+            .await?;
         let chunk: LocatedChunk = resp
-            .into_inner()
             .chunk
             .ok_or_else(|| Error::Protocol {
                 addr: self.client.master_addr().to_owned(),

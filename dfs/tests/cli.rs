@@ -5,7 +5,8 @@ use std::process::Command;
 
 fn dfs() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_dfs"));
-    c.env_remove("DFS_MASTER").env_remove("RUST_LOG");
+    // No waiting for a master that will never come, unless a test asks for it.
+    c.env_remove("DFS_MASTER").env_remove("RUST_LOG").env("DFS_RETRY_SECONDS", "0");
     c
 }
 
@@ -14,9 +15,10 @@ fn help_exits_0() {
     let out = dfs().arg("--help").output().expect("run dfs");
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for cmd in
-        ["put", "get", "cat", "ls", "mkdir", "rm", "mv", "stat", "du", "setrep", "fsck", "report"]
-    {
+    for cmd in [
+        "put", "get", "cat", "ls", "mkdir", "rm", "mv", "stat", "du", "setrep", "fsck", "report",
+        "admin",
+    ] {
         assert!(text.contains(cmd), "help lists {cmd}: {text}");
     }
 }
@@ -65,4 +67,34 @@ fn master_address_comes_from_the_environment() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.starts_with("dfs: stat: cannot reach master at "), "{err}");
     assert!(err.contains(&addr), "{err}");
+}
+
+#[test]
+fn waiting_for_the_master_is_said_once_then_gives_up() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    drop(listener);
+    let started = std::time::Instant::now();
+    let out = dfs()
+        .env("DFS_RETRY_SECONDS", "2")
+        .args(["--master", &addr, "stat", "/x"])
+        .output()
+        .expect("run dfs");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1500), "it retried");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert_eq!(lines[0], format!("dfs: waiting for master at {addr} (connection refused)..."));
+    assert!(lines[1].starts_with("dfs: stat: cannot reach master at "), "{err}");
+}
+
+#[test]
+fn admin_subcommands_parse() {
+    for args in [&["admin", "safemode", "--help"][..], &["admin", "metasave", "--help"]] {
+        let out = dfs().args(args).output().expect("run dfs");
+        assert!(out.status.success(), "{args:?}");
+    }
+    let out = dfs().args(["admin", "safemode", "sideways"]).output().expect("run dfs");
+    assert_eq!(out.status.code(), Some(2));
 }

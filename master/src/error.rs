@@ -59,13 +59,20 @@ pub enum Error {
         /// Chunk named by the request.
         handle: u64,
     },
-    /// Not enough live chunkservers with room for a new chunk.
-    #[error("no live chunkserver can take a chunk of {chunk_size} bytes ({live} live)")]
-    NoChunkservers {
+    /// No live chunkserver at all to place a new chunk on.
+    #[error("no live chunkserver to place a chunk on")]
+    NoChunkservers,
+    /// Live chunkservers exist, but none has room for a whole chunk.
+    #[error(
+        "disk full: none of the {live} live chunkservers has room for a chunk of {chunk_size} bytes (most free: {most_free} bytes)"
+    )]
+    NoSpace {
         /// Size of the chunk to place.
         chunk_size: u64,
         /// Live chunkservers known.
         live: usize,
+        /// Largest free space among them.
+        most_free: u64,
     },
     /// A chunkserver the master does not know (for example after a master restart).
     #[error("unknown chunkserver {0}: register first")]
@@ -126,7 +133,8 @@ impl From<Error> for tonic::Status {
             | Error::WrongChunk { .. }
             | Error::UnknownChunkserver(_)
             | Error::SafeMode(_) => Status::failed_precondition(msg),
-            Error::NoChunkservers { .. } | Error::LogFailed { .. } => Status::unavailable(msg),
+            Error::NoChunkservers | Error::LogFailed { .. } => Status::unavailable(msg),
+            Error::NoSpace { .. } => Status::resource_exhausted(msg),
             Error::Transport(_) | Error::Io { .. } | Error::Corrupt { .. } => Status::internal(msg),
         }
     }

@@ -3,11 +3,12 @@
 //!
 //! Layout: [`namespace`] (directory tree, no I/O), [`chunks`] (chunk -> replicas),
 //! [`cluster`] (chunkservers and liveness), [`placement`] (rack-aware policy),
-//! [`state`] (the operations across them), [`report`] (fsck and cluster report),
+//! [`state`] (the operations across them), [`report`] (fsck and cluster report), [`metasave`] (a debugging dump),
 //! [`server`] (the gRPC edge). Durability: [`oplog`] (every mutation logged and synced
 //! before it is acknowledged, with group commit), [`checkpoint`] (the whole namespace,
 //! written beside the log), [`recovery`] (checkpoint + log replay at start-up),
-//! [`safemode`] (read-only until chunkservers report in). [`run`] wires them to a listener.
+//! [`safemode`] (read-only until chunkservers report in), [`retry_cache`] (answers of
+//! recent calls, so retried mutations apply once). [`run`] wires them to a listener.
 #![warn(missing_docs)]
 
 pub mod checkpoint;
@@ -15,11 +16,13 @@ pub mod chunks;
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod metasave;
 pub mod namespace;
 pub mod oplog;
 pub mod placement;
 pub mod recovery;
 pub mod report;
+pub mod retry_cache;
 pub mod safemode;
 pub mod server;
 pub mod state;

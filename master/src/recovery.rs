@@ -14,6 +14,7 @@ use crate::checkpoint;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::oplog::{Journal, LogThread, Op, segment};
+use crate::retry_cache::{Cached, Reply};
 use crate::safemode::SafeMode;
 use crate::state::{CreateRequest, MasterState};
 
@@ -117,7 +118,13 @@ pub fn recover(config: Config) -> Result<Recovered> {
             file: file.display().to_string(),
             offset,
             reason: format!("txid {} does not apply: {e}", rec.txid),
-        })
+        })?;
+        // A client retrying a call whose answer the crash swallowed gets that answer.
+        if let Some(call) = rec.call {
+            let cached = Cached { reply: Reply::Ok(call.reply), txid: rec.txid };
+            state.retry_cache.insert(call.key, cached, rec.time_ms);
+        }
+        Ok(())
     })?;
     let (journal, log) = Journal::open(&log_dir, last, segment_size, every)?;
     state.journal = journal;

@@ -5,6 +5,10 @@
 //! writable (not in safe mode, log healthy), apply the change, and hand its record to the
 //! journal; then, with the lock released, wait for the record to be durable before
 //! answering. Nothing is acknowledged that a crash could lose.
+//!
+//! Non-idempotent mutations that carry a `client_id` and `call_id` go through the retry
+//! cache ([`crate::retry_cache`]) first: a retried call gets its original answer, after
+//! that original is durable, and the change is not applied again.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -13,15 +17,16 @@ use proto::gfs::master_server::Master;
 use proto::gfs::{self as pb, ChunkCommand, DeleteChunks, chunk_command};
 use proto::path::DfsPath;
 use tonic::{Request, Response, Status};
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::checkpoint::Checkpointer;
 use crate::chunks::ChunkHandle;
 use crate::cluster::{Identity, Load};
 use crate::error::Error;
 use crate::namespace::{Inode, InodeKind};
-use crate::oplog::Op;
+use crate::oplog::{Durable, LoggedCall, Op};
 use crate::report;
+use crate::retry_cache::{Cached, CallKey, Reply};
 use crate::state::{CreateRequest, Located, MasterState, ReportedReplica};
 
 /// The `Master` service over shared state.
@@ -29,6 +34,14 @@ use crate::state::{CreateRequest, Located, MasterState, ReportedReplica};
 pub struct MasterService {
     state: Arc<Mutex<MasterState>>,
     checkpointer: Checkpointer,
+}
+
+/// What a mutation did under the lock, still to be made durable.
+enum Step<R> {
+    /// A retried call: its cached answer, given once everything logged so far is durable.
+    Cached(Reply, Durable),
+    /// A new call: its answer and its record's durability.
+    Applied(R, Durable),
 }
 
 /// How often `safemode wait` re-checks.
@@ -106,6 +119,78 @@ impl MasterService {
         Ok(st)
     }
 
+    /// Runs one non-idempotent mutation: answers a retried call from the retry cache
+    /// (once its original is durable), otherwise checks the master is writable, applies
+    /// the change, logs it with the call's cache entry and waits until it is durable.
+    async fn mutate<R>(
+        &self,
+        call: Option<CallKey>,
+        t: i64,
+        apply: impl FnOnce(&mut MasterState, i64) -> Result<(R, Op), Error>,
+    ) -> Result<R, Status>
+    where
+        R: prost::Message + Default,
+    {
+        let step = {
+            let mut st = self.state();
+            Self::step(&mut st, call, t, apply)?
+        };
+        match step {
+            Step::Cached(reply, durable) => {
+                durable.wait().await?;
+                match reply {
+                    Reply::Ok(bytes) => R::decode(bytes).map_err(|e| {
+                        Status::internal(format!("retry cache holds an undecodable answer: {e}"))
+                    }),
+                    Reply::Err { code, message } => Err(Status::new(code, message)),
+                }
+            }
+            Step::Applied(resp, durable) => {
+                durable.wait().await?;
+                Ok(resp)
+            }
+        }
+    }
+
+    /// The part of [`MasterService::mutate`] done under the state lock.
+    fn step<R: prost::Message>(
+        st: &mut MasterState,
+        call: Option<CallKey>,
+        t: i64,
+        apply: impl FnOnce(&mut MasterState, i64) -> Result<(R, Op), Error>,
+    ) -> Result<Step<R>, Status> {
+        if let Some(key) = &call
+            && let Some(cached) = st.retry_cache.get(key, t)
+        {
+            let reply = cached.reply.clone();
+            debug!(client = %key.client_id, call = key.call_id, txid = cached.txid, "answering a retried call from the retry cache");
+            // The original may still be waiting for its sync: answer no earlier than it.
+            return Ok(Step::Cached(reply, st.journal.barrier()));
+        }
+        st.writable()?;
+        match apply(st, t) {
+            Ok((resp, op)) => {
+                let logged = call.map(|key| LoggedCall { key, reply: resp.encode_to_vec().into() });
+                let entry = logged.as_ref().map(|l| (l.key.clone(), l.reply.clone()));
+                let durable = st.journal.append_call(op, t, logged);
+                if let Some((key, reply)) = entry {
+                    let txid = st.journal.last_txid();
+                    st.retry_cache.insert(key, Cached { reply: Reply::Ok(reply), txid }, t);
+                }
+                Ok(Step::Applied(resp, durable))
+            }
+            Err(e) => {
+                let status = Status::from(e);
+                if let Some(key) = call
+                    && let Some(reply) = Reply::refusal(&status)
+                {
+                    st.retry_cache.insert(key, Cached { reply, txid: 0 }, t);
+                }
+                Err(status)
+            }
+        }
+    }
+
     fn safe_mode_status(st: &MasterState) -> pb::SafeModeResponse {
         let counts = st.reported_chunks();
         pb::SafeModeResponse {
@@ -141,14 +226,17 @@ impl Master for MasterService {
     ) -> Result<Response<pb::MkdirResponse>, Status> {
         let r = req.into_inner();
         let p = path(&r.path)?;
-        let t = now_ms();
-        let durable = {
-            let mut st = self.writable()?;
-            st.mkdir(&p, r.parents, &r.owner, t)?;
-            st.journal.append(Op::Mkdir { path: p, parents: r.parents, owner: r.owner }, t)
-        };
-        durable.wait().await?;
-        Ok(Response::new(pb::MkdirResponse {}))
+        let call = CallKey::from_request(&r.client_id, r.call_id);
+        let resp = self
+            .mutate(call, now_ms(), move |st, t| {
+                st.mkdir(&p, r.parents, &r.owner, t)?;
+                Ok((
+                    pb::MkdirResponse {},
+                    Op::Mkdir { path: p, parents: r.parents, owner: r.owner },
+                ))
+            })
+            .await?;
+        Ok(Response::new(resp))
     }
 
     async fn create(
@@ -160,36 +248,36 @@ impl Master for MasterService {
         if r.client_name.is_empty() {
             return Err(Status::invalid_argument("create: client_name is required"));
         }
-        let t = now_ms();
-        let (durable, status) = {
-            let mut st = self.writable()?;
-            let create = CreateRequest {
-                replication: r.replication,
-                chunk_size: r.chunk_size,
-                overwrite: r.overwrite,
-                create_parents: r.create_parents,
-                owner: &r.owner,
-                client: &r.client_name,
-            };
-            let id = st.create(&p, &create, t)?;
-            let status = file_status(&p, st.ns.inode(id));
-            // The record holds the defaults as resolved, so a replay under another
-            // configuration creates the same file.
-            let (replication, chunk_size) =
-                st.ns.file(id).map_or((0, 0), |f| (f.replication, f.chunk_size));
-            let op = Op::Create {
-                path: p,
-                replication,
-                chunk_size,
-                overwrite: r.overwrite,
-                create_parents: r.create_parents,
-                owner: r.owner,
-                client: r.client_name,
-            };
-            (st.journal.append(op, t), status)
-        };
-        durable.wait().await?;
-        Ok(Response::new(pb::CreateResponse { status: Some(status) }))
+        let call = CallKey::from_request(&r.client_id, r.call_id);
+        let resp = self
+            .mutate(call, now_ms(), move |st, t| {
+                let create = CreateRequest {
+                    replication: r.replication,
+                    chunk_size: r.chunk_size,
+                    overwrite: r.overwrite,
+                    create_parents: r.create_parents,
+                    owner: &r.owner,
+                    client: &r.client_name,
+                };
+                let id = st.create(&p, &create, t)?;
+                let status = file_status(&p, st.ns.inode(id));
+                // The record holds the defaults as resolved, so a replay under another
+                // configuration creates the same file.
+                let (replication, chunk_size) =
+                    st.ns.file(id).map_or((0, 0), |f| (f.replication, f.chunk_size));
+                let op = Op::Create {
+                    path: p,
+                    replication,
+                    chunk_size,
+                    overwrite: r.overwrite,
+                    create_parents: r.create_parents,
+                    owner: r.owner,
+                    client: r.client_name,
+                };
+                Ok((pb::CreateResponse { status: Some(status) }, op))
+            })
+            .await?;
+        Ok(Response::new(resp))
     }
 
     async fn add_chunk(
@@ -200,18 +288,22 @@ impl Master for MasterService {
         let r = req.into_inner();
         let p = path(&r.path)?;
         let prev = handle_len(r.previous_handle, r.previous_length);
-        let t = now_ms();
-        let (durable, chunk) = {
-            let mut st = self.writable()?;
-            let l =
-                st.add_chunk(&p, &r.client_name, prev, &host, &r.excluded, Instant::now(), t)?;
-            let chunk = Self::located(&st, &l);
-            let op =
-                Op::AddChunk { path: p, client: r.client_name, previous: prev, handle: l.handle };
-            (st.journal.append(op, t), chunk)
-        };
-        durable.wait().await?;
-        Ok(Response::new(pb::AddChunkResponse { chunk: Some(chunk) }))
+        let call = CallKey::from_request(&r.client_id, r.call_id);
+        let resp = self
+            .mutate(call, now_ms(), move |st, t| {
+                let l =
+                    st.add_chunk(&p, &r.client_name, prev, &host, &r.excluded, Instant::now(), t)?;
+                let chunk = Self::located(st, &l);
+                let op = Op::AddChunk {
+                    path: p,
+                    client: r.client_name,
+                    previous: prev,
+                    handle: l.handle,
+                };
+                Ok((pb::AddChunkResponse { chunk: Some(chunk) }, op))
+            })
+            .await?;
+        Ok(Response::new(resp))
     }
 
     async fn complete(
@@ -221,14 +313,14 @@ impl Master for MasterService {
         let r = req.into_inner();
         let p = path(&r.path)?;
         let last = handle_len(r.last_handle, r.last_length);
-        let t = now_ms();
-        let durable = {
-            let mut st = self.writable()?;
-            st.complete(&p, &r.client_name, last, t)?;
-            st.journal.append(Op::Complete { path: p, client: r.client_name, last }, t)
-        };
-        durable.wait().await?;
-        Ok(Response::new(pb::CompleteResponse {}))
+        let call = CallKey::from_request(&r.client_id, r.call_id);
+        let resp = self
+            .mutate(call, now_ms(), move |st, t| {
+                st.complete(&p, &r.client_name, last, t)?;
+                Ok((pb::CompleteResponse {}, Op::Complete { path: p, client: r.client_name, last }))
+            })
+            .await?;
+        Ok(Response::new(resp))
     }
 
     async fn get_file_info(
@@ -274,14 +366,14 @@ impl Master for MasterService {
     ) -> Result<Response<pb::RenameResponse>, Status> {
         let r = req.into_inner();
         let (src, dst) = (path(&r.src)?, path(&r.dst)?);
-        let t = now_ms();
-        let (durable, new_path) = {
-            let mut st = self.writable()?;
-            let new_path = st.rename(&src, &dst, t)?;
-            (st.journal.append(Op::Rename { src, dst }, t), new_path)
-        };
-        durable.wait().await?;
-        Ok(Response::new(pb::RenameResponse { new_path: new_path.to_string() }))
+        let call = CallKey::from_request(&r.client_id, r.call_id);
+        let resp = self
+            .mutate(call, now_ms(), move |st, t| {
+                let new_path = st.rename(&src, &dst, t)?;
+                Ok((pb::RenameResponse { new_path: new_path.to_string() }, Op::Rename { src, dst }))
+            })
+            .await?;
+        Ok(Response::new(resp))
     }
 
     async fn delete(
@@ -290,14 +382,14 @@ impl Master for MasterService {
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let r = req.into_inner();
         let p = path(&r.path)?;
-        let t = now_ms();
-        let durable = {
-            let mut st = self.writable()?;
-            st.delete(&p, r.recursive, t)?;
-            st.journal.append(Op::Delete { path: p, recursive: r.recursive }, t)
-        };
-        durable.wait().await?;
-        Ok(Response::new(pb::DeleteResponse {}))
+        let call = CallKey::from_request(&r.client_id, r.call_id);
+        let resp = self
+            .mutate(call, now_ms(), move |st, t| {
+                st.delete(&p, r.recursive, t)?;
+                Ok((pb::DeleteResponse {}, Op::Delete { path: p, recursive: r.recursive }))
+            })
+            .await?;
+        Ok(Response::new(resp))
     }
 
     async fn set_replication(
@@ -408,6 +500,14 @@ impl Master for MasterService {
         Ok(Response::new(Self::safe_mode_status(&self.state())))
     }
 
+    async fn meta_save(
+        &self,
+        _req: Request<pb::MetaSaveRequest>,
+    ) -> Result<Response<pb::MetaSaveResponse>, Status> {
+        let text = crate::metasave::meta_save(&self.state(), Instant::now(), now_ms());
+        Ok(Response::new(pb::MetaSaveResponse { text }))
+    }
+
     async fn register(
         &self,
         req: Request<pb::RegisterRequest>,
@@ -469,5 +569,139 @@ impl Master for MasterService {
             known
         };
         Ok(Response::new(pb::ReportChunksResponse { reregister: !known }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::oplog::LogThread;
+    use crate::recovery::recover;
+
+    fn start(dir: &Path) -> (MasterService, LogThread) {
+        let cfg = Config {
+            dir: dir.to_owned(),
+            chunk_size: 1 << 20,
+            replication: 1,
+            safemode_extension: Duration::ZERO,
+            ..Config::default()
+        };
+        let r = recover(cfg).expect("recover");
+        let mut st = r.state;
+        let load = Load { capacity: 1 << 40, remaining: 1 << 40, ..Load::default() };
+        let now = Instant::now();
+        st.register(Identity { id: "cs0", addr: "127.0.0.2:1", rack: "/r" }, load, &[], now, 0);
+        st.safemode.leave();
+        let state = Arc::new(Mutex::new(st));
+        let cp = Checkpointer::new(state.clone(), dir.to_owned(), r.checkpoint_txid);
+        (MasterService::new(state, cp), r.log)
+    }
+
+    fn create(path: &str, call_id: u64) -> Request<pb::CreateRequest> {
+        Request::new(pb::CreateRequest {
+            path: path.into(),
+            client_name: "w".into(),
+            owner: "u".into(),
+            client_id: "client-a".into(),
+            call_id,
+            ..pb::CreateRequest::default()
+        })
+    }
+
+    fn rename(src: &str, dst: &str, call_id: u64) -> Request<pb::RenameRequest> {
+        Request::new(pb::RenameRequest {
+            src: src.into(),
+            dst: dst.into(),
+            client_id: "client-a".into(),
+            call_id,
+        })
+    }
+
+    fn last_txid(svc: &MasterService) -> u64 {
+        svc.state().journal.last_txid()
+    }
+
+    #[tokio::test]
+    async fn a_retried_mutation_gets_the_original_answer_and_applies_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (svc, log) = start(dir.path());
+        let first = svc.create(create("/f", 1)).await.expect("create").into_inner();
+        let txid = last_txid(&svc);
+        // The same call again: no "file exists", the same status, nothing new logged.
+        let again = svc.create(create("/f", 1)).await.expect("retry").into_inner();
+        assert_eq!(again, first);
+        assert_eq!(last_txid(&svc), txid);
+        // A new call for the same path is a new request and is refused.
+        let err = svc.create(create("/f", 2)).await.expect_err("exists");
+        assert_eq!(err.code(), tonic::Code::AlreadyExists);
+        // Rename a -> b, retried: not applied twice (b would move into itself or fail).
+        svc.mkdir(Request::new(pb::MkdirRequest {
+            path: "/a".into(),
+            parents: true,
+            ..Default::default()
+        }))
+        .await
+        .expect("mkdir");
+        let r1 = svc.rename(rename("/a", "/b", 3)).await.expect("rename").into_inner();
+        let r2 = svc.rename(rename("/a", "/b", 3)).await.expect("retry").into_inner();
+        assert_eq!((r1.new_path.as_str(), r2.new_path.as_str()), ("/b", "/b"));
+        // A refusal is cached too: the retry gets it even though /c now exists.
+        let err = svc.rename(rename("/c", "/d", 4)).await.expect_err("missing");
+        assert_eq!(err.code(), tonic::Code::NotFound);
+        svc.mkdir(Request::new(pb::MkdirRequest { path: "/c".into(), ..Default::default() }))
+            .await
+            .expect("mkdir");
+        let again = svc.rename(rename("/c", "/d", 4)).await.expect_err("cached refusal");
+        assert_eq!((again.code(), again.message()), (err.code(), err.message()));
+        log.stop();
+    }
+
+    #[tokio::test]
+    async fn retry_cache_entries_survive_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (svc, log) = start(dir.path());
+        let created = svc.create(create("/f", 1)).await.expect("create").into_inner();
+        let add = |call_id| {
+            Request::new(pb::AddChunkRequest {
+                path: "/f".into(),
+                client_name: "w".into(),
+                client_id: "client-a".into(),
+                call_id,
+                ..Default::default()
+            })
+        };
+        let chunk = svc.add_chunk(add(2)).await.expect("add chunk").into_inner();
+        let moved = svc.rename(rename("/f", "/g", 3)).await.expect("rename").into_inner();
+        log.stop();
+        drop(svc);
+        // The master crashed before its answers arrived: the client retries every call.
+        let (svc, log) = start(dir.path());
+        let txid = last_txid(&svc);
+        assert_eq!(svc.create(create("/f", 1)).await.expect("retry").into_inner(), created);
+        assert_eq!(svc.add_chunk(add(2)).await.expect("retry").into_inner(), chunk);
+        assert_eq!(svc.rename(rename("/f", "/g", 3)).await.expect("retry").into_inner(), moved);
+        assert_eq!(last_txid(&svc), txid, "nothing applied twice");
+        let st = svc.state();
+        assert!(st.ns.lookup(&DfsPath::parse("/g").expect("path")).is_ok());
+        assert_eq!(st.ns.file_count(), 1);
+        assert_eq!(st.chunks.len(), 1);
+        drop(st);
+        log.stop();
+    }
+
+    #[tokio::test]
+    async fn safe_mode_refusals_are_not_cached() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (svc, log) = start(dir.path());
+        svc.state().safemode.enter();
+        let err = svc.create(create("/f", 1)).await.expect_err("safe mode");
+        assert!(err.message().contains("safe mode"), "{}", err.message());
+        svc.state().safemode.leave();
+        // The retry after safe mode ends is applied.
+        svc.create(create("/f", 1)).await.expect("created once writable");
+        log.stop();
     }
 }

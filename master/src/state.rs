@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::namespace::{CreateArgs, InodeId, Namespace};
 use crate::oplog::Journal;
 use crate::placement::{self, Candidate, Distance};
+use crate::retry_cache::RetryCache;
 use crate::safemode::{Reported, SafeMode};
 
 /// A chunk of a file with the replicas a client should use, in order.
@@ -84,6 +85,8 @@ pub struct MasterState {
     pub journal: Journal,
     /// Whether changes are refused until chunkservers report in.
     pub safemode: SafeMode,
+    /// Answers of recent non-idempotent calls, for retries.
+    pub retry_cache: RetryCache,
     rng: StdRng,
 }
 
@@ -100,6 +103,7 @@ impl MasterState {
             cluster,
             journal: Journal::in_memory(),
             safemode,
+            retry_cache: RetryCache::default(),
             rng: StdRng::from_os_rng(),
         }
     }
@@ -191,8 +195,8 @@ impl MasterState {
     /// by the placement policy among live chunkservers.
     ///
     /// # Errors
-    /// As [`Namespace::add_chunk`], or [`Error::NoChunkservers`] when no live chunkserver
-    /// has room for a chunk.
+    /// As [`Namespace::add_chunk`]; [`Error::NoChunkservers`] when no chunkserver is live,
+    /// [`Error::NoSpace`] when none of the live ones has room for a chunk.
     #[allow(clippy::too_many_arguments)]
     pub fn add_chunk(
         &mut self,
@@ -231,7 +235,11 @@ impl MasterState {
             &mut self.rng,
         );
         if targets.is_empty() {
-            return Err(Error::NoChunkservers { chunk_size, live });
+            let most_free = candidates.iter().map(|c| c.remaining).max();
+            return Err(match most_free {
+                None => Error::NoChunkservers,
+                Some(most_free) => Error::NoSpace { chunk_size, live, most_free },
+            });
         }
         if targets.len() < replication {
             warn!(path = %path, wanted = replication, got = targets.len(), "placing a chunk on fewer replicas than asked");
@@ -546,10 +554,23 @@ mod tests {
         st.create(&p("/f"), &req("c"), 0).expect("create");
         assert!(matches!(
             st.add_chunk(&p("/f"), "c", None, "", &[], now, 0),
-            Err(Error::NoChunkservers { .. })
+            Err(Error::NoChunkservers)
         ));
         // Nothing was half-added.
         assert!(st.chunks.is_empty());
+    }
+
+    #[test]
+    fn full_chunkservers_say_disk_full() {
+        let (mut st, now) = state_with_servers(2);
+        let tiny = Load { capacity: 1 << 30, remaining: 1000, ..Load::default() };
+        for i in 0..2 {
+            st.heartbeat(&format!("cs{i}"), tiny, now, 0);
+        }
+        st.create(&p("/f"), &req("c"), 0).expect("create");
+        let err = st.add_chunk(&p("/f"), "c", None, "", &[], now, 0).expect_err("no room");
+        assert!(matches!(err, Error::NoSpace { live: 2, most_free: 1000, .. }), "{err}");
+        assert_eq!(tonic::Status::from(err).code(), tonic::Code::ResourceExhausted);
     }
 
     #[test]

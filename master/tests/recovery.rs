@@ -63,9 +63,14 @@ fn crash(mut m: Master) {
 }
 
 async fn mkdir(c: &mut MasterClient<Channel>, path: &str) {
-    c.mkdir(pb::MkdirRequest { path: path.into(), parents: true, owner: "u".into() })
-        .await
-        .expect("mkdir");
+    c.mkdir(pb::MkdirRequest {
+        path: path.into(),
+        parents: true,
+        owner: "u".into(),
+        ..Default::default()
+    })
+    .await
+    .expect("mkdir");
 }
 
 async fn create_complete(c: &mut MasterClient<Channel>, path: &str, client: &str) {
@@ -139,12 +144,20 @@ async fn acknowledged_changes_survive_sigkill() {
     let txid = c.checkpoint(pb::CheckpointRequest {}).await.expect("checkpoint").into_inner().txid;
     assert!(txid > 100, "checkpoint at txid {txid}");
     for i in 0..10 {
-        c.rename(pb::RenameRequest { src: format!("/d/w0-{i}"), dst: "/d/sub".into() })
-            .await
-            .expect("rename");
-        c.delete(pb::DeleteRequest { path: format!("/d/w1-{i}"), recursive: false })
-            .await
-            .expect("delete");
+        c.rename(pb::RenameRequest {
+            src: format!("/d/w0-{i}"),
+            dst: "/d/sub".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("rename");
+        c.delete(pb::DeleteRequest {
+            path: format!("/d/w1-{i}"),
+            recursive: false,
+            ..Default::default()
+        })
+        .await
+        .expect("delete");
     }
     // A file left open survives as open.
     c.create(pb::CreateRequest {

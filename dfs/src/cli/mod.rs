@@ -5,6 +5,7 @@
 //! Multi-path commands keep going after a failed path, as hdfs does. A closed stdout
 //! (`dfs cat f | head`) ends the command quietly with status 0.
 
+mod admin;
 mod fsck;
 mod get;
 mod ls;
@@ -17,10 +18,14 @@ use std::fmt::Display;
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::client::{Client, ClientConfig};
 use crate::error::{Error, Result};
+use crate::retry::WaitNotice;
 
 /// `dfs [--master ADDR] COMMAND`.
 #[derive(Debug, Parser)]
@@ -33,6 +38,10 @@ pub struct Cli {
     /// Master address, host:port.
     #[arg(long, env = "DFS_MASTER", default_value = "127.0.0.1:9000", global = true)]
     pub master: String,
+    /// Keep retrying for this many seconds while the master is unreachable or in safe
+    /// mode (0 = fail at once).
+    #[arg(long, env = "DFS_RETRY_SECONDS", default_value_t = 60, global = true)]
+    pub retry_seconds: u64,
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
@@ -106,6 +115,40 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Administer the master (like `hdfs dfsadmin`).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+/// `dfs admin` commands.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Write a checkpoint of the namespace now and print the txid it covers.
+    Checkpoint,
+    /// Get, enter, leave or wait out safe mode.
+    Safemode {
+        /// What to do.
+        #[arg(value_enum)]
+        action: SafeModeArg,
+    },
+    /// Dump the master's state (chunkservers, problem chunks, open files) for debugging.
+    Metasave {
+        /// Local file to write it to (default: stdout).
+        file: Option<String>,
+    },
+}
+
+/// `dfs admin safemode ACTION`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SafeModeArg {
+    /// Print whether safe mode is on, with the reported chunk counts.
+    Get,
+    /// Turn safe mode on until `leave`.
+    Enter,
+    /// Turn safe mode off.
+    Leave,
+    /// Return once safe mode is off.
+    Wait,
 }
 
 /// Arguments of `put`.
@@ -205,6 +248,7 @@ impl Command {
             Command::Setrep { .. } => "setrep",
             Command::Fsck(_) => "fsck",
             Command::Report { .. } => "report",
+            Command::Admin(_) => "admin",
         }
     }
 }
@@ -262,7 +306,15 @@ pub(crate) fn out(text: &str) -> Result<()> {
 /// Runs a parsed command line; returns the process exit status.
 pub async fn run(cli: Cli) -> ExitCode {
     let cmd = cli.command.name();
-    let client = match Client::connect(&cli.master, ClientConfig::default()).await {
+    let notice: WaitNotice = WaitNotice(Arc::new(|line: &str| {
+        let _ = writeln!(std::io::stderr(), "dfs: {line}");
+    }));
+    let cfg = ClientConfig {
+        master_retry_deadline: Duration::from_secs(cli.retry_seconds),
+        on_master_wait: Some(notice),
+        ..ClientConfig::default()
+    };
+    let client = match Client::connect(&cli.master, cfg).await {
         Ok(c) => c,
         Err(e) => {
             print_error(cmd, e);
@@ -288,6 +340,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Fsck(args) => code = fsck::fsck(&mut ctx, &args).await,
         Command::Report { json } => report::report(&mut ctx, json).await,
+        Command::Admin(cmd) => admin::admin(&mut ctx, &cmd).await,
     }
     if ctx.broken_pipe {
         return ExitCode::SUCCESS;

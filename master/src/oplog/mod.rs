@@ -22,7 +22,7 @@ use std::sync::atomic::Ordering;
 
 use tokio::sync::{Notify, mpsc, oneshot};
 
-pub use record::{Op, Record};
+pub use record::{LoggedCall, Op, Record};
 use writer::{Ack, Command, Failure, Shared, Writer};
 
 use crate::error::{Error, Result};
@@ -132,6 +132,13 @@ impl Journal {
 
     /// Logs a mutation just applied (call with the state lock held, in apply order).
     pub fn append(&mut self, op: Op, time_ms: i64) -> Durable {
+        self.append_call(op, time_ms, None)
+    }
+
+    /// Logs a mutation just applied together with the retry-cache entry of the call that
+    /// made it (call with the state lock held, in apply order). Its txid is then
+    /// [`Journal::last_txid`].
+    pub fn append_call(&mut self, op: Op, time_ms: i64, call: Option<LoggedCall>) -> Durable {
         self.last_txid += 1;
         self.since_checkpoint += 1;
         if self.since_checkpoint >= self.checkpoint_every {
@@ -140,11 +147,27 @@ impl Journal {
         let Some(tx) = &self.tx else {
             return Durable(DurableInner::Ready(Ok(())));
         };
-        let rec = Record { txid: self.last_txid, time_ms, op };
+        let rec = Record { txid: self.last_txid, time_ms, op, call };
         let mut frame = Vec::new();
         frame::push(&rec.encode(), &mut frame);
         let (done, rx) = oneshot::channel();
         match tx.send(Command::Append { txid: rec.txid, frame, done }) {
+            Ok(()) => Durable(DurableInner::Waiting(rx)),
+            Err(_) => Durable(DurableInner::Ready(Err(Failure {
+                path: "the operation log".into(),
+                reason: "the log writer stopped".into(),
+            }))),
+        }
+    }
+
+    /// Resolves once every record appended before this call is durable: how a retried
+    /// call whose original is still being synced waits for it.
+    pub fn barrier(&self) -> Durable {
+        let Some(tx) = &self.tx else {
+            return Durable(DurableInner::Ready(Ok(())));
+        };
+        let (done, rx) = oneshot::channel();
+        match tx.send(Command::Barrier { done }) {
             Ok(()) => Durable(DurableInner::Waiting(rx)),
             Err(_) => Durable(DurableInner::Ready(Err(Failure {
                 path: "the operation log".into(),
@@ -279,6 +302,24 @@ mod tests {
         assert_eq!(journal.sync_count(), 1, "one write and one sync for the whole batch");
         thread.stop();
         assert_eq!(segment::replay(dir.path(), 0, |_, _, _| Ok(())).expect("replay"), 500);
+    }
+
+    #[tokio::test]
+    async fn a_barrier_resolves_once_earlier_records_are_durable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shared = Arc::new(Shared::default());
+        let writer = Writer::open(dir.path(), 1, 64 << 20, shared.clone()).expect("open");
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut journal = Journal { tx: Some(tx.clone()), ..Journal::in_memory() };
+        journal.shared = shared;
+        let first = journal.append(mkdir(1), 0);
+        let barrier = journal.barrier();
+        let thread = LogThread { tx, thread: Some(std::thread::spawn(move || writer.run(rx))) };
+        barrier.wait().await.expect("barrier");
+        // Everything before the barrier is on disk by the time it resolves.
+        assert_eq!(segment::replay(dir.path(), 0, |_, _, _| Ok(())).expect("replay"), 1);
+        first.wait().await.expect("durable");
+        thread.stop();
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ use proto::gfs::{self as pb, log_record};
 use proto::path::DfsPath;
 
 use crate::chunks::ChunkHandle;
+use crate::retry_cache::CallKey;
 
 /// One namespace mutation as it was applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +84,15 @@ pub enum Op {
     },
 }
 
+/// The retry-cache entry of the call that made a mutation, logged with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedCall {
+    /// The calling client and its call number.
+    pub key: CallKey,
+    /// The encoded response it was answered with.
+    pub reply: bytes::Bytes,
+}
+
 /// A logged mutation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -92,6 +102,8 @@ pub struct Record {
     pub time_ms: i64,
     /// The mutation.
     pub op: Op,
+    /// The call that made it, for the retry cache (`None` for calls without ids).
+    pub call: Option<LoggedCall>,
 }
 
 fn handle_len(h: u64, len: u64) -> Option<(ChunkHandle, u64)> {
@@ -169,11 +181,16 @@ impl Record {
                 })
             }
         };
+        let (client_id, call_id, reply) = match &self.call {
+            Some(c) => (c.key.client_id.to_string(), c.key.call_id, c.reply.clone()),
+            None => (String::new(), 0, bytes::Bytes::new()),
+        };
         pb::LogRecord {
             txid: self.txid,
             time_ms: self.time_ms,
-            client_id: String::new(),
-            call_id: 0,
+            client_id,
+            call_id,
+            reply,
             op: Some(op),
         }
         .encode_to_vec()
@@ -217,7 +234,9 @@ impl Record {
                 Op::SetReplication { path: path(&s.path)?, replication: factor(s.replication)? }
             }
         };
-        Ok(Record { txid: r.txid, time_ms: r.time_ms, op })
+        let call = CallKey::from_request(&r.client_id, r.call_id)
+            .map(|key| LoggedCall { key, reply: r.reply });
+        Ok(Record { txid: r.txid, time_ms: r.time_ms, op, call })
     }
 }
 
@@ -261,7 +280,13 @@ mod tests {
             Op::SetReplication { path: p("/"), replication: 1 },
         ];
         for (i, op) in ops.into_iter().enumerate() {
-            let rec = Record { txid: i as u64 + 1, time_ms: 1_700_000_000_000 + i as i64, op };
+            // Every other record carries its call, as records of retryable calls do.
+            let call = (i % 2 == 0).then(|| LoggedCall {
+                key: CallKey { client_id: "c1".into(), call_id: i as u64 + 1 },
+                reply: bytes::Bytes::from(vec![i as u8; 3]),
+            });
+            let rec =
+                Record { txid: i as u64 + 1, time_ms: 1_700_000_000_000 + i as i64, op, call };
             assert_eq!(Record::decode(&rec.encode()).expect("decode"), rec);
         }
     }

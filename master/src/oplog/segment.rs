@@ -165,6 +165,7 @@ mod tests {
             txid,
             time_ms: txid as i64,
             op: Op::Mkdir { path, parents: false, owner: "u".into() },
+            call: None,
         }
     }
 

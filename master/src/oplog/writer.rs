@@ -67,6 +67,11 @@ pub enum Command {
         /// Answered once it is durable (or cannot be).
         done: oneshot::Sender<Ack>,
     },
+    /// Answer once everything queued before it is durable (appends nothing itself).
+    Barrier {
+        /// Answered with the outcome of the batch it ends up in.
+        done: oneshot::Sender<Ack>,
+    },
     /// Close the segment and start `seg-<next_txid>`.
     Roll {
         /// First transaction id of the new segment.
@@ -128,6 +133,7 @@ impl Writer {
                         buf.extend_from_slice(&frame);
                         waiters.push(done);
                     }
+                    Command::Barrier { done } => waiters.push(done),
                     Command::Roll { next_txid, done } => {
                         self.flush(&mut buf, &mut waiters, first.take());
                         let _ = done.send(self.roll(next_txid));

@@ -1,0 +1,42 @@
+//! `dfs admin`: administration of the master, like `hdfs dfsadmin`: `checkpoint`
+//! (`-saveNamespace`), `safemode get|enter|leave|wait` and `metasave [FILE]`.
+
+use std::path::Path;
+
+use super::{AdminCommand, Ctx, SafeModeArg, out};
+use crate::admin::{SafeModeOp, format_safe_mode};
+use crate::error::Error;
+
+pub(super) async fn admin(ctx: &mut Ctx, cmd: &AdminCommand) {
+    match cmd {
+        AdminCommand::Checkpoint => match ctx.client.checkpoint().await {
+            Ok(txid) => ctx.note(out(&format!("Checkpoint written at txid {txid}\n"))),
+            Err(e) => ctx.fail(&e),
+        },
+        AdminCommand::Safemode { action } => {
+            let status = match action {
+                SafeModeArg::Get => ctx.client.safe_mode(SafeModeOp::Get).await,
+                SafeModeArg::Enter => ctx.client.safe_mode(SafeModeOp::Enter).await,
+                SafeModeArg::Leave => ctx.client.safe_mode(SafeModeOp::Leave).await,
+                SafeModeArg::Wait => ctx.client.wait_safe_mode_off().await,
+            };
+            match status {
+                Ok(s) => ctx.note(out(&format_safe_mode(&s))),
+                Err(e) => ctx.fail(&e),
+            }
+        }
+        AdminCommand::Metasave { file } => {
+            let text = match ctx.client.meta_save().await {
+                Ok(t) => t,
+                Err(e) => return ctx.fail(&e),
+            };
+            match file {
+                None => ctx.note(out(&text)),
+                Some(f) => match std::fs::write(Path::new(f), text) {
+                    Ok(()) => ctx.note(out(&format!("Created metasave file {f}\n"))),
+                    Err(source) => ctx.fail(&Error::Io { path: f.clone(), source }),
+                },
+            }
+        }
+    }
+}

@@ -1,0 +1,521 @@
+//! `metabench`: the master's metadata throughput and footprint, in the spirit of Hadoop's
+//! NNThroughputBenchmark.
+//!
+//! Three parts, printed as one markdown table:
+//! 1. **gRPC**: a real master (`master::run` on a loopback port, with its operation log on
+//!    disk and fdatasync per group commit) driven by `--clients` tasks over `--channels`
+//!    HTTP/2 connections: create (empty file, create + complete, durable), mkdir, open
+//!    (chunk locations of a one-chunk file), rename, delete, listing (a 100-entry
+//!    directory). A fake chunkserver is registered through the Register RPC so one-chunk
+//!    files can be made with AddChunk/Complete without writing any data.
+//! 2. **in-process**: the same operations straight on `MasterState` on one thread (no
+//!    RPC, no log, no lock), to show what RPC and fsync cost.
+//! 3. **scale**: RSS growth per one-chunk file at `--files` files, the time to write their
+//!    checkpoint, and the master's restart time from that checkpoint plus 100,000 log
+//!    records to replay.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use master::checkpoint::{self, Snapshot};
+use master::cluster::{Identity, Load};
+use master::oplog::{Journal, Op, segment};
+use master::state::{CreateRequest, MasterState};
+use proto::gfs::{self as pb, master_client::MasterClient};
+use proto::path::DfsPath;
+use tokio::sync::oneshot;
+use tonic::transport::{Channel, Endpoint};
+
+/// Metadata benchmark of the master (see the module docs).
+#[derive(Debug, Parser)]
+#[command(name = "metabench", about)]
+struct Cli {
+    /// One-chunk files for the memory, checkpoint and restart figures.
+    #[arg(long, default_value_t = 1_000_000)]
+    files: u64,
+    /// Concurrent client tasks for the gRPC figures.
+    #[arg(long, default_value_t = 64)]
+    clients: u64,
+    /// HTTP/2 connections the client tasks share.
+    #[arg(long, default_value_t = 8)]
+    channels: u64,
+    /// Operations of each kind (gRPC and in-process).
+    #[arg(long, default_value_t = 100_000)]
+    ops: u64,
+    /// Log records replayed in the restart figure.
+    #[arg(long, default_value_t = 100_000)]
+    replay: u64,
+}
+
+const MIB: u64 = 1 << 20;
+const LIST_ENTRIES: u64 = 100;
+
+fn p(s: &str) -> Result<DfsPath> {
+    DfsPath::parse(s).with_context(|| format!("bad path {s}"))
+}
+
+fn config(dir: &Path) -> master::Config {
+    master::Config {
+        dir: dir.to_owned(),
+        chunk_size: MIB,
+        replication: 1,
+        // The fake chunkserver never heartbeats: keep it live for the whole run.
+        heartbeat_interval: Duration::from_secs(600),
+        dead_after: Duration::from_secs(6000),
+        checkpoint_records: u64::MAX / 2,
+        safemode_extension: Duration::ZERO,
+        ..master::Config::default()
+    }
+}
+
+/// Resident set size of this process, in bytes.
+fn rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    pages * 4096
+}
+
+struct Row {
+    what: String,
+    value: String,
+    note: String,
+}
+
+fn rate(n: u64, d: Duration) -> String {
+    format!("{:.0} ops/s", n as f64 / d.as_secs_f64().max(1e-9))
+}
+
+fn load() -> Load {
+    Load { capacity: 1 << 50, remaining: 1 << 50, ..Load::default() }
+}
+
+// ---------------------------------------------------------------- in-process
+
+fn create_req(client: &str) -> CreateRequest<'_> {
+    CreateRequest {
+        replication: 0,
+        chunk_size: 0,
+        overwrite: false,
+        create_parents: false,
+        owner: "bench",
+        client,
+    }
+}
+
+/// Creates a one-chunk file (create, add chunk, complete with 1 byte).
+fn one_chunk_file(st: &mut MasterState, path: &DfsPath, now: Instant) -> Result<()> {
+    st.create(path, &create_req("w"), 0)?;
+    let l = st.add_chunk(path, "w", None, "", &[], now, 0)?;
+    st.complete(path, "w", Some((l.handle, 1)), 0)?;
+    Ok(())
+}
+
+fn in_process(ops: u64, rows: &mut Vec<Row>) -> Result<()> {
+    let mut st = MasterState::new(config(Path::new("/nonexistent")));
+    let now = Instant::now();
+    st.register(Identity { id: "fake", addr: "127.0.0.2:1", rack: "/r" }, load(), &[], now, 0);
+    st.mkdir(&p("/m")?, false, "bench", 0)?;
+    st.mkdir(&p("/c")?, false, "bench", 0)?;
+    let mut timed = |name: &str, f: &mut dyn FnMut(u64) -> Result<()>| -> Result<()> {
+        let t = Instant::now();
+        for i in 0..ops {
+            f(i)?;
+        }
+        rows.push(Row {
+            what: format!("in-process {name}"),
+            value: rate(ops, t.elapsed()),
+            note: "one thread on MasterState: no RPC, no log".into(),
+        });
+        Ok(())
+    };
+    timed("create (create + complete)", &mut |i| {
+        let path = p(&format!("/c/f{i}"))?;
+        st.create(&path, &create_req("w"), 0)?;
+        st.complete(&path, "w", None, 0)?;
+        Ok(())
+    })?;
+    timed("mkdir", &mut |i| Ok(st.mkdir(&p(&format!("/m/d{i}"))?, false, "bench", 0)?))?;
+    let files = ops.min(10_000);
+    for i in 0..files {
+        one_chunk_file(&mut st, &p(&format!("/o{i}"))?, now)?;
+    }
+    timed("open (chunk locations)", &mut |i| {
+        st.locations(&p(&format!("/o{}", i % files))?, 0, 0, "127.0.0.9", now)?;
+        Ok(())
+    })?;
+    timed("rename", &mut |i| {
+        st.rename(&p(&format!("/c/f{i}"))?, &p(&format!("/c/r{i}"))?, 0)?;
+        Ok(())
+    })?;
+    timed("delete", &mut |i| Ok(st.delete(&p(&format!("/c/r{i}"))?, false, 0)?))?;
+    st.mkdir(&p("/l")?, false, "bench", 0)?;
+    for i in 0..LIST_ENTRIES {
+        st.mkdir(&p(&format!("/l/e{i}"))?, false, "bench", 0)?;
+    }
+    let list = p("/l")?;
+    timed("listing (100 entries)", &mut |_| {
+        st.ns.list(&list)?;
+        Ok(())
+    })?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- scale
+
+fn scale(files: u64, replay: u64, rows: &mut Vec<Row>) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cfg = config(dir.path());
+    let before = rss();
+    let mut st = MasterState::new(cfg.clone());
+    let now = Instant::now();
+    st.register(Identity { id: "fake", addr: "127.0.0.2:1", rack: "/r" }, load(), &[], now, 0);
+    // 1000 files per directory, as a real namespace spreads them.
+    let t = Instant::now();
+    for d in 0..files.div_ceil(1000) {
+        st.mkdir(&p(&format!("/s/d{d}"))?, true, "bench", 0)?;
+        let _ = st.journal.append(Op::Mkdir { path: p("/")?, parents: true, owner: "x".into() }, 0);
+    }
+    for i in 0..files {
+        let path = p(&format!("/s/d{}/f{i}", i / 1000))?;
+        one_chunk_file(&mut st, &path, now)?;
+        // Count the three transactions (the in-memory journal only numbers them).
+        for _ in 0..3 {
+            let _ =
+                st.journal.append(Op::Mkdir { path: p("/")?, parents: true, owner: "x".into() }, 0);
+        }
+    }
+    let build = t.elapsed();
+    let grown = rss().saturating_sub(before);
+    rows.push(Row {
+        what: format!("memory per one-chunk file ({files} files)"),
+        value: format!("{} B", grown / files.max(1)),
+        note: format!(
+            "RSS growth {} MiB for {files} files + {files} chunks (built in {:.1} s)",
+            grown >> 20,
+            build.as_secs_f64()
+        ),
+    });
+    let t = Instant::now();
+    let snap = Snapshot::take(&st, 0);
+    let taken = t.elapsed();
+    let path = checkpoint::write(dir.path(), &snap)?;
+    let written = t.elapsed();
+    let size = std::fs::metadata(&path)?.len();
+    drop(snap);
+    rows.push(Row {
+        what: format!("checkpoint write ({files} files)"),
+        value: format!("{:.2} s", written.as_secs_f64()),
+        note: format!(
+            "{} MiB; snapshot under the lock {:.0} ms, encode + write + fsync outside it",
+            size >> 20,
+            taken.as_secs_f64() * 1000.0
+        ),
+    });
+    // 100,000 more records in the log after the checkpoint, durable.
+    let log_dir = segment::log_dir(dir.path());
+    std::fs::create_dir_all(&log_dir)?;
+    let (journal, log) =
+        Journal::open(&log_dir, st.journal.last_txid(), cfg.segment_size, u64::MAX)?;
+    st.journal = journal;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let mut pending = Vec::with_capacity(replay as usize);
+    for i in 0..replay {
+        let path = p(&format!("/replay/d{i}"))?;
+        let op = Op::Mkdir { path, parents: true, owner: "bench".into() };
+        st.apply(&op, 0)?;
+        pending.push(st.journal.append(op, 0));
+    }
+    rt.block_on(async {
+        for d in pending {
+            d.wait().await?;
+        }
+        anyhow::Ok(())
+    })?;
+    log.stop();
+    drop(st);
+    let t = Instant::now();
+    let recovered = master::recovery::recover(cfg)?;
+    let restart = t.elapsed();
+    rows.push(Row {
+        what: format!("restart ({files} files + {replay} log records)"),
+        value: format!("{:.2} s", restart.as_secs_f64()),
+        note: format!(
+            "checkpoint load + replay; recovered {} files, {} chunks",
+            recovered.state.ns.file_count(),
+            recovered.state.chunks.len()
+        ),
+    });
+    recovered.log.stop();
+    Ok(())
+}
+
+// ---------------------------------------------------------------- gRPC
+
+struct Rpc {
+    channels: Vec<Channel>,
+    clients: u64,
+    ops: u64,
+    next_call: Arc<AtomicU64>,
+}
+
+impl Rpc {
+    fn master(&self, task: u64) -> MasterClient<Channel> {
+        MasterClient::new(self.channels[(task as usize) % self.channels.len()].clone())
+    }
+
+    fn call(&self) -> u64 {
+        self.next_call.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Runs `op(client, task, i)` for `ops` operations split over the tasks; returns the
+    /// elapsed time.
+    async fn run<F, Fut>(&self, op: F) -> Result<Duration>
+    where
+        F: Fn(MasterClient<Channel>, u64, u64, u64) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<()>> + Send,
+    {
+        let op = Arc::new(op);
+        let per_task = self.ops / self.clients;
+        let t = Instant::now();
+        let mut tasks = Vec::new();
+        for task in 0..self.clients {
+            let (m, op, calls) = (self.master(task), op.clone(), self.next_call.clone());
+            tasks.push(tokio::spawn(async move {
+                for i in 0..per_task {
+                    let call = calls.fetch_add(1, Ordering::Relaxed);
+                    op(m.clone(), task, i, call).await?;
+                }
+                anyhow::Ok(())
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+        Ok(t.elapsed())
+    }
+}
+
+const CLIENT_ID: &str = "metabench";
+
+async fn create_file(mut m: MasterClient<Channel>, path: String, call: u64) -> Result<()> {
+    m.create(pb::CreateRequest {
+        path: path.clone(),
+        client_name: "w".into(),
+        owner: "bench".into(),
+        client_id: CLIENT_ID.into(),
+        call_id: call * 2,
+        ..Default::default()
+    })
+    .await?;
+    m.complete(pb::CompleteRequest {
+        path,
+        client_name: "w".into(),
+        client_id: CLIENT_ID.into(),
+        call_id: call * 2 + 1,
+        ..Default::default()
+    })
+    .await?;
+    Ok(())
+}
+
+async fn grpc(cli: &Cli, rows: &mut Vec<Row>) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(master::run(config(dir.path()), listener, async move {
+        let _ = stop_rx.await;
+    }));
+    let mut channels = Vec::new();
+    for _ in 0..cli.channels.max(1) {
+        let ep = Endpoint::from_shared(format!("http://{addr}"))?.tcp_nodelay(true);
+        let mut connected = None;
+        for _ in 0..100 {
+            if let Ok(c) = ep.connect().await {
+                connected = Some(c);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        channels.push(connected.context("the master did not start")?);
+    }
+    let rpc = Rpc {
+        channels,
+        clients: cli.clients.max(1),
+        ops: cli.ops,
+        next_call: Arc::new(AtomicU64::new(1)),
+    };
+    let mut m = rpc.master(0);
+    m.register(pb::RegisterRequest {
+        server: Some(pb::ChunkserverInfo {
+            id: "fake".into(),
+            addr: "127.0.0.2:1".into(),
+            rack: "/r".into(),
+        }),
+        capacity: 1 << 50,
+        remaining: 1 << 50,
+        ..Default::default()
+    })
+    .await?;
+    for task in 0..rpc.clients {
+        for d in ["m", "c", "o"] {
+            m.mkdir(pb::MkdirRequest {
+                path: format!("/{d}/t{task}"),
+                parents: true,
+                ..Default::default()
+            })
+            .await?;
+        }
+    }
+    let ops = rpc.clients * (rpc.ops / rpc.clients);
+    let note = format!(
+        "{} tasks over {} connections, durable (group commit)",
+        rpc.clients,
+        rpc.channels.len()
+    );
+    let mut push = |what: &str, d: Duration, note: &str| {
+        rows.push(Row { what: format!("gRPC {what}"), value: rate(ops, d), note: note.into() });
+    };
+
+    let d = rpc.run(|m, task, i, call| create_file(m, format!("/c/t{task}/f{i}"), call)).await?;
+    push("create (create + complete)", d, &note);
+
+    let d = rpc
+        .run(|mut m, task, i, call| async move {
+            m.mkdir(pb::MkdirRequest {
+                path: format!("/m/t{task}/d{i}"),
+                client_id: CLIENT_ID.into(),
+                call_id: call * 2,
+                ..Default::default()
+            })
+            .await?;
+            Ok(())
+        })
+        .await?;
+    push("mkdir", d, &note);
+
+    // One-chunk files to open: AddChunk on the fake chunkserver, no data written.
+    let per_task = (rpc.ops / rpc.clients).min(200);
+    for task in 0..rpc.clients {
+        for i in 0..per_task {
+            let path = format!("/o/t{task}/f{i}");
+            let call = rpc.call() * 2;
+            m.create(pb::CreateRequest {
+                path: path.clone(),
+                client_name: "w".into(),
+                client_id: CLIENT_ID.into(),
+                call_id: call,
+                ..Default::default()
+            })
+            .await?;
+            let chunk = m
+                .add_chunk(pb::AddChunkRequest {
+                    path: path.clone(),
+                    client_name: "w".into(),
+                    client_id: CLIENT_ID.into(),
+                    call_id: call + 1,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner()
+                .chunk
+                .context("no chunk")?;
+            m.complete(pb::CompleteRequest {
+                path,
+                client_name: "w".into(),
+                last_handle: chunk.handle,
+                last_length: 1,
+                client_id: CLIENT_ID.into(),
+                call_id: rpc.call() * 2,
+            })
+            .await?;
+        }
+    }
+    let d = rpc
+        .run(move |mut m, task, i, _| async move {
+            let r = m
+                .get_chunk_locations(pb::GetChunkLocationsRequest {
+                    path: format!("/o/t{task}/f{}", i % per_task),
+                    ..Default::default()
+                })
+                .await?;
+            anyhow::ensure!(r.into_inner().chunks.len() == 1, "one chunk expected");
+            Ok(())
+        })
+        .await?;
+    push("open (chunk locations)", d, &format!("{} tasks, reads only", rpc.clients));
+
+    let d = rpc
+        .run(|mut m, task, i, call| async move {
+            m.rename(pb::RenameRequest {
+                src: format!("/c/t{task}/f{i}"),
+                dst: format!("/c/t{task}/r{i}"),
+                client_id: CLIENT_ID.into(),
+                call_id: call * 2,
+            })
+            .await?;
+            Ok(())
+        })
+        .await?;
+    push("rename", d, &note);
+
+    let d = rpc
+        .run(|mut m, task, i, call| async move {
+            m.delete(pb::DeleteRequest {
+                path: format!("/c/t{task}/r{i}"),
+                recursive: false,
+                client_id: CLIENT_ID.into(),
+                call_id: call * 2,
+            })
+            .await?;
+            Ok(())
+        })
+        .await?;
+    push("delete", d, &note);
+
+    m.mkdir(pb::MkdirRequest { path: "/l".into(), ..Default::default() }).await?;
+    for i in 0..LIST_ENTRIES {
+        m.mkdir(pb::MkdirRequest { path: format!("/l/e{i}"), ..Default::default() }).await?;
+    }
+    let d = rpc
+        .run(|mut m, _, _, _| async move {
+            let r = m.list_dir(pb::ListDirRequest { path: "/l".into() }).await?;
+            anyhow::ensure!(r.into_inner().entries.len() == LIST_ENTRIES as usize);
+            Ok(())
+        })
+        .await?;
+    push("listing (100 entries)", d, &format!("{} tasks, reads only", rpc.clients));
+
+    let _ = stop_tx.send(());
+    server.await??;
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let mut rows = Vec::new();
+    eprintln!("metabench: gRPC against a real master ({} ops per kind)...", cli.ops);
+    rt.block_on(grpc(&cli, &mut rows))?;
+    drop(rt);
+    eprintln!("metabench: in-process MasterState...");
+    in_process(cli.ops, &mut rows)?;
+    eprintln!("metabench: {} one-chunk files for memory, checkpoint and restart...", cli.files);
+    scale(cli.files, cli.replay, &mut rows)?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    println!(
+        "Command: `cargo run --release -p tests --bin metabench --{}{}`\n",
+        if args.is_empty() { "" } else { " " },
+        args.join(" ")
+    );
+    println!("| measurement | result | notes |");
+    println!("| --- | --- | --- |");
+    for r in rows {
+        println!("| {} | {} | {} |", r.what, r.value, r.note);
+    }
+    Ok(())
+}
