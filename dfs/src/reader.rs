@@ -157,6 +157,59 @@ impl FileReader {
     pub async fn copy_to<W: AsyncWrite + Unpin>(
         &self,
         mut out: W,
+        progress: impl FnMut(u64),
+    ) -> Result<u64> {
+        let copied = self
+            .drain(
+                async |b: Bytes| out.write_all(&b).await.map_err(|source| Error::Output { source }),
+                progress,
+            )
+            .await?;
+        out.flush().await.map_err(|source| Error::Output { source })?;
+        Ok(copied)
+    }
+
+    /// Streams the whole file into a blocking writer (a local file, stdout) running on a
+    /// thread of its own, which is handed the received buffers as they are: no copy into an
+    /// async writer's buffer and no runtime hop per write, which is what made `dfs cat` and
+    /// `dfs get` slower than the chunkservers serve. Returns the bytes copied.
+    ///
+    /// # Errors
+    /// As [`FileReader::read_range`]; [`Error::Output`] if writing to `out` fails.
+    pub async fn copy_to_blocking<W: std::io::Write + Send + 'static>(
+        &self,
+        out: W,
+        progress: impl FnMut(u64),
+    ) -> Result<u64> {
+        let depth = self.client.config().read_prefetch.max(1) * 8;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(depth);
+        let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let mut out = out;
+            while let Some(b) = rx.blocking_recv() {
+                out.write_all(&b)?;
+            }
+            out.flush()
+        });
+        // A send fails only once the writer has stopped, and then its own error says why.
+        let stopped = || Error::Output { source: std::io::Error::other("the writer stopped") };
+        let drained =
+            self.drain(async |b: Bytes| tx.send(b).await.map_err(|_| stopped()), progress).await;
+        drop(tx);
+        let written = match writer.await {
+            Ok(r) => r.map_err(|source| Error::Output { source }),
+            Err(e) => Err(Error::Output { source: std::io::Error::other(e) }),
+        };
+        match (drained, written) {
+            (_, Err(e)) => Err(e),
+            (Err(e), Ok(())) => Err(e),
+            (Ok(n), Ok(())) => Ok(n),
+        }
+    }
+
+    /// Fetches the whole file in order, prefetching, and hands each buffer to `sink`.
+    async fn drain(
+        &self,
+        mut sink: impl AsyncFnMut(Bytes) -> Result<()>,
         mut progress: impl FnMut(u64),
     ) -> Result<u64> {
         let range = self.client.config().read_range as u64;
@@ -166,12 +219,11 @@ impl FileReader {
         let mut copied = 0u64;
         while let Some(parts) = fetched.next().await {
             for b in parts? {
-                out.write_all(&b).await.map_err(|source| Error::Output { source })?;
                 copied += b.len() as u64;
+                sink(b).await?;
             }
             progress(copied);
         }
-        out.flush().await.map_err(|source| Error::Output { source })?;
         Ok(copied)
     }
 

@@ -4,6 +4,7 @@
 //! `get` writes `LOCAL._COPYING_` and renames it into place once complete, deleting it on
 //! failure, so a local file never appears half-written under its real name.
 
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use proto::path::DfsPath;
@@ -30,7 +31,14 @@ async fn to_stdout(ctx: &mut Ctx, p: &str) -> Result<()> {
         return Err(is_a_directory(&status.path));
     }
     let reader = ctx.client.open(&status.path).await?;
-    reader.copy_to(tokio::io::stdout(), |_| {}).await?;
+    // A file on a duplicate of the stdout descriptor: large writes go straight to the
+    // kernel instead of through std's line buffer.
+    let out = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+        .map_err(|source| Error::Output { source })?;
+    reader.copy_to_blocking(out, |_| {}).await?;
     Ok(())
 }
 
@@ -102,9 +110,9 @@ async fn get_file(ctx: &mut Ctx, force: bool, file: &FileStatus, target: &Path) 
     let bar = transfer_bar(file.path.name(), Some(file.length));
     let res = async {
         let reader = ctx.client.open(&file.path).await?;
-        let out = tokio::fs::File::create(&tmp).await.map_err(|e| io_err(&tmp, e))?;
+        let out = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
         reader
-            .copy_to(out, |n| {
+            .copy_to_blocking(out, |n| {
                 if let Some(b) = &bar {
                     b.set_position(n);
                 }
