@@ -23,6 +23,17 @@ pub struct Config {
     pub heartbeat_ms: u64,
     /// Cap on the bytes this chunkserver may use; `None` = the file system's space.
     pub capacity: Option<u64>,
+    /// How long the node above a hung pipeline node waits for its ack, in milliseconds.
+    pub pipeline_timeout_ms: u64,
+    /// The scrubber reads at most this many bytes per second.
+    pub scrub_bytes_per_sec: u64,
+    /// Every finalized replica is verified once per this many seconds (0 = never).
+    pub scrub_period_secs: u64,
+    /// Cap on re-replication copies into this chunkserver, bytes per second (`None` =
+    /// unlimited).
+    pub replication_bandwidth: Option<u64>,
+    /// A full block report is sent this often (seconds), besides at registration.
+    pub full_report_secs: u64,
 }
 
 impl Default for Config {
@@ -33,6 +44,11 @@ impl Default for Config {
             rack: "/default-rack".to_owned(),
             heartbeat_ms: 3000,
             capacity: None,
+            pipeline_timeout_ms: 30_000,
+            scrub_bytes_per_sec: 16 << 20,
+            scrub_period_secs: 86_400,
+            replication_bandwidth: None,
+            full_report_secs: 3600,
         }
     }
 }
@@ -67,6 +83,15 @@ impl Config {
         if self.heartbeat_ms == 0 {
             return Err(Error::Config("heartbeat interval must be positive".to_owned()));
         }
+        if self.pipeline_timeout_ms == 0 {
+            return Err(Error::Config("pipeline timeout must be positive".to_owned()));
+        }
+        if self.scrub_bytes_per_sec == 0 {
+            return Err(Error::Config("scrub rate must be positive".to_owned()));
+        }
+        if self.full_report_secs == 0 {
+            return Err(Error::Config("full report interval must be positive".to_owned()));
+        }
         Ok(())
     }
 }
@@ -89,6 +114,8 @@ mod tests {
             Config { rack: String::new(), ..Config::default() },
             Config { heartbeat_ms: 0, ..Config::default() },
             Config { dir: PathBuf::new(), ..Config::default() },
+            Config { pipeline_timeout_ms: 0, ..Config::default() },
+            Config { scrub_bytes_per_sec: 0, ..Config::default() },
         ];
         for c in bad {
             assert!(c.validate().is_err(), "{c:?} should be refused");

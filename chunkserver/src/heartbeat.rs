@@ -4,8 +4,11 @@
 //!
 //! The master being down is normal (it restarts, or starts after us): every call is
 //! retried with backoff, waiting is logged once a minute, and the loop only ends on
-//! shutdown. A reply asking to re-register (the master forgot us) sends a full report
-//! again.
+//! shutdown. A reply asking to re-register (the master forgot us, or had declared us
+//! dead) sends a full report again; a full report also goes out every
+//! `--full-report-secs`, so anything the master missed (a lost delete, a stale replica)
+//! is corrected eventually. `Replicate` commands start background copies
+//! ([`crate::replicate`]).
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +23,7 @@ use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, info, warn};
 
 use crate::error::{Error, Result};
+use crate::replicate::Copier;
 use crate::store::{ReplicaInfo, Store};
 
 /// How long to gather events before sending them in one report.
@@ -40,6 +44,10 @@ pub struct Reporter {
     pub master: String,
     /// Heartbeat interval until the master says otherwise.
     pub interval: Duration,
+    /// Makes the copies the master asks for.
+    pub copier: Copier,
+    /// How often a full report is sent.
+    pub full_report: Duration,
 }
 
 /// Logs a repeated failure at most once per [`LOG_EVERY`].
@@ -80,7 +88,12 @@ impl Reporter {
                 return Ok(());
             };
             let mut next_beat = tokio::time::Instant::now() + interval;
+            let full_report_due = tokio::time::Instant::now() + self.full_report;
             loop {
+                if tokio::time::Instant::now() >= full_report_due {
+                    debug!("periodic full report");
+                    continue 'register;
+                }
                 tokio::select! {
                     _ = crate::stopped(&mut shutdown) => return Ok(()),
                     _ = tokio::time::sleep_until(next_beat) => {
@@ -178,15 +191,14 @@ impl Reporter {
 
     /// Carries out a heartbeat reply's commands; true if the master wants a re-register.
     async fn execute(&self, reply: HeartbeatResponse) -> bool {
-        let handles: Vec<u64> = reply
-            .commands
-            .into_iter()
-            .filter_map(|c| match c.command {
-                Some(Command::Delete(d)) => Some(d.handles),
-                None => None,
-            })
-            .flatten()
-            .collect();
+        let mut handles: Vec<u64> = Vec::new();
+        for c in reply.commands {
+            match c.command {
+                Some(Command::Delete(d)) => handles.extend(d.handles),
+                Some(Command::Replicate(r)) => self.copier.spawn(r),
+                None => {}
+            }
+        }
         if !handles.is_empty() {
             let store = self.store.clone();
             let deleted = tokio::task::spawn_blocking(move || {

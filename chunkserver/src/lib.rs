@@ -7,6 +7,8 @@
 //! - [`server`]: the gRPC service, including read streaming;
 //! - [`heartbeat`] and [`reports`]: registration, heartbeats, incremental reports and
 //!   the master's commands;
+//! - [`replicate`]: copies the master asks for, pulled from a peer and verified;
+//! - [`scrub`]: background verification of finalized replicas; [`throttle`]: byte rates;
 //! - [`config`], [`error`].
 //!
 //! [`run`] ties them together for one process (or one in-process test server).
@@ -17,9 +19,12 @@ pub mod error;
 pub mod heartbeat;
 pub mod meta;
 pub mod pipeline;
+pub mod replicate;
 pub mod reports;
+pub mod scrub;
 pub mod server;
 pub mod store;
+pub mod throttle;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -35,7 +40,8 @@ pub use config::Config;
 pub use error::{Error, Result};
 
 use crate::heartbeat::Reporter;
-use crate::pipeline::MAX_MESSAGE;
+use crate::pipeline::{MAX_MESSAGE, Peers};
+use crate::replicate::Copier;
 use crate::reports::ReportQueue;
 use crate::server::ChunkserverService;
 use crate::store::Store;
@@ -70,15 +76,25 @@ pub async fn run(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let interval = cfg.heartbeat_interval();
+    let peers = Arc::new(Peers::default());
     let reporter = Reporter {
         store: store.clone(),
         server: ChunkserverInfo { id: store.id().to_owned(), addr: addr.clone(), rack: cfg.rack },
         master: cfg.master,
         interval,
+        copier: Copier::new(store.clone(), Arc::clone(&peers), cfg.replication_bandwidth),
+        full_report: std::time::Duration::from_secs(cfg.full_report_secs),
     };
     let reporter = tokio::spawn(reporter.run(stop_rx.clone()));
-
-    let service = ChunkserverServer::new(ChunkserverService::new(store, addr, stop_rx))
+    let scrubber = tokio::spawn(scrub::run(
+        store.clone(),
+        cfg.scrub_bytes_per_sec,
+        std::time::Duration::from_secs(cfg.scrub_period_secs),
+        stop_rx.clone(),
+    ));
+    let pipeline_timeout = std::time::Duration::from_millis(cfg.pipeline_timeout_ms);
+    let service = ChunkserverService::new(store, addr, peers, stop_rx, pipeline_timeout);
+    let service = ChunkserverServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
     let served = tonic::transport::Server::builder()
@@ -100,6 +116,7 @@ pub async fn run(
         Ok(Err(e)) => warn!(cause = %e, "master reporter failed"),
         Err(e) => warn!(cause = %e, "master reporter panicked"),
     }
+    let _ = scrubber.await;
     served?;
     info!("chunkserver stopped");
     Ok(())

@@ -15,8 +15,20 @@
 //! and ending the stream. `node_index` counts from this node (0); a downstream failure is
 //! relayed with its index plus one, so the client learns which node failed. A CRC
 //! mismatch removes the replica; a client that disconnects leaves it in `rbw/`.
+//!
+//! Hung peers: a node waits at most a *pipeline timeout* for its downstream's ack, scaled
+//! by how far the ack has to travel (`timeout + (k - 1) * timeout / 2` with `k` nodes
+//! below it), so the node right above a frozen one gives up first and the error names
+//! the right node; nodes further up still hear that error before their own, longer,
+//! wait runs out. The disk worker never blocks forever on a downstream that stopped
+//! reading: it gives up once the acker has failed.
+//!
+//! Pipeline recovery: a header with `resume_offset > 0` reopens this node's replica (left
+//! by the failed pipeline, at an older version), cuts it to that offset, restamps it with
+//! the header's version and appends from there ([`Store::resume_rbw`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -87,6 +99,13 @@ pub struct WriteContext {
     pub peers: Arc<Peers>,
     /// Flips to true on shutdown.
     pub shutdown: watch::Receiver<bool>,
+    /// How long the node above a hung one waits for its ack (see the module docs).
+    pub timeout: Duration,
+}
+
+/// How long a node with `below` nodes downstream waits for an ack.
+pub fn ack_wait(timeout: Duration, below: usize) -> Duration {
+    timeout + timeout * (below.saturating_sub(1) as u32) / 2
 }
 
 type Responses = mpsc::Sender<Result<WriteChunkResponse, Status>>;
@@ -155,9 +174,17 @@ pub async fn run(
 ) {
     let addr = ctx.addr.clone();
     let (handle, version, limit) = (header.handle, header.version, header.chunk_size);
+    let resume = header.resume_offset;
     let store = ctx.store.clone();
-    let created =
-        tokio::task::spawn_blocking(move || store.create_rbw(handle, version, limit)).await;
+    let wait = ctx.timeout * 2;
+    let created = tokio::task::spawn_blocking(move || {
+        if resume > 0 {
+            store.resume_rbw(handle, version, resume, limit.saturating_sub(resume), wait)
+        } else {
+            store.create_rbw(handle, version, limit)
+        }
+    })
+    .await;
     let writer = match created {
         Ok(Ok(w)) => w,
         Ok(Err(e)) => return Failure::from_error(&addr, e).send(&tx).await,
@@ -185,14 +212,18 @@ pub async fn run(
 
     let (pkt_tx, pkt_rx) = mpsc::channel::<Packet>(PACKETS_IN_FLIGHT);
     let (ev_tx, ev_rx) = mpsc::channel::<Event>(4 * PACKETS_IN_FLIGHT);
+    let failed = Arc::new(AtomicBool::new(false));
     let worker = {
         let (ev_tx, addr, store) = (ev_tx.clone(), addr.clone(), ctx.store.clone());
+        let failed = Arc::clone(&failed);
         tokio::task::spawn_blocking(move || {
-            disk_worker(writer, pkt_rx, ds_tx, ev_tx, &addr, &store)
+            disk_worker(writer, pkt_rx, ds_tx, ev_tx, &addr, &store, &failed)
         })
     };
-    let receiver = tokio::spawn(receive(inbound, pkt_tx, ev_tx, addr.clone(), limit));
-    ack(ev_rx, ds_rx, &tx, (&addr, &next_addr), ctx.shutdown.clone()).await;
+    let receiver = tokio::spawn(receive(inbound, pkt_tx, ev_tx, addr.clone(), limit, resume));
+    let wait = ack_wait(ctx.timeout, header.downstream.len());
+    ack(ev_rx, ds_rx, &tx, (&addr, &next_addr), ctx.shutdown.clone(), wait).await;
+    failed.store(true, Ordering::Relaxed);
     // The acker is done (finished, failed, or upstream gone): stop reading upstream so
     // the disk worker sees the end of its input and drops the writer.
     receiver.abort();
@@ -222,8 +253,9 @@ async fn receive(
     ev_tx: mpsc::Sender<Event>,
     addr: String,
     limit: u64,
+    resume: u64,
 ) {
-    let mut expected = 0u64;
+    let mut expected = resume;
     loop {
         let packet = match inbound.message().await {
             Ok(Some(WriteChunkRequest { msg: Some(ReqMsg::Packet(p)) })) => p,
@@ -282,6 +314,7 @@ fn disk_worker(
     ev_tx: mpsc::Sender<Event>,
     addr: &str,
     store: &Store,
+    failed: &AtomicBool,
 ) {
     let handle = writer.handle();
     while let Some(p) = pkt_rx.blocking_recv() {
@@ -303,7 +336,21 @@ fn disk_worker(
             // A closed downstream shows up as an error on its response stream, which the
             // acker reports with the node's index; keep storing locally until then.
             // (Cloning a packet only bumps the reference count of its bytes.)
-            let _ = ds.blocking_send(WriteChunkRequest { msg: Some(ReqMsg::Packet(p.clone())) });
+            let mut msg = WriteChunkRequest { msg: Some(ReqMsg::Packet(p.clone())) };
+            // A downstream that stopped reading fills the channel: wait for room, but
+            // give up once the acker has failed (it timed out on that node).
+            loop {
+                match ds.try_send(msg) {
+                    Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => break,
+                    Err(mpsc::error::TrySendError::Full(m)) => {
+                        if failed.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        msg = m;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
         }
         if let Err(e) = writer.append(p.offset, &p.data, &p.crcs) {
             let e = if e.is_no_space() {
@@ -337,6 +384,7 @@ async fn ack(
     tx: &Responses,
     (addr, next): (&str, &str),
     mut shutdown: watch::Receiver<bool>,
+    wait: Duration,
 ) {
     loop {
         let event = tokio::select! {
@@ -352,10 +400,19 @@ async fn ack(
             Some(Event::Failed(f)) => return f.send(tx).await,
             Some(Event::Stored { seqno, acked_length, last }) => (seqno, acked_length, last),
         };
-        if let Some(ds) = downstream.as_mut()
-            && let Err(f) = downstream_ack(ds, seqno, next).await
-        {
-            return f.send(tx).await;
+        if let Some(ds) = downstream.as_mut() {
+            let acked = tokio::time::timeout(wait, downstream_ack(ds, seqno, next)).await;
+            let failure = match acked {
+                Ok(Ok(())) => None,
+                Ok(Err(f)) => Some(f),
+                Err(_) => {
+                    let msg = format!("no ack for packet {seqno} within {} ms", wait.as_millis());
+                    Some(Failure::downstream(next, &Status::deadline_exceeded(msg)))
+                }
+            };
+            if let Some(f) = failure {
+                return f.send(tx).await;
+            }
         }
         let ack = WriteChunkResponse { msg: Some(RespMsg::Ack(Ack { seqno, acked_length })) };
         if tx.send(Ok(ack)).await.is_err() || last {

@@ -7,14 +7,19 @@
 //! previous one is still being sent.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use proto::checksum::BLOCK_SIZE;
 use proto::gfs::chunkserver_server::Chunkserver;
 use proto::gfs::write_chunk_request::Msg as ReqMsg;
-use proto::gfs::{ReadChunkRequest, ReadChunkResponse, WriteChunkRequest, WriteChunkResponse};
+use proto::gfs::{
+    FinalizeReplicaRequest, FinalizeReplicaResponse, ReadChunkRequest, ReadChunkResponse,
+    RecoverReplicaRequest, RecoverReplicaResponse, WriteChunkRequest, WriteChunkResponse,
+};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
-use tracing::{debug, instrument, warn};
+use tracing::{debug, info, instrument, warn};
 
 use crate::error::Error;
 use crate::pipeline::{self, Peers, WriteContext};
@@ -36,13 +41,21 @@ pub struct ChunkserverService {
     addr: String,
     peers: Arc<Peers>,
     shutdown: watch::Receiver<bool>,
+    pipeline_timeout: Duration,
 }
 
 impl ChunkserverService {
-    /// A service over `store`, advertising `addr` in its error messages; streams end when
-    /// `shutdown` turns true.
-    pub fn new(store: Store, addr: String, shutdown: watch::Receiver<bool>) -> ChunkserverService {
-        ChunkserverService { store, addr, peers: Arc::new(Peers::default()), shutdown }
+    /// A service over `store`, advertising `addr` in its error messages, using `peers`
+    /// for downstream nodes and waiting `pipeline_timeout` for a downstream ack; streams
+    /// end when `shutdown` turns true.
+    pub fn new(
+        store: Store,
+        addr: String,
+        peers: Arc<Peers>,
+        shutdown: watch::Receiver<bool>,
+        pipeline_timeout: Duration,
+    ) -> ChunkserverService {
+        ChunkserverService { store, addr, peers, shutdown, pipeline_timeout }
     }
 }
 
@@ -83,9 +96,40 @@ impl Chunkserver for ChunkserverService {
             addr: self.addr.clone(),
             peers: Arc::clone(&self.peers),
             shutdown: self.shutdown.clone(),
+            timeout: self.pipeline_timeout,
         };
         tokio::spawn(pipeline::run(ctx, header, inbound, tx));
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    #[instrument(skip_all, fields(chunk = %format!("{:016x}", request.get_ref().handle)))]
+    async fn recover_replica(
+        &self,
+        request: Request<RecoverReplicaRequest>,
+    ) -> Result<Response<RecoverReplicaResponse>, Status> {
+        let r = request.into_inner();
+        let store = self.store.clone();
+        let info =
+            tokio::task::spawn_blocking(move || store.recover_replica(r.handle, r.new_version))
+                .await
+                .map_err(|e| Status::internal(format!("chunkserver {}: recover: {e}", self.addr)))?
+                .map_err(|e| status(&self.addr, e))?;
+        info!(length = info.length, version = info.version, "replica recovered for lease recovery");
+        Ok(Response::new(RecoverReplicaResponse { length: info.length, finalized: info.finalized }))
+    }
+
+    #[instrument(skip_all, fields(chunk = %format!("{:016x}", request.get_ref().handle)))]
+    async fn finalize_replica(
+        &self,
+        request: Request<FinalizeReplicaRequest>,
+    ) -> Result<Response<FinalizeReplicaResponse>, Status> {
+        let r = request.into_inner();
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.settle(r.handle, r.version, r.length))
+            .await
+            .map_err(|e| Status::internal(format!("chunkserver {}: finalize: {e}", self.addr)))?
+            .map_err(|e| status(&self.addr, e))?;
+        Ok(Response::new(FinalizeReplicaResponse {}))
     }
 
     #[instrument(skip_all, fields(chunk = %format!("{:016x}", request.get_ref().handle)))]
@@ -147,8 +191,9 @@ async fn stream_range(
         // Windows end on multiples of READ_WINDOW so every block is read exactly once.
         let window_end = ((pos / READ_WINDOW + 1) * READ_WINDOW).min(end);
         let r = Arc::clone(&reader);
-        let read = tokio::task::spawn_blocking(move || r.read(pos, window_end)).await;
-        let bytes = match read {
+        let read = tokio::task::spawn_blocking(move || r.read_with_crcs(pos, window_end)).await;
+        let aligned = pos.is_multiple_of(BLOCK_SIZE as u64);
+        let (bytes, crcs) = match read {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => {
                 warn!(cause = %e, "read failed");
@@ -164,7 +209,15 @@ async fn stream_range(
         let mut at = 0usize;
         while at < bytes.len() {
             let n = (bytes.len() - at).min(READ_MESSAGE as usize);
-            let msg = ReadChunkResponse { offset: pos + at as u64, data: bytes.slice(at..at + n) };
+            // READ_MESSAGE is whole blocks, so every message of an aligned read starts on
+            // a block boundary and carries its blocks' stored CRCs.
+            let crcs = if aligned {
+                crcs[at / BLOCK_SIZE..(at + n).div_ceil(BLOCK_SIZE)].to_vec()
+            } else {
+                Vec::new()
+            };
+            let msg =
+                ReadChunkResponse { offset: pos + at as u64, data: bytes.slice(at..at + n), crcs };
             tokio::select! {
                 sent = tx.send(Ok(msg)) => if sent.is_err() { return },
                 _ = crate::stopped(&mut shutdown) => {

@@ -86,6 +86,7 @@ fn requests(
         downstream,
         chunk_size: 64 << 20,
         client_name: "test".into(),
+        resume_offset: 0,
     };
     let mut out = vec![WriteChunkRequest { msg: Some(ReqMsg::Header(header)) }];
     let pieces: Vec<&[u8]> = bytes.chunks(blocks_per_packet * BLOCK_SIZE).collect();

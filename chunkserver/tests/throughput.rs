@@ -70,6 +70,7 @@ async fn pipeline_and_read_throughput() {
             downstream: vec![info(1), info(2)],
             chunk_size: CHUNK as u64,
             client_name: "bench".into(),
+            resume_offset: 0,
         };
         let (d, cr) = (data.clone(), crcs.clone());
         tokio::spawn(async move {

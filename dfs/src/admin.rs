@@ -1,5 +1,6 @@
 //! Administration calls on the master (`dfs admin ...`, like `hdfs dfsadmin`): force a
-//! checkpoint, get or change safe mode, and fetch the `metasave` debugging dump.
+//! checkpoint, get or change safe mode, fetch the `metasave` debugging dump, decommission
+//! or recommission a chunkserver, and start, stop or query the balancer.
 //!
 //! All of them are idempotent, so they are retried only while the master is unreachable
 //! ([`CallKind::Read`]), never because of safe mode: they are how one inspects or ends it.
@@ -118,6 +119,99 @@ impl Client {
             .await?;
         Ok(resp.text)
     }
+}
+
+/// A chunkserver's decommission state as the master answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecommissionStatus {
+    /// `host:port` of the chunkserver.
+    pub addr: String,
+    /// `normal`, `decommissioning` or `decommissioned`.
+    pub state: String,
+    /// Chunks it holds that still lack their full replication elsewhere.
+    pub chunks_to_copy: u64,
+}
+
+/// The balancer's progress.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BalancerStatus {
+    /// Whether it is moving replicas.
+    pub running: bool,
+    /// Its threshold in percentage points.
+    pub threshold_pct: f64,
+    /// Moves scheduled and completed, and the bytes moved.
+    pub moves_scheduled: u64,
+    /// Moves completed.
+    pub moves_done: u64,
+    /// Bytes the completed moves copied.
+    pub bytes_moved: u64,
+    /// Largest distance of a chunkserver's utilization from the mean, in points.
+    pub max_deviation_pct: f64,
+    /// What it is doing.
+    pub message: String,
+}
+
+impl Client {
+    /// Starts decommissioning the chunkserver at `addr` (host:port or id), or with
+    /// `recommission` puts it back in service; returns its state.
+    ///
+    /// # Errors
+    /// The master's error for an unknown chunkserver, or a transport error.
+    pub async fn decommission(&self, addr: &str, recommission: bool) -> Result<DecommissionStatus> {
+        let req = gfs::DecommissionRequest { addr: addr.to_owned(), recommission };
+        let resp = self
+            .call_master(CallKind::Read, &DfsPath::root(), |mut m| {
+                let req = req.clone();
+                async move { m.decommission(req).await }
+            })
+            .await?;
+        Ok(DecommissionStatus {
+            addr: resp.server.as_ref().map(|s| s.addr.clone()).unwrap_or_default(),
+            state: crate::report::admin_state_name(resp.state()).to_owned(),
+            chunks_to_copy: resp.chunks_to_copy,
+        })
+    }
+
+    /// Starts the balancer with `threshold_pct` (`Some`), stops it (`None` with `stop`),
+    /// or only reports it.
+    ///
+    /// # Errors
+    /// The master's error for a bad threshold, or a transport error.
+    pub async fn balance(&self, threshold_pct: Option<f64>, stop: bool) -> Result<BalancerStatus> {
+        let req = gfs::BalanceRequest {
+            threshold_pct: threshold_pct.unwrap_or(0.0),
+            stop,
+            query: threshold_pct.is_none() && !stop,
+        };
+        let r =
+            self.call_master(CallKind::Read, &DfsPath::root(), |mut m| async move {
+                m.balance(req).await
+            })
+            .await?;
+        Ok(BalancerStatus {
+            running: r.running,
+            threshold_pct: r.threshold_pct,
+            moves_scheduled: r.moves_scheduled,
+            moves_done: r.moves_done,
+            bytes_moved: r.bytes_moved,
+            max_deviation_pct: r.max_deviation_pct,
+            message: r.message,
+        })
+    }
+}
+
+/// The lines `dfs admin balance` prints.
+pub fn format_balancer(b: &BalancerStatus) -> String {
+    format!(
+        "Balancer is {}: {}\nThreshold: {:.1} points; largest deviation from the mean: {:.2} points\nMoves: {} scheduled, {} done, {} bytes moved\n",
+        if b.running { "RUNNING" } else { "idle" },
+        b.message,
+        b.threshold_pct,
+        b.max_deviation_pct,
+        b.moves_scheduled,
+        b.moves_done,
+        b.bytes_moved
+    )
 }
 
 /// The lines `dfs admin safemode` prints, after `hdfs dfsadmin -safemode`.

@@ -55,8 +55,13 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Deadline of each master call.
     pub rpc_timeout: Duration,
-    /// Longest wait for the next message of a chunkserver stream (an ack or read data).
+    /// Longest wait for the next message of a chunkserver read stream.
     pub io_timeout: Duration,
+    /// Longest wait for the next ack of a write pipeline before the first node is
+    /// declared hung and the pipeline recovered without it. Keep it above the
+    /// chunkservers' `--pipeline-timeout-ms` x 1.5, so a node hung further down the
+    /// pipeline is named by its neighbour first.
+    pub ack_timeout: Duration,
     /// How long master calls keep being retried while the master is unreachable or (for
     /// changes) in safe mode; zero = never retry.
     pub master_retry_deadline: Duration,
@@ -85,6 +90,7 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(5),
             rpc_timeout: Duration::from_secs(60),
             io_timeout: Duration::from_secs(60),
+            ack_timeout: Duration::from_secs(90),
             master_retry_deadline: Duration::from_secs(60),
             backoff: Backoff::default(),
             on_master_wait: None,

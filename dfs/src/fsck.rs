@@ -114,6 +114,10 @@ pub enum ReplicaState {
     Stale,
     /// Being written.
     Writing,
+    /// On a chunkserver being decommissioned: readable, not counted.
+    Decommissioning,
+    /// On a decommissioned chunkserver: readable, not counted.
+    Decommissioned,
     /// The master sent a value this client does not know.
     Unknown,
 }
@@ -252,6 +256,8 @@ impl From<gfs::ReplicaState> for ReplicaState {
             gfs::ReplicaState::Dead => ReplicaState::Dead,
             gfs::ReplicaState::Stale => ReplicaState::Stale,
             gfs::ReplicaState::Writing => ReplicaState::Writing,
+            gfs::ReplicaState::Decommissioning => ReplicaState::Decommissioning,
+            gfs::ReplicaState::Decommissioned => ReplicaState::Decommissioned,
             gfs::ReplicaState::Unspecified => ReplicaState::Unknown,
         }
     }
@@ -282,6 +288,8 @@ impl ReplicaState {
             ReplicaState::Dead => "dead",
             ReplicaState::Stale => "stale",
             ReplicaState::Writing => "writing",
+            ReplicaState::Decommissioning => "decommissioning",
+            ReplicaState::Decommissioned => "decommissioned",
             ReplicaState::Unknown => "unknown",
         }
     }

@@ -35,6 +35,12 @@ pub struct ClusterReport {
     pub corrupt_replicas: u64,
     /// Chunks with no healthy replica.
     pub missing: u64,
+    /// Chunk copies issued and not yet confirmed (re-replication and balancing).
+    #[serde(default)]
+    pub pending_replications: u64,
+    /// The balancer's state, as the master describes it.
+    #[serde(default)]
+    pub balancer: String,
     /// Every chunkserver the master knows, live first, then by address.
     pub chunkservers: Vec<ChunkserverStatus>,
 }
@@ -85,6 +91,18 @@ pub struct ChunkserverStatus {
     pub active_writes: u32,
     /// Last heartbeat, milliseconds since the Unix epoch.
     pub last_contact_ms: i64,
+    /// In service (`normal`), `decommissioning` or `decommissioned`.
+    #[serde(default)]
+    pub admin_state: String,
+}
+
+/// The lowercase name of an administrative state.
+pub fn admin_state_name(a: gfs::AdminState) -> &'static str {
+    match a {
+        gfs::AdminState::Normal | gfs::AdminState::Unspecified => "normal",
+        gfs::AdminState::Decommissioning => "decommissioning",
+        gfs::AdminState::Decommissioned => "decommissioned",
+    }
 }
 
 impl From<gfs::ClusterReportResponse> for ClusterReport {
@@ -98,6 +116,7 @@ impl From<gfs::ClusterReportResponse> for ClusterReport {
                     gfs::ChunkserverState::Dead => ChunkserverState::Dead,
                     gfs::ChunkserverState::Unspecified => ChunkserverState::Unknown,
                 };
+                let admin = admin_state_name(c.admin_state()).to_owned();
                 let server = c.server.unwrap_or_default();
                 ChunkserverStatus {
                     id: server.id,
@@ -110,6 +129,7 @@ impl From<gfs::ClusterReportResponse> for ClusterReport {
                     chunks: c.chunk_count,
                     active_writes: c.active_writes,
                     last_contact_ms: c.last_contact_ms,
+                    admin_state: admin,
                 }
             })
             .collect();
@@ -133,6 +153,8 @@ impl From<gfs::ClusterReportResponse> for ClusterReport {
             under_replicated: r.under_replicated,
             corrupt_replicas: r.corrupt_replicas,
             missing: r.missing,
+            pending_replications: r.pending_replications,
+            balancer: r.balancer.map(|b| b.message).unwrap_or_default(),
             chunkservers,
         }
     }
@@ -156,6 +178,7 @@ pub(crate) mod tests {
             chunk_count: 2,
             active_writes: 0,
             last_contact_ms: 1_700_000_000_000,
+            admin_state: gfs::AdminState::Normal as i32,
         };
         gfs::ClusterReportResponse {
             chunkservers: vec![

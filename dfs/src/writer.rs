@@ -4,9 +4,11 @@
 //! completes the file on [`FileWriter::close`]. The file is durable only once `close`
 //! returns `Ok`.
 //!
-//! A failed write leaves the file open on the master (its lease expires and the master
-//! recovers it); callers that want all-or-nothing write to a temporary name and rename, as
-//! `dfs put` does.
+//! While a writer is open it renews its lease on the master in the background (every
+//! soft limit / 2, as the master says). A chunkserver failing mid-chunk is survived by
+//! pipeline recovery ([`pipeline`](crate::pipeline)). A failed write leaves the file open
+//! on the master (its lease expires and the master recovers it); callers that want
+//! all-or-nothing write to a temporary name and rename, as `dfs put` does.
 
 use bytes::BytesMut;
 use proto::gfs;
@@ -50,6 +52,33 @@ pub struct FileWriter {
     written: u64,
     /// The first error; a failed writer refuses further use.
     failed: Option<String>,
+    /// Renews the lease while the writer lives.
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FileWriter {
+    fn drop(&mut self) {
+        self.renewer.abort();
+    }
+}
+
+/// How long to wait before retrying a failed renewal.
+const RENEW_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Renews `client`'s lease forever, at the interval the master asks for.
+async fn renew_lease(client: Client) {
+    let name = client.config().client_name.clone();
+    loop {
+        let req = gfs::RenewLeaseRequest { client_name: name.clone() };
+        let wait = match client.master().renew_lease(req).await {
+            Ok(r) => std::time::Duration::from_millis(r.into_inner().renew_interval_ms.max(100)),
+            Err(status) => {
+                debug!(error = %status.message(), "lease renewal failed; retrying");
+                RENEW_RETRY
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
 }
 
 impl Client {
@@ -88,7 +117,9 @@ impl Client {
                 message: format!("no chunk size for new file {path}"),
             })?;
         let packet_size = self.config().packet_size;
+        let renewer = tokio::spawn(renew_lease(self.clone()));
         Ok(FileWriter {
+            renewer,
             client: self.clone(),
             path,
             chunk_size,
@@ -315,6 +346,6 @@ impl FileWriter {
             })?
             .into();
         debug!(path = %self.path, chunk = %chunk.handle, replicas = chunk.replicas.len(), "chunk allocated");
-        ChunkPipeline::open(&self.client, &chunk, self.chunk_size)
+        ChunkPipeline::open(&self.client, &self.path, &chunk, self.chunk_size)
     }
 }

@@ -148,6 +148,43 @@ impl ChunkMap {
         }
     }
 
+    /// Gives a chunk being written a new version; its expected replicas move to it
+    /// (lease recovery stamps them with it before they are finalized).
+    pub fn set_version(&mut self, h: ChunkHandle, version: u64) {
+        if let Some(c) = self.chunks.get_mut(&h) {
+            c.version = version;
+            for r in &mut c.replicas {
+                if r.status == ReplicaStatus::Expected {
+                    r.version = version;
+                }
+            }
+        }
+    }
+
+    /// Pipeline recovery: the chunk moves to `version` and its replicas become exactly
+    /// the surviving pipeline nodes (the others now hold a stale version).
+    pub fn set_pipeline(&mut self, h: ChunkHandle, version: u64, survivors: &[ServerIdx]) {
+        if let Some(c) = self.chunks.get_mut(&h) {
+            c.version = version;
+            c.replicas = survivors
+                .iter()
+                .map(|&server| Replica { server, version, status: ReplicaStatus::Expected })
+                .collect();
+        }
+    }
+
+    /// Lease recovery settled the chunk: these replicas hold it finalized at its version.
+    pub fn settle(&mut self, h: ChunkHandle, length: u64, holders: &[ServerIdx]) {
+        if let Some(c) = self.chunks.get_mut(&h) {
+            c.length = length;
+            let version = c.version;
+            c.replicas = holders
+                .iter()
+                .map(|&server| Replica { server, version, status: ReplicaStatus::Finalized })
+                .collect();
+        }
+    }
+
     /// Forgets a chunk (its file is gone); returns it so its replicas can be deleted.
     pub fn remove(&mut self, h: ChunkHandle) -> Option<ChunkInfo> {
         self.chunks.remove(&h)

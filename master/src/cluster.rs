@@ -2,7 +2,10 @@
 //! the commands waiting for their next heartbeat.
 //!
 //! A chunkserver is live while its last heartbeat is younger than the dead interval.
-//! Time is passed in (`now`) rather than read here, so tests drive it.
+//! Time is passed in (`now`) rather than read here, so tests drive it. Each server also
+//! has an administrative state (in service, being decommissioned, decommissioned) set by
+//! `dfs admin decommission|recommission`; it is kept in memory only, as HDFS keeps its
+//! exclude list outside the namespace: after a master restart an administrator repeats it.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -26,6 +29,31 @@ pub struct Load {
     pub active_writes: u32,
     /// Replicas held.
     pub chunk_count: u64,
+}
+
+/// Whether a chunkserver is in service.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AdminState {
+    /// Takes new replicas; its replicas count toward their chunk's factor.
+    #[default]
+    Normal,
+    /// Being drained: no new replicas, its replicas serve only as copy sources.
+    Decommissioning,
+    /// Every chunk it held is fully replicated elsewhere; it may be stopped.
+    Decommissioned,
+}
+
+/// A copy a chunkserver is asked to make, carried by its next heartbeat reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicateCmd {
+    /// The chunk.
+    pub handle: ChunkHandle,
+    /// Its version.
+    pub version: u64,
+    /// Its length.
+    pub length: u64,
+    /// The chunkserver to copy from.
+    pub source: ServerIdx,
 }
 
 /// How a chunkserver names itself when it registers.
@@ -58,6 +86,10 @@ pub struct Chunkserver {
     pub last_contact_ms: i64,
     /// Chunks it should delete, sent with the next heartbeat reply.
     pub pending_deletes: Vec<ChunkHandle>,
+    /// Copies it should make, sent with the next heartbeat reply.
+    pub pending_replicates: Vec<ReplicateCmd>,
+    /// In service or being drained.
+    pub admin: AdminState,
 }
 
 /// The host part of a `host:port` address (brackets of an IPv6 literal removed).
@@ -98,11 +130,17 @@ impl Cluster {
             last_contact: now,
             last_contact_ms: now_ms,
             pending_deletes: Vec::new(),
+            pending_replicates: Vec::new(),
+            admin: AdminState::Normal,
         };
         match self.by_id.get(id) {
             Some(&idx) => {
-                let pending = std::mem::take(&mut self.servers[idx.0 as usize].pending_deletes);
-                self.servers[idx.0 as usize] = Chunkserver { pending_deletes: pending, ..entry };
+                let old = &mut self.servers[idx.0 as usize];
+                let pending_deletes = std::mem::take(&mut old.pending_deletes);
+                let pending_replicates = std::mem::take(&mut old.pending_replicates);
+                let admin = old.admin;
+                self.servers[idx.0 as usize] =
+                    Chunkserver { pending_deletes, pending_replicates, admin, ..entry };
                 idx
             }
             None => {
@@ -115,19 +153,21 @@ impl Cluster {
     }
 
     /// Records a heartbeat; `None` if the chunkserver never registered with this master.
+    /// The flag says whether it had been declared dead before this heartbeat.
     pub fn heartbeat(
         &mut self,
         id: &str,
         load: Load,
         now: Instant,
         now_ms: i64,
-    ) -> Option<ServerIdx> {
+    ) -> Option<(ServerIdx, bool)> {
         let idx = *self.by_id.get(id)?;
+        let was_dead = !self.is_live(idx, now);
         let s = &mut self.servers[idx.0 as usize];
         s.load = load;
         s.last_contact = now;
         s.last_contact_ms = now_ms;
-        Some(idx)
+        Some((idx, was_dead))
     }
 
     /// The index of a registered chunkserver.
@@ -156,6 +196,32 @@ impl Cluster {
     /// Live chunkservers.
     pub fn live(&self, now: Instant) -> impl Iterator<Item = (ServerIdx, &Chunkserver)> {
         self.iter().filter(move |(i, _)| self.is_live(*i, now))
+    }
+
+    /// Live chunkservers in service: those that may take new replicas.
+    pub fn in_service(&self, now: Instant) -> impl Iterator<Item = (ServerIdx, &Chunkserver)> {
+        self.live(now).filter(|(_, s)| s.admin == AdminState::Normal)
+    }
+
+    /// The chunkserver with this address or id.
+    pub fn find(&self, addr_or_id: &str) -> Option<ServerIdx> {
+        self.lookup(addr_or_id)
+            .or_else(|| self.iter().find(|(_, s)| s.addr == addr_or_id).map(|(i, _)| i))
+    }
+
+    /// Sets a chunkserver's administrative state.
+    pub fn set_admin(&mut self, idx: ServerIdx, admin: AdminState) {
+        self.servers[idx.0 as usize].admin = admin;
+    }
+
+    /// Queues a copy for `idx`'s next heartbeat.
+    pub fn queue_replicate(&mut self, idx: ServerIdx, cmd: ReplicateCmd) {
+        self.servers[idx.0 as usize].pending_replicates.push(cmd);
+    }
+
+    /// Takes the copies queued for `idx`.
+    pub fn take_replicates(&mut self, idx: ServerIdx) -> Vec<ReplicateCmd> {
+        std::mem::take(&mut self.servers[idx.0 as usize].pending_replicates)
     }
 
     /// Number of distinct racks among live chunkservers.
@@ -211,7 +277,10 @@ mod tests {
         );
         assert!(c.is_live(a, t0 + Duration::from_secs(9)));
         assert!(!c.is_live(a, t0 + Duration::from_secs(10)));
-        assert_eq!(c.heartbeat("a", Load::default(), t0 + Duration::from_secs(10), 0), Some(a));
+        assert_eq!(
+            c.heartbeat("a", Load::default(), t0 + Duration::from_secs(10), 0),
+            Some((a, true))
+        );
         assert!(c.is_live(a, t0 + Duration::from_secs(15)));
         assert_eq!(c.heartbeat("zz", Load::default(), t0, 0), None);
     }

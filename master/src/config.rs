@@ -30,6 +30,16 @@ pub struct Config {
     /// How long the master stays in safe mode after the threshold is reached, so that
     /// chunkservers still registering are counted before it starts repairing.
     pub safemode_extension: Duration,
+    /// Chunk copies at most pending per chunkserver as a source and as a target
+    /// (0 = unlimited).
+    pub replication_max_streams: u32,
+    /// A copy not confirmed within this is issued again (`None` = 20 heartbeats, at
+    /// least 5 s).
+    pub replication_timeout: Option<Duration>,
+    /// Writers renew their lease every soft limit / 2.
+    pub lease_soft_limit: Duration,
+    /// A writer silent this long loses its files: the master recovers and closes them.
+    pub lease_hard_limit: Duration,
 }
 
 impl Default for Config {
@@ -44,6 +54,10 @@ impl Default for Config {
             segment_size: 64 << 20,
             safemode_threshold: 0.999,
             safemode_extension: Duration::from_secs(5),
+            replication_max_streams: 2,
+            replication_timeout: None,
+            lease_soft_limit: Duration::from_secs(60),
+            lease_hard_limit: Duration::from_secs(600),
         }
     }
 }
@@ -105,6 +119,12 @@ impl Config {
                 self.segment_size
             )));
         }
+        if self.lease_soft_limit.is_zero() || self.lease_hard_limit < self.lease_soft_limit {
+            return Err(Error::InvalidArgument(format!(
+                "lease limits: soft {:?} must be positive and not above hard {:?}",
+                self.lease_soft_limit, self.lease_hard_limit
+            )));
+        }
         if !(0.0..=1.0).contains(&self.safemode_threshold) {
             return Err(Error::InvalidArgument(format!(
                 "safe mode threshold {} is outside 0..=1",
@@ -112,6 +132,14 @@ impl Config {
             )));
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// How long a chunk copy may stay unconfirmed before it is issued again.
+    pub fn pending_copy_timeout(&self) -> Duration {
+        self.replication_timeout
+            .unwrap_or_else(|| (self.heartbeat_interval * 20).max(Duration::from_secs(5)))
     }
 }
 
@@ -138,6 +166,7 @@ mod tests {
             Config { segment_size: 100, ..Config::default() },
             Config { safemode_threshold: 1.5, ..Config::default() },
             Config { safemode_threshold: f64::NAN, ..Config::default() },
+            Config { lease_hard_limit: Duration::from_secs(1), ..Config::default() },
         ];
         for c in bad {
             assert!(c.validate().is_err(), "{c:?}");

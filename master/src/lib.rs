@@ -8,19 +8,27 @@
 //! before it is acknowledged, with group commit), [`checkpoint`] (the whole namespace,
 //! written beside the log), [`recovery`] (checkpoint + log replay at start-up),
 //! [`safemode`] (read-only until chunkservers report in), [`retry_cache`] (answers of
-//! recent calls, so retried mutations apply once). [`run`] wires them to a listener.
+//! recent calls, so retried mutations apply once). Self-healing: [`replication`] (the
+//! monitor deciding copies and deletions), [`balancer`], [`healing`] (pipeline recovery,
+//! decommission, applying the monitor's decisions), [`leases`] and [`lease_recovery`]
+//! (closing a dead writer's files). [`run`] wires them to a listener.
 #![warn(missing_docs)]
 
+pub mod balancer;
 pub mod checkpoint;
 pub mod chunks;
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod healing;
+pub mod lease_recovery;
+pub mod leases;
 pub mod metasave;
 pub mod namespace;
 pub mod oplog;
 pub mod placement;
 pub mod recovery;
+pub mod replication;
 pub mod report;
 pub mod retry_cache;
 pub mod safemode;
@@ -64,7 +72,11 @@ pub async fn run(
                 source: std::io::Error::other(e.to_string()),
             }
         })??;
-    let recovery::Recovered { state, log, checkpoint_txid } = recovered;
+    let recovery::Recovered { mut state, log, checkpoint_txid } = recovered;
+    // Leases are not persisted: every file open at start-up gets a fresh one.
+    let writers: Vec<String> =
+        state.ns.open_files().into_iter().map(|(_, w)| w.to_owned()).collect();
+    state.leases.adopt(writers.iter().map(String::as_str), Instant::now());
     let wanted = state.journal.checkpoint_wanted();
     let state = Arc::new(Mutex::new(state));
     let checkpointer = checkpoint::Checkpointer::new(state.clone(), dir, checkpoint_txid);
@@ -88,8 +100,9 @@ pub async fn run(
     Ok(served?)
 }
 
-/// Watches chunkserver liveness and logs each transition, and lets safe mode end once its
-/// extension has run out, once per heartbeat interval.
+/// Once per heartbeat interval: logs chunkserver liveness transitions, lets safe mode end
+/// once its extension has run out, runs the replication monitor and starts the recovery
+/// of files whose writer's lease expired.
 async fn monitor(
     state: Arc<Mutex<MasterState>>,
     every: std::time::Duration,
@@ -105,6 +118,10 @@ async fn monitor(
         let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         st.update_safemode(now);
+        st.replication_tick(now);
+        for plan in st.lease_tick(now, server::now_ms()) {
+            tokio::spawn(lease_recovery::recover(state.clone(), plan));
+        }
         for (idx, s) in st.cluster.iter() {
             let live = st.cluster.is_live(idx, now);
             let i = idx.0 as usize;

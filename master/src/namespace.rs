@@ -517,6 +517,39 @@ impl Namespace {
         Ok(id)
     }
 
+    /// Removes the file's last chunk, still being written, from a file open by `client`
+    /// (lease recovery found no byte of it on any replica).
+    ///
+    /// # Errors
+    /// As [`Namespace::open_for_write`]; [`Error::WrongChunk`] if `handle` is not the
+    /// file's last chunk.
+    pub fn abandon_last_chunk(
+        &mut self,
+        path: &DfsPath,
+        client: &str,
+        handle: ChunkHandle,
+    ) -> Result<InodeId> {
+        let id = self.open_for_write(path, client)?;
+        let f = self.file_mut(id);
+        if f.chunks.last() != Some(&handle) {
+            return Err(Error::WrongChunk { path: path.to_string(), handle: handle.0 });
+        }
+        f.chunks.pop();
+        f.length = f.chunks.len() as u64 * f.chunk_size;
+        Ok(id)
+    }
+
+    /// Every file open for writing, with its writer (in no particular order).
+    pub fn open_files(&self) -> Vec<(InodeId, &str)> {
+        self.inodes
+            .iter()
+            .filter_map(|(&id, inode)| match &inode.kind {
+                InodeKind::File(FileMeta { writer: Some(w), .. }) => Some((id, &**w)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Renames `src` to `dst`; an existing directory at `dst` receives `src` under its own
     /// name (as `mv` does). Returns the path `src` now has.
     ///

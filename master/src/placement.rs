@@ -90,6 +90,34 @@ pub fn choose_targets(
     chosen.into_iter().map(|c| c.idx).collect()
 }
 
+/// Chooses up to `count` more chunkservers for a chunk that already has replicas on the
+/// racks in `existing` (re-replication, balancing). Candidates are assumed to hold no
+/// replica of it. Each pick goes to a rack holding the fewest replicas so far, so a chunk
+/// whose replicas all sit on one rack regains a second rack first; ties go to the better
+/// of two random candidates by free space and load, as for new chunks.
+pub fn choose_more(
+    candidates: &[Candidate<'_>],
+    existing: &[&str],
+    count: usize,
+    chunk_size: u64,
+    rng: &mut impl Rng,
+) -> Vec<ServerIdx> {
+    let mut racks: Vec<&str> = existing.to_vec();
+    let mut pool: Vec<&Candidate<'_>> =
+        candidates.iter().filter(|c| c.remaining >= chunk_size).collect();
+    let mut chosen = Vec::with_capacity(count);
+    while chosen.len() < count && !pool.is_empty() {
+        let on = |rack: &str| racks.iter().filter(|r| **r == rack).count();
+        let fewest = pool.iter().map(|c| on(c.rack)).min().unwrap_or(0);
+        let Some(pick) = prefer(&pool, |c| on(c.rack) == fewest, rng) else { break };
+        let idx = pick.idx;
+        racks.push(pick.rack);
+        chosen.push(idx);
+        pool.retain(|c| c.idx != idx);
+    }
+    chosen
+}
+
 /// The better of two random candidates satisfying `want`, or of all candidates if none do.
 fn prefer<'a, 'b>(
     pool: &[&'b Candidate<'a>],
@@ -249,6 +277,21 @@ mod tests {
         // A uniform pick would choose server 0 a quarter of the time; two-choice picks it
         // whenever it is one of the two sampled (7/16).
         assert!(firsts > 70, "idle server chosen {firsts} of 200 times");
+    }
+
+    #[test]
+    fn more_replicas_restore_rack_spread() {
+        let c = cands(&["/a", "/b", "/a", "/b"]);
+        for seed in 0..50 {
+            let mut rng = StdRng::seed_from_u64(seed);
+            // Two replicas on /a elsewhere: the next one goes to /b.
+            let t = choose_more(&c, &["/a", "/a"], 1, 10, &mut rng);
+            assert_eq!(c[t[0].0 as usize].rack, "/b", "seed {seed}");
+            let t = choose_more(&c, &["/a"], 2, 10, &mut rng);
+            assert_eq!(t.len(), 2);
+            assert!(racks_of(&c, &t).contains("/b"), "seed {seed}: {t:?}");
+        }
+        assert!(choose_more(&c, &[], 1, 1000, &mut StdRng::seed_from_u64(1)).is_empty());
     }
 
     #[test]

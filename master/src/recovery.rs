@@ -70,6 +70,12 @@ impl MasterState {
             Op::SetReplication { path, replication } => {
                 self.set_replication(path, u32::from(*replication)).map(drop)
             }
+            Op::UpdatePipeline { path, client, handle, version } => {
+                self.set_chunk_version(path, client, *handle, *version)
+            }
+            Op::AbandonChunk { path, client, handle } => {
+                self.abandon_last_chunk(path, client, *handle)
+            }
         }
     }
 }
@@ -376,7 +382,10 @@ mod tests {
         assert!(st.safemode.is_on());
         let stale = ReportedReplica { version: 0, ..held[0] };
         assert!(st.report_chunks("cs0", &[stale], &[], &[]));
-        assert_eq!(st.heartbeat("cs0", Load::default(), Instant::now(), 0), Some(vec![]));
+        assert_eq!(
+            st.heartbeat("cs0", Load::default(), Instant::now(), 0),
+            Some(crate::state::HeartbeatReply::default())
+        );
         register(&mut st, 1, &held);
         st.update_safemode(Instant::now());
         assert!(!st.safemode.is_on());

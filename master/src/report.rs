@@ -8,13 +8,14 @@ use std::collections::HashSet;
 use std::time::Instant;
 
 use proto::gfs::{
-    ChunkHealth, ChunkserverInfo, ChunkserverReport, ChunkserverState, ClusterReportResponse,
-    FsckChunk, FsckFile, FsckReplica, FsckResponse, FsckSummary, ReplicaState,
+    self as pb, ChunkHealth, ChunkserverInfo, ChunkserverReport, ChunkserverState,
+    ClusterReportResponse, FsckChunk, FsckFile, FsckReplica, FsckResponse, FsckSummary,
+    ReplicaState,
 };
 use proto::path::DfsPath;
 
 use crate::chunks::{ChunkInfo, ReplicaStatus};
-use crate::cluster::ServerIdx;
+use crate::cluster::{AdminState, ServerIdx};
 use crate::error::Result;
 use crate::state::MasterState;
 
@@ -40,7 +41,34 @@ fn replica_state(
     } else if writing || r.status == ReplicaStatus::Expected {
         ReplicaState::Writing
     } else {
-        ReplicaState::Healthy
+        match st.cluster.get(r.server).admin {
+            AdminState::Normal => ReplicaState::Healthy,
+            AdminState::Decommissioning => ReplicaState::Decommissioning,
+            AdminState::Decommissioned => ReplicaState::Decommissioned,
+        }
+    }
+}
+
+/// The wire form of an administrative state.
+pub fn admin_state(a: AdminState) -> pb::AdminState {
+    match a {
+        AdminState::Normal => pb::AdminState::Normal,
+        AdminState::Decommissioning => pb::AdminState::Decommissioning,
+        AdminState::Decommissioned => pb::AdminState::Decommissioned,
+    }
+}
+
+/// The balancer's progress as the `Balance` RPC and the cluster report show it.
+pub fn balancer_status(st: &MasterState) -> pb::BalanceResponse {
+    let b = &st.replication.balancer;
+    pb::BalanceResponse {
+        running: b.running,
+        threshold_pct: b.threshold_pct,
+        moves_scheduled: b.scheduled,
+        moves_done: b.done,
+        bytes_moved: b.bytes_moved,
+        max_deviation_pct: b.max_deviation_pct,
+        message: if b.message.is_empty() { "not started".to_owned() } else { b.message.clone() },
     }
 }
 
@@ -176,6 +204,7 @@ pub fn cluster_report(st: &MasterState, now: Instant) -> ClusterReportResponse {
             chunk_count: s.load.chunk_count,
             active_writes: s.load.active_writes,
             last_contact_ms: s.last_contact_ms,
+            admin_state: admin_state(s.admin) as i32,
         })
         .collect();
     let mut under_replicated = 0;
@@ -205,6 +234,8 @@ pub fn cluster_report(st: &MasterState, now: Instant) -> ClusterReportResponse {
         under_replicated,
         corrupt_replicas,
         missing,
+        balancer: Some(balancer_status(st)),
+        pending_replications: st.replication.pending().len() as u64,
     }
 }
 

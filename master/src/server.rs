@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use proto::gfs::master_server::Master;
-use proto::gfs::{self as pb, ChunkCommand, DeleteChunks, chunk_command};
+use proto::gfs::{self as pb, ChunkCommand, DeleteChunks, ReplicateChunk, chunk_command};
 use proto::path::DfsPath;
 use tonic::{Request, Response, Status};
 use tracing::{debug, info};
@@ -260,6 +260,7 @@ impl Master for MasterService {
                     client: &r.client_name,
                 };
                 let id = st.create(&p, &create, t)?;
+                st.leases.touch(&r.client_name, Instant::now());
                 let status = file_status(&p, st.ns.inode(id));
                 // The record holds the defaults as resolved, so a replay under another
                 // configuration creates the same file.
@@ -293,6 +294,7 @@ impl Master for MasterService {
             .mutate(call, now_ms(), move |st, t| {
                 let l =
                     st.add_chunk(&p, &r.client_name, prev, &host, &r.excluded, Instant::now(), t)?;
+                // (add_chunk renews the writer's lease.)
                 let chunk = Self::located(st, &l);
                 let op = Op::AddChunk {
                     path: p,
@@ -458,6 +460,80 @@ impl Master for MasterService {
         Ok(Response::new(pb::ReportBadReplicaResponse {}))
     }
 
+    async fn update_pipeline(
+        &self,
+        req: Request<pb::UpdatePipelineRequest>,
+    ) -> Result<Response<pb::UpdatePipelineResponse>, Status> {
+        let r = req.into_inner();
+        let p = path(&r.path)?;
+        let call = CallKey::from_request(&r.client_id, r.call_id);
+        let resp = self
+            .mutate(call, now_ms(), move |st, _| {
+                let handle = ChunkHandle(r.handle);
+                let l =
+                    st.update_pipeline(&p, &r.client_name, handle, &r.survivors, Instant::now())?;
+                let chunk = Self::located(st, &l);
+                let op = Op::UpdatePipeline {
+                    path: p,
+                    client: r.client_name,
+                    handle,
+                    version: l.version,
+                };
+                Ok((pb::UpdatePipelineResponse { chunk: Some(chunk) }, op))
+            })
+            .await?;
+        Ok(Response::new(resp))
+    }
+
+    async fn renew_lease(
+        &self,
+        req: Request<pb::RenewLeaseRequest>,
+    ) -> Result<Response<pb::RenewLeaseResponse>, Status> {
+        let r = req.into_inner();
+        if r.client_name.is_empty() {
+            return Err(Status::invalid_argument("renew lease: client_name is required"));
+        }
+        let mut st = self.state();
+        st.leases.touch(&r.client_name, Instant::now());
+        let renew_interval_ms = st.leases.renew_interval().as_millis() as u64;
+        Ok(Response::new(pb::RenewLeaseResponse { renew_interval_ms }))
+    }
+
+    async fn decommission(
+        &self,
+        req: Request<pb::DecommissionRequest>,
+    ) -> Result<Response<pb::DecommissionResponse>, Status> {
+        let r = req.into_inner();
+        let mut st = self.state();
+        let (idx, state, left) = st.decommission(&r.addr, r.recommission, Instant::now())?;
+        Ok(Response::new(pb::DecommissionResponse {
+            server: Some(report::server_info(&st, idx)),
+            state: report::admin_state(state) as i32,
+            chunks_to_copy: left,
+        }))
+    }
+
+    async fn balance(
+        &self,
+        req: Request<pb::BalanceRequest>,
+    ) -> Result<Response<pb::BalanceResponse>, Status> {
+        let r = req.into_inner();
+        let mut st = self.state();
+        if r.stop {
+            st.replication.balancer.stop("stopped by an administrator");
+        } else if !r.query {
+            if !(r.threshold_pct > 0.0 && r.threshold_pct <= 100.0) {
+                return Err(Status::invalid_argument(format!(
+                    "balance: threshold {} is outside (0, 100] percentage points",
+                    r.threshold_pct
+                )));
+            }
+            st.replication.balancer.start(r.threshold_pct);
+            info!(threshold_pct = r.threshold_pct, "balancer started");
+        }
+        Ok(Response::new(report::balancer_status(&st)))
+    }
+
     async fn checkpoint(
         &self,
         _req: Request<pb::CheckpointRequest>,
@@ -541,17 +617,28 @@ impl Master for MasterService {
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let r = req.into_inner();
         let load = load(r.capacity, r.used, r.remaining, r.active_writes, r.chunk_count);
-        let Some(deletes) = self.state().heartbeat(&r.id, load, Instant::now(), now_ms()) else {
+        let st = &mut *self.state();
+        let Some(reply) = st.heartbeat(&r.id, load, Instant::now(), now_ms()) else {
             return Ok(Response::new(pb::HeartbeatResponse { commands: vec![], reregister: true }));
         };
         let mut commands = Vec::new();
-        if !deletes.is_empty() {
-            let handles = deletes.into_iter().map(|h| h.0).collect();
+        if !reply.deletes.is_empty() {
+            let handles = reply.deletes.into_iter().map(|h| h.0).collect();
             commands.push(ChunkCommand {
                 command: Some(chunk_command::Command::Delete(DeleteChunks { handles })),
             });
         }
-        Ok(Response::new(pb::HeartbeatResponse { commands, reregister: false }))
+        for c in reply.replicates {
+            commands.push(ChunkCommand {
+                command: Some(chunk_command::Command::Replicate(ReplicateChunk {
+                    handle: c.handle.0,
+                    version: c.version,
+                    length: c.length,
+                    source: Some(report::server_info(st, c.source)),
+                })),
+            });
+        }
+        Ok(Response::new(pb::HeartbeatResponse { commands, reregister: reply.reregister }))
     }
 
     async fn report_chunks(

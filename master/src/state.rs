@@ -16,12 +16,14 @@ use rand::rngs::StdRng;
 use tracing::{debug, info, warn};
 
 use crate::chunks::{ChunkHandle, ChunkMap, ReportOutcome};
-use crate::cluster::{Cluster, Identity, Load, ServerIdx};
+use crate::cluster::{Cluster, Identity, Load, ReplicateCmd, ServerIdx};
 use crate::config::{self, Config};
 use crate::error::{Error, Result};
+use crate::leases::Leases;
 use crate::namespace::{CreateArgs, InodeId, Namespace};
 use crate::oplog::Journal;
 use crate::placement::{self, Candidate, Distance};
+use crate::replication::{Replicator, Settings};
 use crate::retry_cache::RetryCache;
 use crate::safemode::{Reported, SafeMode};
 
@@ -87,7 +89,26 @@ pub struct MasterState {
     pub safemode: SafeMode,
     /// Answers of recent non-idempotent calls, for retries.
     pub retry_cache: RetryCache,
-    rng: StdRng,
+    /// The replication monitor's pending copies and the balancer.
+    pub replication: Replicator,
+    /// Writer lease times.
+    pub leases: Leases,
+    /// Orphan replicas reported during safe mode, deleted once it ends (see
+    /// [`MasterState::take_report`]).
+    pub deferred_orphans: Vec<(ServerIdx, ChunkHandle)>,
+    pub(crate) rng: StdRng,
+}
+
+/// What a heartbeat reply carries.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct HeartbeatReply {
+    /// Replicas to delete.
+    pub deletes: Vec<ChunkHandle>,
+    /// Copies to make.
+    pub replicates: Vec<ReplicateCmd>,
+    /// Register again with a full report (the server had been declared dead: what it
+    /// holds may have changed behind the master's back).
+    pub reregister: bool,
 }
 
 impl MasterState {
@@ -96,7 +117,15 @@ impl MasterState {
     pub fn new(config: Config) -> MasterState {
         let cluster = Cluster::new(config.dead_after);
         let safemode = SafeMode::new(config.safemode_threshold, config.safemode_extension, false);
+        let replication = Replicator::new(Settings {
+            max_streams: config.replication_max_streams,
+            pending_timeout: config.pending_copy_timeout(),
+        });
+        let leases = Leases::new(config.lease_soft_limit, config.lease_hard_limit);
         MasterState {
+            replication,
+            leases,
+            deferred_orphans: Vec::new(),
             config,
             ns: Namespace::new(),
             chunks: ChunkMap::new(),
@@ -213,9 +242,10 @@ impl MasterState {
             Some(f) => (usize::from(f.replication), f.chunk_size),
             None => return Err(Error::IsADirectory(path.to_string())),
         };
+        self.leases.touch(client, now);
         let candidates: Vec<Candidate<'_>> = self
             .cluster
-            .live(now)
+            .in_service(now)
             .filter(|(_, s)| !excluded.contains(&s.id))
             .map(|(idx, s)| Candidate {
                 idx,
@@ -406,11 +436,27 @@ impl MasterState {
         idx
     }
 
-    /// Takes one replica report from `idx`; queues a delete for a stale replica.
+    /// Takes one replica report from `idx`: confirms a pending copy, queues a delete for
+    /// a stale replica or an orphan.
+    ///
+    /// Orphans (handles the master does not know) are deleted only when two things hold:
+    /// the master is out of safe mode (it knows its whole namespace and has heard from
+    /// its chunkservers), and the handle is below the master's next handle, i.e. one this
+    /// master allocated and then forgot (its file was deleted while the chunkserver was
+    /// away, or its allocation never became durable). A handle at or above it comes from
+    /// a namespace this master never had: a master started on an empty or wrong `--dir`
+    /// must never wipe its chunkservers, so such replicas are kept (and handles are
+    /// reserved above them so they are never reused). Orphans seen in safe mode wait in
+    /// [`MasterState::deferred_orphans`].
     fn take_report(&mut self, idx: ServerIdx, c: &ReportedReplica) -> ReportOutcome {
+        let below_next = c.handle.0 < self.chunks.next_handle();
         let outcome = self.chunks.report(c.handle, idx, c.version, c.length, c.finalized);
         match outcome {
-            ReportOutcome::Accepted => {}
+            ReportOutcome::Accepted => {
+                if c.finalized {
+                    self.replication.confirmed(c.handle, idx);
+                }
+            }
             ReportOutcome::Stale => {
                 info!(chunk = c.handle.0, server = %self.cluster.get(idx).addr, "stale replica will be deleted");
                 self.cluster.queue_delete(idx, c.handle);
@@ -418,33 +464,59 @@ impl MasterState {
             ReportOutcome::WrongLength => {
                 warn!(chunk = c.handle.0, server = %self.cluster.get(idx).addr, length = c.length, "replica length differs: marked corrupt");
             }
+            ReportOutcome::Unknown if below_next => {
+                if self.safemode.is_on() {
+                    self.deferred_orphans.push((idx, c.handle));
+                } else {
+                    info!(chunk = c.handle.0, server = %self.cluster.get(idx).addr, "orphan replica will be deleted");
+                    self.cluster.queue_delete(idx, c.handle);
+                }
+            }
             ReportOutcome::Unknown => {
-                // Handles are persisted through the log, so this is an orphan (its file's
-                // delete or its allocation was never made durable); it is left alone rather
-                // than deleted, so a master started on the wrong directory destroys
-                // nothing. Handles stay above it so they are never reused.
                 self.chunks.reserve_above(c.handle);
-                debug!(chunk = c.handle.0, "replica of an unknown chunk");
+                debug!(chunk = c.handle.0, "replica of a chunk from another namespace: kept");
             }
         }
         outcome
     }
 
-    /// Records a heartbeat; returns the chunks the server should delete, or `None` if it
-    /// must register first.
+    /// Queues the deletes of orphans reported during safe mode (once it is off), if the
+    /// master still does not know them.
+    pub fn release_deferred_orphans(&mut self) {
+        if self.safemode.is_on() || self.deferred_orphans.is_empty() {
+            return;
+        }
+        for (idx, h) in std::mem::take(&mut self.deferred_orphans) {
+            if self.chunks.get(h).is_none() {
+                info!(chunk = h.0, server = %self.cluster.get(idx).addr, "orphan replica will be deleted");
+                self.cluster.queue_delete(idx, h);
+            }
+        }
+    }
+
+    /// Records a heartbeat; returns the commands for the server, or `None` if it must
+    /// register first.
     pub fn heartbeat(
         &mut self,
         id: &str,
         load: Load,
         now: Instant,
         now_ms: i64,
-    ) -> Option<Vec<ChunkHandle>> {
-        let idx = self.cluster.heartbeat(id, load, now, now_ms)?;
-        if self.safemode.is_on() {
-            // Nothing is deleted in safe mode; the commands wait in the queue.
-            return Some(Vec::new());
+    ) -> Option<HeartbeatReply> {
+        let (idx, was_dead) = self.cluster.heartbeat(id, load, now, now_ms)?;
+        if was_dead {
+            info!(id, "chunkserver back from the dead: asking for a full report");
+            return Some(HeartbeatReply { reregister: true, ..HeartbeatReply::default() });
         }
-        Some(self.cluster.take_deletes(idx))
+        if self.safemode.is_on() {
+            // Nothing is deleted or copied in safe mode; the commands wait in the queue.
+            return Some(HeartbeatReply::default());
+        }
+        Some(HeartbeatReply {
+            deletes: self.cluster.take_deletes(idx),
+            replicates: self.cluster.take_replicates(idx),
+            reregister: false,
+        })
     }
 
     /// Takes an incremental report. Returns false if the server must register first.
@@ -608,7 +680,8 @@ mod tests {
         st.delete(&p("/f"), false, 0).expect("delete");
         let load = Load::default();
         for i in 0..3 {
-            assert_eq!(st.heartbeat(&format!("cs{i}"), load, now, 0), Some(vec![a.handle]));
+            let reply = st.heartbeat(&format!("cs{i}"), load, now, 0).expect("known");
+            assert_eq!(reply.deletes, vec![a.handle]);
         }
         assert_eq!(st.heartbeat("nobody", load, now, 0), None);
     }

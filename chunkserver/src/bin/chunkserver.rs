@@ -32,6 +32,23 @@ struct Cli {
     /// Cap on the bytes this chunkserver may use (e.g. 10GiB); default: the file system's space.
     #[arg(long, value_parser = parse_size)]
     capacity: Option<u64>,
+    /// How long a node waits for its downstream's ack before declaring it hung, in ms
+    /// (scaled up for nodes further from the end of the pipeline).
+    #[arg(long, env = "CHUNKSERVER_PIPELINE_TIMEOUT_MS", default_value_t = 30_000)]
+    pipeline_timeout_ms: u64,
+    /// Most bytes per second the scrubber reads (e.g. 16MiB).
+    #[arg(long, default_value = "16MiB", value_parser = parse_size)]
+    scrub_bytes_per_sec: u64,
+    /// Every finalized replica is verified once per this many seconds (0 = never).
+    #[arg(long, default_value_t = 86_400)]
+    scrub_period_secs: u64,
+    /// Cap on re-replication copies into this chunkserver, bytes per second (e.g.
+    /// 50MiB); default unlimited.
+    #[arg(long, value_parser = parse_size)]
+    replication_bandwidth: Option<u64>,
+    /// Send a full report of every replica this often, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    full_report_secs: u64,
     /// Once listening, write the bound host:port to this file.
     #[arg(long)]
     addr_file: Option<PathBuf>,
@@ -103,6 +120,11 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         rack: cli.rack,
         heartbeat_ms: cli.heartbeat_ms,
         capacity: cli.capacity,
+        pipeline_timeout_ms: cli.pipeline_timeout_ms,
+        scrub_bytes_per_sec: cli.scrub_bytes_per_sec,
+        scrub_period_secs: cli.scrub_period_secs,
+        replication_bandwidth: cli.replication_bandwidth,
+        full_report_secs: cli.full_report_secs,
     };
     let shutdown = shutdown_signal()?;
     chunkserver::run(cfg, listener, shutdown).await?;

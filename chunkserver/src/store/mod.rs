@@ -41,6 +41,7 @@ use crate::meta::Header;
 use crate::reports::ReportQueue;
 
 mod reader;
+mod recover;
 mod scan;
 mod writer;
 
@@ -246,6 +247,31 @@ impl Store {
             st.replicas.iter().filter(|(_, r)| r.corrupt).map(|(&h, _)| h).collect();
         v.sort_unstable();
         v
+    }
+
+    /// Handles of finalized replicas not known corrupt, with their lengths (for the
+    /// scrubber).
+    pub fn finalized(&self) -> Vec<(u64, u64)> {
+        let st = self.inner.lock();
+        let mut v: Vec<(u64, u64)> = st
+            .replicas
+            .iter()
+            .filter(|(_, r)| r.finalized && !r.corrupt)
+            .map(|(&h, r)| (h, r.length))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// The replica of `handle`, if one is stored and not known corrupt.
+    pub fn get(&self, handle: u64) -> Option<ReplicaInfo> {
+        let st = self.inner.lock();
+        st.replicas.get(&handle).filter(|r| !r.corrupt).map(|r| ReplicaInfo {
+            handle,
+            version: r.version,
+            length: r.length,
+            finalized: r.finalized,
+        })
     }
 
     /// Number of replicas held (any state).

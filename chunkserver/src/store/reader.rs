@@ -35,6 +35,16 @@ impl ReplicaReader {
     /// [`Error::Corrupt`] naming the first bad block (the replica is then marked corrupt
     /// and queued for the master), [`Error::ReplicaCorrupt`] if its files are too short.
     pub fn read(&self, start: u64, end: u64) -> Result<Bytes> {
+        self.read_with_crcs(start, end).map(|(b, _)| b)
+    }
+
+    /// As [`ReplicaReader::read`], also returning the stored CRCs of the blocks the range
+    /// touches (for a block-aligned `start`, exactly the CRCs of the returned bytes'
+    /// blocks), so a copy can be verified again where it lands.
+    ///
+    /// # Errors
+    /// As [`ReplicaReader::read`].
+    pub fn read_with_crcs(&self, start: u64, end: u64) -> Result<(Bytes, Vec<u32>)> {
         let h = self.info.handle;
         if start > end || end > self.info.length {
             return Err(Error::InvalidArgument(format!(
@@ -43,7 +53,7 @@ impl ReplicaReader {
             )));
         }
         if start == end {
-            return Ok(Bytes::new());
+            return Ok((Bytes::new(), Vec::new()));
         }
         let first = start / B;
         let block_start = first * B;
@@ -76,7 +86,7 @@ impl ReplicaReader {
             }
         }
         let buf = Bytes::from(buf);
-        Ok(buf.slice((start - block_start) as usize..(end - block_start) as usize))
+        Ok((buf.slice((start - block_start) as usize..(end - block_start) as usize), crcs))
     }
 }
 

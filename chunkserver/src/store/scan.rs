@@ -138,7 +138,7 @@ fn recover_rbw(store: &Store, dir: &Path, h: u64) {
 
 /// Cuts an rbw replica to the longest prefix of blocks that verify; returns its version
 /// and new length.
-fn verified_prefix(dir: &Path, h: u64) -> Result<(u64, u64)> {
+pub(super) fn verified_prefix(dir: &Path, h: u64) -> Result<(u64, u64)> {
     let (meta_path, data_path) = (dir.join(name(h, "meta")), dir.join(name(h, "data")));
     let open = |p: &Path| {
         OpenOptions::new()

@@ -1,10 +1,11 @@
 //! `dfs admin`: administration of the master, like `hdfs dfsadmin`: `checkpoint`
-//! (`-saveNamespace`), `safemode get|enter|leave|wait` and `metasave [FILE]`.
+//! (`-saveNamespace`), `safemode get|enter|leave|wait`, `metasave [FILE]`,
+//! `decommission ADDR`, `recommission ADDR` and `balance [--threshold PCT|--stop|--status]`.
 
 use std::path::Path;
 
 use super::{AdminCommand, Ctx, SafeModeArg, out};
-use crate::admin::{SafeModeOp, format_safe_mode};
+use crate::admin::{SafeModeOp, format_balancer, format_safe_mode};
 use crate::error::Error;
 
 pub(super) async fn admin(ctx: &mut Ctx, cmd: &AdminCommand) {
@@ -22,6 +23,23 @@ pub(super) async fn admin(ctx: &mut Ctx, cmd: &AdminCommand) {
             };
             match status {
                 Ok(s) => ctx.note(out(&format_safe_mode(&s))),
+                Err(e) => ctx.fail(&e),
+            }
+        }
+        AdminCommand::Decommission { addr } | AdminCommand::Recommission { addr } => {
+            let back = matches!(cmd, AdminCommand::Recommission { .. });
+            match ctx.client.decommission(addr, back).await {
+                Ok(s) => ctx.note(out(&format!(
+                    "Chunkserver {}: {}; {} chunks still to copy elsewhere\n",
+                    s.addr, s.state, s.chunks_to_copy
+                ))),
+                Err(e) => ctx.fail(&e),
+            }
+        }
+        AdminCommand::Balance { threshold, stop, status } => {
+            let threshold = (!*stop && !*status).then_some(*threshold);
+            match ctx.client.balance(threshold, *stop).await {
+                Ok(b) => ctx.note(out(&format_balancer(&b))),
                 Err(e) => ctx.fail(&e),
             }
         }

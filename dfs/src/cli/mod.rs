@@ -136,6 +136,28 @@ pub enum AdminCommand {
         /// Local file to write it to (default: stdout).
         file: Option<String>,
     },
+    /// Drain a chunkserver: its chunks are copied elsewhere, then it may be stopped.
+    Decommission {
+        /// The chunkserver's host:port (or id).
+        addr: String,
+    },
+    /// Put a decommissioned (or decommissioning) chunkserver back in service.
+    Recommission {
+        /// The chunkserver's host:port (or id).
+        addr: String,
+    },
+    /// Move replicas from full chunkservers to empty ones (in the background).
+    Balance {
+        /// Percentage points above the mean utilization a chunkserver may stay.
+        #[arg(long, default_value_t = 10.0)]
+        threshold: f64,
+        /// Stop the balancer.
+        #[arg(long, conflicts_with = "status")]
+        stop: bool,
+        /// Only print the balancer's progress.
+        #[arg(long)]
+        status: bool,
+    },
 }
 
 /// `dfs admin safemode ACTION`.

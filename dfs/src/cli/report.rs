@@ -49,8 +49,8 @@ pub(crate) fn format_report(r: &ClusterReport, now_ms: i64) -> String {
         s,
         "Configured Capacity: {}\nDFS Used: {}\nDFS Remaining: {}\nDFS Used%: {}\n\
          Files: {}\nDirectories: {}\nChunks: {}\nUnder replicated chunks: {}\n\
-         Corrupt replicas: {}\nMissing chunks: {}\n\
-         Default replication: {}\nDefault chunk size: {}\n",
+         Corrupt replicas: {}\nMissing chunks: {}\nPending replications: {}\n\
+         Balancer: {}\nDefault replication: {}\nDefault chunk size: {}\n",
         bytes(r.configured_capacity),
         bytes(r.used),
         bytes(r.remaining),
@@ -61,6 +61,8 @@ pub(crate) fn format_report(r: &ClusterReport, now_ms: i64) -> String {
         r.under_replicated,
         r.corrupt_replicas,
         r.missing,
+        r.pending_replications,
+        if r.balancer.is_empty() { "not started" } else { &r.balancer },
         r.default_replication,
         bytes(r.default_chunk_size),
     );
@@ -76,13 +78,18 @@ pub(crate) fn format_report(r: &ClusterReport, now_ms: i64) -> String {
             let ago = (now_ms - c.last_contact_ms).max(0) / 1000;
             let _ = write!(
                 s,
-                "\nName: {} (id {})\nRack: {}\nState: {}\nCapacity: {}\nUsed: {}\n\
+                "\nName: {} (id {})\nRack: {}\nState: {}\nDecommission status: {}\nCapacity: {}\nUsed: {}\n\
                  Remaining: {}\nUsed%: {}\nChunks: {}\nActive writes: {}\n\
                  Last contact: {} UTC ({ago}s ago)\n",
                 c.addr,
                 c.id,
                 c.rack,
                 c.state.as_str(),
+                match c.admin_state.as_str() {
+                    "decommissioning" => "DECOMMISSIONING (decommission in progress)",
+                    "decommissioned" => "DECOMMISSIONED",
+                    _ => "normal",
+                },
                 bytes(c.capacity),
                 bytes(c.used),
                 bytes(c.remaining),

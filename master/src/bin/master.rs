@@ -41,6 +41,21 @@ struct Cli {
     /// Stay in safe mode this long after the threshold is reached, in milliseconds.
     #[arg(long, env = "MASTER_SAFEMODE_EXTENSION_MS", default_value_t = 5000)]
     safemode_extension_ms: u64,
+    /// Chunk copies at most in flight per chunkserver as a source and as a target
+    /// (re-replication and balancing; 0 = unlimited).
+    #[arg(long, env = "MASTER_REPLICATION_MAX_STREAMS", default_value_t = 2)]
+    replication_max_streams: u32,
+    /// A chunk copy not confirmed within this many milliseconds is issued again
+    /// (default: 20 heartbeats, at least 5 s).
+    #[arg(long, env = "MASTER_REPLICATION_TIMEOUT_MS")]
+    replication_timeout_ms: Option<u64>,
+    /// Writers renew their leases every soft limit / 2, in milliseconds.
+    #[arg(long, env = "MASTER_LEASE_SOFT_LIMIT_MS", default_value_t = 60_000)]
+    lease_soft_limit_ms: u64,
+    /// A writer silent this long loses its files, which the master recovers and closes,
+    /// in milliseconds.
+    #[arg(long, env = "MASTER_LEASE_HARD_LIMIT_MS", default_value_t = 600_000)]
+    lease_hard_limit_ms: u64,
     /// Once listening, write the bound host:port to this file.
     #[arg(long)]
     addr_file: Option<PathBuf>,
@@ -77,6 +92,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         segment_size: cli.segment_size,
         safemode_threshold: cli.safemode_threshold,
         safemode_extension: Duration::from_millis(cli.safemode_extension_ms),
+        replication_max_streams: cli.replication_max_streams,
+        replication_timeout: cli.replication_timeout_ms.map(Duration::from_millis),
+        lease_soft_limit: Duration::from_millis(cli.lease_soft_limit_ms),
+        lease_hard_limit: Duration::from_millis(cli.lease_hard_limit_ms),
     };
     config.validate()?;
     let listener = tokio::net::TcpListener::bind(&cli.addr)

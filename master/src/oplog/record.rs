@@ -82,6 +82,26 @@ pub enum Op {
         /// New factor.
         replication: u16,
     },
+    /// A chunk being written got a new version (pipeline recovery, lease recovery).
+    UpdatePipeline {
+        /// The file.
+        path: DfsPath,
+        /// Its writer.
+        client: String,
+        /// The chunk.
+        handle: ChunkHandle,
+        /// Its new version.
+        version: u64,
+    },
+    /// Lease recovery dropped a last chunk no replica held a byte of.
+    AbandonChunk {
+        /// The file.
+        path: DfsPath,
+        /// Its writer.
+        client: String,
+        /// The chunk.
+        handle: ChunkHandle,
+    },
 }
 
 /// The retry-cache entry of the call that made a mutation, logged with it.
@@ -180,6 +200,21 @@ impl Record {
                     replication: u32::from(*replication),
                 })
             }
+            Op::UpdatePipeline { path, client, handle, version } => {
+                log_record::Op::UpdatePipeline(pb::LogUpdatePipeline {
+                    path: path.to_string(),
+                    client: client.clone(),
+                    handle: handle.0,
+                    version: *version,
+                })
+            }
+            Op::AbandonChunk { path, client, handle } => {
+                log_record::Op::AbandonChunk(pb::LogAbandonChunk {
+                    path: path.to_string(),
+                    client: client.clone(),
+                    handle: handle.0,
+                })
+            }
         };
         let (client_id, call_id, reply) = match &self.call {
             Some(c) => (c.key.client_id.to_string(), c.key.call_id, c.reply.clone()),
@@ -233,6 +268,17 @@ impl Record {
             log_record::Op::SetReplication(s) => {
                 Op::SetReplication { path: path(&s.path)?, replication: factor(s.replication)? }
             }
+            log_record::Op::UpdatePipeline(u) => Op::UpdatePipeline {
+                path: path(&u.path)?,
+                client: u.client,
+                handle: ChunkHandle(u.handle),
+                version: u.version,
+            },
+            log_record::Op::AbandonChunk(a) => Op::AbandonChunk {
+                path: path(&a.path)?,
+                client: a.client,
+                handle: ChunkHandle(a.handle),
+            },
         };
         let call = CallKey::from_request(&r.client_id, r.call_id)
             .map(|key| LoggedCall { key, reply: r.reply });
@@ -278,6 +324,13 @@ mod tests {
             Op::Rename { src: p("/a"), dst: p("/b") },
             Op::Delete { path: p("/b"), recursive: true },
             Op::SetReplication { path: p("/"), replication: 1 },
+            Op::UpdatePipeline {
+                path: p("/a/f"),
+                client: "c1".into(),
+                handle: ChunkHandle(5),
+                version: 3,
+            },
+            Op::AbandonChunk { path: p("/a/f"), client: "c1".into(), handle: ChunkHandle(5) },
         ];
         for (i, op) in ops.into_iter().enumerate() {
             // Every other record carries its call, as records of retryable calls do.
