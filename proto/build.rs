@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/gfs/v1/master.proto",
         "proto/gfs/v1/chunkserver.proto",
         "proto/gfs/v1/oplog.proto",
+        "proto/mapred/v1/mapred.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");

@@ -1,4 +1,36 @@
-//! Example MapReduce jobs.
+//! Example MapReduce jobs, as Hadoop ships them: [`wordcount`], [`grep`],
+//! [`invertedindex`], [`terasort`] (teragen / terasort / teravalidate), and the test jobs
+//! [`sleep`] and [`fail`]. [`registry`] registers them all; the `mapred-examples` binary
+//! is that registry behind [`mapred::runtime::main`]:
 //!
-//! Empty on purpose until the MapReduce runtime exists (see the `mapred` crate): it will
-//! hold wordcount, grep, invertedindex, teragen/terasort/teravalidate, sleep and fail.
+//! ```text
+//! mapred-examples submit wordcount --input /books --output /counts
+//! ```
+#![warn(missing_docs)]
+
+pub mod fail;
+pub mod grep;
+pub mod invertedindex;
+pub mod sleep;
+pub mod terasort;
+pub mod wordcount;
+
+use mapred::Registry;
+
+/// Every example job.
+pub fn registry() -> Registry {
+    Registry::new()
+        .register(wordcount::job())
+        .register(grep::job())
+        .register(invertedindex::job())
+        .register(terasort::teragen())
+        .register(terasort::terasort())
+        .register(terasort::teravalidate())
+        .register(sleep::job())
+        .register(fail::job())
+}
+
+/// Folds counts: the combiner of the counting jobs.
+pub fn sum(acc: &mut u64, v: u64) {
+    *acc += v;
+}

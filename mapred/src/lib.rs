@@ -1,5 +1,51 @@
 //! MapReduce runtime over the chunk store.
 //!
-//! Empty on purpose until the MapReduce issue lands: it will own the job API (Mapper,
-//! Reducer, Combiner, Partitioner traits), the coordinator, the workers and the shuffle.
-//! It exists now so that the workspace has its final shape.
+//! Users write jobs as Rust traits ([`Mapper`], [`Reducer`], [`Combiner`],
+//! [`Partitioner`]), register them in a [`Registry`] and call [`runtime::main`]; the
+//! resulting binary submits jobs and, started by a worker, runs their task attempts.
+//! The cluster side is the `coordinator` and `worker` binaries of this crate.
+//!
+//! Modules, from the user's surface inwards:
+//! - [`api`]: the traits, [`Context`] (emit, counters, job conf) and [`Input`];
+//!   [`job`]: defining and registering jobs; [`key`]: order-preserving key encoding and
+//!   value serialization; [`counters`]; [`config`].
+//! - [`format`]: splits on chunk boundaries, text and record input, text and record output.
+//! - [`mapside`]: the map output buffer (sort or hash-combine), spills, merge, index;
+//!   [`run`] and [`merge`]: sorted-run framing and k-way merging; [`reduceside`]: grouping
+//!   and reducing; [`shuffle`]: serving and fetching map outputs.
+//! - [`task`]: one attempt inside the child process; [`spec`]: what it is given and
+//!   returns.
+//! - [`coordinator`] (scheduling core + gRPC service), [`worker`], [`client`] (the
+//!   coordinator API for tools), [`runtime`] (a job binary's `main`).
+//! - [`error`].
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod client;
+pub mod config;
+pub mod coordinator;
+pub mod counters;
+pub mod error;
+pub mod format;
+pub mod job;
+pub mod key;
+pub mod mapside;
+pub mod merge;
+pub mod reduceside;
+pub mod run;
+pub mod runtime;
+pub mod shuffle;
+pub mod spec;
+pub mod task;
+pub mod worker;
+
+pub use api::{
+    Combiner, Context, HashPartitioner, Input, Mapper, Partitioner, RangePartitioner, Reducer,
+    TaskInfo, Values,
+};
+pub use config::JobConf;
+pub use counters::Counters;
+pub use error::{Error, Result};
+pub use job::{Job, Registry, SubmitContext};
+pub use key::{Blob, BlobBuf, DecodeKey, EncodeKey, ToText};
+pub use spec::{InputFormat, OutputFormat, TaskKind};

@@ -16,3 +16,9 @@ pub mod size;
 pub mod gfs {
     tonic::include_proto!("gfs.v1");
 }
+
+/// Generated code for package `mapred.v1` (coordinator and shuffle services).
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod mapred {
+    tonic::include_proto!("mapred.v1");
+}

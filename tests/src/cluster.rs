@@ -6,6 +6,8 @@
 //! DIR/cluster.json      what was started (see crate::spec)
 //! DIR/master/           master metadata         DIR/logs/master.log
 //! DIR/cs-1/             chunkserver data        DIR/logs/cs-1.log
+//! DIR/coordinator/      coordinator files       DIR/logs/coordinator.log   (MapReduce on)
+//! DIR/w-1/              worker files            DIR/logs/w-1.log           (beside cs-1)
 //! DIR/run/NAME.addr     bound address of each process (written by the process)
 //! ```
 //!
@@ -33,7 +35,7 @@ use tracing::{info, warn};
 use crate::command::{self, CmdOutput};
 use crate::error::{Error, Result};
 use crate::process::{self, ProcessState};
-use crate::spec::{ClusterOptions, ClusterSpec, MASTER, ProcessSpec, Role};
+use crate::spec::{COORDINATOR, ClusterOptions, ClusterSpec, MASTER, ProcessSpec, Role, set_flag};
 use crate::wait::{DEFAULT_POLL, wait_until};
 
 /// How long a process may take to write its address file.
@@ -97,6 +99,9 @@ impl MiniCluster {
     ) -> Result<MiniCluster> {
         options.validate()?;
         let bin_dir = process::bin_dir()?;
+        if options.mapreduce {
+            process::check_mapreduce_binaries(&bin_dir)?;
+        }
         std::fs::create_dir_all(dir)
             .map_err(Error::io(format!("cannot create {}", dir.display())))?;
         let dir =
@@ -138,8 +143,95 @@ impl MiniCluster {
         }
         self.spec.save()?;
         self.wait_for_live_chunkservers(names.len(), REGISTER_TIMEOUT).await?;
+        if self.spec.coordinator.is_some() {
+            self.launch_mapreduce(&master_addr).await?;
+        }
         info!(dir = %self.spec.dir.display(), master = %master_addr, "mini cluster up");
         Ok(())
+    }
+
+    /// Starts the coordinator, then the workers, and waits until every worker registered.
+    async fn launch_mapreduce(&mut self, master_addr: &str) -> Result<()> {
+        if let Some(c) = self.spec.coordinator.as_mut() {
+            set_flag(&mut c.args, "--master", master_addr);
+        }
+        self.spawn(COORDINATOR, None)?;
+        self.await_listening(COORDINATOR).await?;
+        let coordinator = self.coordinator_addr().unwrap_or_default().to_owned();
+        for w in &mut self.spec.workers {
+            set_flag(&mut w.args, "--master", master_addr);
+            set_flag(&mut w.args, "--coordinator", &coordinator);
+        }
+        let names: Vec<String> = self.spec.workers.iter().map(|w| w.name.clone()).collect();
+        for name in &names {
+            self.spawn(name, None)?;
+        }
+        for name in &names {
+            self.await_listening(name).await?;
+        }
+        self.spec.save()?;
+        self.wait_for_workers(names.len(), REGISTER_TIMEOUT).await
+    }
+
+    /// The coordinator's `host:port` (what `MAPRED_COORDINATOR` is set to), if MapReduce
+    /// is on.
+    pub fn coordinator_addr(&self) -> Option<&str> {
+        self.spec.coordinator.as_ref().map(|c| c.addr.as_str())
+    }
+
+    /// The workers, `w-1` first.
+    pub fn workers(&self) -> &[ProcessSpec] {
+        &self.spec.workers
+    }
+
+    /// A client of the coordinator.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOptions`] if MapReduce is off; [`Error::MapReduce`] if the
+    /// coordinator does not answer.
+    pub async fn job_client(&self) -> Result<mapred::client::JobClient> {
+        let addr = self
+            .coordinator_addr()
+            .ok_or_else(|| Error::InvalidOptions("this cluster runs no coordinator".into()))?;
+        Ok(mapred::client::JobClient::connect(addr).await?)
+    }
+
+    /// Waits until the coordinator knows at least `n` workers.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`].
+    pub async fn wait_for_workers(&self, n: usize, timeout: Duration) -> Result<()> {
+        let what =
+            format!("{n} workers to register (logs in {})", self.spec.dir.join("logs").display());
+        wait_until(&what, timeout, DEFAULT_POLL, || async {
+            match self.job_client().await {
+                Ok(c) => c.workers().await.map(|w| w.len() >= n).unwrap_or(false),
+                Err(_) => false,
+            }
+        })
+        .await
+    }
+
+    /// A command running the binary `name` (`mapred`, `mapred-examples`) with
+    /// `DFS_MASTER` and `MAPRED_COORDINATOR` set to this cluster's.
+    pub fn mr_cmd(&self, name: &str) -> Command {
+        let mut cmd = Command::new(self.spec.bin_dir.join(name));
+        cmd.env("DFS_MASTER", &self.spec.master.addr);
+        if let Some(addr) = self.coordinator_addr() {
+            cmd.env("MAPRED_COORDINATOR", addr);
+        }
+        cmd
+    }
+
+    /// Runs `name ARGS` (see [`MiniCluster::mr_cmd`]) to completion.
+    ///
+    /// # Panics
+    /// If the binary cannot be executed at all.
+    pub fn mr(&self, name: &str, args: &[&str]) -> CmdOutput {
+        match command::run(self.mr_cmd(name), args, None) {
+            Ok(out) => out,
+            Err(e) => panic!("{e}"), // the test environment is broken, not the code under test
+        }
     }
 
     /// Finds the cluster described by `DIR/cluster.json`. The returned harness never kills
@@ -318,7 +410,7 @@ impl MiniCluster {
         // test's port-0 bind may have taken it meanwhile: retry, then let a chunkserver take
         // any port (the master cannot: chunkservers are configured with its address).
         let mut attempts = vec![same_addr.clone(), same_addr.clone(), same_addr];
-        if spec.role == Role::Chunkserver {
+        if matches!(spec.role, Role::Chunkserver | Role::Worker) {
             attempts.push(spec.args_with_addr(&format!("{}:0", spec.host())));
         }
         let mut last_err = None;

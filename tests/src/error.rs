@@ -66,7 +66,7 @@ pub enum Error {
         secs: u64,
     },
     /// No process of that name in the cluster.
-    #[error("no process named {0:?} in the cluster (expected master or cs-N)")]
+    #[error("no process named {0:?} in the cluster (expected master, cs-N, coordinator or w-N)")]
     UnknownProcess(String),
     /// `cluster.json` could not be parsed or written.
     #[error("bad cluster description {path}: {source}")]
@@ -112,6 +112,9 @@ pub enum Error {
         #[source]
         source: tonic::transport::Error,
     },
+    /// The MapReduce client library failed.
+    #[error(transparent)]
+    MapReduce(#[from] mapred::Error),
     /// The `dfs` client library failed.
     #[error(transparent)]
     Client(#[from] dfs::Error),

@@ -57,6 +57,22 @@ pub fn bin_dir() -> Result<PathBuf> {
     }
 }
 
+/// Binaries a cluster with MapReduce also needs.
+pub const MAPREDUCE_BINARIES: [&str; 4] = ["coordinator", "worker", "mapred", "mapred-examples"];
+
+/// Checks that the MapReduce binaries are in `dir`.
+///
+/// # Errors
+/// [`Error::BinaryNotFound`] naming the first missing one.
+pub fn check_mapreduce_binaries(dir: &Path) -> Result<()> {
+    for name in MAPREDUCE_BINARIES {
+        if !dir.join(name).is_file() {
+            return Err(Error::BinaryNotFound { name: name.to_owned(), dir: dir.to_path_buf() });
+        }
+    }
+    Ok(())
+}
+
 fn check_binaries(dir: &Path) -> Result<()> {
     for name in BINARIES {
         if !dir.join(name).is_file() {

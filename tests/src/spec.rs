@@ -46,6 +46,19 @@ pub struct ClusterOptions {
     /// Extra flags appended to every chunkserver's command line.
     #[serde(default)]
     pub chunkserver_args: Vec<String>,
+    /// Also start a MapReduce `coordinator` and one `worker` per chunkserver host.
+    #[serde(default)]
+    pub mapreduce: bool,
+    /// Task slots of each worker.
+    #[serde(default = "default_slots")]
+    pub worker_slots: u32,
+    /// Heartbeat interval of workers, in ms (default: the chunkservers').
+    #[serde(default)]
+    pub mr_heartbeat_ms: Option<u64>,
+}
+
+fn default_slots() -> u32 {
+    2
 }
 
 impl Default for ClusterOptions {
@@ -61,6 +74,9 @@ impl Default for ClusterOptions {
             capacity: None,
             master_args: Vec::new(),
             chunkserver_args: Vec::new(),
+            mapreduce: false,
+            worker_slots: default_slots(),
+            mr_heartbeat_ms: None,
         }
     }
 }
@@ -74,6 +90,16 @@ impl ClusterOptions {
             heartbeat_ms: 200,
             dead_after_ms: Some(2000),
             ..ClusterOptions::default()
+        }
+    }
+
+    /// The shape MapReduce integration tests use: [`ClusterOptions::for_tests`] plus a
+    /// coordinator and a worker per chunkserver host with 100 ms heartbeats.
+    pub fn for_mapreduce_tests() -> Self {
+        ClusterOptions {
+            mapreduce: true,
+            mr_heartbeat_ms: Some(100),
+            ..ClusterOptions::for_tests()
         }
     }
 
@@ -102,6 +128,9 @@ impl ClusterOptions {
         if self.heartbeat_ms == 0 {
             return bad("heartbeat interval must be positive");
         }
+        if self.mapreduce && self.worker_slots == 0 {
+            return bad("workers need at least one slot");
+        }
         Ok(())
     }
 
@@ -120,6 +149,10 @@ pub enum Role {
     Master,
     /// The `chunkserver` binary.
     Chunkserver,
+    /// The MapReduce `coordinator` binary.
+    Coordinator,
+    /// The MapReduce `worker` binary.
+    Worker,
 }
 
 /// One process of the cluster, as it was last started.
@@ -192,6 +225,12 @@ pub struct ClusterSpec {
     pub master: ProcessSpec,
     /// The chunkserver processes, `cs-1` first.
     pub chunkservers: Vec<ProcessSpec>,
+    /// The MapReduce coordinator, if MapReduce is on.
+    #[serde(default)]
+    pub coordinator: Option<ProcessSpec>,
+    /// The MapReduce workers, `w-1` (beside `cs-1`) first.
+    #[serde(default)]
+    pub workers: Vec<ProcessSpec>,
 }
 
 impl ClusterSpec {
@@ -226,9 +265,12 @@ impl ClusterSpec {
         fs::rename(&tmp, &path).map_err(Error::io(format!("cannot write {}", path.display())))
     }
 
-    /// Every process, master first.
+    /// Every process: master, chunkservers, coordinator, workers.
     pub fn processes(&self) -> impl Iterator<Item = &ProcessSpec> {
-        std::iter::once(&self.master).chain(&self.chunkservers)
+        std::iter::once(&self.master)
+            .chain(&self.chunkservers)
+            .chain(self.coordinator.as_ref())
+            .chain(&self.workers)
     }
 
     /// The process called `name`.
@@ -246,6 +288,8 @@ impl ClusterSpec {
     pub fn process_mut(&mut self, name: &str) -> Result<&mut ProcessSpec> {
         std::iter::once(&mut self.master)
             .chain(&mut self.chunkservers)
+            .chain(self.coordinator.as_mut())
+            .chain(&mut self.workers)
             .find(|p| p.name == name)
             .ok_or_else(|| Error::UnknownProcess(name.into()))
     }
@@ -260,7 +304,15 @@ impl ClusterSpec {
         let chunkservers = (0..options.chunkservers)
             .map(|i| chunkserver_spec(&dir, &bin_dir, &options, i))
             .collect();
-        ClusterSpec { dir, bin_dir, options, master, chunkservers }
+        let (coordinator, workers) = if options.mapreduce {
+            let workers = (0..options.chunkservers)
+                .map(|i| worker_spec(&dir, &bin_dir, &options, i))
+                .collect();
+            (Some(coordinator_spec(&dir, &bin_dir, &options)), workers)
+        } else {
+            (None, Vec::new())
+        };
+        ClusterSpec { dir, bin_dir, options, master, chunkservers, coordinator, workers }
     }
 }
 
@@ -268,6 +320,8 @@ fn base_spec(dir: &Path, bin_dir: &Path, name: &str, role: Role) -> ProcessSpec 
     let program = match role {
         Role::Master => "master",
         Role::Chunkserver => "chunkserver",
+        Role::Coordinator => "coordinator",
+        Role::Worker => "worker",
     };
     ProcessSpec {
         name: name.to_owned(),
@@ -334,6 +388,69 @@ fn chunkserver_spec(dir: &Path, bin_dir: &Path, o: &ClusterOptions, index: usize
     spec
 }
 
+/// Name of the coordinator process.
+pub const COORDINATOR: &str = "coordinator";
+
+fn mr_heartbeat(o: &ClusterOptions) -> u64 {
+    o.mr_heartbeat_ms.unwrap_or(o.heartbeat_ms)
+}
+
+/// The coordinator on `127.0.0.1`; `--master` is filled in once the master is up.
+fn coordinator_spec(dir: &Path, bin_dir: &Path, o: &ClusterOptions) -> ProcessSpec {
+    let mut spec = base_spec(dir, bin_dir, COORDINATOR, Role::Coordinator);
+    spec.args = vec![
+        "--addr".to_owned(),
+        "127.0.0.1:0".to_owned(),
+        "--master".to_owned(),
+        String::new(),
+        "--dir".to_owned(),
+        spec.dir.display().to_string(),
+        "--heartbeat-ms".to_owned(),
+        mr_heartbeat(o).to_string(),
+        "--addr-file".to_owned(),
+        spec.addr_file.display().to_string(),
+    ];
+    spec
+}
+
+/// The `index`-th worker (0-based): `w-{index+1}` on the host of `cs-{index+1}`
+/// (`127.0.0.{index+2}`) and its rack, so that locality is real. `--coordinator` and
+/// `--master` are filled in at start.
+fn worker_spec(dir: &Path, bin_dir: &Path, o: &ClusterOptions, index: usize) -> ProcessSpec {
+    let name = format!("w-{}", index + 1);
+    let mut spec = base_spec(dir, bin_dir, &name, Role::Worker);
+    let rack = o.rack_of(index);
+    spec.args = vec![
+        "--addr".to_owned(),
+        format!("127.0.0.{}:0", index + 2),
+        "--coordinator".to_owned(),
+        String::new(),
+        "--master".to_owned(),
+        String::new(),
+        "--rack".to_owned(),
+        rack.clone(),
+        "--slots".to_owned(),
+        o.worker_slots.to_string(),
+        "--dir".to_owned(),
+        spec.dir.display().to_string(),
+        "--heartbeat-ms".to_owned(),
+        mr_heartbeat(o).to_string(),
+        "--addr-file".to_owned(),
+        spec.addr_file.display().to_string(),
+    ];
+    spec.rack = Some(rack);
+    spec
+}
+
+/// Sets the value following `flag` in `args`.
+pub fn set_flag(args: &mut [String], flag: &str, value: &str) {
+    if let Some(i) = args.iter().position(|a| a == flag)
+        && let Some(v) = args.get_mut(i + 1)
+    {
+        *v = value.to_owned();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,6 +500,8 @@ mod tests {
             options: ClusterOptions::for_tests(),
             master: ProcessSpec { name: MASTER.into(), role: Role::Master, ..spec(&[], "x:1") },
             chunkservers: vec![spec(&["--addr", "127.0.0.3:0"], "127.0.0.3:5")],
+            coordinator: None,
+            workers: Vec::new(),
         };
         c.save().unwrap();
         let back = ClusterSpec::load(dir.path()).unwrap();
@@ -410,5 +529,19 @@ mod tests {
              --capacity 3145728 --addr-file /c/run/cs-2.addr"
         );
         assert_eq!(c.args_with_addr("127.0.0.3:9")[1], "127.0.0.3:9");
+    }
+
+    #[test]
+    fn mapreduce_adds_a_coordinator_and_a_worker_per_host() {
+        let o = ClusterOptions { chunkservers: 2, ..ClusterOptions::for_mapreduce_tests() };
+        let plan = ClusterSpec::plan("/c".into(), "/bin".into(), o);
+        let w = &plan.workers[1];
+        assert_eq!(w.name, "w-2");
+        assert_eq!(w.host(), plan.chunkservers[1].host());
+        assert_eq!(w.rack, plan.chunkservers[1].rack);
+        let names: Vec<&str> = plan.processes().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["master", "cs-1", "cs-2", "coordinator", "w-1", "w-2"]);
+        let off = ClusterSpec::plan("/c".into(), "/bin".into(), ClusterOptions::for_tests());
+        assert!(off.coordinator.is_none() && off.workers.is_empty());
     }
 }

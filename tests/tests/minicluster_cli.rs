@@ -73,7 +73,9 @@ async fn up_status_kill_start_down() {
     ]);
     let stdout = up.assert_ok().stdout_str();
     let master = stdout
-        .trim()
+        .lines()
+        .next()
+        .unwrap_or_default()
         .strip_prefix("export DFS_MASTER=")
         .unwrap_or_else(|| panic!("up prints the export line: {}", up.describe()))
         .to_owned();
@@ -88,7 +90,7 @@ async fn up_status_kill_start_down() {
     assert_eq!(json["chunkservers"][2]["name"], "cs-3");
 
     let names: Vec<String> = status(dir).into_iter().map(|(n, _)| n).collect();
-    assert_eq!(names, ["master", "cs-1", "cs-2", "cs-3"]);
+    assert_eq!(names, ["master", "cs-1", "cs-2", "cs-3", "coordinator", "w-1", "w-2", "w-3"]);
     assert!(status(dir).iter().all(|(_, s)| s == "up"), "{:?}", status(dir));
 
     // The cluster serves data through the printed address.

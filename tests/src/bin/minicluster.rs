@@ -45,6 +45,28 @@ enum Cmd {
     Start(NameArgs),
     /// Start a cluster, write a file, read it back, verify it, show fsck, stop the cluster.
     Demo(DemoArgs),
+    /// Start a cluster with MapReduce, count the words of a generated text, show the top
+    /// words and the job's counters, stop the cluster.
+    WordcountDemo(WordcountDemoArgs),
+}
+
+#[derive(Debug, Args)]
+struct WordcountDemoArgs {
+    /// Cluster directory (default: a new temporary directory).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Size of the generated text.
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    size: u64,
+    /// Chunk size of the demo cluster (small enough that the text spans many chunks).
+    #[arg(long, default_value = "8MiB", value_parser = parse_size)]
+    chunk_size: u64,
+    /// Number of reduce tasks.
+    #[arg(long, default_value_t = 4)]
+    reducers: u32,
+    /// Words to show.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
 }
 
 #[derive(Debug, Args)]
@@ -93,6 +115,12 @@ struct UpArgs {
     /// Space each chunkserver may use (default: the filesystem's).
     #[arg(long, value_parser = parse_size)]
     capacity: Option<u64>,
+    /// Start only the chunk store (no coordinator and workers).
+    #[arg(long)]
+    no_mapreduce: bool,
+    /// Task slots of each worker.
+    #[arg(long, default_value_t = 2)]
+    worker_slots: u32,
 }
 
 #[derive(Debug, Args)]
@@ -155,6 +183,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Demo(args) => demo(args).await,
+        Cmd::WordcountDemo(args) => wordcount_demo(args).await,
     }
 }
 
@@ -167,12 +196,17 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         heartbeat_ms: args.heartbeat_ms,
         dead_after_ms: args.dead_after_ms,
         capacity: args.capacity,
+        mapreduce: !args.no_mapreduce,
+        worker_slots: args.worker_slots,
         ..ClusterOptions::default()
     };
     let cluster = MiniCluster::start_in(&args.dir.dir, options, Lifetime::Detached).await?;
     let spec = cluster.detach();
     print_summary(&spec);
     println!("export DFS_MASTER={}", spec.master.addr);
+    if let Some(c) = &spec.coordinator {
+        println!("export MAPRED_COORDINATOR={}", c.addr);
+    }
     Ok(())
 }
 
@@ -232,7 +266,7 @@ async fn status(dir: &Path) -> anyhow::Result<()> {
         "NAME", "ADDRESS", "RACK", "PID", "STATE"
     );
     for p in cluster.spec().processes() {
-        let view = match (&report, p.rack.is_some()) {
+        let view = match (&report, p.role == tests::Role::Chunkserver) {
             (None, _) => "-",
             (Some(_), false) => "answering",
             (Some(r), true) => match r
@@ -362,5 +396,115 @@ fn run_inherited(cmd: &mut Command) -> anyhow::Result<()> {
         let line: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         bail!("`dfs {}` failed ({status})", line.join(" "));
     }
+    Ok(())
+}
+
+/// A deterministic text of about `size` bytes: lines of 10 words drawn from a
+/// 2,000-word vocabulary with Zipf-like frequencies (word i about 1/(i+1) of the time).
+fn demo_text(size: u64) -> Vec<u8> {
+    let mut rng = tests::data::DataGen::new(42);
+    let vocab: Vec<Vec<u8>> = (0..2000u32)
+        .map(|i| {
+            let mut b = [0u8; 8];
+            rng.fill(&mut b);
+            let len = 2 + (b[0] % 9) as usize;
+            let mut w: Vec<u8> = b.iter().cycle().take(len).map(|x| b'a' + x % 26).collect();
+            w.extend_from_slice(i.to_string().as_bytes());
+            w
+        })
+        .collect();
+    // Cumulative weights 1/(i+1), scaled to u32 for a binary search per word.
+    let weights: Vec<f64> = (0..vocab.len()).map(|i| 1.0 / (i as f64 + 1.0)).collect();
+    let total: f64 = weights.iter().sum();
+    let mut acc = 0.0;
+    let cdf: Vec<u32> = weights
+        .iter()
+        .map(|w| {
+            acc += w / total;
+            (acc * f64::from(u32::MAX)) as u32
+        })
+        .collect();
+    let mut out = Vec::with_capacity(size as usize + 200);
+    let mut r = [0u8; 4];
+    while (out.len() as u64) < size {
+        for i in 0..10 {
+            rng.fill(&mut r);
+            let x = u32::from_le_bytes(r);
+            let w = cdf.partition_point(|&c| c < x).min(vocab.len() - 1);
+            out.extend_from_slice(&vocab[w]);
+            out.push(if i == 9 { b'\n' } else { b' ' });
+        }
+    }
+    out
+}
+
+async fn wordcount_demo(args: WordcountDemoArgs) -> anyhow::Result<()> {
+    let temp = tempfile::Builder::new()
+        .prefix("minicluster-wordcount-")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    let dir = args.dir.clone().unwrap_or_else(|| temp.path().to_owned());
+    let options = ClusterOptions {
+        chunk_size: args.chunk_size,
+        heartbeat_ms: 1000,
+        mapreduce: true,
+        mr_heartbeat_ms: Some(200),
+        ..ClusterOptions::default()
+    };
+    eprintln!("==> starting a mini cluster with MapReduce in {}", dir.display());
+    let cluster = MiniCluster::start_in(&dir, options, Lifetime::Scoped).await?;
+    print_summary(cluster.spec());
+    eprintln!("==> generating {} of text and putting it at /demo/text", format_size(args.size));
+    let text = demo_text(args.size);
+    let client = cluster.client().await?;
+    let opts = dfs::CreateOptions { create_parents: true, ..dfs::CreateOptions::default() };
+    client.put_bytes("/demo/text", &text, opts).await?;
+    eprintln!(
+        "==> running: mapred-examples submit wordcount --input /demo/text --output /demo/counts --reducers {}",
+        args.reducers
+    );
+    let reducers = args.reducers.to_string();
+    let mut cmd = cluster.mr_cmd("mapred-examples");
+    cmd.args([
+        "submit",
+        "wordcount",
+        "--input",
+        "/demo/text",
+        "--output",
+        "/demo/counts",
+        "--reducers",
+        &reducers,
+    ]);
+    let start = Instant::now();
+    run_inherited(&mut cmd)?;
+    let took = start.elapsed();
+    let mut counts: Vec<(u64, String)> = Vec::new();
+    for f in client.list("/demo/counts").await? {
+        let name = f.path.as_str().rsplit('/').next().unwrap_or_default().to_owned();
+        if !name.starts_with("part-") {
+            continue;
+        }
+        let data = client.read_all(f.path.as_str()).await?;
+        for line in data.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let text = String::from_utf8_lossy(line);
+            if let Some((w, n)) = text.rsplit_once('\t') {
+                counts.push((n.parse().unwrap_or(0), w.to_owned()));
+            }
+        }
+    }
+    counts.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    let total: u64 = counts.iter().map(|c| c.0).sum();
+    eprintln!(
+        "==> {} distinct words, {total} in all, counted in {:.2} s ({:.1} MB/s); top {}:",
+        counts.len(),
+        took.as_secs_f64(),
+        args.size as f64 / 1e6 / took.as_secs_f64(),
+        args.top
+    );
+    for (n, w) in counts.iter().take(args.top) {
+        println!("{n:>10}  {w}");
+    }
+    eprintln!("==> stopping the cluster");
+    drop(cluster);
     Ok(())
 }

@@ -1,0 +1,91 @@
+//! `coordinator`: the MapReduce job scheduler. Parses flags, sets up logging, binds,
+//! writes `--addr-file`, and runs [`mapred::coordinator::run`] until SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use mapred::config::CoordinatorConfig;
+
+/// Schedules MapReduce jobs on workers.
+#[derive(Debug, Parser)]
+#[command(name = "coordinator", version, about)]
+struct Cli {
+    /// Address to listen on.
+    #[arg(long, env = "MAPRED_COORDINATOR_ADDR", default_value = "127.0.0.1:9100")]
+    addr: String,
+    /// Chunk store master (`host:port`).
+    #[arg(long, env = "DFS_MASTER")]
+    master: String,
+    /// Directory for the coordinator's files (job history).
+    #[arg(long, env = "COORDINATOR_DIR", default_value = "coordinator")]
+    dir: PathBuf,
+    /// Heartbeat interval workers are asked to keep, in milliseconds.
+    #[arg(long, env = "MAPRED_HEARTBEAT_MS", default_value_t = 1000)]
+    heartbeat_ms: u64,
+    /// Delay-scheduling wait for a node-local slot, in milliseconds (default: one heartbeat).
+    #[arg(long, env = "MAPRED_LOCALITY_DELAY_MS")]
+    locality_delay_ms: Option<u64>,
+    /// Write the bound address here once listening.
+    #[arg(long)]
+    addr_file: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("coordinator: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let cfg = CoordinatorConfig {
+        master: cli.master,
+        dir: cli.dir,
+        heartbeat: Duration::from_millis(cli.heartbeat_ms),
+        locality_delay: Duration::from_millis(cli.locality_delay_ms.unwrap_or(cli.heartbeat_ms)),
+    };
+    cfg.validate()?;
+    let listener = tokio::net::TcpListener::bind(&cli.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", cli.addr))?;
+    let bound = listener.local_addr().context("cannot read the bound address")?;
+    if let Some(path) = &cli.addr_file {
+        write_addr_file(path, &bound.to_string())?;
+    }
+    mapred::coordinator::run(cfg, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Writes `addr` to `path` atomically (temporary file, then rename).
+fn write_addr_file(path: &std::path::Path, addr: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, addr).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

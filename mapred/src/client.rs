@@ -1,0 +1,228 @@
+//! The client side of the coordinator API, as the `mapred` command line and job
+//! binaries use it: [`JobClient`] (connect with a one-line error when the coordinator is
+//! down, submit, status, list, kill) and the text forms of job status.
+
+use std::time::Duration;
+
+use proto::mapred as pb;
+use proto::mapred::coordinator_client::CoordinatorClient;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::counters::Counters;
+use crate::error::{Error, Result};
+
+/// Environment variable holding the coordinator's address.
+pub const COORDINATOR_ENV: &str = "MAPRED_COORDINATOR";
+
+/// A connection to the coordinator.
+#[derive(Debug, Clone)]
+pub struct JobClient {
+    inner: CoordinatorClient<Channel>,
+    addr: String,
+}
+
+/// The innermost cause of an error, where transport errors keep the useful part.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+impl JobClient {
+    /// Connects to the coordinator at `addr` (`host:port`).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] naming the address if it does not answer.
+    pub async fn connect(addr: &str) -> Result<JobClient> {
+        let unavailable = |cause: String| Error::Unavailable {
+            what: "coordinator",
+            addr: addr.to_owned(),
+            cause,
+        };
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|_| unavailable("not a host:port address".into()))?
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(60))
+            .tcp_nodelay(true);
+        let channel = endpoint.connect().await.map_err(|e| unavailable(root_cause(&e)))?;
+        Ok(JobClient { inner: CoordinatorClient::new(channel), addr: addr.to_owned() })
+    }
+
+    /// The coordinator's address.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    fn err(&self, s: tonic::Status) -> Error {
+        Error::from_status("coordinator", &self.addr, s)
+    }
+
+    /// Submits a job.
+    ///
+    /// # Errors
+    /// The coordinator's refusal (existing output, missing input, ...).
+    pub async fn submit(&self, req: pb::SubmitJobRequest) -> Result<pb::SubmitJobResponse> {
+        self.inner.clone().submit_job(req).await.map(|r| r.into_inner()).map_err(|s| self.err(s))
+    }
+
+    /// A job's status with its tasks.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown job.
+    pub async fn status(&self, job_id: &str) -> Result<pb::JobStatus> {
+        let req = pb::GetJobRequest { job_id: job_id.to_owned() };
+        self.inner.clone().get_job(req).await.map(|r| r.into_inner()).map_err(|s| self.err(s))
+    }
+
+    /// Running jobs (with `all`, finished ones too).
+    ///
+    /// # Errors
+    /// Transport errors.
+    pub async fn list(&self, all: bool) -> Result<Vec<pb::JobStatus>> {
+        let req = pb::ListJobsRequest { all };
+        self.inner
+            .clone()
+            .list_jobs(req)
+            .await
+            .map(|r| r.into_inner().jobs)
+            .map_err(|s| self.err(s))
+    }
+
+    /// Kills a running job.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], or [`Error::FailedPrecondition`] if it is over.
+    pub async fn kill(&self, job_id: &str) -> Result<()> {
+        let req = pb::KillJobRequest { job_id: job_id.to_owned() };
+        self.inner.clone().kill_job(req).await.map(|_| ()).map_err(|s| self.err(s))
+    }
+
+    /// The registered workers.
+    ///
+    /// # Errors
+    /// Transport errors.
+    pub async fn workers(&self) -> Result<Vec<pb::WorkerInfo>> {
+        let req = pb::ListWorkersRequest {};
+        self.inner
+            .clone()
+            .list_workers(req)
+            .await
+            .map(|r| r.into_inner().workers)
+            .map_err(|s| self.err(s))
+    }
+}
+
+/// The coordinator address from a flag or `MAPRED_COORDINATOR`.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] if neither is set.
+pub fn coordinator_addr(flag: Option<String>) -> Result<String> {
+    flag.or_else(|| std::env::var(COORDINATOR_ENV).ok()).filter(|a| !a.is_empty()).ok_or_else(
+        || {
+            Error::InvalidArgument(format!(
+                "no coordinator address: use --coordinator or set {COORDINATOR_ENV}"
+            ))
+        },
+    )
+}
+
+fn seconds(s: &pb::JobStatus) -> f64 {
+    let end = if s.finish_ms > 0 { s.finish_ms } else { crate::coordinator::service::now_ms() };
+    (end - s.submit_ms).max(0) as f64 / 1000.0
+}
+
+/// One line per job: id, state, name, progress, elapsed.
+pub fn job_line(s: &pb::JobStatus) -> String {
+    format!(
+        "{:<26} {:<10} {:<14} map {:>3}% reduce {:>3}%  {:>8.1} s  {}",
+        s.job_id,
+        s.state,
+        s.name,
+        percent(s.maps_done, s.maps),
+        percent(s.reduces_done, s.reduces),
+        seconds(s),
+        s.output
+    )
+}
+
+/// Percentage done (100 when there is nothing to do).
+pub fn percent(done: u32, total: u32) -> u32 {
+    (done * 100).checked_div(total).unwrap_or(100)
+}
+
+/// A job's status in full: header, tasks and attempts, error.
+pub fn describe(s: &pb::JobStatus) -> String {
+    let mut out = format!(
+        "job {} ({}) {}\n  output {}\n  maps {}/{}  reduces {}/{}  elapsed {:.1} s\n",
+        s.job_id,
+        s.name,
+        s.state,
+        s.output,
+        s.maps_done,
+        s.maps,
+        s.reduces_done,
+        s.reduces,
+        seconds(s)
+    );
+    if !s.error.is_empty() {
+        out.push_str(&format!("  error: {}\n", s.error));
+    }
+    for t in &s.tasks {
+        out.push_str(&format!("  {} {}\n", t.task_id, t.state));
+        for a in &t.attempts {
+            let dur = if a.end_ms > 0 { (a.end_ms - a.start_ms) as f64 / 1000.0 } else { 0.0 };
+            out.push_str(&format!(
+                "    {} {} on {} {:.2} s {}{}\n",
+                a.attempt_id,
+                a.state,
+                a.worker,
+                dur,
+                a.locality,
+                if a.error.is_empty() {
+                    String::new()
+                } else {
+                    format!(" error: {}", a.error.lines().next().unwrap_or_default())
+                }
+            ));
+        }
+    }
+    out
+}
+
+/// A job's counters as text.
+pub fn counters_text(s: &pb::JobStatus) -> String {
+    Counters::from_proto(&s.counters).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentages_and_lines() {
+        assert_eq!(percent(1, 4), 25);
+        assert_eq!(percent(0, 0), 100);
+        let s = pb::JobStatus {
+            job_id: "job_1_0001".into(),
+            name: "wordcount".into(),
+            state: "running".into(),
+            maps: 4,
+            maps_done: 2,
+            ..Default::default()
+        };
+        assert!(job_line(&s).contains("map  50% reduce 100%"), "{}", job_line(&s));
+        assert!(describe(&s).starts_with("job job_1_0001 (wordcount) running"));
+    }
+
+    #[tokio::test]
+    async fn a_missing_coordinator_is_one_line() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        drop(l);
+        let e = JobClient::connect(&addr).await.unwrap_err().to_string();
+        assert!(e.starts_with(&format!("cannot reach coordinator at {addr}: ")), "{e}");
+        assert!(!e.contains('\n'));
+    }
+}

@@ -1,0 +1,213 @@
+//! Configuration: the coordinator's and worker's settings (from their command lines), and
+//! [`JobConf`], the key/value strings a job carries to every task.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Settings of the coordinator process.
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    /// The chunk store master (`host:port`), for splits and committing outputs.
+    pub master: String,
+    /// Directory for the coordinator's own files (finished job summaries).
+    pub dir: PathBuf,
+    /// Interval at which workers are asked to heartbeat.
+    pub heartbeat: Duration,
+    /// How long a job waits for a node-local slot before taking a rack-local one (and
+    /// twice that before taking any): delay scheduling, which keeps maps data-local when
+    /// every chunk has replicas on several workers' hosts.
+    pub locality_delay: Duration,
+}
+
+impl CoordinatorConfig {
+    /// Checks the settings.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the bad setting.
+    pub fn validate(&self) -> Result<()> {
+        if self.heartbeat.is_zero() {
+            return Err(Error::InvalidArgument("heartbeat interval must be positive".into()));
+        }
+        if self.master.is_empty() {
+            return Err(Error::InvalidArgument("the master address is required".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Settings of a worker process.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The coordinator (`host:port`).
+    pub coordinator: String,
+    /// The chunk store master (`host:port`), for fetching job binaries.
+    pub master: String,
+    /// This worker's host address (as its chunkserver's replicas are named).
+    pub host: String,
+    /// Its rack.
+    pub rack: String,
+    /// Task attempts it runs at once.
+    pub slots: u32,
+    /// Local directory for map outputs, attempt files and the binary cache.
+    pub dir: PathBuf,
+    /// Heartbeat interval (a freed slot also triggers one at once).
+    pub heartbeat: Duration,
+}
+
+impl WorkerConfig {
+    /// Checks the settings.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the bad setting.
+    pub fn validate(&self) -> Result<()> {
+        if self.slots == 0 {
+            return Err(Error::InvalidArgument("a worker needs at least one slot".into()));
+        }
+        if self.heartbeat.is_zero() {
+            return Err(Error::InvalidArgument("heartbeat interval must be positive".into()));
+        }
+        if self.host.is_empty() {
+            return Err(Error::InvalidArgument("the worker's host is required".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Well-known job configuration keys.
+pub mod keys {
+    /// Map-side sort buffer in MiB (Hadoop's `mapreduce.task.io.sort.mb`).
+    pub const SORT_MB: &str = "mapred.sort.mb";
+    /// Memory a reducer may hold fetched map output in, in MiB; beyond it, segments go
+    /// to local disk.
+    pub const REDUCE_MEMORY_MB: &str = "mapred.reduce.memory.mb";
+    /// Map output fetches a reducer keeps in flight.
+    pub const PARALLEL_FETCHES: &str = "mapred.reduce.parallel.copies";
+    /// Replication factor of output files (0 = the cluster default).
+    pub const OUTPUT_REPLICATION: &str = "mapred.output.replication";
+    /// Output format: `text` (default) or `records`.
+    pub const OUTPUT_FORMAT: &str = "mapred.output.format";
+    /// Separator between key and value in text output (default a tab).
+    pub const OUTPUT_SEPARATOR: &str = "mapred.output.separator";
+    /// Input format: `text` (default) or `records`.
+    pub const INPUT_FORMAT: &str = "mapred.input.format";
+    /// Bytes fetched per DFS read request by map tasks.
+    pub const READ_RANGE: &str = "mapred.input.read.bytes";
+}
+
+/// A job's configuration: key/value strings set at submit (`-D key=value`) and by the job
+/// definition, readable by every task.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobConf(BTreeMap<String, String>);
+
+impl JobConf {
+    /// An empty configuration.
+    pub fn new() -> JobConf {
+        JobConf::default()
+    }
+
+    /// Sets `key` (replacing any value).
+    pub fn set(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.0.insert(key.into(), value.into());
+    }
+
+    /// Sets `key` only if it has no value yet.
+    pub fn set_default(&mut self, key: &str, value: impl Into<String>) {
+        self.0.entry(key.to_owned()).or_insert_with(|| value.into());
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    /// The value of `key` as an unsigned number, or `default` if unset.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if it is set but not a number.
+    pub fn get_u64(&self, key: &str, default: u64) -> Result<u64> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v.trim().parse().map_err(|_| {
+                Error::InvalidArgument(format!("job option {key}={v} is not a number"))
+            }),
+        }
+    }
+
+    /// The value of `key` as a boolean (`true`/`false`/`1`/`0`), or `default` if unset.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if it is set to something else.
+    pub fn get_bool(&self, key: &str, default: bool) -> Result<bool> {
+        match self.get(key).map(str::trim) {
+            None => Ok(default),
+            Some("true" | "1" | "yes") => Ok(true),
+            Some("false" | "0" | "no") => Ok(false),
+            Some(v) => {
+                Err(Error::InvalidArgument(format!("job option {key}={v} is not a boolean")))
+            }
+        }
+    }
+
+    /// Parses `key=value` as given to `-D`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if there is no `=` or the key is empty.
+    pub fn parse_assignment(s: &str) -> Result<(String, String)> {
+        match s.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+            _ => Err(Error::InvalidArgument(format!("-D {s}: expected key=value"))),
+        }
+    }
+
+    /// Every entry, sorted by key.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+impl FromIterator<(String, String)> for JobConf {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> JobConf {
+        JobConf(iter.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_getters() {
+        let mut c = JobConf::new();
+        c.set("a", "12");
+        c.set("b", "true");
+        c.set("bad", "x");
+        c.set_default("a", "99");
+        assert_eq!(c.get_u64("a", 0).unwrap(), 12);
+        assert_eq!(c.get_u64("missing", 7).unwrap(), 7);
+        assert!(c.get_bool("b", false).unwrap());
+        assert!(c.get_u64("bad", 0).is_err());
+        assert!(c.get_bool("bad", false).is_err());
+        assert_eq!(JobConf::parse_assignment("k=v=w").unwrap(), ("k".into(), "v=w".into()));
+        assert!(JobConf::parse_assignment("=v").is_err());
+    }
+
+    #[test]
+    fn configs_validate() {
+        let w = WorkerConfig {
+            coordinator: "c:1".into(),
+            master: "m:1".into(),
+            host: "127.0.0.2".into(),
+            rack: "/r".into(),
+            slots: 0,
+            dir: "/tmp".into(),
+            heartbeat: Duration::from_millis(100),
+        };
+        assert!(w.validate().is_err());
+        assert!(WorkerConfig { slots: 2, ..w }.validate().is_ok());
+    }
+}

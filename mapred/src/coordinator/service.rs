@@ -1,0 +1,423 @@
+//! The `Coordinator` gRPC service: translates requests into [`Core`] events, and carries
+//! out the core's [`Action`]s (commit renames, `_SUCCESS`, cleaning `_temporary`) on the
+//! chunk store in background tasks whose outcomes go back to the core.
+//!
+//! Submission is where the coordinator itself does I/O before touching the core: it
+//! refuses an existing output directory (as Hadoop does), computes the splits from the
+//! inputs' chunk locations, and creates `OUT/_temporary`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use proto::mapred as pb;
+use proto::mapred::coordinator_server::{Coordinator, CoordinatorServer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Request, Response, Status};
+use tracing::{info, warn};
+
+use super::core::{Action, Core, CoreConfig, Job, JobState, NewJob, Outcome};
+use crate::config::{CoordinatorConfig, JobConf};
+use crate::counters::Counters;
+use crate::error::{Error, Result};
+use crate::format::compute_splits;
+use crate::spec::{InputFormat, Split};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+struct Shared {
+    core: Mutex<Core>,
+    client: dfs::Client,
+    cfg: CoordinatorConfig,
+}
+
+impl Shared {
+    fn core(&self) -> std::sync::MutexGuard<'_, Core> {
+        // A panic while holding the lock is a bug in the core; its state is still the
+        // best information there is, so keep serving it.
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Carries out `actions` in the background, feeding their outcomes back to the core.
+fn execute(shared: &Arc<Shared>, actions: Vec<Action>) {
+    for action in actions {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            match action {
+                Action::Commit { attempt_id, from, to } => {
+                    let res = shared.client.rename(from.as_str(), to.as_str()).await;
+                    if let Err(e) = &res {
+                        warn!(attempt = %attempt_id, error = %e, "commit failed");
+                    }
+                    let more = shared.core().commit_finished(
+                        &attempt_id,
+                        res.map(|_| ()).map_err(|e| e.to_string()),
+                        now_ms(),
+                    );
+                    execute(&shared, more);
+                }
+                Action::FinishJob { job_id, output } => {
+                    let res = finish_output(&shared.client, &output).await;
+                    match &res {
+                        Ok(()) => info!(job = %job_id, "job succeeded"),
+                        Err(e) => warn!(job = %job_id, error = %e, "cannot finish the job"),
+                    }
+                    let more = shared.core().job_finished(
+                        &job_id,
+                        res.map_err(|e| e.to_string()),
+                        now_ms(),
+                    );
+                    save_history(&shared, &job_id);
+                    execute(&shared, more);
+                }
+                Action::AbortJob { job_id, output } => {
+                    let temp = format!("{}/_temporary", output.trim_end_matches('/'));
+                    if let Err(e) = shared.client.delete(temp.as_str(), true).await
+                        && !e.is_not_found()
+                    {
+                        warn!(job = %job_id, error = %e, "cannot clean up after the job");
+                    }
+                    info!(job = %job_id, "job ended without success");
+                    save_history(&shared, &job_id);
+                }
+            }
+        });
+    }
+}
+
+/// Deletes `OUT/_temporary` and writes `OUT/_SUCCESS`, last.
+async fn finish_output(client: &dfs::Client, output: &str) -> Result<()> {
+    let out = output.trim_end_matches('/');
+    match client.delete(format!("{out}/_temporary").as_str(), true).await {
+        Ok(()) => {}
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(e.into()),
+    }
+    client
+        .put_bytes(format!("{out}/_SUCCESS").as_str(), b"", dfs::CreateOptions::default())
+        .await?;
+    Ok(())
+}
+
+/// Writes a finished job's status to `DIR/history/<job>.json` (best effort).
+fn save_history(shared: &Shared, job_id: &str) {
+    let status = {
+        let core = shared.core();
+        match core.job(job_id) {
+            Some(j) => job_status(j, false),
+            None => return,
+        }
+    };
+    let dir = shared.cfg.dir.join("history");
+    let summary = serde_json::json!({
+        "job_id": status.job_id, "name": status.name, "state": status.state,
+        "submit_ms": status.submit_ms, "finish_ms": status.finish_ms, "error": status.error,
+        "output": status.output, "maps": status.maps, "reduces": status.reduces,
+        "counters": status.counters.iter().map(|c| (format!("{}.{}", c.group, c.name), c.value)).collect::<std::collections::BTreeMap<_, _>>(),
+    });
+    let res = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(dir.join(format!("{job_id}.json")), summary.to_string()));
+    if let Err(e) = res {
+        warn!(job = job_id, error = %e, "cannot write the job history");
+    }
+}
+
+/// A job's status as the API shows it; with `tasks`, every task and attempt too.
+pub fn job_status(j: &Job, tasks: bool) -> pb::JobStatus {
+    let task_list = if tasks {
+        j.maps
+            .iter()
+            .chain(&j.reduces)
+            .map(|t| pb::TaskStatus {
+                task_id: t.id(&j.id),
+                state: t.state.as_str().to_owned(),
+                attempts: t
+                    .attempts
+                    .iter()
+                    .map(|a| pb::AttemptStatus {
+                        attempt_id: a.id.clone(),
+                        worker: a.worker.clone(),
+                        state: a.state.as_str().to_owned(),
+                        start_ms: a.start_ms,
+                        end_ms: a.end_ms,
+                        locality: a.locality.as_str().to_owned(),
+                        error: a.error.clone(),
+                    })
+                    .collect(),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    pb::JobStatus {
+        job_id: j.id.clone(),
+        name: j.def.name.clone(),
+        state: j.state.as_str().to_owned(),
+        maps: j.maps.len() as u32,
+        maps_done: j.maps_done() as u32,
+        reduces: j.reduces.len() as u32,
+        reduces_done: j.reduces_done() as u32,
+        submit_ms: j.submit_ms,
+        finish_ms: j.finish_ms,
+        error: j.error.clone(),
+        output: j.def.output.clone(),
+        counters: j.all_counters().to_proto(),
+        tasks: task_list,
+        user: j.def.user.clone(),
+    }
+}
+
+/// The gRPC service.
+#[derive(Clone)]
+pub struct CoordinatorService {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for CoordinatorService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CoordinatorService").finish_non_exhaustive()
+    }
+}
+
+#[tonic::async_trait]
+impl Coordinator for CoordinatorService {
+    async fn register_worker(
+        &self,
+        req: Request<pb::RegisterWorkerRequest>,
+    ) -> Result<Response<pb::RegisterWorkerResponse>, Status> {
+        let r = req.into_inner();
+        if r.host.is_empty() || r.shuffle_addr.is_empty() || r.slots == 0 {
+            return Err(Error::InvalidArgument(
+                "a worker needs a host, slots and a shuffle address".into(),
+            )
+            .into());
+        }
+        let id = self.shared.core().register_worker(
+            &r.host,
+            &r.rack,
+            r.slots,
+            &r.shuffle_addr,
+            now_ms(),
+        );
+        info!(worker = %id, shuffle = %r.shuffle_addr, slots = r.slots, "worker registered");
+        Ok(Response::new(pb::RegisterWorkerResponse {
+            worker_id: id,
+            heartbeat_ms: self.shared.cfg.heartbeat.as_millis() as u64,
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        req: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let r = req.into_inner();
+        let reply = self.shared.core().heartbeat(&r.worker_id, r.free_slots, &r.running, now_ms());
+        let mut tasks = Vec::with_capacity(reply.tasks.len());
+        for a in reply.tasks {
+            let spec_json = serde_json::to_string(&a.spec)
+                .map_err(|e| Status::internal(format!("cannot encode a task spec: {e}")))?;
+            info!(attempt = %a.attempt_id, worker = %r.worker_id, "attempt assigned");
+            tasks.push(pb::TaskAssignment { attempt_id: a.attempt_id, spec_json });
+        }
+        Ok(Response::new(pb::HeartbeatResponse {
+            tasks,
+            kill: reply.kill,
+            finished_jobs: reply.finished_jobs,
+            reregister: reply.reregister,
+        }))
+    }
+
+    async fn report_attempt(
+        &self,
+        req: Request<pb::ReportAttemptRequest>,
+    ) -> Result<Response<pb::ReportAttemptResponse>, Status> {
+        let r = req.into_inner();
+        let outcome = match pb::AttemptOutcome::try_from(r.outcome) {
+            Ok(pb::AttemptOutcome::Succeeded) => Outcome::Succeeded {
+                counters: Counters::from_proto(&r.counters),
+                output_path: (!r.output_path.is_empty()).then_some(r.output_path),
+            },
+            Ok(pb::AttemptOutcome::Killed) => Outcome::Killed,
+            _ => Outcome::Failed { error: r.error },
+        };
+        info!(attempt = %r.attempt_id, outcome = ?pb::AttemptOutcome::try_from(r.outcome).ok(), "attempt ended");
+        let actions = self.shared.core().attempt_finished(&r.attempt_id, outcome, now_ms());
+        execute(&self.shared, actions);
+        Ok(Response::new(pb::ReportAttemptResponse {}))
+    }
+
+    async fn submit_job(
+        &self,
+        req: Request<pb::SubmitJobRequest>,
+    ) -> Result<Response<pb::SubmitJobResponse>, Status> {
+        let r = req.into_inner();
+        let job = self.prepare(r).await?;
+        let (maps, reduces) = (job.splits.len() as u32, job.reducers);
+        let name = job.name.clone();
+        let (job_id, actions) = self.shared.core().submit(job, now_ms());
+        info!(job = %job_id, name = %name, maps, reduces, "job submitted");
+        execute(&self.shared, actions);
+        Ok(Response::new(pb::SubmitJobResponse { job_id, maps, reduces }))
+    }
+
+    async fn get_job(
+        &self,
+        req: Request<pb::GetJobRequest>,
+    ) -> Result<Response<pb::JobStatus>, Status> {
+        let id = req.into_inner().job_id;
+        let core = self.shared.core();
+        let job = core.job(&id).ok_or_else(|| Status::not_found(format!("no job {id}")))?;
+        Ok(Response::new(job_status(job, true)))
+    }
+
+    async fn list_jobs(
+        &self,
+        req: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        let all = req.into_inner().all;
+        let core = self.shared.core();
+        let jobs = core
+            .jobs()
+            .filter(|j| all || j.state == JobState::Running)
+            .map(|j| job_status(j, false))
+            .collect();
+        Ok(Response::new(pb::ListJobsResponse { jobs }))
+    }
+
+    async fn kill_job(
+        &self,
+        req: Request<pb::KillJobRequest>,
+    ) -> Result<Response<pb::KillJobResponse>, Status> {
+        let id = req.into_inner().job_id;
+        let actions = self.shared.core().kill_job(&id, now_ms())?;
+        info!(job = %id, "job killed");
+        execute(&self.shared, actions);
+        Ok(Response::new(pb::KillJobResponse { killed: true }))
+    }
+
+    async fn list_workers(
+        &self,
+        _req: Request<pb::ListWorkersRequest>,
+    ) -> Result<Response<pb::ListWorkersResponse>, Status> {
+        let core = self.shared.core();
+        let workers = core
+            .workers()
+            .map(|w| pb::WorkerInfo {
+                worker_id: w.id.clone(),
+                host: w.host.clone(),
+                rack: w.rack.clone(),
+                slots: w.slots,
+                shuffle_addr: w.shuffle_addr.clone(),
+                last_heartbeat_ms: w.last_seen,
+                running: w.running,
+            })
+            .collect();
+        Ok(Response::new(pb::ListWorkersResponse { workers }))
+    }
+}
+
+impl CoordinatorService {
+    /// Checks a submission and turns it into a job for the core.
+    async fn prepare(&self, r: pb::SubmitJobRequest) -> Result<NewJob> {
+        let client = &self.shared.client;
+        if r.name.is_empty() || r.binary_path.is_empty() {
+            return Err(Error::InvalidArgument("a job needs a name and a binary".into()));
+        }
+        let output = client.resolve(r.output.as_str())?.to_string();
+        if output == "/" {
+            return Err(Error::InvalidArgument("the output directory cannot be /".into()));
+        }
+        if client.try_stat(output.as_str()).await?.is_some() {
+            return Err(Error::AlreadyExists(format!("output directory {output} already exists")));
+        }
+        let conf: JobConf = r.conf.into_iter().collect();
+        let input_format = InputFormat::parse(&r.input_format)?;
+        let splits = match input_format {
+            InputFormat::Generate => {
+                let n = conf.get_u64("mapred.generate.maps", 1)?.clamp(1, 100_000);
+                (0..n).map(|_| Split::default()).collect()
+            }
+            _ => {
+                if r.inputs.is_empty() {
+                    return Err(Error::InvalidArgument("no input paths given".into()));
+                }
+                compute_splits(client, &r.inputs).await?
+            }
+        };
+        client.mkdir(format!("{output}/_temporary").as_str(), true).await?;
+        Ok(NewJob {
+            name: r.name,
+            binary_path: r.binary_path,
+            binary_hash: r.binary_hash,
+            output,
+            reducers: r.reducers,
+            conf,
+            user: r.user,
+            input_format,
+            splits,
+        })
+    }
+}
+
+/// Runs the coordinator on `listener` until `shutdown` resolves.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for bad settings, DFS errors connecting to the master, or a
+/// transport error serving.
+pub async fn run(
+    cfg: CoordinatorConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    cfg.validate()?;
+    std::fs::create_dir_all(&cfg.dir)
+        .map_err(Error::io(format!("cannot create {}", cfg.dir.display())))?;
+    let addr: SocketAddr =
+        listener.local_addr().map_err(Error::io("cannot read the listening address"))?;
+    let client = dfs::Client::connect(&cfg.master, dfs::ClientConfig::default()).await?;
+    let core_cfg = CoreConfig {
+        master: cfg.master.clone(),
+        coordinator: addr.to_string(),
+        heartbeat_ms: cfg.heartbeat.as_millis() as i64,
+        locality_delay_ms: cfg.locality_delay.as_millis() as i64,
+        max_attempts: 4,
+    };
+    let epoch = (now_ms() / 1000) as u64;
+    let shared = Arc::new(Shared { core: Mutex::new(Core::new(core_cfg, epoch)), client, cfg });
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let ticker = {
+        let shared = shared.clone();
+        let period = shared.cfg.heartbeat;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop_rx.changed() => return,
+                    () = tokio::time::sleep(period) => {
+                        let actions = shared.core().tick(now_ms());
+                        execute(&shared, actions);
+                    }
+                }
+            }
+        })
+    };
+    info!(%addr, "coordinator listening");
+    let svc = CoordinatorService { shared };
+    let served = tonic::transport::Server::builder()
+        .add_service(CoordinatorServer::new(svc))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await;
+    let _ = stop_tx.send(true);
+    let _ = ticker.await;
+    served.map_err(|e| Error::Io {
+        what: format!("serving on {addr}"),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    Ok(())
+}

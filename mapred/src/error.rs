@@ -1,0 +1,150 @@
+//! Errors of the MapReduce runtime, one enum for the library, with the gRPC status each
+//! maps to at a service edge and [`Error::is_retryable`] for callers that retry.
+
+use thiserror::Error;
+
+/// Result of runtime operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the coordinator, a worker, a task or a client.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The chunk store failed (reading input, writing output, renaming).
+    #[error(transparent)]
+    Dfs(#[from] dfs::Error),
+    /// A local file operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done, naming the path.
+        what: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Bytes that should hold an encoded key, value or record do not.
+    #[error("cannot decode {0}")]
+    Decode(String),
+    /// A value could not be serialized.
+    #[error("cannot encode {0}")]
+    Encode(String),
+    /// The user's map or reduce code reported an error.
+    #[error("task failed: {0}")]
+    Task(String),
+    /// Something named does not exist (input path, job, attempt, map output).
+    #[error("{0}")]
+    NotFound(String),
+    /// Something that must not exist does (the job's output directory).
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// A request or a flag makes no sense.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The request is valid but the state does not allow it.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A peer (coordinator, worker) cannot be reached.
+    #[error("cannot reach {what} at {addr}: {cause}")]
+    Unavailable {
+        /// Which kind of peer ("coordinator", "worker").
+        what: &'static str,
+        /// Its address.
+        addr: String,
+        /// Why.
+        cause: String,
+    },
+    /// A peer answered with an error status.
+    #[error("{what} at {addr}: {message}")]
+    Rpc {
+        /// Which kind of peer.
+        what: &'static str,
+        /// Its address.
+        addr: String,
+        /// The status code.
+        code: tonic::Code,
+        /// The status message.
+        message: String,
+    },
+    /// Data failed its checksum (a map output segment).
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+    /// A peer broke the protocol.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+impl Error {
+    /// Wraps an I/O error with a description of what was being done.
+    pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let what = what.into();
+        move |source| Error::Io { what, source }
+    }
+
+    /// True if trying the same thing again may succeed (a peer down, a transient I/O or
+    /// corruption problem); false for user errors and bad requests.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Unavailable { .. } | Error::Corrupt(_) | Error::Io { .. } => true,
+            Error::Rpc { code, .. } => {
+                matches!(code, tonic::Code::Unavailable | tonic::Code::DeadlineExceeded)
+            }
+            Error::Dfs(e) => !e.is_not_found(),
+            _ => false,
+        }
+    }
+
+    /// Maps a status answered by a peer.
+    pub fn from_status(what: &'static str, addr: &str, status: tonic::Status) -> Error {
+        let message = status.message().to_owned();
+        match status.code() {
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
+                Error::Unavailable { what, addr: addr.to_owned(), cause: first_line(&message) }
+            }
+            tonic::Code::NotFound => Error::NotFound(message),
+            tonic::Code::AlreadyExists => Error::AlreadyExists(message),
+            tonic::Code::InvalidArgument => Error::InvalidArgument(message),
+            tonic::Code::FailedPrecondition => Error::FailedPrecondition(message),
+            code => Error::Rpc { what, addr: addr.to_owned(), code, message },
+        }
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or_default().to_owned()
+}
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> tonic::Status {
+        let msg = e.to_string();
+        match &e {
+            Error::NotFound(_) => tonic::Status::not_found(msg),
+            Error::AlreadyExists(_) => tonic::Status::already_exists(msg),
+            Error::InvalidArgument(_) | Error::Decode(_) | Error::Encode(_) => {
+                tonic::Status::invalid_argument(msg)
+            }
+            Error::FailedPrecondition(_) => tonic::Status::failed_precondition(msg),
+            Error::Unavailable { .. } => tonic::Status::unavailable(msg),
+            Error::Corrupt(_) => tonic::Status::data_loss(msg),
+            Error::Dfs(d) if d.is_not_found() => tonic::Status::not_found(msg),
+            Error::Dfs(_) => tonic::Status::unavailable(msg),
+            Error::Rpc { code, .. } => tonic::Status::new(*code, msg),
+            Error::Io { .. } | Error::Task(_) | Error::Protocol(_) => tonic::Status::internal(msg),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip_to_the_same_kind() {
+        let s: tonic::Status = Error::AlreadyExists("output /o already exists".into()).into();
+        assert_eq!(s.code(), tonic::Code::AlreadyExists);
+        let back = Error::from_status("coordinator", "h:1", s);
+        assert_eq!(back.to_string(), "output /o already exists");
+        let down = Error::from_status("coordinator", "h:1", tonic::Status::unavailable("x\ny"));
+        assert!(down.is_retryable());
+        assert_eq!(down.to_string(), "cannot reach coordinator at h:1: x");
+        assert!(!Error::InvalidArgument("bad".into()).is_retryable());
+    }
+}

@@ -1,0 +1,276 @@
+//! What travels between the coordinator, a worker and a task attempt's child process:
+//! [`TaskSpec`] (the coordinator's assignment, completed by the worker with local paths
+//! and written to a JSON file for the child) and [`TaskResult`] (what the child writes
+//! back). Plus the small shared vocabulary: [`TaskKind`], [`Split`], [`InputFormat`],
+//! [`OutputFormat`], [`MapOutputLoc`].
+//!
+//! JSON rather than protobuf because the file is read by the same crate that wrote it and
+//! people debugging a failed attempt read it too.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::JobConf;
+use crate::counters::Counters;
+use crate::error::{Error, Result};
+
+/// Map or reduce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskKind {
+    /// A map task.
+    Map,
+    /// A reduce task.
+    Reduce,
+}
+
+impl TaskKind {
+    /// `m` or `r`, as in attempt ids and part file names.
+    pub fn letter(self) -> char {
+        match self {
+            TaskKind::Map => 'm',
+            TaskKind::Reduce => 'r',
+        }
+    }
+}
+
+/// How a job's input is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputFormat {
+    /// Lines of text: key = byte offset, value = the line.
+    #[default]
+    Text,
+    /// The framework's key/value record files (output of an earlier job).
+    Records,
+    /// No input files: `mapred.generate.maps` maps, each called once (teragen, sleep).
+    Generate,
+}
+
+impl InputFormat {
+    /// Parses `text`, `records` or `generate`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for anything else.
+    pub fn parse(s: &str) -> Result<InputFormat> {
+        match s {
+            "" | "text" => Ok(InputFormat::Text),
+            "records" => Ok(InputFormat::Records),
+            "generate" => Ok(InputFormat::Generate),
+            _ => Err(Error::InvalidArgument(format!(
+                "unknown input format {s:?} (expected text, records or generate)"
+            ))),
+        }
+    }
+
+    /// Its name, as [`InputFormat::parse`] takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputFormat::Text => "text",
+            InputFormat::Records => "records",
+            InputFormat::Generate => "generate",
+        }
+    }
+}
+
+/// How a job's output is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// `key<SEP>value` lines.
+    #[default]
+    Text,
+    /// Key/value record files, readable by [`InputFormat::Records`].
+    Records,
+}
+
+impl OutputFormat {
+    /// Parses `text` or `records`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for anything else.
+    pub fn parse(s: &str) -> Result<OutputFormat> {
+        match s {
+            "" | "text" => Ok(OutputFormat::Text),
+            "records" => Ok(OutputFormat::Records),
+            _ => Err(Error::InvalidArgument(format!(
+                "unknown output format {s:?} (expected text or records)"
+            ))),
+        }
+    }
+}
+
+/// A piece of input for one map task: a byte range of a file, on chunk boundaries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Split {
+    /// The file (empty for generated input).
+    pub path: String,
+    /// First byte of the range.
+    pub start: u64,
+    /// Bytes in the range.
+    pub length: u64,
+    /// Length of the whole file.
+    pub file_length: u64,
+    /// Hosts holding a replica of the range's chunk.
+    pub hosts: Vec<String>,
+    /// Racks of those replicas.
+    pub racks: Vec<String>,
+}
+
+impl Split {
+    /// One past the last byte of the range.
+    pub fn end(&self) -> u64 {
+        self.start + self.length
+    }
+}
+
+/// Where one map's output can be fetched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapOutputLoc {
+    /// Index of the map task.
+    pub map: u32,
+    /// The successful attempt whose output to fetch.
+    pub attempt_id: String,
+    /// `host:port` of the Shuffle service of the worker holding it.
+    pub shuffle_addr: String,
+}
+
+/// One task attempt, as the child process needs it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    /// The job's id.
+    pub job_id: String,
+    /// The job's name in the binary's registry.
+    pub job_name: String,
+    /// This attempt's id.
+    pub attempt_id: String,
+    /// Map or reduce (`None` never appears on the wire; default for serde only).
+    pub kind: Option<TaskKind>,
+    /// Index of the task among the job's maps or reduces.
+    pub index: u32,
+    /// DFS path of the job binary.
+    pub binary_path: String,
+    /// Its content hash (SHA-256, hex).
+    pub binary_hash: String,
+    /// The chunk store master.
+    pub master: String,
+    /// The coordinator.
+    pub coordinator: String,
+    /// The job's configuration.
+    pub conf: JobConf,
+    /// Number of reduce tasks (0 = map-only).
+    pub reducers: u32,
+    /// Number of map tasks.
+    pub maps: u32,
+    /// The job's output directory.
+    pub output: String,
+    /// How input is read.
+    pub input_format: InputFormat,
+    /// The split of a map task.
+    pub split: Option<Split>,
+    /// For a reduce task: where every map's output is.
+    pub map_outputs: Vec<MapOutputLoc>,
+    /// Filled in by the worker: its host (for nearest-replica reads).
+    #[serde(default)]
+    pub host: String,
+    /// Filled in by the worker: this attempt's local directory (map output goes here).
+    #[serde(default)]
+    pub work_dir: PathBuf,
+}
+
+impl TaskSpec {
+    /// The task's kind.
+    ///
+    /// # Errors
+    /// [`Error::Protocol`] if the spec has none.
+    pub fn task_kind(&self) -> Result<TaskKind> {
+        self.kind.ok_or_else(|| Error::Protocol(format!("spec of {} has no kind", self.attempt_id)))
+    }
+
+    /// Where the child writes its [`TaskResult`].
+    pub fn result_file(&self) -> PathBuf {
+        self.work_dir.join("result.json")
+    }
+
+    /// The small memory-mapped file holding the index of the record being processed.
+    pub fn progress_file(&self) -> PathBuf {
+        self.work_dir.join("progress")
+    }
+
+    /// The output file name of this task: `part-r-00003` / `part-m-00003`.
+    pub fn part_name(&self) -> String {
+        let letter = self.kind.map_or('m', TaskKind::letter);
+        format!("part-{letter}-{:05}", self.index)
+    }
+
+    /// Where this attempt writes its output in the DFS before it is committed.
+    pub fn temp_output(&self) -> String {
+        format!(
+            "{}/_temporary/{}/{}",
+            self.output.trim_end_matches('/'),
+            self.attempt_id,
+            self.part_name()
+        )
+    }
+}
+
+/// What a finished attempt reports (written by the child to [`TaskSpec::result_file`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskResult {
+    /// Its counters.
+    pub counters: Counters,
+    /// The user code's or framework's error, if it failed.
+    pub error: Option<String>,
+    /// The DFS file to commit (reduce, or map of a map-only job).
+    pub output_path: Option<String>,
+}
+
+impl TaskResult {
+    /// Writes the result atomically (temporary file, rename).
+    ///
+    /// # Errors
+    /// [`Error::Io`] if it cannot be written.
+    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        let text = serde_json::to_vec(self).map_err(|e| Error::Encode(format!("result: {e}")))?;
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text).map_err(Error::io(format!("cannot write {}", tmp.display())))?;
+        std::fs::rename(&tmp, path).map_err(Error::io(format!("cannot write {}", path.display())))
+    }
+
+    /// Reads a result written by [`TaskResult::save`].
+    ///
+    /// # Errors
+    /// [`Error::Io`] if missing, [`Error::Decode`] if not a result.
+    pub fn load(path: &std::path::Path) -> Result<TaskResult> {
+        let text =
+            std::fs::read(path).map_err(Error::io(format!("cannot read {}", path.display())))?;
+        serde_json::from_slice(&text).map_err(|e| Error::Decode(format!("{}: {e}", path.display())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_round_trips() {
+        let spec = TaskSpec {
+            attempt_id: "attempt_1_0001_r_000003_0".into(),
+            kind: Some(TaskKind::Reduce),
+            index: 3,
+            output: "/out/".into(),
+            ..TaskSpec::default()
+        };
+        assert_eq!(spec.part_name(), "part-r-00003");
+        assert_eq!(spec.temp_output(), "/out/_temporary/attempt_1_0001_r_000003_0/part-r-00003");
+        let json = serde_json::to_string(&spec).unwrap();
+        assert_eq!(serde_json::from_str::<TaskSpec>(&json).unwrap(), spec);
+        assert!(InputFormat::parse("csv").is_err());
+        assert_eq!(InputFormat::parse("records").unwrap().as_str(), "records");
+        let dir = tempfile::tempdir().unwrap();
+        let r = TaskResult { error: Some("boom".into()), ..TaskResult::default() };
+        r.save(&dir.path().join("r.json")).unwrap();
+        assert_eq!(TaskResult::load(&dir.path().join("r.json")).unwrap(), r);
+    }
+}

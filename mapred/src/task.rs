@@ -1,0 +1,362 @@
+//! One task attempt, as run inside the child process `JOBBIN __task SPEC_FILE`.
+//!
+//! The worker writes the [`TaskSpec`] to a file and starts the job binary on it; the
+//! child reads its split (maps) or fetches its partition (reduces), runs the user's code,
+//! leaves map output on local disk or reduce output in the DFS under
+//! `OUT/_temporary/<attempt>/`, writes a [`TaskResult`] (counters, output to commit) and
+//! exits 0. Any error is written to the result and the child exits 1; a panic, abort or
+//! signal leaves no result, which the worker reports as a failure with the end of stderr.
+//!
+//! Before each record the attempt stores the record's index in a small memory-mapped file
+//! (`progress`, shared with the worker: a plain memory write, no system call), so that
+//! when user code kills the process the worker can tell which record did it.
+//!
+//! The user's code runs on the main thread; DFS and shuffle I/O run on a small tokio
+//! runtime, with input read ahead in large ranges while the mapper works.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::runtime::Runtime;
+use tracing::{error, info};
+
+use crate::api::{Combiner, Context, Input, Mapper, Partitioner, Reducer, TaskInfo};
+use crate::config::{JobConf, keys};
+use crate::counters::{self as c, Counters};
+use crate::error::{Error, Result};
+use crate::format::{
+    OutputWriter, RECORD_HEADER, parse_record_header, read_record_split, read_text_split,
+    spawn_reader,
+};
+use crate::job::Registry;
+use crate::mapside::{CombineBuffer, MapSink, SortBuffer};
+use crate::merge::Merger;
+use crate::reduceside::reduce_merged;
+use crate::shuffle::fetch_partitions;
+use crate::spec::{InputFormat, OutputFormat, TaskKind, TaskResult, TaskSpec};
+
+/// The record-index file of an attempt (see the module documentation).
+#[derive(Debug)]
+pub struct Progress {
+    map: Option<memmap2::MmapMut>,
+}
+
+impl Progress {
+    /// Creates (or truncates) the 8-byte progress file at `path` and maps it. A file that
+    /// cannot be created gives a no-op progress: it only serves diagnostics.
+    pub fn create(path: &Path) -> Progress {
+        let map = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .and_then(|f| {
+                f.set_len(8)?;
+                // SAFETY: the file is private to this attempt; the worker only reads it
+                // after the process has exited, so nobody resizes it while mapped.
+                unsafe { memmap2::MmapMut::map_mut(&f) }
+            })
+            .ok();
+        let mut p = Progress { map };
+        p.set(u64::MAX);
+        p
+    }
+
+    /// Records that record `index` is about to be processed.
+    #[inline]
+    pub fn set(&mut self, index: u64) {
+        if let Some(m) = self.map.as_mut() {
+            m[..8].copy_from_slice(&index.to_le_bytes());
+        }
+    }
+
+    /// Reads the index stored in a progress file (`None` if none was stored).
+    pub fn read(path: &Path) -> Option<u64> {
+        let b = std::fs::read(path).ok()?;
+        let v = u64::from_le_bytes(b.get(..8)?.try_into().ok()?);
+        (v != u64::MAX).then_some(v)
+    }
+}
+
+/// Everything an attempt runs with.
+pub(crate) struct TaskEnv {
+    pub spec: TaskSpec,
+    pub rt: Runtime,
+    pub client: dfs::Client,
+    pub counters: Counters,
+    pub info: TaskInfo,
+    pub progress: Progress,
+}
+
+impl TaskEnv {
+    fn conf(&self) -> &JobConf {
+        &self.spec.conf
+    }
+
+    fn sort_limit(&self) -> Result<usize> {
+        Ok((self.conf().get_u64(keys::SORT_MB, 100)?.clamp(1, 2047) << 20) as usize)
+    }
+
+    fn output_writer(&self, path: &str, count_as: &'static str) -> Result<OutputWriter> {
+        let conf = self.conf();
+        let format = OutputFormat::parse(conf.get(keys::OUTPUT_FORMAT).unwrap_or("text"))?;
+        let sep = conf.get(keys::OUTPUT_SEPARATOR).unwrap_or("\t").as_bytes().to_vec();
+        let replication = conf.get_u64(keys::OUTPUT_REPLICATION, 0)? as u32;
+        OutputWriter::create(
+            self.rt.handle(),
+            &self.client,
+            path,
+            format,
+            &sep,
+            replication,
+            count_as,
+        )
+    }
+}
+
+impl<K, V> MapSink<K, V> for OutputWriter
+where
+    K: crate::key::EncodeKey + crate::key::ToText + ?Sized,
+    V: Serialize + crate::key::ToText + ?Sized,
+{
+    fn finish(self: Box<Self>, counters: &mut Counters) -> Result<Option<String>> {
+        let path = self.path().to_owned();
+        let len = (*self).close()?;
+        counters.add(c::FS, c::DFS_BYTES_WRITTEN, len);
+        Ok(Some(path))
+    }
+}
+
+/// The map side of a job definition: how to run a map attempt.
+pub(crate) fn map_task<M: Mapper>(
+    env: &mut TaskEnv,
+    mapper: M,
+    partitioner: Arc<dyn Partitioner>,
+) -> Result<Option<String>> {
+    if env.spec.reducers == 0 {
+        let w = env.output_writer(&env.spec.temp_output(), c::MAP_OUTPUT_RECORDS)?;
+        return run_map(env, mapper, Box::new(w));
+    }
+    let buf =
+        SortBuffer::new(&env.spec.work_dir, env.spec.reducers, env.sort_limit()?, partitioner);
+    run_map(env, mapper, Box::new(buf))
+}
+
+/// As [`map_task`], combining on the map side with `combiner`.
+pub(crate) fn map_task_combining<M, C>(
+    env: &mut TaskEnv,
+    mapper: M,
+    partitioner: Arc<dyn Partitioner>,
+    combiner: C,
+) -> Result<Option<String>>
+where
+    M: Mapper,
+    M::Value: Serialize + DeserializeOwned + Clone + Sized,
+    C: Combiner<M::Value>,
+{
+    if env.spec.reducers == 0 {
+        return map_task(env, mapper, partitioner);
+    }
+    let buf = CombineBuffer::new(
+        &env.spec.work_dir,
+        env.spec.reducers,
+        env.sort_limit()?,
+        partitioner,
+        combiner,
+    );
+    run_map(env, mapper, Box::new(buf))
+}
+
+fn run_map<M: Mapper>(
+    env: &mut TaskEnv,
+    mut mapper: M,
+    mut sink: Box<dyn MapSink<M::Key, M::Value>>,
+) -> Result<Option<String>> {
+    let TaskEnv { spec, rt, client, counters, info, progress } = env;
+    let conf = &spec.conf;
+    let mut ctx = Context::new(sink.as_mut(), counters, conf, info);
+    mapper.setup(&mut ctx)?;
+    let mut records = 0u64;
+    let mut consumed = 0u64;
+    match spec.input_format {
+        InputFormat::Generate => {
+            progress.set(0);
+            mapper.map(Input::generated(spec.index, spec.maps), &mut ctx)?;
+            records = 1;
+        }
+        format => {
+            let split = spec.split.clone().ok_or_else(|| {
+                Error::Protocol(format!("map attempt {} has no split", spec.attempt_id))
+            })?;
+            let piece = conf.get_u64(keys::READ_RANGE, 16 << 20)?.max(1 << 16);
+            let reader = rt.block_on(client.open(split.path.as_str()))?;
+            if format == InputFormat::Text {
+                let from = split.start.saturating_sub(1);
+                let mut rx = spawn_reader(rt.handle(), reader, from, split.end(), piece);
+                consumed = read_text_split(
+                    || rx.blocking_recv().transpose(),
+                    split.start,
+                    split.end(),
+                    |offset, line| {
+                        progress.set(records);
+                        records += 1;
+                        mapper.map(Input::line_at(offset, line), &mut ctx)
+                    },
+                )?;
+            } else {
+                let header = rt.block_on(reader.read_range(0, RECORD_HEADER))?;
+                let sync = parse_record_header(&header, &split.path)?;
+                let from = split.start.max(RECORD_HEADER);
+                let mut rx = spawn_reader(rt.handle(), reader, from, split.end(), piece);
+                consumed = header.len() as u64
+                    + read_record_split(
+                        || rx.blocking_recv().transpose(),
+                        &sync,
+                        split.start,
+                        split.end(),
+                        |k, v| {
+                            progress.set(records);
+                            records += 1;
+                            mapper.map(Input::record(k, v), &mut ctx)
+                        },
+                    )?;
+            }
+            counters_after(&mut ctx, c::MAP_INPUT_BYTES, split.length);
+        }
+    }
+    mapper.cleanup(&mut ctx)?;
+    counters.add(c::TASK, c::MAP_INPUT_RECORDS, records);
+    counters.add(c::FS, c::DFS_BYTES_READ, consumed);
+    sink.finish(counters)
+}
+
+fn counters_after<K: ?Sized, V: ?Sized>(ctx: &mut Context<'_, K, V>, name: &str, by: u64) {
+    ctx.count(c::TASK, name, by);
+}
+
+/// The reduce side of a job definition: how to run a reduce attempt.
+pub(crate) fn reduce_task<R: Reducer>(env: &mut TaskEnv, mut reducer: R) -> Result<Option<String>> {
+    let conf = env.spec.conf.clone();
+    let parallel = conf.get_u64(keys::PARALLEL_FETCHES, 5)? as usize;
+    let memory = conf.get_u64(keys::REDUCE_MEMORY_MB, 512)? << 20;
+    let (runs, bytes) = env.rt.block_on(fetch_partitions(
+        &env.spec.job_id,
+        &env.spec.map_outputs,
+        env.spec.index,
+        parallel,
+        memory,
+        &env.spec.work_dir,
+    ))?;
+    env.counters.add(c::TASK, c::REDUCE_SHUFFLE_BYTES, bytes);
+    env.counters.add(c::TASK, c::SHUFFLED_MAPS, runs.len() as u64);
+    let merger = Merger::new(runs)?;
+    let path = env.spec.temp_output();
+    let mut writer = env.output_writer(&path, c::REDUCE_OUTPUT_RECORDS)?;
+    reduce_merged(merger, &mut reducer, &mut writer, &conf, &env.info, &mut env.counters)?;
+    let len = writer.close()?;
+    env.counters.add(c::FS, c::DFS_BYTES_WRITTEN, len);
+    Ok(Some(path))
+}
+
+/// `JOBBIN __task SPEC_FILE`: runs one attempt and returns the process exit code.
+pub fn run_process(registry: &Registry, spec_path: &Path) -> ExitCode {
+    let spec: TaskSpec = match std::fs::read(spec_path)
+        .map_err(Error::io(format!("cannot read {}", spec_path.display())))
+        .and_then(|b| {
+            serde_json::from_slice(&b)
+                .map_err(|e| Error::Decode(format!("{}: {e}", spec_path.display())))
+        }) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("task: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result_file = spec.result_file();
+    let (counters, outcome) = run_spec(registry, spec);
+    let result = match outcome {
+        Ok(output_path) => TaskResult { counters, error: None, output_path },
+        Err(e) => {
+            error!(error = %e, "attempt failed");
+            eprintln!("task: error: {e}");
+            TaskResult { counters, error: Some(e.to_string()), output_path: None }
+        }
+    };
+    if let Err(e) = result.save(&result_file) {
+        eprintln!("task: error: {e}");
+        return ExitCode::FAILURE;
+    }
+    if result.error.is_some() { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+fn run_spec(registry: &Registry, spec: TaskSpec) -> (Counters, Result<Option<String>>) {
+    let kind = match spec.task_kind() {
+        Ok(k) => k,
+        Err(e) => return (Counters::new(), Err(e)),
+    };
+    let Some(def) = registry.get(&spec.job_name) else {
+        let e = Error::NotFound(format!("job {} is not in this binary", spec.job_name));
+        return (Counters::new(), Err(e));
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(Error::io("cannot start the task's runtime"))
+    {
+        Ok(rt) => rt,
+        Err(e) => return (Counters::new(), Err(e)),
+    };
+    let cfg = dfs::ClientConfig {
+        client_host: (!spec.host.is_empty()).then(|| spec.host.clone()),
+        read_range: 4 << 20,
+        read_prefetch: 4,
+        ..dfs::ClientConfig::default()
+    };
+    let client = match rt.block_on(dfs::Client::connect(&spec.master, cfg)) {
+        Ok(c) => c,
+        Err(e) => return (Counters::new(), Err(e.into())),
+    };
+    let info = TaskInfo {
+        job_id: spec.job_id.clone(),
+        attempt_id: spec.attempt_id.clone(),
+        index: spec.index,
+        reducers: spec.reducers,
+        input_path: spec.split.as_ref().map(|s| s.path.clone()).filter(|p| !p.is_empty()),
+    };
+    let progress = Progress::create(&spec.progress_file());
+    info!(attempt = %spec.attempt_id, job = %spec.job_name, "attempt starting");
+    let mut env = TaskEnv { spec, rt, client, counters: Counters::new(), info, progress };
+    let outcome = match kind {
+        TaskKind::Map => (def.map)(&mut env),
+        TaskKind::Reduce => match &def.reduce {
+            Some(r) => r(&mut env),
+            None => Err(Error::InvalidArgument(format!(
+                "job {} has no reducer but was given a reduce task",
+                env.spec.job_name
+            ))),
+        },
+    };
+    (env.counters, outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_is_shared_through_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("progress");
+        let mut p = Progress::create(&path);
+        assert_eq!(Progress::read(&path), None);
+        p.set(41);
+        p.set(42);
+        drop(p);
+        assert_eq!(Progress::read(&path), Some(42));
+    }
+}
