@@ -79,18 +79,11 @@ fn prog() -> String {
         .unwrap_or_else(|| "job".to_owned())
 }
 
-fn init_tracing(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
-}
-
 /// The main function of a job binary.
 pub fn main(registry: Registry) -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == "__task") {
-        init_tracing("warn");
+        proto::logging::init("warn");
         let Some(spec) = args.get(2) else {
             eprintln!("{}: error: __task needs a spec file", prog());
             return ExitCode::FAILURE;
@@ -98,7 +91,7 @@ pub fn main(registry: Registry) -> ExitCode {
         return crate::task::run_process(&registry, &PathBuf::from(spec));
     }
     let cli = Cli::parse();
-    init_tracing("warn");
+    proto::logging::init("warn");
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

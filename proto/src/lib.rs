@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod checksum;
+pub mod logging;
 pub mod path;
 pub mod size;
 

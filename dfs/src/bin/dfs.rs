@@ -5,13 +5,12 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = dfs::cli::Cli::parse();
-    // A command line tool stays quiet unless something is wrong; RUST_LOG overrides.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // A command line tool prints one line per failure and nothing for what it recovered
+    // from (a replica that failed over, a pipeline rebuilt); RUST_LOG=warn shows those.
+    proto::logging::init("error");
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -46,13 +46,7 @@ enum Cmd {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    proto::logging::init("warn");
     let cli = Cli::parse();
     match run(cli).await {
         Ok(code) => code,
