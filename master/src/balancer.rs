@@ -150,7 +150,7 @@ impl Balancer {
                                 && r.version == c.version
                         })
                 })
-                .map(|(&h, c)| (h, c.length))
+                .map(|(h, c)| (h, c.length))
                 .collect();
             held.shuffle(rng);
             let mut from_src = 0;

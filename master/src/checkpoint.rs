@@ -14,7 +14,6 @@
 //! segments the previous one covers; the segments after it are kept, so the previous
 //! checkpoint plus the log still rebuild the namespace should the newest one ever be lost.
 
-use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -25,7 +24,7 @@ use proto::gfs::{self as pb, checkpoint_record::Entry};
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
-use crate::chunks::{ChunkHandle, ChunkMap};
+use crate::chunks::{ChunkHandle, ChunkMap, ChunkVersions};
 use crate::error::{Error, Result};
 use crate::namespace::{FileMeta, InodeId, InodeImage, InodeKind, Namespace, NamespaceBuilder};
 use crate::oplog::frame::{self, Frame, Frames};
@@ -79,7 +78,7 @@ pub struct Snapshot {
     txid: u64,
     time_ms: i64,
     ns: Namespace,
-    chunks: HashMap<ChunkHandle, (u64, u64)>,
+    chunks: ChunkVersions,
     next_handle: u64,
 }
 
@@ -90,7 +89,7 @@ impl Snapshot {
             txid: st.journal.last_txid(),
             time_ms,
             ns: st.ns.clone(),
-            chunks: st.chunks.iter().map(|(&h, c)| (h, (c.version, c.length))).collect(),
+            chunks: st.chunks.persistent(),
             next_handle: st.chunks.next_handle(),
         }
     }
@@ -133,7 +132,7 @@ pub fn write(dir: &Path, snap: &Snapshot) -> Result<PathBuf> {
             parent: inode.parent.0,
             name: inode.name.to_string(),
             mtime_ms: inode.mtime_ms,
-            owner: inode.owner.to_string(),
+            owner: snap.ns.owner_of(inode).to_owned(),
             permission: u32::from(inode.permission),
             is_dir: true,
             ..pb::CheckpointInode::default()
@@ -148,7 +147,7 @@ pub fn write(dir: &Path, snap: &Snapshot) -> Result<PathBuf> {
                 .chunks
                 .iter()
                 .map(|h| {
-                    let (version, length) = snap.chunks.get(h).copied().unwrap_or((1, 0));
+                    let (version, length) = snap.chunks.get(*h).unwrap_or((1, 0));
                     pb::CheckpointChunk { handle: h.0, version, length }
                 })
                 .collect();
@@ -215,28 +214,23 @@ pub fn read(path: &Path) -> Result<Loaded> {
         (offset, _) => return Err(bad(offset, "missing header".into())),
     };
     let mut builder = NamespaceBuilder::new();
+    builder.reserve(usize::try_from(header.next_inode).unwrap_or(0).min(1 << 28));
     let mut chunks = ChunkMap::new();
     let mut inodes = 0u64;
     loop {
         match next(&mut frames)? {
             (offset, Entry::Inode(i)) => {
-                let id = InodeId(i.id);
-                let file = (!i.is_dir).then(|| {
-                    for c in &i.chunks {
-                        chunks.restore(ChunkHandle(c.handle), id, c.version, c.length);
-                    }
-                    FileMeta {
-                        replication: u16::try_from(i.replication).unwrap_or(u16::MAX),
-                        chunk_size: i.chunk_size,
-                        chunks: i.chunks.iter().map(|c| ChunkHandle(c.handle)).collect(),
-                        length: i.length,
-                        writer: i.writer.map(Into::into),
-                    }
+                let file = (!i.is_dir).then(|| FileMeta {
+                    replication: u16::try_from(i.replication).unwrap_or(u16::MAX),
+                    chunk_size: i.chunk_size,
+                    chunks: i.chunks.iter().map(|c| ChunkHandle(c.handle)).collect(),
+                    length: i.length,
+                    writer: i.writer.map(Into::into),
                 });
                 let permission = u16::try_from(i.permission).unwrap_or(u16::MAX);
-                builder
+                let id = builder
                     .insert(InodeImage {
-                        id,
+                        id: InodeId(i.id),
                         parent: InodeId(i.parent),
                         name: i.name,
                         mtime_ms: i.mtime_ms,
@@ -245,6 +239,9 @@ pub fn read(path: &Path) -> Result<Loaded> {
                         file,
                     })
                     .map_err(|r| bad(offset, r))?;
+                for c in &i.chunks {
+                    chunks.restore(ChunkHandle(c.handle), id, c.version, c.length);
+                }
                 inodes += 1;
             }
             (offset, Entry::Trailer(t)) => {
@@ -269,7 +266,7 @@ pub fn read(path: &Path) -> Result<Loaded> {
         return Err(bad(offset, "data after the trailer".into()));
     }
     chunks.reserve_above(ChunkHandle(header.next_handle.saturating_sub(1)));
-    Ok(Loaded { txid: header.txid, ns: builder.finish(header.next_inode), chunks })
+    Ok(Loaded { txid: header.txid, ns: builder.finish(), chunks })
 }
 
 /// Removes checkpoints older than `previous` and `.tmp` leftovers, and the log segments

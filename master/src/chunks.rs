@@ -5,11 +5,22 @@
 //! finalize, delete or find corrupt replicas. This module keeps that map and answers
 //! "which replicas of chunk H can be read"; liveness of the servers themselves is
 //! [`crate::cluster`]'s.
+//!
+//! Layout, for memory at millions of chunks: handles are handed out in sequence, so the
+//! map is a table of fixed pages of [`PAGE`] slots indexed by handle (a page exists only
+//! while it holds a chunk), not a hash map keyed by handle, whose power-of-two bucket
+//! arrays sit half empty right after they grow. A chunk's replicas are held inline (up to
+//! three, the default factor) rather than in a heap vector of their own.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
+use smallvec::SmallVec;
 
 use crate::cluster::ServerIdx;
 use crate::namespace::InodeId;
+
+/// Chunks per page of the chunk table.
+pub const PAGE: usize = 256;
+const PAGE_BITS: u32 = PAGE.trailing_zeros();
 
 /// Names a chunk for the lifetime of the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -37,6 +48,9 @@ pub struct Replica {
     pub status: ReplicaStatus,
 }
 
+/// A chunk's replicas: up to three held inline.
+pub type Replicas = SmallVec<[Replica; 3]>;
+
 /// A chunk and its replicas.
 #[derive(Debug, Clone)]
 pub struct ChunkInfo {
@@ -47,10 +61,20 @@ pub struct ChunkInfo {
     /// Bytes in the chunk once finished (0 while being written).
     pub length: u64,
     /// Known replicas.
-    pub replicas: Vec<Replica>,
+    pub replicas: Replicas,
 }
 
+/// The file id no inode has: marks a free slot of the chunk table.
+const NO_FILE: InodeId = InodeId(0);
+
 impl ChunkInfo {
+    const FREE: ChunkInfo =
+        ChunkInfo { file: NO_FILE, version: 0, length: 0, replicas: SmallVec::new_const() };
+
+    fn is_free(&self) -> bool {
+        self.file == NO_FILE
+    }
+
     /// Replicas that may be read: complete, at the current version, not corrupt.
     pub fn readable(&self) -> impl Iterator<Item = &Replica> {
         self.replicas
@@ -72,37 +96,106 @@ pub enum ReportOutcome {
     Unknown,
 }
 
+/// [`PAGE`] consecutive handles' slots and how many of them hold a chunk.
+#[derive(Debug, Clone)]
+struct Page {
+    slots: Box<[ChunkInfo]>,
+    used: u32,
+}
+
+/// Version and length of every chunk, copied for a checkpoint ([`ChunkMap::persistent`]).
+#[derive(Debug, Default)]
+pub struct ChunkVersions {
+    pages: HashMap<u64, Box<[(u64, u64)]>>,
+}
+
+impl ChunkVersions {
+    /// The version and length of chunk `h`, if the map held it.
+    pub fn get(&self, h: ChunkHandle) -> Option<(u64, u64)> {
+        let (page, slot) = split(h);
+        // Free slots hold version 0, which no chunk has.
+        self.pages.get(&page).map(|p| p[slot]).filter(|&(version, _)| version != 0)
+    }
+}
+
 /// Every chunk the master knows.
 #[derive(Debug, Default)]
 pub struct ChunkMap {
-    chunks: HashMap<ChunkHandle, ChunkInfo>,
+    /// Pages by `handle >> PAGE_BITS`.
+    pages: HashMap<u64, Page>,
+    len: usize,
     next_handle: u64,
+}
+
+fn split(h: ChunkHandle) -> (u64, usize) {
+    (h.0 >> PAGE_BITS, (h.0 as usize) & (PAGE - 1))
 }
 
 impl ChunkMap {
     /// An empty map whose first handle will be 1.
     pub fn new() -> ChunkMap {
-        ChunkMap { chunks: HashMap::new(), next_handle: 1 }
+        ChunkMap { pages: HashMap::new(), len: 0, next_handle: 1 }
     }
 
     /// Number of chunks.
     pub fn len(&self) -> usize {
-        self.chunks.len()
+        self.len
     }
 
     /// True when there are no chunks.
     pub fn is_empty(&self) -> bool {
-        self.chunks.is_empty()
+        self.len == 0
     }
 
     /// The chunk with this handle.
     pub fn get(&self, h: ChunkHandle) -> Option<&ChunkInfo> {
-        self.chunks.get(&h)
+        let (page, slot) = split(h);
+        self.pages.get(&page).map(|p| &p.slots[slot]).filter(|c| !c.is_free())
     }
 
-    /// All chunks.
-    pub fn iter(&self) -> impl Iterator<Item = (&ChunkHandle, &ChunkInfo)> {
-        self.chunks.iter()
+    fn get_mut(&mut self, h: ChunkHandle) -> Option<&mut ChunkInfo> {
+        let (page, slot) = split(h);
+        self.pages.get_mut(&page).map(|p| &mut p.slots[slot]).filter(|c| !c.is_free())
+    }
+
+    /// All chunks, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (ChunkHandle, &ChunkInfo)> {
+        self.pages.iter().flat_map(|(&page, p)| {
+            p.slots
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| !c.is_free())
+                .map(move |(slot, c)| (ChunkHandle((page << PAGE_BITS) | slot as u64), c))
+        })
+    }
+
+    /// A copy of every chunk's version and length (what a checkpoint keeps), page by page:
+    /// a few sequential copies, cheap enough to take under the state lock.
+    pub fn persistent(&self) -> ChunkVersions {
+        let pages = self
+            .pages
+            .iter()
+            .map(|(&page, p)| {
+                let slots = p.slots.iter().map(|c| (c.version, c.length)).collect();
+                (page, slots)
+            })
+            .collect();
+        ChunkVersions { pages }
+    }
+
+    /// Puts `info` at `h`, replacing whatever was there.
+    fn insert(&mut self, h: ChunkHandle, info: ChunkInfo) {
+        debug_assert!(!info.is_free(), "a chunk must belong to a file");
+        let (page, slot) = split(h);
+        let p = self.pages.entry(page).or_insert_with(|| Page {
+            slots: std::iter::repeat_n(ChunkInfo::FREE, PAGE).collect(),
+            used: 0,
+        });
+        if p.slots[slot].is_free() {
+            p.used += 1;
+            self.len += 1;
+        }
+        p.slots[slot] = info;
     }
 
     /// Allocates a new chunk of `file` whose replicas are expected on `pipeline`.
@@ -113,7 +206,7 @@ impl ChunkMap {
             .iter()
             .map(|&server| Replica { server, version: 1, status: ReplicaStatus::Expected })
             .collect();
-        self.chunks.insert(h, ChunkInfo { file, version: 1, length: 0, replicas });
+        self.insert(h, ChunkInfo { file, version: 1, length: 0, replicas });
         h
     }
 
@@ -125,7 +218,7 @@ impl ChunkMap {
     /// Puts back a chunk known from the operation log or a checkpoint. It has no replicas:
     /// those are never persisted and are learned again from chunkserver reports.
     pub fn restore(&mut self, h: ChunkHandle, file: InodeId, version: u64, length: u64) {
-        self.chunks.insert(h, ChunkInfo { file, version, length, replicas: Vec::new() });
+        self.insert(h, ChunkInfo { file, version, length, replicas: Replicas::new() });
         self.reserve_above(h);
     }
 
@@ -138,7 +231,7 @@ impl ChunkMap {
     /// Records a chunk's final length: the client has the pipeline's acknowledgement, so
     /// every expected replica holds it durably.
     pub fn finish(&mut self, h: ChunkHandle, length: u64) {
-        if let Some(c) = self.chunks.get_mut(&h) {
+        if let Some(c) = self.get_mut(h) {
             c.length = length;
             for r in &mut c.replicas {
                 if r.status == ReplicaStatus::Expected {
@@ -151,7 +244,7 @@ impl ChunkMap {
     /// Gives a chunk being written a new version; its expected replicas move to it
     /// (lease recovery stamps them with it before they are finalized).
     pub fn set_version(&mut self, h: ChunkHandle, version: u64) {
-        if let Some(c) = self.chunks.get_mut(&h) {
+        if let Some(c) = self.get_mut(h) {
             c.version = version;
             for r in &mut c.replicas {
                 if r.status == ReplicaStatus::Expected {
@@ -164,7 +257,7 @@ impl ChunkMap {
     /// Pipeline recovery: the chunk moves to `version` and its replicas become exactly
     /// the surviving pipeline nodes (the others now hold a stale version).
     pub fn set_pipeline(&mut self, h: ChunkHandle, version: u64, survivors: &[ServerIdx]) {
-        if let Some(c) = self.chunks.get_mut(&h) {
+        if let Some(c) = self.get_mut(h) {
             c.version = version;
             c.replicas = survivors
                 .iter()
@@ -175,7 +268,7 @@ impl ChunkMap {
 
     /// Lease recovery settled the chunk: these replicas hold it finalized at its version.
     pub fn settle(&mut self, h: ChunkHandle, length: u64, holders: &[ServerIdx]) {
-        if let Some(c) = self.chunks.get_mut(&h) {
+        if let Some(c) = self.get_mut(h) {
             c.length = length;
             let version = c.version;
             c.replicas = holders
@@ -187,7 +280,19 @@ impl ChunkMap {
 
     /// Forgets a chunk (its file is gone); returns it so its replicas can be deleted.
     pub fn remove(&mut self, h: ChunkHandle) -> Option<ChunkInfo> {
-        self.chunks.remove(&h)
+        let (page, slot) = split(h);
+        let p = self.pages.get_mut(&page)?;
+        if p.slots[slot].is_free() {
+            return None;
+        }
+        let info = std::mem::replace(&mut p.slots[slot], ChunkInfo::FREE);
+        p.used -= 1;
+        self.len -= 1;
+        if p.used == 0 {
+            // Handles are never reused: a page whose chunks are all gone stays empty.
+            self.pages.remove(&page);
+        }
+        Some(info)
     }
 
     /// Takes a chunkserver's report of a replica it holds.
@@ -199,7 +304,7 @@ impl ChunkMap {
         length: u64,
         finalized: bool,
     ) -> ReportOutcome {
-        let Some(c) = self.chunks.get_mut(&h) else {
+        let Some(c) = self.get_mut(h) else {
             return ReportOutcome::Unknown;
         };
         if version < c.version {
@@ -232,11 +337,7 @@ impl ChunkMap {
 
     /// Marks a replica corrupt. Returns false if the master knows no such replica.
     pub fn mark_corrupt(&mut self, h: ChunkHandle, server: ServerIdx) -> bool {
-        match self
-            .chunks
-            .get_mut(&h)
-            .and_then(|c| c.replicas.iter_mut().find(|r| r.server == server))
-        {
+        match self.get_mut(h).and_then(|c| c.replicas.iter_mut().find(|r| r.server == server)) {
             Some(r) => {
                 r.status = ReplicaStatus::Corrupt;
                 true
@@ -247,7 +348,7 @@ impl ChunkMap {
 
     /// Forgets one replica (its chunkserver deleted it).
     pub fn remove_replica(&mut self, h: ChunkHandle, server: ServerIdx) {
-        if let Some(c) = self.chunks.get_mut(&h) {
+        if let Some(c) = self.get_mut(h) {
             c.replicas.retain(|r| r.server != server);
         }
     }
@@ -258,9 +359,13 @@ impl ChunkMap {
         server: ServerIdx,
         keep: &std::collections::HashSet<ChunkHandle>,
     ) {
-        for (h, c) in &mut self.chunks {
-            if !keep.contains(h) {
-                c.replicas.retain(|r| r.server != server || r.status == ReplicaStatus::Expected);
+        for (&page, p) in &mut self.pages {
+            for (slot, c) in p.slots.iter_mut().enumerate() {
+                let h = ChunkHandle((page << PAGE_BITS) | slot as u64);
+                if !c.is_free() && !keep.contains(&h) {
+                    c.replicas
+                        .retain(|r| r.server != server || r.status == ReplicaStatus::Expected);
+                }
             }
         }
     }
@@ -316,5 +421,22 @@ mod tests {
         let mut m = ChunkMap::new();
         m.reserve_above(ChunkHandle(41));
         assert_eq!(m.allocate(F, &[A]), ChunkHandle(42));
+    }
+
+    #[test]
+    fn pages_come_and_go_with_their_chunks() {
+        let mut m = ChunkMap::new();
+        let far = ChunkHandle(1 << 40);
+        m.restore(far, F, 3, 10);
+        let near = m.allocate(F, &[A, B]);
+        assert_eq!(near.0, (1 << 40) + 1, "handles continue above a restored one");
+        assert_eq!(m.len(), 2);
+        let mut seen: Vec<u64> = m.iter().map(|(h, _)| h.0).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, vec![1 << 40, (1 << 40) + 1]);
+        assert!(m.remove(far).is_some() && m.remove(far).is_none());
+        assert!(m.remove(near).is_some());
+        assert!(m.is_empty() && m.pages.is_empty());
+        assert!(std::mem::size_of::<ChunkInfo>() <= 80);
     }
 }

@@ -42,6 +42,7 @@ use std::time::Instant;
 use proto::gfs::master_server::MasterServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{info, warn};
 
@@ -87,9 +88,20 @@ pub async fn run(
         .local_addr()
         .map_err(|source| Error::Io { what: "reading the bound address".into(), source })?;
     info!(%addr, "master serving");
+    // Accepted sockets get TCP_NODELAY: a gRPC answer is several small HTTP/2 frames,
+    // and Nagle's algorithm would hold the last of them back until the client's delayed
+    // ACK (tonic sets it only on sockets it accepts itself, not on a given listener's).
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        if let Ok(s) = &conn
+            && let Err(e) = s.set_nodelay(true)
+        {
+            warn!(error = %e, "cannot set TCP_NODELAY on a connection");
+        }
+        conn
+    });
     let served = tonic::transport::Server::builder()
         .add_service(MasterServer::new(server::MasterService::new(state, checkpointer)))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     let _ = stop_tx.send(true);
     let _ = monitor.await;

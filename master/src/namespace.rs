@@ -7,21 +7,41 @@
 //! arguments and the current tree (timestamps and chunk handles are passed in), so that
 //! an operation log can record the arguments and replay them to the same state.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
 
+use hashbrown::{DefaultHashBuilder, HashTable};
 use proto::path::DfsPath;
+use smallvec::SmallVec;
 
 use crate::chunks::ChunkHandle;
 use crate::error::{Error, Result};
 
 mod image;
+mod name;
 
 pub use image::{InodeImage, NamespaceBuilder};
+pub use name::Name;
 
-/// Identifies an inode for as long as the master runs.
+/// Identifies an inode while it exists: its slot in the inode table (low 32 bits) and
+/// the slot's generation (high 32 bits), so an id kept past its inode's deletion never
+/// names the inode that reuses the slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct InodeId(pub u64);
+
+impl InodeId {
+    fn new(slot: u32, generation: u32) -> InodeId {
+        InodeId(u64::from(generation) << 32 | u64::from(slot))
+    }
+
+    fn slot(self) -> usize {
+        (self.0 & 0xffff_ffff) as usize
+    }
+
+    fn generation(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+}
 
 /// The root directory's inode.
 pub const ROOT: InodeId = InodeId(1);
@@ -31,31 +51,58 @@ pub const DIR_PERMISSION: u16 = 0o755;
 /// Permission bits given to new files.
 pub const FILE_PERMISSION: u16 = 0o644;
 
+/// An interned owner name (most inodes share a few owners); see [`Namespace::owner_of`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner(u32);
+
 /// A directory or a file.
 #[derive(Debug, Clone)]
 pub struct Inode {
     /// Parent directory (the root is its own parent).
     pub parent: InodeId,
     /// Name within the parent (empty for the root).
-    pub name: Box<str>,
+    pub name: Name,
     /// Last modification, milliseconds since the Unix epoch.
     pub mtime_ms: i64,
-    /// Owner's user name (interned: most inodes share a few owners).
-    pub owner: Arc<str>,
+    /// Owner's user name, interned.
+    pub owner: Owner,
+    /// Generation of the inode's slot (see [`InodeId`]).
+    generation: u32,
     /// Unix permission bits.
     pub permission: u16,
     /// Directory- or file-specific data.
     pub kind: InodeKind,
 }
 
+/// A directory's children: a hash table of their slots, hashed and compared by the
+/// name each child holds, so a name is stored once (in its inode), not also as a key.
+/// Unordered: listings sort by name when they are asked for.
+#[derive(Debug, Clone, Default)]
+pub struct Children(HashTable<u32>);
+
+impl Children {
+    /// Number of children.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when the directory is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// What an inode is.
 #[derive(Debug, Clone)]
 pub enum InodeKind {
-    /// A directory and its children by name.
-    Dir(BTreeMap<Box<str>, InodeId>),
+    /// A directory and its children.
+    Dir(Children),
     /// A file.
     File(FileMeta),
 }
+
+/// A file's chunk handles: one held inline, more on the heap.
+pub type ChunkList = SmallVec<[ChunkHandle; 1]>;
 
 /// Metadata of a file.
 #[derive(Debug, Clone)]
@@ -65,7 +112,7 @@ pub struct FileMeta {
     /// Largest size of one chunk.
     pub chunk_size: u64,
     /// The file's chunks in order.
-    pub chunks: Vec<ChunkHandle>,
+    pub chunks: ChunkList,
     /// Bytes in the file's finished chunks (a chunk being written counts once finished).
     pub length: u64,
     /// The client holding the file open for writing, if any.
@@ -91,12 +138,30 @@ pub struct CreateArgs<'a> {
     pub now_ms: i64,
 }
 
+/// One entry of the inode table.
+#[derive(Debug, Clone)]
+enum Slot {
+    Used(Inode),
+    /// A free slot: the generation its next inode gets, and the next free slot (0: none).
+    Free {
+        generation: u32,
+        next: u32,
+    },
+}
+
 /// The directory tree and file metadata. Cloned whole for a checkpoint snapshot.
+///
+/// Inodes live in one table indexed by slot (no hash map keyed by id: its buckets cost
+/// more than the inodes at millions of files); freed slots are reused, which is why an
+/// [`InodeId`] carries the slot's generation.
 #[derive(Debug, Clone)]
 pub struct Namespace {
-    inodes: HashMap<InodeId, Inode>,
-    next_inode: u64,
-    owners: HashMap<Box<str>, Arc<str>>,
+    slots: Vec<Slot>,
+    /// First free slot (0: none, slot 0 is never used).
+    free: u32,
+    owners: Vec<Box<str>>,
+    owner_ids: HashMap<Box<str>, u32>,
+    hasher: DefaultHashBuilder,
     files: u64,
     dirs: u64,
 }
@@ -111,24 +176,24 @@ impl Namespace {
     /// An empty namespace: just `/`, owned by `root`.
     pub fn new() -> Namespace {
         let mut ns = Namespace {
-            inodes: HashMap::new(),
-            next_inode: ROOT.0 + 1,
-            owners: HashMap::new(),
+            slots: vec![Slot::Free { generation: 0, next: 0 }],
+            free: 0,
+            owners: Vec::new(),
+            owner_ids: HashMap::new(),
+            hasher: DefaultHashBuilder::default(),
             files: 0,
             dirs: 1,
         };
         let owner = ns.intern("root");
-        ns.inodes.insert(
-            ROOT,
-            Inode {
-                parent: ROOT,
-                name: "".into(),
-                mtime_ms: 0,
-                owner,
-                permission: DIR_PERMISSION,
-                kind: InodeKind::Dir(BTreeMap::new()),
-            },
-        );
+        ns.slots.push(Slot::Used(Inode {
+            parent: ROOT,
+            name: Name::default(),
+            mtime_ms: 0,
+            owner,
+            generation: 0,
+            permission: DIR_PERMISSION,
+            kind: InodeKind::Dir(Children::default()),
+        }));
         ns
     }
 
@@ -142,29 +207,139 @@ impl Namespace {
         self.dirs
     }
 
+    /// The inode with this id, if it exists.
+    pub fn get(&self, id: InodeId) -> Option<&Inode> {
+        match self.slots.get(id.slot()) {
+            Some(Slot::Used(i)) if i.generation == id.generation() => Some(i),
+            _ => None,
+        }
+    }
+
     /// The inode with this id.
     ///
     /// # Panics
     /// If the id is not in the tree: ids come only from this namespace, so that is a bug.
     pub fn inode(&self, id: InodeId) -> &Inode {
-        match self.inodes.get(&id) {
+        match self.get(id) {
             Some(i) => i,
             None => panic!("inode {id:?} missing from the namespace"), // faulty code
         }
     }
 
     fn inode_mut(&mut self, id: InodeId) -> &mut Inode {
-        match self.inodes.get_mut(&id) {
-            Some(i) => i,
-            None => panic!("inode {id:?} missing from the namespace"), // faulty code
+        match self.slots.get_mut(id.slot()) {
+            Some(Slot::Used(i)) if i.generation == id.generation() => i,
+            _ => panic!("inode {id:?} missing from the namespace"), // faulty code
         }
     }
 
-    /// The file metadata of inode `id`, if it is a file.
+    /// The inode in `slot`, which a directory lists as a child.
+    fn at(&self, slot: u32) -> &Inode {
+        match self.slots.get(slot as usize) {
+            Some(Slot::Used(i)) => i,
+            _ => panic!("directory entry {slot} names a free inode slot"), // faulty code
+        }
+    }
+
+    fn id_at(&self, slot: u32) -> InodeId {
+        InodeId::new(slot, self.at(slot).generation)
+    }
+
+    /// The owner's name.
+    pub fn owner_of(&self, inode: &Inode) -> &str {
+        self.owners.get(inode.owner.0 as usize).map_or("", |o| o)
+    }
+
+    /// The file metadata of inode `id`, if it exists and is a file.
     pub fn file(&self, id: InodeId) -> Option<&FileMeta> {
-        match &self.inode(id).kind {
+        match &self.get(id)?.kind {
             InodeKind::File(f) => Some(f),
             InodeKind::Dir(_) => None,
+        }
+    }
+
+    fn hash(&self, name: &str) -> u64 {
+        self.hasher.hash_one(name)
+    }
+
+    /// The children of directory `dir` as ids, in no particular order.
+    fn children_of(&self, dir: &Inode) -> Vec<InodeId> {
+        match &dir.kind {
+            InodeKind::Dir(c) => c.0.iter().map(|&s| self.id_at(s)).collect(),
+            InodeKind::File(_) => Vec::new(),
+        }
+    }
+
+    /// The children of `dir` with their names, sorted by name.
+    fn sorted_children(&self, dir: &Inode) -> Vec<(&str, InodeId)> {
+        let InodeKind::Dir(c) = &dir.kind else { return Vec::new() };
+        let mut out: Vec<(&str, InodeId)> =
+            c.0.iter()
+                .map(|&s| {
+                    let i = self.at(s);
+                    (i.name.as_str(), InodeId::new(s, i.generation))
+                })
+                .collect();
+        out.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        out
+    }
+
+    /// Enters `child` (already holding its name) in directory `dir`'s table.
+    fn link(&mut self, dir: InodeId, child: InodeId) {
+        let hash = self.hash(self.inode(child).name.as_str());
+        let InodeKind::Dir(mut table) =
+            std::mem::replace(&mut self.inode_mut(dir).kind, InodeKind::Dir(Children::default()))
+        else {
+            panic!("inode {dir:?} is not a directory"); // faulty code
+        };
+        let slot = child.slot() as u32;
+        table.0.insert_unique(hash, slot, |&s| self.hasher.hash_one(self.at(s).name.as_str()));
+        self.inode_mut(dir).kind = InodeKind::Dir(table);
+    }
+
+    /// Removes the entry `name` from directory `dir`'s table.
+    fn unlink(&mut self, dir: InodeId, name: &str) {
+        let hash = self.hash(name);
+        let InodeKind::Dir(mut table) =
+            std::mem::replace(&mut self.inode_mut(dir).kind, InodeKind::Dir(Children::default()))
+        else {
+            return;
+        };
+        if let Ok(e) = table.0.find_entry(hash, |&s| self.at(s).name.as_str() == name) {
+            e.remove();
+        }
+        self.inode_mut(dir).kind = InodeKind::Dir(table);
+    }
+
+    /// Takes a free slot (or a new one) for `inode`, stamping it with the slot's generation.
+    fn place(&mut self, mut inode: Inode) -> InodeId {
+        if self.free != 0 {
+            let slot = self.free;
+            let Slot::Free { generation, next } = self.slots[slot as usize] else {
+                panic!("free list names used slot {slot}"); // faulty code
+            };
+            self.free = next;
+            inode.generation = generation;
+            self.slots[slot as usize] = Slot::Used(inode);
+            return InodeId::new(slot, generation);
+        }
+        let slot = u32::try_from(self.slots.len()).unwrap_or_else(|_| {
+            panic!("more than {} inodes", u32::MAX) // beyond any memory this runs in
+        });
+        inode.generation = 0;
+        self.slots.push(Slot::Used(inode));
+        InodeId::new(slot, 0)
+    }
+
+    /// Frees `id`'s slot (its next inode gets a newer generation) and returns the inode.
+    fn release(&mut self, id: InodeId) -> Option<Inode> {
+        self.get(id)?;
+        let slot = id.slot();
+        let freed = Slot::Free { generation: id.generation().wrapping_add(1), next: self.free };
+        self.free = slot as u32;
+        match std::mem::replace(&mut self.slots[slot], freed) {
+            Slot::Used(i) => Some(i),
+            Slot::Free { .. } => None,
         }
     }
 
@@ -175,14 +350,13 @@ impl Namespace {
     /// component other than the last is a file.
     pub fn lookup(&self, path: &DfsPath) -> Result<InodeId> {
         let mut cur = ROOT;
-        let mut walked = String::new();
-        for name in path.components() {
-            let InodeKind::Dir(children) = &self.inode(cur).kind else {
-                return Err(Error::NotADirectory(walked));
-            };
-            walked.push('/');
-            walked.push_str(name);
-            cur = *children.get(name).ok_or_else(|| Error::NotFound(path.to_string()))?;
+        for (depth, name) in path.components().enumerate() {
+            if let InodeKind::File(_) = self.inode(cur).kind {
+                // The component walked so far names a file.
+                let walked: Vec<&str> = path.components().take(depth).collect();
+                return Err(Error::NotADirectory(format!("/{}", walked.join("/"))));
+            }
+            cur = self.child(cur, name).ok_or_else(|| Error::NotFound(path.to_string()))?;
         }
         Ok(cur)
     }
@@ -192,7 +366,7 @@ impl Namespace {
         let mut names = Vec::new();
         while id != ROOT {
             let inode = self.inode(id);
-            names.push(&*inode.name);
+            names.push(inode.name.as_str());
             id = inode.parent;
         }
         names.reverse();
@@ -207,11 +381,14 @@ impl Namespace {
     /// As [`Namespace::lookup`]; for a file, returns just the file.
     pub fn list(&self, path: &DfsPath) -> Result<Vec<(DfsPath, InodeId)>> {
         let id = self.lookup(path)?;
-        match &self.inode(id).kind {
+        let inode = self.inode(id);
+        match &inode.kind {
             InodeKind::File(_) => Ok(vec![(path.clone(), id)]),
-            InodeKind::Dir(children) => {
-                children.iter().map(|(name, &child)| Ok((path.join(name)?, child))).collect()
-            }
+            InodeKind::Dir(_) => self
+                .sorted_children(inode)
+                .into_iter()
+                .map(|(name, child)| Ok((path.join(name)?, child)))
+                .collect(),
         }
     }
 
@@ -224,10 +401,11 @@ impl Namespace {
         let mut out = Vec::new();
         let mut stack = vec![(path.clone(), id)];
         while let Some((p, id)) = stack.pop() {
-            match &self.inode(id).kind {
+            let inode = self.inode(id);
+            match &inode.kind {
                 InodeKind::File(_) => out.push((p, id)),
-                InodeKind::Dir(children) => {
-                    for (name, &child) in children.iter().rev() {
+                InodeKind::Dir(_) => {
+                    for (name, child) in self.sorted_children(inode).into_iter().rev() {
                         stack.push((p.join(name)?, child));
                     }
                 }
@@ -244,24 +422,26 @@ impl Namespace {
         let mut stack = vec![self.lookup(path)?];
         let (mut files, mut dirs) = (0, 0);
         while let Some(id) = stack.pop() {
-            match &self.inode(id).kind {
+            let inode = self.inode(id);
+            match &inode.kind {
                 InodeKind::File(_) => files += 1,
-                InodeKind::Dir(children) => {
+                InodeKind::Dir(_) => {
                     dirs += 1;
-                    stack.extend(children.values().copied());
+                    stack.extend(self.children_of(inode));
                 }
             }
         }
         Ok((files, dirs))
     }
 
-    fn intern(&mut self, owner: &str) -> Arc<str> {
-        if let Some(o) = self.owners.get(owner) {
-            return o.clone();
+    fn intern(&mut self, owner: &str) -> Owner {
+        if let Some(&o) = self.owner_ids.get(owner) {
+            return Owner(o);
         }
-        let o: Arc<str> = owner.into();
-        self.owners.insert(owner.into(), o.clone());
-        o
+        let o = self.owners.len() as u32;
+        self.owners.push(owner.into());
+        self.owner_ids.insert(owner.into(), o);
+        Owner(o)
     }
 
     fn alloc(
@@ -272,8 +452,6 @@ impl Namespace {
         now_ms: i64,
         kind: InodeKind,
     ) -> InodeId {
-        let id = InodeId(self.next_inode);
-        self.next_inode += 1;
         let permission = match kind {
             InodeKind::Dir(_) => {
                 self.dirs += 1;
@@ -285,15 +463,17 @@ impl Namespace {
             }
         };
         let owner = self.intern(owner);
-        self.inodes.insert(
-            id,
-            Inode { parent, name: name.into(), mtime_ms: now_ms, owner, permission, kind },
-        );
-        let p = self.inode_mut(parent);
-        p.mtime_ms = now_ms;
-        if let InodeKind::Dir(children) = &mut p.kind {
-            children.insert(name.into(), id);
-        }
+        let id = self.place(Inode {
+            parent,
+            name: name.into(),
+            mtime_ms: now_ms,
+            owner,
+            generation: 0,
+            permission,
+            kind,
+        });
+        self.link(parent, id);
+        self.inode_mut(parent).mtime_ms = now_ms;
         id
     }
 
@@ -322,10 +502,9 @@ impl Namespace {
     }
 
     fn child(&self, dir: InodeId, name: &str) -> Option<InodeId> {
-        match &self.inode(dir).kind {
-            InodeKind::Dir(children) => children.get(name).copied(),
-            InodeKind::File(_) => None,
-        }
+        let InodeKind::Dir(children) = &self.inode(dir).kind else { return None };
+        let slot = *children.0.find(self.hash(name), |&s| self.at(s).name.as_str() == name)?;
+        Some(self.id_at(slot))
     }
 
     /// Creates a directory (with `parents`: also missing ancestors, and no error when it
@@ -349,7 +528,9 @@ impl Namespace {
                         }
                         InodeKind::File(_) => return Err(Error::NotADirectory(walked.to_string())),
                     },
-                    None => self.alloc(cur, name, owner, now_ms, InodeKind::Dir(BTreeMap::new())),
+                    None => {
+                        self.alloc(cur, name, owner, now_ms, InodeKind::Dir(Children::default()))
+                    }
                 };
             }
             return Ok(());
@@ -361,7 +542,7 @@ impl Namespace {
         if self.child(parent, path.name()).is_some() {
             return Err(Error::AlreadyExists(path.to_string()));
         }
-        self.alloc(parent, path.name(), owner, now_ms, InodeKind::Dir(BTreeMap::new()));
+        self.alloc(parent, path.name(), owner, now_ms, InodeKind::Dir(Children::default()));
         Ok(())
     }
 
@@ -405,7 +586,7 @@ impl Namespace {
         let meta = FileMeta {
             replication: args.replication,
             chunk_size: args.chunk_size,
-            chunks: Vec::new(),
+            chunks: ChunkList::new(),
             length: 0,
             writer: Some(args.client.into()),
         };
@@ -541,10 +722,15 @@ impl Namespace {
 
     /// Every file open for writing, with its writer (in no particular order).
     pub fn open_files(&self) -> Vec<(InodeId, &str)> {
-        self.inodes
+        self.slots
             .iter()
-            .filter_map(|(&id, inode)| match &inode.kind {
-                InodeKind::File(FileMeta { writer: Some(w), .. }) => Some((id, &**w)),
+            .enumerate()
+            .filter_map(|(slot, s)| match s {
+                Slot::Used(
+                    inode @ Inode {
+                        kind: InodeKind::File(FileMeta { writer: Some(w), .. }), ..
+                    },
+                ) => Some((InodeId::new(slot as u32, inode.generation), &**w)),
                 _ => None,
             })
             .collect()
@@ -582,21 +768,14 @@ impl Namespace {
             return Err(Error::AlreadyExists(target.to_string()));
         }
         let old_parent = self.inode(id).parent;
-        let old_name = self.inode(id).name.clone();
-        for (dir, add) in [(old_parent, false), (new_parent, true)] {
-            let d = self.inode_mut(dir);
-            d.mtime_ms = now_ms;
-            if let InodeKind::Dir(children) = &mut d.kind {
-                if add {
-                    children.insert(target.name().into(), id);
-                } else {
-                    children.remove(&old_name);
-                }
-            }
-        }
+        // Out of the old directory under the old name, into the new one under the new.
+        self.unlink(old_parent, src.name());
         let inode = self.inode_mut(id);
         inode.parent = new_parent;
         inode.name = target.name().into();
+        self.link(new_parent, id);
+        self.inode_mut(old_parent).mtime_ms = now_ms;
+        self.inode_mut(new_parent).mtime_ms = now_ms;
         Ok(target)
     }
 
@@ -633,22 +812,20 @@ impl Namespace {
     fn remove(&mut self, id: InodeId) -> Vec<ChunkHandle> {
         let parent = self.inode(id).parent;
         let name = self.inode(id).name.clone();
-        if let InodeKind::Dir(children) = &mut self.inode_mut(parent).kind {
-            children.remove(&name);
-        }
+        self.unlink(parent, name.as_str());
         let mut released = Vec::new();
         let mut stack = vec![id];
         while let Some(id) = stack.pop() {
-            let Some(inode) = self.inodes.remove(&id) else { continue };
+            if let Some(InodeKind::Dir(_)) = self.get(id).map(|i| &i.kind) {
+                stack.extend(self.children_of(self.inode(id)));
+            }
+            let Some(inode) = self.release(id) else { continue };
             match inode.kind {
                 InodeKind::File(f) => {
                     self.files -= 1;
                     released.extend(f.chunks);
                 }
-                InodeKind::Dir(children) => {
-                    self.dirs -= 1;
-                    stack.extend(children.into_values());
-                }
+                InodeKind::Dir(_) => self.dirs -= 1,
             }
         }
         released
@@ -761,7 +938,7 @@ mod tests {
         let id = ns.complete(&f, "c", Some((ChunkHandle(2), 1)), 3).expect("complete");
         let meta = ns.file(id).expect("file");
         assert_eq!(meta.length, 101);
-        assert_eq!(meta.chunks, vec![ChunkHandle(1), ChunkHandle(2)]);
+        assert_eq!(&meta.chunks[..], &[ChunkHandle(1), ChunkHandle(2)]);
         assert!(meta.writer.is_none());
         assert!(matches!(ns.complete(&f, "c", None, 4), Err(Error::NotLeaseHolder { .. })));
     }
@@ -832,5 +1009,23 @@ mod tests {
         let id = ns.lookup(&p("/a/b")).expect("file");
         assert_eq!(ns.file(id).map(|f| f.replication), Some(2));
         assert!(ns.set_replication(&p("/a"), 0).is_err());
+    }
+
+    #[test]
+    fn inodes_stay_compact() {
+        // Memory per file is the budget at millions of files (see the module docs).
+        assert!(std::mem::size_of::<Slot>() <= 128, "{}", std::mem::size_of::<Slot>());
+    }
+
+    #[test]
+    fn freed_slots_are_reused_with_a_new_generation() {
+        let mut ns = ns_with(&["/a", "/b"]);
+        let old = ns.lookup(&p("/a")).expect("a");
+        ns.delete(&p("/a"), false, 1).expect("delete");
+        ns.create(&p("/c"), &args("c")).expect("create");
+        let new = ns.lookup(&p("/c")).expect("c");
+        assert_eq!(new.slot(), old.slot());
+        assert!(ns.get(old).is_none() && ns.file(old).is_none(), "a stale id names nothing");
+        assert!(ns.file(new).is_some());
     }
 }

@@ -357,7 +357,7 @@ mod tests {
             .expect("lock")
             .chunks
             .iter()
-            .map(|(&handle, c)| ReportedReplica {
+            .map(|(handle, c)| ReportedReplica {
                 handle,
                 version: c.version,
                 length: c.length,

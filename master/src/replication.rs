@@ -216,7 +216,7 @@ impl Replicator {
         };
         let mut out = Vec::new();
         let mut needs = Vec::new();
-        for (&h, c) in chunks.iter() {
+        for (h, c) in chunks.iter() {
             // A chunk being written has no final replicas yet.
             if c.length == 0 {
                 continue;

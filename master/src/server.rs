@@ -23,7 +23,7 @@ use crate::checkpoint::Checkpointer;
 use crate::chunks::ChunkHandle;
 use crate::cluster::{Identity, Load};
 use crate::error::Error;
-use crate::namespace::{Inode, InodeKind};
+use crate::namespace::{InodeId, InodeKind, Namespace};
 use crate::oplog::{Durable, LoggedCall, Op};
 use crate::report;
 use crate::retry_cache::{Cached, CallKey, Reply};
@@ -79,11 +79,13 @@ fn reported(c: &pb::ReportedChunk) -> ReportedReplica {
 }
 
 /// The wire form of a file or directory's status.
-pub fn file_status(path: &DfsPath, inode: &Inode) -> pb::FileStatus {
+pub fn file_status(ns: &Namespace, path: &DfsPath, id: InodeId) -> pb::FileStatus {
+    let inode = ns.inode(id);
+    let owner = ns.owner_of(inode);
     let mut st = pb::FileStatus {
         path: path.to_string(),
         mtime_ms: inode.mtime_ms,
-        owner: inode.owner.to_string(),
+        owner: owner.to_owned(),
         permission: u32::from(inode.permission),
         ..pb::FileStatus::default()
     };
@@ -261,7 +263,7 @@ impl Master for MasterService {
                 };
                 let id = st.create(&p, &create, t)?;
                 st.leases.touch(&r.client_name, Instant::now());
-                let status = file_status(&p, st.ns.inode(id));
+                let status = file_status(&st.ns, &p, id);
                 // The record holds the defaults as resolved, so a replay under another
                 // configuration creates the same file.
                 let (replication, chunk_size) =
@@ -332,9 +334,7 @@ impl Master for MasterService {
         let p = path(&req.get_ref().path)?;
         let st = self.state();
         let id = st.ns.lookup(&p)?;
-        Ok(Response::new(pb::GetFileInfoResponse {
-            status: Some(file_status(&p, st.ns.inode(id))),
-        }))
+        Ok(Response::new(pb::GetFileInfoResponse { status: Some(file_status(&st.ns, &p, id)) }))
     }
 
     async fn list_dir(
@@ -343,8 +343,7 @@ impl Master for MasterService {
     ) -> Result<Response<pb::ListDirResponse>, Status> {
         let p = path(&req.get_ref().path)?;
         let st = self.state();
-        let entries =
-            st.ns.list(&p)?.iter().map(|(cp, id)| file_status(cp, st.ns.inode(*id))).collect();
+        let entries = st.ns.list(&p)?.iter().map(|(cp, id)| file_status(&st.ns, cp, *id)).collect();
         Ok(Response::new(pb::ListDirResponse { entries }))
     }
 

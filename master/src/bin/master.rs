@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 /// The chunk store's master: namespace, chunk map, placement.
 #[derive(Debug, Parser)]
@@ -67,12 +66,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    proto::logging::init("info");
     if let Err(e) = run(Cli::parse()).await {
         eprintln!("master: error: {e:#}");
         std::process::exit(1);

@@ -2,12 +2,14 @@
 //! tree rebuilt from such a walk (what recovery reads), and a canonical text dump used to
 //! compare two namespaces (a recovered one against the live one) in tests and debugging.
 //!
-//! Inode ids are kept as they are, so the chunk map's file ids stay valid across a
-//! checkpoint, and `next_inode` is restored so replayed creates get the same ids again.
+//! Inode ids are not kept across a checkpoint: the builder gives each inode a fresh,
+//! dense slot and says which id it got ([`NamespaceBuilder::insert`]), so the reader
+//! files the chunks under the new id. Nothing persistent refers to an inode by id (log
+//! records name paths), so replay after a restart needs no particular ids.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
-use super::{FileMeta, Inode, InodeId, InodeKind, Namespace, ROOT};
+use super::{Children, FileMeta, Inode, InodeId, InodeKind, Namespace, ROOT};
 
 /// One inode as a checkpoint stores it.
 #[derive(Debug, Clone)]
@@ -41,9 +43,7 @@ impl<'a> Iterator for ParentFirst<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         let id = self.stack.pop()?;
         let inode = self.ns.inode(id);
-        if let InodeKind::Dir(children) = &inode.kind {
-            self.stack.extend(children.values().rev().copied());
-        }
+        self.stack.extend(self.ns.children_of(inode));
         Some((id, inode))
     }
 }
@@ -54,9 +54,9 @@ impl Namespace {
         ParentFirst { ns: self, stack: vec![ROOT] }
     }
 
-    /// The id the next new inode will get.
+    /// One above the highest inode slot in use (kept in checkpoints as a size hint).
     pub fn next_inode(&self) -> u64 {
-        self.next_inode
+        self.slots.len() as u64
     }
 
     /// A canonical listing: one line per inode in depth-first name order with every
@@ -66,13 +66,17 @@ impl Namespace {
         let mut stack = vec![(String::from("/"), ROOT)];
         while let Some((path, id)) = stack.pop() {
             let i = self.inode(id);
-            let common =
-                format!("{path} owner={} perm={:o} mtime={}", i.owner, i.permission, i.mtime_ms);
+            let common = format!(
+                "{path} owner={} perm={:o} mtime={}",
+                self.owner_of(i),
+                i.permission,
+                i.mtime_ms
+            );
             match &i.kind {
-                InodeKind::Dir(children) => {
+                InodeKind::Dir(_) => {
                     out.push(format!("{common} dir"));
                     let base = if path == "/" { String::new() } else { path.clone() };
-                    for (name, &child) in children.iter().rev() {
+                    for (name, child) in self.sorted_children(i).into_iter().rev() {
                         stack.push((format!("{base}/{name}"), child));
                     }
                 }
@@ -98,6 +102,8 @@ impl Namespace {
 #[derive(Debug)]
 pub struct NamespaceBuilder {
     ns: Namespace,
+    /// Directories by the id the images give them, to the id they have here.
+    dirs: HashMap<u64, InodeId>,
 }
 
 impl Default for NamespaceBuilder {
@@ -109,15 +115,16 @@ impl Default for NamespaceBuilder {
 impl NamespaceBuilder {
     /// A builder holding just the root.
     pub fn new() -> NamespaceBuilder {
-        NamespaceBuilder { ns: Namespace::new() }
+        NamespaceBuilder { ns: Namespace::new(), dirs: HashMap::from([(ROOT.0, ROOT)]) }
     }
 
-    /// Adds one inode; the root's image replaces the root's attributes.
+    /// Adds one inode and returns the id it has in the rebuilt namespace; the root's image
+    /// replaces the root's attributes.
     ///
     /// # Errors
     /// A message saying why the image does not fit the tree built so far (unknown or
     /// non-directory parent, repeated id or name, a root that is a file).
-    pub fn insert(&mut self, img: InodeImage) -> Result<(), String> {
+    pub fn insert(&mut self, img: InodeImage) -> Result<InodeId, String> {
         let owner = self.ns.intern(&img.owner);
         if img.id == ROOT {
             if img.file.is_some() {
@@ -127,33 +134,27 @@ impl NamespaceBuilder {
             root.mtime_ms = img.mtime_ms;
             root.owner = owner;
             root.permission = img.permission;
-            return Ok(());
-        }
-        if self.ns.inodes.contains_key(&img.id) {
-            return Err(format!("inode {} appears twice", img.id.0));
+            return Ok(ROOT);
         }
         if img.name.is_empty() || img.name.contains('/') {
             return Err(format!("inode {} has the invalid name {:?}", img.id.0, img.name));
         }
-        match self.ns.inodes.get_mut(&img.parent).map(|p| &mut p.kind) {
-            Some(InodeKind::Dir(children)) => {
-                if children.insert(img.name.as_str().into(), img.id).is_some() {
-                    return Err(format!(
-                        "inode {} repeats the name {:?} in directory {}",
-                        img.id.0, img.name, img.parent.0
-                    ));
-                }
-            }
-            Some(InodeKind::File(_)) => {
-                return Err(format!("inode {}'s parent {} is a file", img.id.0, img.parent.0));
-            }
-            None => {
-                return Err(format!(
-                    "inode {}'s parent {} is not recorded before it",
-                    img.id.0, img.parent.0
-                ));
-            }
+        let Some(&parent) = self.dirs.get(&img.parent.0) else {
+            return Err(format!(
+                "inode {}'s parent {} is not a directory recorded before it",
+                img.id.0, img.parent.0
+            ));
+        };
+        if self.dirs.contains_key(&img.id.0) {
+            return Err(format!("inode {} appears twice", img.id.0));
         }
+        if self.ns.child(parent, &img.name).is_some() {
+            return Err(format!(
+                "inode {} repeats the name {:?} in directory {}",
+                img.id.0, img.name, img.parent.0
+            ));
+        }
+        let is_dir = img.file.is_none();
         let kind = match img.file {
             Some(f) => {
                 self.ns.files += 1;
@@ -161,27 +162,32 @@ impl NamespaceBuilder {
             }
             None => {
                 self.ns.dirs += 1;
-                InodeKind::Dir(BTreeMap::new())
+                InodeKind::Dir(Children::default())
             }
         };
-        self.ns.next_inode = self.ns.next_inode.max(img.id.0 + 1);
-        self.ns.inodes.insert(
-            img.id,
-            Inode {
-                parent: img.parent,
-                name: img.name.into(),
-                mtime_ms: img.mtime_ms,
-                owner,
-                permission: img.permission,
-                kind,
-            },
-        );
-        Ok(())
+        let id = self.ns.place(Inode {
+            parent,
+            name: img.name.as_str().into(),
+            mtime_ms: img.mtime_ms,
+            owner,
+            generation: 0,
+            permission: img.permission,
+            kind,
+        });
+        self.ns.link(parent, id);
+        if is_dir {
+            self.dirs.insert(img.id.0, id);
+        }
+        Ok(id)
     }
 
-    /// The namespace, whose next inode id is `next_inode` (at least one above every id).
-    pub fn finish(mut self, next_inode: u64) -> Namespace {
-        self.ns.next_inode = self.ns.next_inode.max(next_inode);
+    /// Room for `inodes` more inodes, when the count is known up front.
+    pub fn reserve(&mut self, inodes: usize) {
+        self.ns.slots.reserve(inodes);
+    }
+
+    /// The namespace.
+    pub fn finish(self) -> Namespace {
         self.ns
     }
 }
@@ -198,13 +204,13 @@ mod tests {
         DfsPath::parse(s).expect("path")
     }
 
-    fn image_of(i: &Inode, id: InodeId) -> InodeImage {
+    fn image_of(ns: &Namespace, i: &Inode, id: InodeId) -> InodeImage {
         InodeImage {
             id,
             parent: i.parent,
             name: i.name.to_string(),
             mtime_ms: i.mtime_ms,
-            owner: i.owner.to_string(),
+            owner: ns.owner_of(i).to_string(),
             permission: i.permission,
             file: match &i.kind {
                 InodeKind::File(f) => Some(f.clone()),
@@ -232,9 +238,9 @@ mod tests {
         ns.complete(&p("/z/g"), "w", None, 8).expect("complete");
         let mut b = NamespaceBuilder::new();
         for (id, inode) in ns.parent_first() {
-            b.insert(image_of(inode, id)).expect("insert");
+            b.insert(image_of(&ns, inode, id)).expect("insert");
         }
-        let back = b.finish(ns.next_inode());
+        let back = b.finish();
         assert_eq!(back.dump(), ns.dump());
         assert_eq!((back.file_count(), back.dir_count()), (ns.file_count(), ns.dir_count()));
         assert_eq!(back.next_inode(), ns.next_inode());

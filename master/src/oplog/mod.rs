@@ -4,7 +4,8 @@
 //! Flow: a gRPC handler applies a mutation to [`crate::state::MasterState`] under the
 //! state lock and, *still holding the lock*, hands the record to the [`Journal`] (part of
 //! that state). The journal numbers it (transaction ids are therefore in the order the
-//! mutations were applied) and queues it for the writer thread ([`writer`]), which writes
+//! mutations were applied) and queues it for the writer thread ([`writer`]), which encodes
+//! and writes
 //! whatever is queued in one go and syncs once (group commit). The handler drops the lock,
 //! awaits the returned [`Durable`], and only then answers its client.
 //!
@@ -147,11 +148,10 @@ impl Journal {
         let Some(tx) = &self.tx else {
             return Durable(DurableInner::Ready(Ok(())));
         };
-        let rec = Record { txid: self.last_txid, time_ms, op, call };
-        let mut frame = Vec::new();
-        frame::push(&rec.encode(), &mut frame);
+        // Encoding is the writer thread's job, off the state lock.
+        let record = Record { txid: self.last_txid, time_ms, op, call };
         let (done, rx) = oneshot::channel();
-        match tx.send(Command::Append { txid: rec.txid, frame, done }) {
+        match tx.send(Command::Append { record, done }) {
             Ok(()) => Durable(DurableInner::Waiting(rx)),
             Err(_) => Durable(DurableInner::Ready(Err(Failure {
                 path: "the operation log".into(),

@@ -145,6 +145,13 @@ fn factor(r: u32) -> Result<u16, String> {
 impl Record {
     /// The protobuf encoding (the payload of one frame).
     pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Appends the protobuf encoding to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
         let op = match &self.op {
             Op::Mkdir { path, parents, owner } => log_record::Op::Mkdir(pb::LogMkdir {
                 path: path.to_string(),
@@ -228,7 +235,7 @@ impl Record {
             reply,
             op: Some(op),
         }
-        .encode_to_vec()
+        .encode_raw(out);
     }
 
     /// Decodes a frame's payload.

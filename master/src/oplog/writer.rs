@@ -19,7 +19,8 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info};
 
-use super::segment;
+use super::record::Record;
+use super::{frame, segment};
 
 /// Why the log cannot be written: the file and the cause.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,12 +59,10 @@ pub type Ack = std::result::Result<(), Failure>;
 /// What the writer is asked to do, in the order callers applied their mutations.
 #[derive(Debug)]
 pub enum Command {
-    /// Append one framed record.
+    /// Append one record (the writer encodes and frames it).
     Append {
-        /// Its transaction id.
-        txid: u64,
-        /// The framed record.
-        frame: Vec<u8>,
+        /// The record.
+        record: Record,
         /// Answered once it is durable (or cannot be).
         done: oneshot::Sender<Ack>,
     },
@@ -121,6 +120,7 @@ impl Writer {
     /// Serves commands until `Stop` or until every sender is gone.
     pub fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
         let mut buf = Vec::new();
+        let mut payload = Vec::new();
         let mut waiters = Vec::new();
         while let Some(cmd) = rx.blocking_recv() {
             let mut next = Some(cmd);
@@ -128,9 +128,11 @@ impl Writer {
             // Everything queued while the last batch was being synced goes in this one.
             while let Some(cmd) = next.take().or_else(|| rx.try_recv().ok()) {
                 match cmd {
-                    Command::Append { txid, frame, done } => {
-                        first.get_or_insert(txid);
-                        buf.extend_from_slice(&frame);
+                    Command::Append { record, done } => {
+                        first.get_or_insert(record.txid);
+                        payload.clear();
+                        record.encode_into(&mut payload);
+                        frame::push(&payload, &mut buf);
                         waiters.push(done);
                     }
                     Command::Barrier { done } => waiters.push(done),
