@@ -40,7 +40,7 @@ pub use config::Config;
 pub use error::{Error, Result};
 
 use crate::heartbeat::Reporter;
-use crate::pipeline::{MAX_MESSAGE, Peers};
+use crate::pipeline::{MAX_FRAME, MAX_MESSAGE, Peers};
 use crate::replicate::Copier;
 use crate::reports::ReportQueue;
 use crate::server::ChunkserverService;
@@ -101,7 +101,7 @@ pub async fn run(
         .tcp_nodelay(true)
         .initial_stream_window_size(8 << 20)
         .initial_connection_window_size(32 << 20)
-        .max_frame_size(1 << 20)
+        .max_frame_size(MAX_FRAME)
         .add_service(service)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
             shutdown.await;

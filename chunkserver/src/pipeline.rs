@@ -48,6 +48,14 @@ use crate::store::{RbwWriter, Store};
 
 /// Largest gRPC message of the Chunkserver service, both ways.
 pub const MAX_MESSAGE: usize = 16 << 20;
+/// Largest HTTP/2 DATA frame this node accepts (as server and as client of its peers).
+///
+/// Bigger than a whole packet or read message (~1 MiB + a few hundred bytes of framing),
+/// so each arrives as one frame. With 1 MiB frames a message spanned two, and tonic, on
+/// reading a message header with most of the body already buffered, reallocated its
+/// receive buffer for the full length and copied the buffered part: a second memory copy
+/// of nearly every byte received.
+pub const MAX_FRAME: u32 = 4 << 20;
 const B: u64 = BLOCK_SIZE as u64;
 /// Packets queued between receiver and disk worker, and between disk worker and the
 /// downstream stream: enough to keep both busy, small enough to bound memory.
@@ -76,7 +84,7 @@ impl Peers {
                     .tcp_nodelay(true)
                     .initial_stream_window_size(8 << 20)
                     .initial_connection_window_size(32 << 20)
-                    .max_frame_size(1 << 20)
+                    .max_frame_size(MAX_FRAME)
                     .connect_lazy();
                 map.insert(addr.to_owned(), c.clone());
                 c

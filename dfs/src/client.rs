@@ -28,6 +28,12 @@ use crate::status::{ContentSummary, FileStatus};
 
 /// Largest gRPC message exchanged with a chunkserver (packets are ~1 MiB plus overhead).
 const CHUNKSERVER_MAX_MESSAGE: usize = 16 << 20;
+/// Largest HTTP/2 DATA frame accepted from a chunkserver: more than a read message
+/// (~1 MiB), so each arrives whole in one frame. The HTTP/2 default (16 KiB) cut every
+/// message into 64 frames, each a separate trip through h2 and tonic's decoder; a frame
+/// smaller than a message also makes tonic copy the buffered part again when it grows its
+/// buffer to the message's length.
+const CHUNKSERVER_MAX_FRAME: u32 = 4 << 20;
 /// Largest master answer accepted (large listings and fsck reports).
 const MASTER_MAX_MESSAGE: usize = 256 << 20;
 
@@ -275,6 +281,7 @@ impl Client {
             // Large windows so one connection can stream at memory speed over loopback.
             .initial_stream_window_size(16 << 20)
             .initial_connection_window_size(64 << 20)
+            .max_frame_size(CHUNKSERVER_MAX_FRAME)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(20));
         let client = ChunkserverClient::new(endpoint.connect_lazy())

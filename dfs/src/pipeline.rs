@@ -172,6 +172,8 @@ impl ChunkPipeline {
     /// Waits until every packet is acknowledged (after a `last` packet: every node has
     /// fsynced and finalized the replica) and returns the chunk's length.
     pub(crate) async fn finish(mut self) -> Result<u64> {
+        let draining = std::time::Instant::now();
+        let pending = self.unacked_bytes;
         while !self.unacked.is_empty() {
             if let Err(b) = self.wait_event().await {
                 self.recover(b).await?;
@@ -188,7 +190,9 @@ impl ChunkPipeline {
             }
         })
         .await;
-        debug!(chunk = %self.handle, length = self.sent, "chunk written");
+        // How long the end of a chunk (the last window in flight, then every node's
+        // fsync) holds the writer up: the next chunk cannot start before it.
+        debug!(chunk = %self.handle, length = self.sent, pending, drain_ms = draining.elapsed().as_millis() as u64, "chunk written");
         Ok(self.sent)
     }
 

@@ -10,7 +10,7 @@
 //! on the master (its lease expires and the master recovers it); callers that want
 //! all-or-nothing write to a temporary name and rename, as `dfs put` does.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use proto::gfs;
 use proto::path::DfsPath;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -19,7 +19,7 @@ use tracing::debug;
 use crate::chunk::{ChunkHandle, LocatedChunk};
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::packet::next_packet;
+use crate::packet::{NextPacket, next_packet};
 use crate::path::PathArg;
 use crate::pipeline::ChunkPipeline;
 use crate::retry::CallKind;
@@ -157,6 +157,48 @@ impl Client {
         w.close().await
     }
 
+    /// Writes everything a blocking `reader` (a local file) yields to a new file `path`
+    /// and closes it; `progress` is called with the bytes written so far. Returns the
+    /// file's length.
+    ///
+    /// A thread of its own reads the input in whole packets, which are sent as they are:
+    /// unlike [`Client::put_stream`], no copy through an async file's buffer and none into
+    /// the writer's packet buffer.
+    ///
+    /// # Errors
+    /// As [`Client::put_stream`].
+    pub async fn put_blocking<R: std::io::Read + Send + 'static>(
+        &self,
+        reader: R,
+        source: &str,
+        path: impl PathArg,
+        opts: CreateOptions,
+        mut progress: impl FnMut(u64),
+    ) -> Result<u64> {
+        let mut w = self.create(path, opts).await?;
+        let packet = w.packet_size;
+        // A few packets read ahead keep the pipeline fed while the reader waits on the disk.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
+        let reading = tokio::task::spawn_blocking(move || read_packets(reader, packet, &tx));
+        let mut res = Ok(());
+        while let Some(piece) = rx.recv().await {
+            let step = match piece {
+                Ok(data) => w.write_bytes(data).await,
+                Err(e) => Err(Error::Io { path: source.to_owned(), source: e }),
+            };
+            if let Err(e) = step {
+                res = Err(e);
+                break;
+            }
+            progress(w.bytes_written());
+        }
+        // Stops the reader (its sends fail) if the write failed part way.
+        drop(rx);
+        let _ = reading.await;
+        res?;
+        w.close().await
+    }
+
     /// Writes `data` to a new file `path` and closes it.
     ///
     /// # Errors
@@ -208,6 +250,26 @@ impl FileWriter {
             let res = self.drain(false).await;
             self.note(res)?;
         }
+        Ok(())
+    }
+
+    /// Appends `data` to the file. Whole packets are cut from `data` without copying when
+    /// nothing is buffered; only a tail shorter than a packet is copied into the buffer.
+    ///
+    /// # Errors
+    /// As [`FileWriter::write_all`].
+    pub async fn write_bytes(&mut self, mut data: Bytes) -> Result<()> {
+        self.check_usable()?;
+        if !self.buf.is_empty() {
+            return self.write_all(&data).await;
+        }
+        self.written += data.len() as u64;
+        while let Some(next) = self.plan(data.len(), false) {
+            let packet = data.split_to(next.len);
+            let res = self.send_packet(packet, next.last).await;
+            self.note(res)?;
+        }
+        self.buf.extend_from_slice(&data);
         Ok(())
     }
 
@@ -290,27 +352,33 @@ impl FileWriter {
 
     /// Sends every packet the buffer can form (with `flush`, the tail too).
     async fn drain(&mut self, flush: bool) -> Result<()> {
-        loop {
-            let in_chunk = self.pipeline.as_ref().map_or(0, ChunkPipeline::sent);
-            let Some(next) =
-                next_packet(self.buf.len(), in_chunk, self.chunk_size, self.packet_size, flush)
-            else {
-                return Ok(());
-            };
-            let p = match self.pipeline.take() {
-                Some(p) => p,
-                None => self.start_chunk().await?,
-            };
-            let p = self.pipeline.insert(p);
+        while let Some(next) = self.plan(self.buf.len(), flush) {
             let data = self.buf.split_to(next.len).freeze();
-            p.send(data, next.last).await?;
-            if next.last
-                && let Some(p) = self.pipeline.take()
-            {
-                let handle = p.handle();
-                self.previous = Some((handle, p.finish().await?));
-            }
+            self.send_packet(data, next.last).await?;
         }
+        Ok(())
+    }
+
+    /// The next packet to cut from `available` bytes, if one is due.
+    fn plan(&self, available: usize, flush: bool) -> Option<NextPacket> {
+        let in_chunk = self.pipeline.as_ref().map_or(0, ChunkPipeline::sent);
+        next_packet(available, in_chunk, self.chunk_size, self.packet_size, flush)
+    }
+
+    /// Sends one packet, allocating its chunk first if needed and finishing the chunk
+    /// after its last packet.
+    async fn send_packet(&mut self, data: Bytes, last: bool) -> Result<()> {
+        let p = match self.pipeline.take() {
+            Some(p) => p,
+            None => self.start_chunk().await?,
+        };
+        let p = self.pipeline.insert(p);
+        p.send(data, last).await?;
+        if last && let Some(p) = self.pipeline.take() {
+            let handle = p.handle();
+            self.previous = Some((handle, p.finish().await?));
+        }
+        Ok(())
     }
 
     /// Asks the master for the next chunk (reporting the previous one's final length)
@@ -347,5 +415,64 @@ impl FileWriter {
             .into();
         debug!(path = %self.path, chunk = %chunk.handle, replicas = chunk.replicas.len(), "chunk allocated");
         ChunkPipeline::open(&self.client, &self.path, &chunk, self.chunk_size)
+    }
+}
+
+/// Reads `reader` in pieces of `packet` bytes (the last may be shorter) and sends them on
+/// `tx` until the end of the input, an error (sent too), or a closed channel.
+fn read_packets(
+    mut reader: impl std::io::Read,
+    packet: usize,
+    tx: &tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+) {
+    loop {
+        let mut buf = BytesMut::zeroed(packet);
+        let mut filled = 0;
+        while filled < packet {
+            match reader.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+        buf.truncate(filled);
+        if filled > 0 && tx.blocking_send(Ok(buf.freeze())).is_err() {
+            return;
+        }
+        if filled < packet {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pieces(len: usize, packet: usize) -> Vec<usize> {
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(len / packet + 2);
+        read_packets(&data[..], packet, &tx);
+        drop(tx);
+        let mut out = Vec::new();
+        let mut joined = Vec::new();
+        while let Ok(Ok(b)) = rx.try_recv() {
+            out.push(b.len());
+            joined.extend_from_slice(&b);
+        }
+        assert_eq!(joined, data);
+        out
+    }
+
+    #[test]
+    fn input_is_read_in_whole_packets() {
+        assert_eq!(pieces(0, 4), Vec::<usize>::new());
+        assert_eq!(pieces(3, 4), vec![3]);
+        assert_eq!(pieces(8, 4), vec![4, 4]);
+        assert_eq!(pieces(9, 4), vec![4, 4, 1]);
     }
 }

@@ -7,7 +7,6 @@
 use std::path::Path;
 
 use proto::path::DfsPath;
-use tokio::io::AsyncRead;
 
 use super::progress::transfer_bar;
 use super::{Ctx, PutArgs};
@@ -69,7 +68,7 @@ async fn put_source(
                 message: format!("{dst}: is a directory; name a file to put stdin into"),
             });
         }
-        return put_file(ctx, put, tokio::io::stdin(), "stdin", None, dst).await;
+        return put_file(ctx, put, Input::Stdin, "stdin", None, dst).await;
     }
     let meta = tokio::fs::metadata(src).await.map_err(|e| io_err(src, e))?;
     let target = if dst_is_dir { dst.join(&local_name(src)?)? } else { dst.clone() };
@@ -77,8 +76,8 @@ async fn put_source(
         put_dir(ctx, put, Path::new(src), &target).await;
         Ok(())
     } else {
-        let file = tokio::fs::File::open(src).await.map_err(|e| io_err(src, e))?;
-        put_file(ctx, put, file, src, Some(meta.len()), &target).await
+        let file = std::fs::File::open(src).map_err(|e| io_err(src, e))?;
+        put_file(ctx, put, Input::File(file), src, Some(meta.len()), &target).await
     }
 }
 
@@ -120,8 +119,8 @@ async fn put_dir(ctx: &mut Ctx, put: &Put, src: &Path, target: &DfsPath) {
                 Box::pin(put_dir(ctx, put, &path, &child)).await;
                 Ok(())
             } else {
-                let file = tokio::fs::File::open(&path).await.map_err(|e| io_err(&shown, e))?;
-                put_file(ctx, put, file, &shown, Some(meta.len()), &child).await
+                let file = std::fs::File::open(&path).map_err(|e| io_err(&shown, e))?;
+                put_file(ctx, put, Input::File(file), &shown, Some(meta.len()), &child).await
             }
         }
         .await;
@@ -129,11 +128,19 @@ async fn put_dir(ctx: &mut Ctx, put: &Put, src: &Path, target: &DfsPath) {
     }
 }
 
+/// What `put` copies from.
+enum Input {
+    /// Standard input, read asynchronously.
+    Stdin,
+    /// A local file, read by a thread of its own in whole packets (no extra copies).
+    File(std::fs::File),
+}
+
 /// Writes one file through `TARGET._COPYING_` and renames it into place.
-async fn put_file<R: AsyncRead + Unpin>(
+async fn put_file(
     ctx: &mut Ctx,
     put: &Put,
-    reader: R,
+    input: Input,
     source: &str,
     len: Option<u64>,
     target: &DfsPath,
@@ -157,13 +164,17 @@ async fn put_file<R: AsyncRead + Unpin>(
     let tmp = temporary(target)?;
     let bar = transfer_bar(target.name(), len);
     let res = async {
-        ctx.client
-            .put_stream(reader, source, &tmp, put.opts, |n| {
-                if let Some(b) = &bar {
-                    b.set_position(n);
-                }
-            })
-            .await?;
+        let progress = |n| {
+            if let Some(b) = &bar {
+                b.set_position(n);
+            }
+        };
+        match input {
+            Input::Stdin => {
+                ctx.client.put_stream(tokio::io::stdin(), source, &tmp, put.opts, progress).await?
+            }
+            Input::File(f) => ctx.client.put_blocking(f, source, &tmp, put.opts, progress).await?,
+        };
         if existing.is_some() {
             ctx.client.delete(target, false).await?;
         }
