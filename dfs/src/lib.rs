@@ -28,6 +28,7 @@ pub mod cli;
 pub mod client;
 pub mod error;
 pub mod fsck;
+pub mod glob;
 mod packet;
 pub mod path;
 mod pipeline;

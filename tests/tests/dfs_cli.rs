@@ -262,3 +262,41 @@ async fn bad_input_is_refused_cleanly() {
     let root = client.list("/").await.unwrap();
     assert!(root.is_empty(), "/ after bad input: {root:?}");
 }
+
+#[tokio::test]
+async fn path_patterns_expand_like_hdfs() {
+    let c = cluster().await;
+    c.dfs(&["mkdir", "-p", "/g/sub"]).assert_ok();
+    for (name, body) in
+        [("part-00000", "zero\n"), ("part-00001", "one\n"), ("part-00002", "two\n"), ("log", "x\n")]
+    {
+        c.dfs_with_stdin(&["put", "-", &format!("/g/{name}")], Some(body.as_bytes())).assert_ok();
+    }
+    // Matches come back sorted, so cat concatenates in name order.
+    let cat = c.dfs(&["cat", "/g/part-*"]);
+    cat.assert_ok();
+    assert_eq!(cat.stdout, b"zero\none\ntwo\n");
+    let cat = c.dfs(&["cat", "/g/part-0000[12]", "/g/l?g"]);
+    cat.assert_ok();
+    assert_eq!(cat.stdout, b"one\ntwo\nx\n");
+
+    // A pattern matching nothing is an error naming it (and `ls` does not fall back to
+    // the home directory); with `rm -f` it is not.
+    let err = c.dfs(&["ls", "/g/nothing*"]).assert_fails(1, "dfs: ls: ");
+    assert!(err.contains("/g/nothing*") && err.contains("no such file"), "{err}");
+    c.dfs(&["rm", "-f", "/g/nothing*"]).assert_ok();
+
+    // Patterns in the middle of a path, and as sources of mv.
+    c.dfs(&["mv", "/g/part-0000[01]", "/g/sub"]).assert_ok();
+    let ls = c.dfs(&["ls", "/*/sub/*"]);
+    ls.assert_ok();
+    let listed = String::from_utf8_lossy(&ls.stdout);
+    assert!(
+        listed.contains("/g/sub/part-00000") && listed.contains("/g/sub/part-00001"),
+        "{listed}"
+    );
+    c.dfs(&["rm", "/g/sub/part-*"]).assert_ok();
+    let client = c.client().await.unwrap();
+    assert!(client.list("/g/sub").await.unwrap().is_empty());
+    assert!(client.try_stat("/g/part-00002").await.unwrap().is_some());
+}

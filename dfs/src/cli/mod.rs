@@ -273,6 +273,19 @@ impl Command {
             Command::Admin(_) => "admin",
         }
     }
+
+    /// The remote path arguments of commands that take several.
+    fn paths(&self) -> Option<&[String]> {
+        match self {
+            Command::Cat { paths }
+            | Command::Rm { paths, .. }
+            | Command::Stat { paths }
+            | Command::Setrep { paths, .. } => Some(paths),
+            Command::Ls(args) => Some(&args.paths),
+            Command::Du(args) => Some(&args.paths),
+            _ => None,
+        }
+    }
 }
 
 /// State shared by a command's steps: the client and whether anything failed.
@@ -303,6 +316,34 @@ impl Ctx {
         if let Err(e) = res {
             self.fail(&e);
         }
+    }
+
+    /// Expands path patterns (`*`, `?`, `[...]`) among remote path arguments, as `hdfs dfs`
+    /// does; a pattern that matches nothing is an error unless `missing_ok` (`rm -f`).
+    async fn expand(&mut self, args: Vec<String>, missing_ok: bool) -> Vec<String> {
+        let mut out = Vec::with_capacity(args.len());
+        for a in args {
+            if !crate::glob::has_glob(&a) {
+                out.push(a);
+                continue;
+            }
+            match self.client.glob(&a).await {
+                Ok(found) if found.is_empty() && !missing_ok => {
+                    self.fail_msg(format!("{a}: no such file or directory"));
+                }
+                Ok(found) => out.extend(found.into_iter().map(|p| p.to_string())),
+                Err(e) => self.fail(&e),
+            }
+        }
+        out
+    }
+
+    /// Expands patterns in all but the last argument (the destination).
+    async fn expand_sources(&mut self, mut args: Vec<String>) -> Vec<String> {
+        let Some(dst) = args.pop() else { return args };
+        let mut out = self.expand(args, false).await;
+        out.push(dst);
+        out
     }
 
     /// True once stdout is closed; commands stop early.
@@ -345,7 +386,36 @@ pub async fn run(cli: Cli) -> ExitCode {
     };
     let mut ctx = Ctx { cmd, client, failed: false, broken_pipe: false };
     let mut code = ExitCode::SUCCESS;
-    match cli.command {
+    let command = match cli.command {
+        Command::Cat { paths } => Command::Cat { paths: ctx.expand(paths, false).await },
+        Command::Ls(mut args) => {
+            args.paths = ctx.expand(args.paths, false).await;
+            Command::Ls(args)
+        }
+        Command::Rm { recursive, force, paths } => {
+            Command::Rm { recursive, force, paths: ctx.expand(paths, force).await }
+        }
+        Command::Mv { paths } => Command::Mv { paths: ctx.expand_sources(paths).await },
+        Command::Stat { paths } => Command::Stat { paths: ctx.expand(paths, false).await },
+        Command::Du(mut args) => {
+            args.paths = ctx.expand(args.paths, false).await;
+            Command::Du(args)
+        }
+        Command::Setrep { replication, paths } => {
+            Command::Setrep { replication, paths: ctx.expand(paths, false).await }
+        }
+        Command::Get(mut args) => {
+            args.paths = ctx.expand_sources(args.paths).await;
+            Command::Get(args)
+        }
+        other => other,
+    };
+    if command.paths().is_some_and(<[String]>::is_empty) && ctx.failed {
+        // Every argument was a pattern that matched nothing (already reported): there is
+        // nothing left to do, and `ls`/`du` must not fall back to the home directory.
+        return ExitCode::FAILURE;
+    }
+    match command {
         Command::Put(args) => put::put(&mut ctx, args).await,
         Command::Get(args) => get::get(&mut ctx, args).await,
         Command::Cat { paths } => get::cat(&mut ctx, &paths).await,
