@@ -1,6 +1,7 @@
 //! Example MapReduce jobs, as Hadoop ships them: [`wordcount`], [`grep`],
 //! [`invertedindex`], [`terasort`] (teragen / terasort / teravalidate), and the test jobs
-//! [`sleep`] and [`fail`]. [`registry`] registers them all; the `mapred-examples` binary
+//! [`sleep`], [`fail`] and [`faulty`] (word count that crashes, hangs and straggles).
+//! [`registry`] registers them all; the `mapred-examples` binary
 //! is that registry behind [`mapred::runtime::main`]:
 //!
 //! ```text
@@ -9,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod fail;
+pub mod faulty;
 pub mod grep;
 pub mod invertedindex;
 pub mod sleep;
@@ -28,6 +30,7 @@ pub fn registry() -> Registry {
         .register(terasort::teravalidate())
         .register(sleep::job())
         .register(fail::job())
+        .register(faulty::job())
 }
 
 /// Folds counts: the combiner of the counting jobs.

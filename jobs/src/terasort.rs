@@ -14,7 +14,7 @@ use std::sync::Arc;
 use mapred::config::keys;
 use mapred::{
     Blob, BlobBuf, Context, Error, Input, InputFormat, Job, JobConf, Mapper, Partitioner,
-    RangePartitioner, Reducer, Result, SubmitContext, Values,
+    RangePartitioner, RawKey, Reducer, Result, SubmitContext, Values,
 };
 
 /// Rows to generate (`teragen`).
@@ -98,26 +98,35 @@ impl Mapper for SortMapper {
 
 /// Writes every row of a key back out.
 #[derive(Debug, Default)]
-pub struct Identity;
+pub struct Identity {
+    /// The current group's key, copied from the merge into a buffer reused for every
+    /// group (every key is distinct here: decoding one `Vec` per group would allocate
+    /// once per row).
+    key: Vec<u8>,
+}
 
 impl Reducer for Identity {
-    type KeyIn = Vec<u8>;
+    type KeyIn = RawKey;
     type ValueIn = BlobBuf;
     type KeyOut = [u8];
     type ValueOut = Blob;
 
+    #[inline]
     fn reduce(
         &mut self,
-        key: Vec<u8>,
+        _key: RawKey,
         values: &mut Values<'_, BlobBuf>,
         ctx: &mut Context<'_, [u8], Blob>,
     ) -> Result<()> {
+        // A `[u8]` key that is the whole key is encoded as its own bytes.
+        self.key.clear();
+        self.key.extend_from_slice(values.raw_key());
         while let Some(raw) = values.next_raw() {
             // The value is a length-prefixed byte string: skip the varint, emit the bytes.
             let mut p = 0;
             mapred::run::get_varint(raw, &mut p)
                 .ok_or_else(|| Error::Decode("terasort value".into()))?;
-            ctx.emit(&key, Blob::new(&raw[p..]))?;
+            ctx.emit(&self.key, Blob::new(&raw[p..]))?;
         }
         Ok(())
     }
@@ -207,7 +216,7 @@ pub fn terasort() -> Job<SortMapper> {
         "sort 100-byte rows by their 10-byte key into totally ordered parts",
         |_| Ok(SortMapper),
     )
-    .reducer(|_| Ok(Identity))
+    .reducer(|_| Ok(Identity::default()))
     .partitioner(partitioner)
     .conf(keys::OUTPUT_SEPARATOR, "")
     .conf(keys::OUTPUT_REPLICATION, "1")

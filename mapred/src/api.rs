@@ -268,6 +268,11 @@ impl<'a> Input<'a> {
 pub(crate) trait Sink<K: ?Sized, V: ?Sized> {
     /// Takes one pair.
     fn emit(&mut self, key: &K, value: &V, counters: &mut Counters) -> Result<()>;
+
+    /// Adds what the sink counted locally to `counters`. Sinks count per-record totals
+    /// in plain integers rather than in [`Counters`] (two string-keyed map lookups per
+    /// update); the framework calls this once the records are over.
+    fn flush_counts(&mut self, _counters: &mut Counters) {}
 }
 
 /// Facts about the running attempt that user code may want.
@@ -338,6 +343,9 @@ impl<'a, K: ?Sized, V: ?Sized> Context<'a, K, V> {
 pub(crate) trait ValueSource {
     /// The next value of the current key, or `None` at the end of the group.
     fn next_value(&mut self) -> Result<Option<&[u8]>>;
+
+    /// The encoded key of the group.
+    fn key(&self) -> &[u8];
 }
 
 /// The values of one key, decoded lazily as the reducer iterates.
@@ -378,6 +386,13 @@ impl<'a, V> Values<'a, V> {
                 None
             }
         }
+    }
+
+    /// The group's key as encoded (its order-preserving bytes). With
+    /// [`RawKey`](crate::key::RawKey) as the reducer's key type, this is how a reducer
+    /// that only copies keys through gets them without decoding one per group.
+    pub fn raw_key(&self) -> &[u8] {
+        self.src.key()
     }
 
     /// Values read so far.

@@ -167,7 +167,11 @@ pub fn describe(s: &pb::JobStatus) -> String {
         seconds(s)
     );
     if !s.error.is_empty() {
-        out.push_str(&format!("  error: {}\n", s.error));
+        let mut lines = s.error.lines();
+        out.push_str(&format!("  error: {}\n", lines.next().unwrap_or_default()));
+        for l in lines {
+            out.push_str(&format!("    {l}\n"));
+        }
     }
     for t in &s.tasks {
         out.push_str(&format!("  {} {}\n", t.task_id, t.state));

@@ -22,6 +22,19 @@ pub struct CoordinatorConfig {
     /// twice that before taking any): delay scheduling, which keeps maps data-local when
     /// every chunk has replicas on several workers' hosts.
     pub locality_delay: Duration,
+    /// Silence after which a worker is declared dead (its attempts and its map outputs
+    /// of unfinished jobs are run again elsewhere).
+    pub dead_after: Duration,
+    /// Default no-progress timeout of a task attempt (0 = none; jobs may override it with
+    /// `mapred.task.timeout.ms`).
+    pub task_timeout: Duration,
+    /// Default attempts per task before its job fails (`mapred.task.max.attempts`).
+    pub max_attempts: u32,
+    /// Speculative execution: an attempt gets a backup once it has run this many times
+    /// the median duration of the finished tasks of its phase ...
+    pub speculative_slowness: f64,
+    /// ... and at least this much longer than that median.
+    pub speculative_lag: Duration,
 }
 
 impl CoordinatorConfig {
@@ -35,6 +48,17 @@ impl CoordinatorConfig {
         }
         if self.master.is_empty() {
             return Err(Error::InvalidArgument("the master address is required".into()));
+        }
+        if self.dead_after <= self.heartbeat {
+            return Err(Error::InvalidArgument(
+                "the dead-worker timeout must be longer than the heartbeat interval".into(),
+            ));
+        }
+        if !(1..=100).contains(&self.max_attempts) {
+            return Err(Error::InvalidArgument("max attempts must be between 1 and 100".into()));
+        }
+        if self.speculative_slowness.is_nan() || self.speculative_slowness < 1.0 {
+            return Err(Error::InvalidArgument("speculative slowness must be at least 1".into()));
         }
         Ok(())
     }
@@ -97,6 +121,28 @@ pub mod keys {
     pub const INPUT_FORMAT: &str = "mapred.input.format";
     /// Bytes fetched per DFS read request by map tasks.
     pub const READ_RANGE: &str = "mapred.input.read.bytes";
+    /// Attempts per task before the job fails (Hadoop's `mapreduce.map.maxattempts`;
+    /// default: the coordinator's `--max-attempts`, 4).
+    pub const MAX_ATTEMPTS: &str = "mapred.task.max.attempts";
+    /// An attempt that makes no progress (no new record, no framework I/O) for this many
+    /// ms is killed and fails (Hadoop's `mapreduce.task.timeout`; 0 = never; default:
+    /// the coordinator's `--task-timeout-ms`, 10 minutes).
+    pub const TASK_TIMEOUT_MS: &str = "mapred.task.timeout.ms";
+    /// Skip records (map) and key groups (reduce) that crashed attempts (default true).
+    pub const SKIP_ENABLED: &str = "mapred.skip.enabled";
+    /// Crashed attempts a record must cause before later attempts skip it (default 2).
+    pub const SKIP_AFTER: &str = "mapred.skip.attempts";
+    /// Speculative execution: backup attempts for stragglers (default true).
+    pub const SPECULATIVE: &str = "mapred.speculative";
+    /// Times a reducer tries to fetch one map output before reporting it lost (default 3).
+    pub const FETCH_RETRIES: &str = "mapred.reduce.fetch.retries";
+    /// First back-off between fetch tries, doubled each time, in ms (default 250).
+    pub const FETCH_BACKOFF_MS: &str = "mapred.reduce.fetch.backoff.ms";
+    /// A fetch that receives nothing for this many ms fails (default 30000).
+    pub const FETCH_TIMEOUT_MS: &str = "mapred.reduce.fetch.timeout.ms";
+    /// Longest a reducer waits for a lost map output to be produced again before it
+    /// fails, in ms (default 600000).
+    pub const FETCH_WAIT_MS: &str = "mapred.reduce.fetch.wait.ms";
 }
 
 /// A job's configuration: key/value strings set at submit (`-D key=value`) and by the job
@@ -209,5 +255,23 @@ mod tests {
         };
         assert!(w.validate().is_err());
         assert!(WorkerConfig { slots: 2, ..w }.validate().is_ok());
+        let c = CoordinatorConfig {
+            master: "m:1".into(),
+            dir: "/tmp".into(),
+            heartbeat: Duration::from_millis(100),
+            locality_delay: Duration::from_millis(100),
+            dead_after: Duration::from_millis(1000),
+            task_timeout: Duration::from_secs(600),
+            max_attempts: 4,
+            speculative_slowness: 2.0,
+            speculative_lag: Duration::from_secs(5),
+        };
+        assert!(c.validate().is_ok());
+        assert!(
+            CoordinatorConfig { dead_after: Duration::from_millis(50), ..c.clone() }
+                .validate()
+                .is_err()
+        );
+        assert!(CoordinatorConfig { max_attempts: 0, ..c }.validate().is_err());
     }
 }

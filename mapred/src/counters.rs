@@ -18,6 +18,10 @@ pub const FS: &str = "fs";
 /// Group of the coordinator's job counters.
 pub const JOB: &str = "job";
 
+/// Input records maps skipped because they crashed earlier attempts.
+pub const MAP_SKIPPED_RECORDS: &str = "MAP_SKIPPED_RECORDS";
+/// Key groups reduces skipped because they crashed earlier attempts.
+pub const REDUCE_SKIPPED_GROUPS: &str = "REDUCE_SKIPPED_GROUPS";
 /// Records read by maps.
 pub const MAP_INPUT_RECORDS: &str = "MAP_INPUT_RECORDS";
 /// Bytes of input consumed by maps.

@@ -361,6 +361,8 @@ pub struct OutputWriter {
     scratch_value: Vec<u8>,
     path: String,
     count_as: &'static str,
+    /// Pairs written and not yet added to the task's counters.
+    pending: u64,
 }
 
 impl std::fmt::Debug for OutputWriter {
@@ -397,6 +399,7 @@ impl OutputWriter {
             scratch_value: Vec::new(),
             path: path.to_owned(),
             count_as,
+            pending: 0,
         })
     }
 
@@ -450,8 +453,8 @@ where
     V: Serialize + ToText + ?Sized,
 {
     #[inline]
-    fn emit(&mut self, key: &K, value: &V, counters: &mut Counters) -> Result<()> {
-        counters.add(crate::counters::TASK, self.count_as, 1);
+    fn emit(&mut self, key: &K, value: &V, _counters: &mut Counters) -> Result<()> {
+        self.pending += 1;
         match self.format {
             OutputFormat::Text => {
                 key.write_text(&mut self.buf);
@@ -468,6 +471,10 @@ where
             }
         }
         self.flush(false)
+    }
+
+    fn flush_counts(&mut self, counters: &mut Counters) {
+        counters.add(crate::counters::TASK, self.count_as, std::mem::take(&mut self.pending));
     }
 }
 

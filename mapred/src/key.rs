@@ -167,6 +167,20 @@ impl<T: EncodeKey + ?Sized> EncodeKey for &T {
     }
 }
 
+/// A reducer key type that decodes nothing, for reducers that ignore the key or take
+/// its encoded bytes from [`Values::raw_key`](crate::api::Values::raw_key): it saves a
+/// decode, and for byte-string keys an allocation, per key group. Use it only as the
+/// whole key (it takes every remaining byte).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RawKey;
+
+impl DecodeKey for RawKey {
+    fn decode_key_from(input: &mut &[u8], _last: bool) -> Result<Self> {
+        *input = &[];
+        Ok(RawKey)
+    }
+}
+
 impl EncodeKey for () {
     fn encode_key_into(&self, _out: &mut Vec<u8>, _last: bool) {}
 }

@@ -14,7 +14,7 @@
 //!   [`run`] and [`merge`]: sorted-run framing and k-way merging; [`reduceside`]: grouping
 //!   and reducing; [`shuffle`]: serving and fetching map outputs.
 //! - [`task`]: one attempt inside the child process; [`spec`]: what it is given and
-//!   returns.
+//!   returns; [`progress`]: its memory-mapped progress file and skipping of bad records.
 //! - [`coordinator`] (scheduling core + gRPC service), [`worker`], [`client`] (the
 //!   coordinator API for tools), [`runtime`] (a job binary's `main`).
 //! - [`error`].
@@ -31,6 +31,7 @@ pub mod job;
 pub mod key;
 pub mod mapside;
 pub mod merge;
+pub mod progress;
 pub mod reduceside;
 pub mod run;
 pub mod runtime;
@@ -47,5 +48,5 @@ pub use config::JobConf;
 pub use counters::Counters;
 pub use error::{Error, Result};
 pub use job::{Job, Registry, SubmitContext};
-pub use key::{Blob, BlobBuf, DecodeKey, EncodeKey, ToText};
+pub use key::{Blob, BlobBuf, DecodeKey, EncodeKey, RawKey, ToText};
 pub use spec::{InputFormat, OutputFormat, TaskKind};

@@ -22,7 +22,7 @@
 //! worker's shuffle service serves ([`crate::shuffle`]).
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -35,7 +35,7 @@ use crate::counters::{self as c, Counters};
 use crate::error::{Error, Result};
 use crate::key::{EncodeKey, decode_value, encode_value};
 use crate::merge::Merger;
-use crate::run::{FileRun, Run, put_record};
+use crate::run::{FileRun, Run, key_prefix, put_record};
 
 /// Name of a map attempt's output file in its work directory.
 pub const OUTPUT_FILE: &str = "file.out";
@@ -81,9 +81,16 @@ pub(crate) trait MapSink<K: ?Sized, V: ?Sized>: Sink<K, V> {
     fn finish(self: Box<Self>, counters: &mut Counters) -> Result<Option<String>>;
 }
 
+/// Bytes a [`RunWriter`] gathers before checksumming and writing them.
+const RUN_BUF: usize = 1 << 20;
+
 /// Writes a sorted run file partition by partition.
+///
+/// Records are framed into one large buffer that is checksummed and written as a whole:
+/// per record this is only the framing copy, with no per-record CRC call, write call or
+/// error-message formatting.
 struct RunWriter {
-    file: BufWriter<File>,
+    file: File,
     path: PathBuf,
     offset: u64,
     partitions: u32,
@@ -91,15 +98,15 @@ struct RunWriter {
     current: Segment,
     crc: crc32fast::Hasher,
     part: u32,
-    record: Vec<u8>,
+    buf: Vec<u8>,
 }
 
 impl RunWriter {
     fn create(path: &Path, partitions: u32) -> Result<RunWriter> {
-        let file =
-            File::create(path).map_err(Error::io(format!("cannot create {}", path.display())))?;
+        let file = File::create(path)
+            .map_err(|e| Error::io(format!("cannot create {}", path.display()))(e))?;
         Ok(RunWriter {
-            file: BufWriter::with_capacity(1 << 20, file),
+            file,
             path: path.to_owned(),
             offset: 0,
             partitions,
@@ -107,37 +114,57 @@ impl RunWriter {
             current: Segment::default(),
             crc: crc32fast::Hasher::new(),
             part: 0,
-            record: Vec::new(),
+            buf: Vec::with_capacity(RUN_BUF + (64 << 10)),
         })
     }
 
+    /// Checksums and writes what is buffered (it all belongs to the current partition).
+    fn write_buf(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.crc.update(&self.buf);
+        if let Err(e) = self.file.write_all(&self.buf) {
+            return Err(Error::io(format!("cannot write {}", self.path.display()))(e));
+        }
+        self.buf.clear();
+        Ok(())
+    }
+
     /// Closes segments until `part` is the current one.
-    fn seek_partition(&mut self, part: u32) {
+    fn seek_partition(&mut self, part: u32) -> Result<()> {
+        if self.part < part {
+            self.write_buf()?;
+        }
         while self.part < part {
             self.current.crc32 = std::mem::take(&mut self.crc).finalize();
             self.segments.push(self.current);
             self.current = Segment { offset: self.offset, ..Segment::default() };
             self.part += 1;
         }
+        Ok(())
     }
 
+    #[inline]
     fn push(&mut self, part: u32, key: &[u8], value: &[u8]) -> Result<()> {
-        self.seek_partition(part);
-        self.record.clear();
-        put_record(&mut self.record, key, value);
-        self.crc.update(&self.record);
-        self.file
-            .write_all(&self.record)
-            .map_err(Error::io(format!("cannot write {}", self.path.display())))?;
-        self.offset += self.record.len() as u64;
-        self.current.length += self.record.len() as u64;
+        if part != self.part {
+            self.seek_partition(part)?;
+        }
+        let before = self.buf.len();
+        put_record(&mut self.buf, key, value);
+        let n = (self.buf.len() - before) as u64;
+        self.offset += n;
+        self.current.length += n;
         self.current.records += 1;
+        if self.buf.len() >= RUN_BUF {
+            self.write_buf()?;
+        }
         Ok(())
     }
 
     fn finish(mut self) -> Result<Vec<Segment>> {
-        self.seek_partition(self.partitions);
-        self.file.flush().map_err(Error::io(format!("cannot write {}", self.path.display())))?;
+        self.write_buf()?;
+        self.seek_partition(self.partitions)?;
         Ok(self.segments)
     }
 }
@@ -245,14 +272,6 @@ struct Entry {
     vlen: u32,
 }
 
-#[inline]
-fn key_prefix(key: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    let n = key.len().min(8);
-    b[..n].copy_from_slice(&key[..n]);
-    u64::from_be_bytes(b)
-}
-
 /// The map output buffer without a combiner (see the module documentation).
 pub(crate) struct SortBuffer {
     arena: Vec<u8>,
@@ -260,6 +279,9 @@ pub(crate) struct SortBuffer {
     limit: usize,
     partitioner: Arc<dyn Partitioner>,
     spills: Spills,
+    /// Encoded bytes of the pairs emitted since the last spill (counted here rather
+    /// than in [`Counters`] per record: a counter update is two string-keyed lookups).
+    emitted_bytes: u64,
 }
 
 impl SortBuffer {
@@ -278,6 +300,7 @@ impl SortBuffer {
             limit,
             partitioner,
             spills: Spills::new(dir, partitions),
+            emitted_bytes: 0,
         }
     }
 
@@ -302,6 +325,8 @@ impl SortBuffer {
             w.push(e.part, &self.arena[k..v], &self.arena[v..v + e.vlen as usize])?;
         }
         let segments = w.finish()?;
+        counters.add(c::TASK, c::MAP_OUTPUT_RECORDS, self.entries.len() as u64);
+        counters.add(c::TASK, c::MAP_OUTPUT_BYTES, std::mem::take(&mut self.emitted_bytes));
         counters.add(c::TASK, c::SPILLED_RECORDS, self.entries.len() as u64);
         counters.add(c::FS, c::FILE_BYTES_WRITTEN, segments.iter().map(|s| s.length).sum());
         self.entries.clear();
@@ -331,8 +356,7 @@ impl<K: EncodeKey + ?Sized, V: Serialize + ?Sized> Sink<K, V> for SortBuffer {
             klen: klen as u32,
             vlen: vlen as u32,
         });
-        counters.add(c::TASK, c::MAP_OUTPUT_RECORDS, 1);
-        counters.add(c::TASK, c::MAP_OUTPUT_BYTES, (klen + vlen) as u64);
+        self.emitted_bytes += (klen + vlen) as u64;
         if self.arena.len() + self.entries.len() * std::mem::size_of::<Entry>() >= self.limit {
             self.spill(false, counters)?;
         }
@@ -362,9 +386,15 @@ struct Slot<V> {
 }
 
 /// The map output buffer with a combiner (see the module documentation).
+///
+/// The hash table holds only 4-byte indices into `slots`, which are stored in insertion
+/// order: the table stays a quarter of the size it would be holding slots, and since the
+/// frequent keys of skewed (Zipf) input are met first, their slots and key bytes sit
+/// together at the front of `slots` and `arena`, where they stay in cache.
 pub(crate) struct CombineBuffer<V, C> {
     arena: Vec<u8>,
-    table: HashTable<Slot<V>>,
+    table: HashTable<u32>,
+    slots: Vec<Slot<V>>,
     hasher: hashbrown::DefaultHashBuilder,
     scratch: Vec<u8>,
     value_buf: Vec<u8>,
@@ -372,6 +402,8 @@ pub(crate) struct CombineBuffer<V, C> {
     limit: usize,
     partitioner: Arc<dyn Partitioner>,
     spills: Spills,
+    /// Pairs emitted since the last spill (counted here, not per record in [`Counters`]).
+    emitted: u64,
 }
 
 impl<V, C> CombineBuffer<V, C>
@@ -390,6 +422,7 @@ where
         CombineBuffer {
             arena: Vec::new(),
             table: HashTable::new(),
+            slots: Vec::new(),
             hasher: hashbrown::DefaultHashBuilder::default(),
             scratch: Vec::new(),
             value_buf: Vec::new(),
@@ -397,15 +430,19 @@ where
             limit: limit.clamp(1 << 16, (u32::MAX as usize) - (64 << 20)),
             partitioner,
             spills: Spills::new(dir, partitions),
+            emitted: 0,
         }
     }
 
     fn used(&self) -> usize {
-        self.arena.len() + self.table.capacity() * (std::mem::size_of::<Slot<V>>() + 1)
+        self.arena.len()
+            + self.table.capacity() * (std::mem::size_of::<u32>() + 1)
+            + self.slots.capacity() * std::mem::size_of::<Slot<V>>()
     }
 
     fn spill(&mut self, last: bool, counters: &mut Counters) -> Result<Option<Vec<Segment>>> {
-        let mut slots: Vec<Slot<V>> = self.table.drain().collect();
+        self.table.clear();
+        let mut slots = std::mem::take(&mut self.slots);
         let arena = &self.arena;
         let key = |s: &Slot<V>| &arena[s.off as usize..(s.off + s.klen) as usize];
         slots.sort_unstable_by(|a, b| a.part.cmp(&b.part).then_with(|| key(a).cmp(key(b))));
@@ -418,12 +455,17 @@ where
         }
         let segments = w.finish()?;
         let n = slots.len() as u64;
+        let emitted = std::mem::take(&mut self.emitted);
+        counters.add(c::TASK, c::MAP_OUTPUT_RECORDS, emitted);
+        counters.add(c::TASK, c::COMBINE_INPUT_RECORDS, emitted);
         counters.add(c::TASK, c::COMBINE_OUTPUT_RECORDS, n);
         counters.add(c::TASK, c::SPILLED_RECORDS, n);
         let bytes: u64 = segments.iter().map(|s| s.length).sum();
         counters.add(c::TASK, c::MAP_OUTPUT_BYTES, bytes);
         counters.add(c::FS, c::FILE_BYTES_WRITTEN, bytes);
         self.arena.clear();
+        slots.clear();
+        self.slots = slots;
         if last && self.spills.files.is_empty() {
             return Ok(Some(segments));
         }
@@ -440,32 +482,35 @@ where
 {
     #[inline]
     fn emit(&mut self, key: &K, value: &V, counters: &mut Counters) -> Result<()> {
+        use std::hash::BuildHasher;
         self.scratch.clear();
         key.encode_key(&mut self.scratch);
-        counters.add(c::TASK, c::MAP_OUTPUT_RECORDS, 1);
-        counters.add(c::TASK, c::COMBINE_INPUT_RECORDS, 1);
-        let hash = {
-            use std::hash::BuildHasher;
-            self.hasher.hash_one(self.scratch.as_slice())
-        };
-        let arena = &self.arena;
-        let scratch = &self.scratch;
-        let found = self.table.find_mut(hash, |s| {
+        self.emitted += 1;
+        let hash = self.hasher.hash_one(self.scratch.as_slice());
+        let (arena, slots, scratch) = (&self.arena, &self.slots, &self.scratch);
+        let found = self.table.find(hash, |&i| {
+            let s = &slots[i as usize];
             s.klen as usize == scratch.len()
                 && &arena[s.off as usize..(s.off + s.klen) as usize] == scratch.as_slice()
         });
-        if let Some(slot) = found {
+        if let Some(&i) = found {
+            let slot = &mut self.slots[i as usize];
             self.combiner.combine(&mut slot.value, value.clone());
             return Ok(());
         }
         let off = self.arena.len();
         self.arena.extend_from_slice(&self.scratch);
         let part = self.partitioner.partition(&self.scratch, self.spills.partitions);
-        let slot =
-            Slot { off: off as u32, klen: self.scratch.len() as u32, part, value: value.clone() };
-        let (arena, hasher) = (&self.arena, &self.hasher);
-        self.table.insert_unique(hash, slot, |s| {
-            use std::hash::BuildHasher;
+        let index = self.slots.len() as u32;
+        self.slots.push(Slot {
+            off: off as u32,
+            klen: self.scratch.len() as u32,
+            part,
+            value: value.clone(),
+        });
+        let (arena, slots, hasher) = (&self.arena, &self.slots, &self.hasher);
+        self.table.insert_unique(hash, index, |&i| {
+            let s = &slots[i as usize];
             hasher.hash_one(&arena[s.off as usize..(s.off + s.klen) as usize])
         });
         if self.used() >= self.limit {
@@ -501,7 +546,7 @@ where
     C: Combiner<V>,
 {
     fn finish(mut self: Box<Self>, counters: &mut Counters) -> Result<Option<String>> {
-        let wrote = if !self.table.is_empty() || self.spills.files.is_empty() {
+        let wrote = if !self.slots.is_empty() || self.spills.files.is_empty() {
             self.spill(true, counters)?
         } else {
             None

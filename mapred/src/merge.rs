@@ -4,14 +4,22 @@
 //! (merging every map's segment).
 
 use crate::error::Result;
-use crate::run::Run;
+use crate::run::{Run, key_prefix};
+
+/// A run with a current record, as the heap holds it: the first 8 bytes of its key
+/// (big-endian, zero-padded) decide most comparisons without touching the runs.
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    prefix: u64,
+    run: usize,
+}
 
 /// Merges sorted runs into one sorted stream of records.
 #[derive(Debug)]
 pub struct Merger {
     runs: Vec<Run>,
-    /// Min-heap of indices into `runs` of runs that have a current record.
-    heap: Vec<usize>,
+    /// Min-heap of the runs that have a current record.
+    heap: Vec<Head>,
 }
 
 impl Merger {
@@ -23,7 +31,7 @@ impl Merger {
         let mut heap = Vec::with_capacity(runs.len());
         for (i, r) in runs.iter_mut().enumerate() {
             if r.advance()? {
-                heap.push(i);
+                heap.push(Head { prefix: key_prefix(r.key()), run: i });
             }
         }
         let mut m = Merger { runs, heap };
@@ -35,14 +43,18 @@ impl Merger {
 
     #[inline]
     fn less(&self, a: usize, b: usize) -> bool {
-        let (ra, rb) = (self.heap[a], self.heap[b]);
-        match self.runs[ra].key().cmp(self.runs[rb].key()) {
+        let (ha, hb) = (self.heap[a], self.heap[b]);
+        if ha.prefix != hb.prefix {
+            return ha.prefix < hb.prefix;
+        }
+        match self.runs[ha.run].key().cmp(self.runs[hb.run].key()) {
             std::cmp::Ordering::Less => true,
             std::cmp::Ordering::Greater => false,
-            std::cmp::Ordering::Equal => ra < rb,
+            std::cmp::Ordering::Equal => ha.run < hb.run,
         }
     }
 
+    #[inline]
     fn sift_down(&mut self, mut i: usize) {
         let n = self.heap.len();
         loop {
@@ -66,8 +78,8 @@ impl Merger {
     /// The current (smallest) record, or `None` when every run is exhausted.
     #[inline]
     pub fn current(&self) -> Option<(&[u8], &[u8])> {
-        let &top = self.heap.first()?;
-        let r = &self.runs[top];
+        let top = self.heap.first()?;
+        let r = &self.runs[top.run];
         Some((r.key(), r.value()))
     }
 
@@ -75,14 +87,18 @@ impl Merger {
     ///
     /// # Errors
     /// A run's read error.
+    #[inline]
     pub fn advance(&mut self) -> Result<()> {
         let Some(&top) = self.heap.first() else { return Ok(()) };
-        if !self.runs[top].advance()? {
+        let run = &mut self.runs[top.run];
+        if run.advance()? {
+            self.heap[0].prefix = key_prefix(run.key());
+        } else {
             let last = self.heap.len() - 1;
             self.heap.swap(0, last);
             self.heap.pop();
         }
-        if !self.heap.is_empty() {
+        if self.heap.len() > 1 {
             self.sift_down(0);
         }
         Ok(())

@@ -13,6 +13,7 @@ use crate::counters::{self as c, Counters};
 use crate::error::Result;
 use crate::key::DecodeKey;
 use crate::merge::Merger;
+use crate::progress::Skipper;
 
 /// The values of the group whose key is `key`, pulled from the merge.
 struct Group<'m> {
@@ -40,9 +41,15 @@ impl ValueSource for Group<'_> {
             }
         }
     }
+
+    fn key(&self) -> &[u8] {
+        self.key
+    }
 }
 
-/// Runs `reducer` over the merged runs, writing through `sink`.
+/// Runs `reducer` over the merged runs, writing through `sink`. Before each key group
+/// `skipper` records its index and may say to skip it (it crashed earlier attempts): its
+/// values are then drained unread and its key listed.
 ///
 /// # Errors
 /// The reducer's errors, undecodable keys or values, read errors of the runs.
@@ -53,6 +60,7 @@ pub(crate) fn reduce_merged<R: Reducer>(
     conf: &JobConf,
     info: &TaskInfo,
     counters: &mut Counters,
+    skipper: &mut Skipper<'_>,
 ) -> Result<()> {
     reducer.setup(&mut Context::new(sink, counters, conf, info))?;
     let mut key_buf = Vec::new();
@@ -60,6 +68,15 @@ pub(crate) fn reduce_merged<R: Reducer>(
     while let Some((k, _)) = merger.current() {
         key_buf.clear();
         key_buf.extend_from_slice(k);
+        if !skipper.enter(groups, &key_buf) {
+            let mut group =
+                Group { merger: &mut merger, key: &key_buf, started: false, done: false };
+            while group.next_value()?.is_some() {
+                records += 1;
+            }
+            groups += 1;
+            continue;
+        }
         let key = R::KeyIn::decode_key(&key_buf)?;
         let mut group = Group { merger: &mut merger, key: &key_buf, started: false, done: false };
         let mut values = Values::new(&mut group);
@@ -74,9 +91,11 @@ pub(crate) fn reduce_merged<R: Reducer>(
         }
         groups += 1;
     }
+    skipper.done();
     counters.add(c::TASK, c::REDUCE_INPUT_GROUPS, groups);
     counters.add(c::TASK, c::REDUCE_INPUT_RECORDS, records);
     reducer.cleanup(&mut Context::new(sink, counters, conf, info))?;
+    sink.flush_counts(counters);
     Ok(())
 }
 
@@ -128,6 +147,12 @@ mod tests {
     }
 
     fn reduce(limit: usize) -> (Vec<(String, u64)>, Counters) {
+        reduce_skipping(limit, &[]).0
+    }
+
+    type Reduced = ((Vec<(String, u64)>, Counters), Vec<u8>);
+
+    fn reduce_skipping(limit: usize, skip: &[u64]) -> Reduced {
         let runs = vec![
             run(&[("a", 1), ("b", 2), ("d", 4)]),
             run(&[("a", 10), ("c", 30), ("d", 40)]),
@@ -135,6 +160,9 @@ mod tests {
         ];
         let mut sink = Collect(Vec::new());
         let mut counters = Counters::new();
+        let dir = tempfile::tempdir().unwrap();
+        let progress = crate::progress::Progress::create(&dir.path().join("progress"));
+        let mut skipper = Skipper::new(&progress, skip);
         reduce_merged(
             Merger::new(runs).unwrap(),
             &mut SumFirst { limit },
@@ -142,9 +170,19 @@ mod tests {
             &JobConf::new(),
             &TaskInfo::default(),
             &mut counters,
+            &mut skipper,
         )
         .unwrap();
-        (sink.0, counters)
+        ((sink.0, counters), skipper.skipped)
+    }
+
+    #[test]
+    fn skipped_groups_are_drained_and_listed() {
+        let ((out, counters), skipped) = reduce_skipping(usize::MAX, &[1, 3]);
+        let keys: Vec<&str> = out.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["a", "c"]);
+        assert_eq!(skipped, b"b\nd\n");
+        assert_eq!(counters.get(c::TASK, c::REDUCE_INPUT_RECORDS), 8);
     }
 
     #[test]

@@ -44,6 +44,17 @@ pub fn get_varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
     }
 }
 
+/// The first 8 bytes of `key` as a big-endian integer, zero-padded: comparing prefixes
+/// orders keys as `memcmp` does whenever they differ, so sorts and merges compare the
+/// key bytes only on a tie.
+#[inline]
+pub fn key_prefix(key: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = key.len().min(8);
+    b[..n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(b)
+}
+
 /// Appends one record.
 #[inline]
 pub fn put_record(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
@@ -129,9 +140,9 @@ impl FileRun {
         let take = (want as u64).min(self.left) as usize;
         let old = self.buf.len();
         self.buf.resize(old + take, 0);
-        self.file
-            .read_exact(&mut self.buf[old..])
-            .map_err(Error::io(format!("cannot read {}", self.what)))?;
+        if let Err(e) = self.file.read_exact(&mut self.buf[old..]) {
+            return Err(Error::io(format!("cannot read {}", self.what))(e));
+        }
         self.left -= take as u64;
         Ok(())
     }

@@ -188,7 +188,14 @@ async fn submit(registry: Registry, args: SubmitArgs) -> Result<ExitCode> {
     if status.state == "succeeded" {
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("{}: error: job {} {}: {}", prog(), status.job_id, status.state, status.error);
+        // One line saying what happened, then the detail: how each attempt of the failed
+        // task ended and the end of the last one's stderr.
+        let mut lines = status.error.lines();
+        let first = lines.next().unwrap_or_default();
+        eprintln!("{}: error: job {} {}: {first}", prog(), status.job_id, status.state);
+        for l in lines {
+            eprintln!("  {l}");
+        }
         Ok(ExitCode::FAILURE)
     }
 }

@@ -171,6 +171,13 @@ pub struct TaskSpec {
     pub split: Option<Split>,
     /// For a reduce task: where every map's output is.
     pub map_outputs: Vec<MapOutputLoc>,
+    /// Indexes of records (map) or key groups (reduce) to skip, sorted: each crashed
+    /// earlier attempts of this task.
+    #[serde(default)]
+    pub skip: Vec<u64>,
+    /// The worker kills the attempt when it makes no progress for this many ms (0 = never).
+    #[serde(default)]
+    pub timeout_ms: u64,
     /// Filled in by the worker: its host (for nearest-replica reads).
     #[serde(default)]
     pub host: String,
@@ -213,6 +220,22 @@ impl TaskSpec {
             self.part_name()
         )
     }
+
+    /// Where this attempt lists the records it skipped before they are committed to
+    /// `OUT/_skipped/<part name>`.
+    pub fn temp_skipped(&self) -> String {
+        format!(
+            "{}/_temporary/{}/skipped-{}",
+            self.output.trim_end_matches('/'),
+            self.attempt_id,
+            self.part_name()
+        )
+    }
+}
+
+/// Where the records skipped by task `kind` `index` of a job writing to `output` end up.
+pub fn skipped_name(output: &str, kind: TaskKind, index: u32) -> String {
+    format!("{}/_skipped/part-{}-{index:05}", output.trim_end_matches('/'), kind.letter())
 }
 
 /// What a finished attempt reports (written by the child to [`TaskSpec::result_file`]).
@@ -224,6 +247,9 @@ pub struct TaskResult {
     pub error: Option<String>,
     /// The DFS file to commit (reduce, or map of a map-only job).
     pub output_path: Option<String>,
+    /// The DFS file listing the records this attempt skipped, if it skipped any.
+    #[serde(default)]
+    pub skipped_path: Option<String>,
 }
 
 impl TaskResult {
@@ -264,6 +290,11 @@ mod tests {
         };
         assert_eq!(spec.part_name(), "part-r-00003");
         assert_eq!(spec.temp_output(), "/out/_temporary/attempt_1_0001_r_000003_0/part-r-00003");
+        assert_eq!(
+            spec.temp_skipped(),
+            "/out/_temporary/attempt_1_0001_r_000003_0/skipped-part-r-00003"
+        );
+        assert_eq!(skipped_name("/out/", TaskKind::Map, 2), "/out/_skipped/part-m-00002");
         let json = serde_json::to_string(&spec).unwrap();
         assert_eq!(serde_json::from_str::<TaskSpec>(&json).unwrap(), spec);
         assert!(InputFormat::parse("csv").is_err());

@@ -9,7 +9,11 @@
 //!
 //! Before each record the attempt stores the record's index in a small memory-mapped file
 //! (`progress`, shared with the worker: a plain memory write, no system call), so that
-//! when user code kills the process the worker can tell which record did it.
+//! when user code kills the process the worker can tell which record did it; records the
+//! coordinator lists in the spec (they crashed earlier attempts) are skipped, counted and
+//! written to `OUT/_temporary/<attempt>/skipped-part-...`, committed to `OUT/_skipped/`.
+//! While the framework does its own I/O it pulses the file, so only user code that stops
+//! making progress runs into the task timeout (see [`crate::progress`]).
 //!
 //! The user's code runs on the main thread; DFS and shuffle I/O run on a small tokio
 //! runtime, with input read ahead in large ranges while the mapper works.
@@ -17,6 +21,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -34,53 +39,12 @@ use crate::format::{
 use crate::job::Registry;
 use crate::mapside::{CombineBuffer, MapSink, SortBuffer};
 use crate::merge::Merger;
+use crate::progress::Skipper;
 use crate::reduceside::reduce_merged;
-use crate::shuffle::fetch_partitions;
+use crate::shuffle::{FetchRecovery, fetch_partitions};
 use crate::spec::{InputFormat, OutputFormat, TaskKind, TaskResult, TaskSpec};
 
-/// The record-index file of an attempt (see the module documentation).
-#[derive(Debug)]
-pub struct Progress {
-    map: Option<memmap2::MmapMut>,
-}
-
-impl Progress {
-    /// Creates (or truncates) the 8-byte progress file at `path` and maps it. A file that
-    /// cannot be created gives a no-op progress: it only serves diagnostics.
-    pub fn create(path: &Path) -> Progress {
-        let map = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
-            .and_then(|f| {
-                f.set_len(8)?;
-                // SAFETY: the file is private to this attempt; the worker only reads it
-                // after the process has exited, so nobody resizes it while mapped.
-                unsafe { memmap2::MmapMut::map_mut(&f) }
-            })
-            .ok();
-        let mut p = Progress { map };
-        p.set(u64::MAX);
-        p
-    }
-
-    /// Records that record `index` is about to be processed.
-    #[inline]
-    pub fn set(&mut self, index: u64) {
-        if let Some(m) = self.map.as_mut() {
-            m[..8].copy_from_slice(&index.to_le_bytes());
-        }
-    }
-
-    /// Reads the index stored in a progress file (`None` if none was stored).
-    pub fn read(path: &Path) -> Option<u64> {
-        let b = std::fs::read(path).ok()?;
-        let v = u64::from_le_bytes(b.get(..8)?.try_into().ok()?);
-        (v != u64::MAX).then_some(v)
-    }
-}
+pub use crate::progress::{Progress, stall_watch};
 
 /// Everything an attempt runs with.
 pub(crate) struct TaskEnv {
@@ -89,12 +53,28 @@ pub(crate) struct TaskEnv {
     pub client: dfs::Client,
     pub counters: Counters,
     pub info: TaskInfo,
-    pub progress: Progress,
+    pub progress: Arc<Progress>,
+    /// The committed-later list of skipped records, once written.
+    pub skipped: Option<String>,
 }
 
 impl TaskEnv {
     fn conf(&self) -> &JobConf {
         &self.spec.conf
+    }
+
+    /// Writes the skipped records (if any) to the attempt's temporary skipped file and
+    /// counts them as `counter`.
+    fn save_skipped(&mut self, skipper: &Skipper<'_>, counter: &str) -> Result<()> {
+        if skipper.count == 0 {
+            return Ok(());
+        }
+        self.counters.add(c::TASK, counter, skipper.count);
+        let path = self.spec.temp_skipped();
+        let opts = dfs::CreateOptions { create_parents: true, ..dfs::CreateOptions::default() };
+        self.rt.block_on(self.client.put_bytes(path.as_str(), &skipper.skipped, opts))?;
+        self.skipped = Some(path);
+        Ok(())
     }
 
     fn sort_limit(&self) -> Result<usize> {
@@ -123,7 +103,8 @@ where
     K: crate::key::EncodeKey + crate::key::ToText + ?Sized,
     V: Serialize + crate::key::ToText + ?Sized,
 {
-    fn finish(self: Box<Self>, counters: &mut Counters) -> Result<Option<String>> {
+    fn finish(mut self: Box<Self>, counters: &mut Counters) -> Result<Option<String>> {
+        crate::api::Sink::<K, V>::flush_counts(&mut *self, counters);
         let path = self.path().to_owned();
         let len = (*self).close()?;
         counters.add(c::FS, c::DFS_BYTES_WRITTEN, len);
@@ -176,7 +157,10 @@ fn run_map<M: Mapper>(
     mut mapper: M,
     mut sink: Box<dyn MapSink<M::Key, M::Value>>,
 ) -> Result<Option<String>> {
-    let TaskEnv { spec, rt, client, counters, info, progress } = env;
+    let progress = env.progress.clone();
+    let skip = std::mem::take(&mut env.spec.skip);
+    let mut skipper = Skipper::new(&progress, &skip);
+    let TaskEnv { spec, rt, client, counters, info, .. } = &mut *env;
     let conf = &spec.conf;
     let mut ctx = Context::new(sink.as_mut(), counters, conf, info);
     mapper.setup(&mut ctx)?;
@@ -184,8 +168,10 @@ fn run_map<M: Mapper>(
     let mut consumed = 0u64;
     match spec.input_format {
         InputFormat::Generate => {
-            progress.set(0);
-            mapper.map(Input::generated(spec.index, spec.maps), &mut ctx)?;
+            let (index, maps) = (spec.index, spec.maps);
+            if skipper.enter(0, format!("generated record {index} of {maps}").as_bytes()) {
+                mapper.map(Input::generated(index, maps), &mut ctx)?;
+            }
             records = 1;
         }
         format => {
@@ -193,7 +179,10 @@ fn run_map<M: Mapper>(
                 Error::Protocol(format!("map attempt {} has no split", spec.attempt_id))
             })?;
             let piece = conf.get_u64(keys::READ_RANGE, 16 << 20)?.max(1 << 16);
-            let reader = rt.block_on(client.open(split.path.as_str()))?;
+            let reader = {
+                let _pulse = progress.pulse_while();
+                rt.block_on(client.open(split.path.as_str()))?
+            };
             if format == InputFormat::Text {
                 let from = split.start.saturating_sub(1);
                 let mut rx = spawn_reader(rt.handle(), reader, from, split.end(), piece);
@@ -202,13 +191,19 @@ fn run_map<M: Mapper>(
                     split.start,
                     split.end(),
                     |offset, line| {
-                        progress.set(records);
+                        let i = records;
                         records += 1;
+                        if !skipper.enter(i, line) {
+                            return Ok(());
+                        }
                         mapper.map(Input::line_at(offset, line), &mut ctx)
                     },
                 )?;
             } else {
-                let header = rt.block_on(reader.read_range(0, RECORD_HEADER))?;
+                let header = {
+                    let _pulse = progress.pulse_while();
+                    rt.block_on(reader.read_range(0, RECORD_HEADER))?
+                };
                 let sync = parse_record_header(&header, &split.path)?;
                 let from = split.start.max(RECORD_HEADER);
                 let mut rx = spawn_reader(rt.handle(), reader, from, split.end(), piece);
@@ -219,8 +214,11 @@ fn run_map<M: Mapper>(
                         split.start,
                         split.end(),
                         |k, v| {
-                            progress.set(records);
+                            let i = records;
                             records += 1;
+                            if !skipper.enter(i, &[k, b"\t", v].concat()) {
+                                return Ok(());
+                            }
                             mapper.map(Input::record(k, v), &mut ctx)
                         },
                     )?;
@@ -228,10 +226,14 @@ fn run_map<M: Mapper>(
             counters_after(&mut ctx, c::MAP_INPUT_BYTES, split.length);
         }
     }
+    skipper.done();
     mapper.cleanup(&mut ctx)?;
     counters.add(c::TASK, c::MAP_INPUT_RECORDS, records);
     counters.add(c::FS, c::DFS_BYTES_READ, consumed);
-    sink.finish(counters)
+    let _pulse = progress.pulse_while();
+    let out = sink.finish(counters)?;
+    env.save_skipped(&skipper, c::MAP_SKIPPED_RECORDS)?;
+    Ok(out)
 }
 
 fn counters_after<K: ?Sized, V: ?Sized>(ctx: &mut Context<'_, K, V>, name: &str, by: u64) {
@@ -243,22 +245,49 @@ pub(crate) fn reduce_task<R: Reducer>(env: &mut TaskEnv, mut reducer: R) -> Resu
     let conf = env.spec.conf.clone();
     let parallel = conf.get_u64(keys::PARALLEL_FETCHES, 5)? as usize;
     let memory = conf.get_u64(keys::REDUCE_MEMORY_MB, 512)? << 20;
-    let (runs, bytes) = env.rt.block_on(fetch_partitions(
-        &env.spec.job_id,
-        &env.spec.map_outputs,
-        env.spec.index,
-        parallel,
-        memory,
-        &env.spec.work_dir,
-    ))?;
+    let ms = |key: &str, default: u64| conf.get_u64(key, default).map(Duration::from_millis);
+    let recovery = FetchRecovery {
+        coordinator: env.spec.coordinator.clone(),
+        attempt_id: env.spec.attempt_id.clone(),
+        maps: env.spec.maps,
+        retries: conf.get_u64(keys::FETCH_RETRIES, 3)?.clamp(1, 100) as u32,
+        backoff: ms(keys::FETCH_BACKOFF_MS, 250)?,
+        stall: ms(keys::FETCH_TIMEOUT_MS, 30_000)?.max(Duration::from_millis(100)),
+        wait: ms(keys::FETCH_WAIT_MS, 600_000)?,
+    };
+    let progress = env.progress.clone();
+    let (runs, bytes) = {
+        let _pulse = progress.pulse_while();
+        env.rt.block_on(fetch_partitions(
+            &env.spec.job_id,
+            &env.spec.map_outputs,
+            env.spec.index,
+            parallel,
+            memory,
+            &env.spec.work_dir,
+            &recovery,
+        ))?
+    };
     env.counters.add(c::TASK, c::REDUCE_SHUFFLE_BYTES, bytes);
     env.counters.add(c::TASK, c::SHUFFLED_MAPS, runs.len() as u64);
     let merger = Merger::new(runs)?;
     let path = env.spec.temp_output();
     let mut writer = env.output_writer(&path, c::REDUCE_OUTPUT_RECORDS)?;
-    reduce_merged(merger, &mut reducer, &mut writer, &conf, &env.info, &mut env.counters)?;
+    let skip = std::mem::take(&mut env.spec.skip);
+    let mut skipper = Skipper::new(&progress, &skip);
+    reduce_merged(
+        merger,
+        &mut reducer,
+        &mut writer,
+        &conf,
+        &env.info,
+        &mut env.counters,
+        &mut skipper,
+    )?;
+    let _pulse = progress.pulse_while();
     let len = writer.close()?;
     env.counters.add(c::FS, c::DFS_BYTES_WRITTEN, len);
+    env.save_skipped(&skipper, c::REDUCE_SKIPPED_GROUPS)?;
     Ok(Some(path))
 }
 
@@ -277,13 +306,13 @@ pub fn run_process(registry: &Registry, spec_path: &Path) -> ExitCode {
         }
     };
     let result_file = spec.result_file();
-    let (counters, outcome) = run_spec(registry, spec);
+    let (counters, skipped_path, outcome) = run_spec(registry, spec);
     let result = match outcome {
-        Ok(output_path) => TaskResult { counters, error: None, output_path },
+        Ok(output_path) => TaskResult { counters, error: None, output_path, skipped_path },
         Err(e) => {
             error!(error = %e, "attempt failed");
             eprintln!("task: error: {e}");
-            TaskResult { counters, error: Some(e.to_string()), output_path: None }
+            TaskResult { counters, error: Some(e.to_string()), ..TaskResult::default() }
         }
     };
     if let Err(e) = result.save(&result_file) {
@@ -293,14 +322,19 @@ pub fn run_process(registry: &Registry, spec_path: &Path) -> ExitCode {
     if result.error.is_some() { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
 
-fn run_spec(registry: &Registry, spec: TaskSpec) -> (Counters, Result<Option<String>>) {
+type Ran = (Counters, Option<String>, Result<Option<String>>);
+
+fn run_spec(registry: &Registry, spec: TaskSpec) -> Ran {
+    let fail = |e| (Counters::new(), None, Err(e));
+    // Alive from the start: starting a runtime and connecting take a moment.
+    let progress = Arc::new(Progress::create(&spec.progress_file()));
+    let pulse = progress.pulse_while();
     let kind = match spec.task_kind() {
         Ok(k) => k,
-        Err(e) => return (Counters::new(), Err(e)),
+        Err(e) => return fail(e),
     };
     let Some(def) = registry.get(&spec.job_name) else {
-        let e = Error::NotFound(format!("job {} is not in this binary", spec.job_name));
-        return (Counters::new(), Err(e));
+        return fail(Error::NotFound(format!("job {} is not in this binary", spec.job_name)));
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -309,7 +343,7 @@ fn run_spec(registry: &Registry, spec: TaskSpec) -> (Counters, Result<Option<Str
         .map_err(Error::io("cannot start the task's runtime"))
     {
         Ok(rt) => rt,
-        Err(e) => return (Counters::new(), Err(e)),
+        Err(e) => return fail(e),
     };
     let cfg = dfs::ClientConfig {
         client_host: (!spec.host.is_empty()).then(|| spec.host.clone()),
@@ -319,7 +353,7 @@ fn run_spec(registry: &Registry, spec: TaskSpec) -> (Counters, Result<Option<Str
     };
     let client = match rt.block_on(dfs::Client::connect(&spec.master, cfg)) {
         Ok(c) => c,
-        Err(e) => return (Counters::new(), Err(e.into())),
+        Err(e) => return fail(e.into()),
     };
     let info = TaskInfo {
         job_id: spec.job_id.clone(),
@@ -328,9 +362,10 @@ fn run_spec(registry: &Registry, spec: TaskSpec) -> (Counters, Result<Option<Str
         reducers: spec.reducers,
         input_path: spec.split.as_ref().map(|s| s.path.clone()).filter(|p| !p.is_empty()),
     };
-    let progress = Progress::create(&spec.progress_file());
     info!(attempt = %spec.attempt_id, job = %spec.job_name, "attempt starting");
-    let mut env = TaskEnv { spec, rt, client, counters: Counters::new(), info, progress };
+    drop(pulse);
+    let mut env =
+        TaskEnv { spec, rt, client, counters: Counters::new(), info, progress, skipped: None };
     let outcome = match kind {
         TaskKind::Map => (def.map)(&mut env),
         TaskKind::Reduce => match &def.reduce {
@@ -341,22 +376,5 @@ fn run_spec(registry: &Registry, spec: TaskSpec) -> (Counters, Result<Option<Str
             ))),
         },
     };
-    (env.counters, outcome)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn progress_is_shared_through_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("progress");
-        let mut p = Progress::create(&path);
-        assert_eq!(Progress::read(&path), None);
-        p.set(41);
-        p.set(42);
-        drop(p);
-        assert_eq!(Progress::read(&path), Some(42));
-    }
+    (env.counters, env.skipped, outcome)
 }

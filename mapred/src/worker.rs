@@ -21,6 +21,15 @@
 //! also die with the worker (`PR_SET_PDEATHSIG`), so a killed worker leaves no orphans.
 //! A heartbeat goes out every interval, and at once when a slot frees up, so a finished
 //! attempt's slot is refilled without waiting.
+//!
+//! **Failures.** An attempt fails when its process exits non-zero or dies of a signal
+//! (panic, abort, segfault), or when it makes no progress for its task timeout: the
+//! worker watches the progress file (the record index, and a pulse the framework bumps
+//! while it does I/O) and kills a hung attempt's process group. The report quotes the end
+//! of the attempt's stderr and, for a crash or hang, the index of the record it was
+//! processing, which is how the coordinator learns which records to skip. Each attempt is
+//! reported under the worker id (incarnation) it was assigned with, so a worker that was
+//! declared dead and registered again cannot have its late reports mistaken for new ones.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -45,7 +54,7 @@ use crate::config::WorkerConfig;
 use crate::error::{Error, Result};
 use crate::shuffle::{MAX_MESSAGE, ShuffleService, job_dir};
 use crate::spec::{TaskResult, TaskSpec};
-use crate::task::Progress;
+use crate::task::{Progress, stall_watch};
 
 /// Lines of a failed attempt's stderr quoted in its report.
 const STDERR_TAIL: usize = 10;
@@ -218,7 +227,8 @@ async fn heartbeat_loop(state: Arc<State>, mut stop: watch::Receiver<bool>) {
         for t in reply.tasks {
             let (tx, rx) = oneshot::channel();
             state.running().insert(t.attempt_id.clone(), tx);
-            attempts.spawn(run_attempt(state.clone(), t.attempt_id, t.spec_json, rx));
+            let me = worker_id.clone().unwrap_or_default();
+            attempts.spawn(run_attempt(state.clone(), me, t.attempt_id, t.spec_json, rx));
         }
     }
     for (_, tx) in state.running().drain() {
@@ -227,35 +237,38 @@ async fn heartbeat_loop(state: Arc<State>, mut stop: watch::Receiver<bool>) {
     while attempts.join_next().await.is_some() {}
 }
 
-/// Runs one attempt to its end and reports it.
+/// Runs one attempt to its end and reports it as worker `worker_id`.
 async fn run_attempt(
     state: Arc<State>,
+    worker_id: String,
     attempt_id: String,
     spec_json: String,
     kill: oneshot::Receiver<()>,
 ) {
-    let (outcome, counters, error, output, last_record) =
+    let none = || (Default::default(), None, None);
+    let (outcome, (counters, output, skipped), error, last_record) =
         match execute(state.clone(), attempt_id.clone(), spec_json, kill).await {
-            Ok(Ended::Succeeded(r)) => {
-                (pb::AttemptOutcome::Succeeded, r.counters, String::new(), r.output_path, -1)
-            }
-            Ok(Ended::Failed(msg, last)) => {
-                (pb::AttemptOutcome::Failed, Default::default(), msg, None, last)
-            }
-            Ok(Ended::Killed) => {
-                (pb::AttemptOutcome::Killed, Default::default(), "killed".into(), None, -1)
-            }
-            Err(e) => (pb::AttemptOutcome::Failed, Default::default(), e.to_string(), None, -1),
+            Ok(Ended::Succeeded(r)) => (
+                pb::AttemptOutcome::Succeeded,
+                (r.counters, r.output_path, r.skipped_path),
+                String::new(),
+                -1,
+            ),
+            Ok(Ended::Failed(msg, last)) => (pb::AttemptOutcome::Failed, none(), msg, last),
+            Ok(Ended::Killed) => (pb::AttemptOutcome::Killed, none(), "killed".into(), -1),
+            Err(e) => (pb::AttemptOutcome::Failed, none(), e.to_string(), -1),
         };
-    info!(attempt = %attempt_id, ?outcome, error = %error, "attempt ended");
+    let first = error.lines().next().unwrap_or_default();
+    info!(attempt = %attempt_id, ?outcome, error = %first, last_record, "attempt ended");
     let req = pb::ReportAttemptRequest {
-        worker_id: String::new(),
+        worker_id,
         attempt_id: attempt_id.clone(),
         outcome: outcome as i32,
         counters: counters.to_proto(),
         error,
         last_record,
         output_path: output.unwrap_or_default(),
+        skipped_path: skipped.unwrap_or_default(),
     };
     for i in 0..10u32 {
         match state.coordinator.clone().report_attempt(req.clone()).await {
@@ -328,31 +341,57 @@ async fn execute(
         });
     }
     let mut child = cmd.spawn().map_err(Error::io(format!("cannot start {}", binary.display())))?;
+    let timeout = Duration::from_millis(spec.timeout_ms);
+    let progress = spec.progress_file();
     let status = tokio::select! {
         s = child.wait() => s.map_err(Error::io(format!("cannot wait for {attempt_id}")))?,
         _ = &mut kill => {
-            if let Some(pid) = child.id() {
-                // The whole group: the attempt may have started processes of its own.
-                // SAFETY: plain kill(2) on a process group we created.
-                unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
-            }
-            let _ = child.kill().await;
+            kill_group(&mut child).await;
             return Ok(Ended::Killed);
+        }
+        () = stall_watch(&progress, timeout), if !timeout.is_zero() => {
+            kill_group(&mut child).await;
+            let last = Progress::read(&progress);
+            let at = last.map_or_else(|| "outside any record".to_owned(), |r| format!("at record {r}"));
+            let tail = tail_lines(&dir.join("stderr"), STDERR_TAIL);
+            warn!(attempt = %attempt_id, %at, "attempt made no progress: killed");
+            return Ok(Ended::Failed(
+                format!(
+                    "attempt {attempt_id} made no progress for {:.1} s ({at}) and was killed; stderr ends with:\n{tail}",
+                    timeout.as_secs_f64()
+                ),
+                last.map_or(-1, |v| v as i64),
+            ));
         }
     };
     let result = TaskResult::load(&spec.result_file()).ok();
-    let last = Progress::read(&spec.progress_file()).map_or(-1, |v| v as i64);
+    let tail = || tail_lines(&dir.join("stderr"), STDERR_TAIL);
     match result {
         Some(r) if status.success() && r.error.is_none() => Ok(Ended::Succeeded(r)),
-        Some(TaskResult { error: Some(e), .. }) => Ok(Ended::Failed(e, last)),
+        // The attempt's own error: no record is to blame for what the code chose to report.
+        Some(TaskResult { error: Some(e), .. }) => Ok(Ended::Failed(
+            format!("attempt {attempt_id} failed: {e}; stderr ends with:\n{}", tail()),
+            -1,
+        )),
         _ => {
-            let tail = tail_lines(&dir.join("stderr"), STDERR_TAIL);
+            // A crash: the progress file names the record that killed it.
+            let last = Progress::read(&progress).map_or(-1, |v| v as i64);
             Ok(Ended::Failed(
-                format!("attempt {attempt_id} {status}; stderr ends with:\n{tail}"),
+                format!("attempt {attempt_id} {status}; stderr ends with:\n{}", tail()),
                 last,
             ))
         }
     }
+}
+
+/// Kills an attempt's whole process group (it may have started processes of its own)
+/// and reaps it.
+async fn kill_group(child: &mut tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        // SAFETY: plain kill(2) on a process group we created.
+        unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+    }
+    let _ = child.kill().await;
 }
 
 /// Creates the file `name` in `dir` (a function, not a closure: a closure taking `&str`

@@ -55,6 +55,12 @@ pub struct ClusterOptions {
     /// Heartbeat interval of workers, in ms (default: the chunkservers').
     #[serde(default)]
     pub mr_heartbeat_ms: Option<u64>,
+    /// Extra flags appended to the coordinator's command line (e.g. `--dead-after-ms`).
+    #[serde(default)]
+    pub coordinator_args: Vec<String>,
+    /// Extra flags appended to every worker's command line.
+    #[serde(default)]
+    pub worker_args: Vec<String>,
 }
 
 fn default_slots() -> u32 {
@@ -77,6 +83,8 @@ impl Default for ClusterOptions {
             mapreduce: false,
             worker_slots: default_slots(),
             mr_heartbeat_ms: None,
+            coordinator_args: Vec::new(),
+            worker_args: Vec::new(),
         }
     }
 }
@@ -407,9 +415,9 @@ fn coordinator_spec(dir: &Path, bin_dir: &Path, o: &ClusterOptions) -> ProcessSp
         spec.dir.display().to_string(),
         "--heartbeat-ms".to_owned(),
         mr_heartbeat(o).to_string(),
-        "--addr-file".to_owned(),
-        spec.addr_file.display().to_string(),
     ];
+    spec.args.extend(o.coordinator_args.iter().cloned());
+    spec.args.extend(["--addr-file".to_owned(), spec.addr_file.display().to_string()]);
     spec
 }
 
@@ -435,9 +443,9 @@ fn worker_spec(dir: &Path, bin_dir: &Path, o: &ClusterOptions, index: usize) -> 
         spec.dir.display().to_string(),
         "--heartbeat-ms".to_owned(),
         mr_heartbeat(o).to_string(),
-        "--addr-file".to_owned(),
-        spec.addr_file.display().to_string(),
     ];
+    spec.args.extend(o.worker_args.iter().cloned());
+    spec.args.extend(["--addr-file".to_owned(), spec.addr_file.display().to_string()]);
     spec.rack = Some(rack);
     spec
 }

@@ -19,7 +19,7 @@ struct Cli {
     /// Chunk store master (`host:port`).
     #[arg(long, env = "DFS_MASTER")]
     master: String,
-    /// Directory for the coordinator's files (job history).
+    /// Directory for the coordinator's files (job journal and history).
     #[arg(long, env = "COORDINATOR_DIR", default_value = "coordinator")]
     dir: PathBuf,
     /// Heartbeat interval workers are asked to keep, in milliseconds.
@@ -28,6 +28,24 @@ struct Cli {
     /// Delay-scheduling wait for a node-local slot, in milliseconds (default: one heartbeat).
     #[arg(long, env = "MAPRED_LOCALITY_DELAY_MS")]
     locality_delay_ms: Option<u64>,
+    /// Silence after which a worker is declared dead and its work run again elsewhere, in
+    /// milliseconds (default: 10 heartbeats).
+    #[arg(long, env = "MAPRED_DEAD_AFTER_MS")]
+    dead_after_ms: Option<u64>,
+    /// Default no-progress timeout of a task attempt in milliseconds (0 = none; jobs
+    /// override it with -D mapred.task.timeout.ms).
+    #[arg(long, env = "MAPRED_TASK_TIMEOUT_MS", default_value_t = 600_000)]
+    task_timeout_ms: u64,
+    /// Default attempts per task before its job fails (-D mapred.task.max.attempts).
+    #[arg(long, env = "MAPRED_MAX_ATTEMPTS", default_value_t = 4)]
+    max_attempts: u32,
+    /// Speculative execution: back up an attempt once it has run this many times the
+    /// median duration of its phase's finished tasks ...
+    #[arg(long, env = "MAPRED_SPECULATIVE_SLOWNESS", default_value_t = 2.0)]
+    speculative_slowness: f64,
+    /// ... and at least this many milliseconds longer than that median.
+    #[arg(long, env = "MAPRED_SPECULATIVE_LAG_MS", default_value_t = 5000)]
+    speculative_lag_ms: u64,
     /// Write the bound address here once listening.
     #[arg(long)]
     addr_file: Option<PathBuf>,
@@ -52,6 +70,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         dir: cli.dir,
         heartbeat: Duration::from_millis(cli.heartbeat_ms),
         locality_delay: Duration::from_millis(cli.locality_delay_ms.unwrap_or(cli.heartbeat_ms)),
+        dead_after: Duration::from_millis(
+            cli.dead_after_ms.unwrap_or(cli.heartbeat_ms.saturating_mul(10)),
+        ),
+        task_timeout: Duration::from_millis(cli.task_timeout_ms),
+        max_attempts: cli.max_attempts,
+        speculative_slowness: cli.speculative_slowness,
+        speculative_lag: Duration::from_millis(cli.speculative_lag_ms),
     };
     cfg.validate()?;
     let listener = tokio::net::TcpListener::bind(&cli.addr)

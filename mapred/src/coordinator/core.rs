@@ -1,394 +1,56 @@
 //! The coordinator's state machine: jobs, their tasks and attempts, and the workers, with
 //! no I/O. The gRPC service ([`super::service`]) feeds it events (a worker registers or
-//! heartbeats, an attempt ends, a commit finishes) and the time, and carries out the
-//! [`Action`]s it returns (renaming outputs in the DFS, writing `_SUCCESS`), reporting
-//! their outcome back as further events. That keeps every scheduling decision testable
-//! with plain function calls.
+//! heartbeats, an attempt ends, a reducer cannot fetch a map output, a commit finishes)
+//! and the time, and carries out the [`Action`]s it returns (renaming outputs in the DFS,
+//! writing `_SUCCESS`, cleaning up), reporting their outcome back as further events. That
+//! keeps every scheduling and recovery decision testable with plain function calls.
 //!
-//! **Scheduling.** Jobs are served first come, first served. A worker's heartbeat says how
-//! many slots it has free; each free slot gets, from the oldest running job, a map whose
-//! split has a replica on the worker's host if there is one; otherwise, once the job has
-//! waited `locality_delay` for such a chance, one with a replica on the worker's rack;
-//! after twice that, any map (delay scheduling, Zaharia et al. 2010). Reduces start when
-//! every map has finished. One heartbeat takes at most its fair share of a job's pending
-//! tasks (pending / live workers, rounded up), so work spreads over the workers.
+//! **Scheduling** ([`super::sched`]). Jobs are served first come, first served. A
+//! worker's heartbeat says how many slots it has free; each free slot gets, from the
+//! oldest running job, a map whose split has a replica on the worker's host if there is
+//! one; otherwise, once the job has waited `locality_delay` for such a chance, one with a
+//! replica on the worker's rack; after twice that, any map (delay scheduling, Zaharia et
+//! al. 2010). Reduces start when every map has finished. A task is not retried on a host
+//! where it already failed while another live host could take it. Slots left over go to
+//! speculative backups of stragglers.
 //!
 //! **Completion.** A map of a job with reducers is done when an attempt reports success;
 //! its output stays on that worker. A reduce (or the map of a map-only job) is done once
 //! its output has been committed: the first successful attempt's temporary file is
-//! renamed into place ([`Action::Commit`]); a later success of the same task is a
-//! duplicate and is ignored. When every task is done the job writes `_SUCCESS`
-//! ([`Action::FinishJob`]) and only then counts as succeeded. Counters are summed from the
-//! attempts that won, so duplicates and failures never double-count.
+//! renamed into place ([`Action::Commit`]); any other attempt of the task still running
+//! is killed, and a later success is a duplicate and is ignored. When every task is done
+//! the job writes `_SUCCESS` ([`Action::FinishJob`]) and only then counts as succeeded.
+//! Counters are summed from the attempts that won, so duplicates, re-runs and failures
+//! never double-count.
 //!
-//! **Failures** (the basics; worker loss, timeouts and speculation build on the same
-//! states): a failed attempt puts its task back to pending until it has failed
-//! `max_attempts` times, which fails the job ([`Action::AbortJob`]).
+//! **Failures** ([`super::faults`]): a failed attempt puts its task back to pending until
+//! it has failed `max_attempts` times, which fails the job with a message naming the task
+//! and how each attempt ended. A crash pins the record being processed; a record that
+//! crashed `skip_after` attempts is skipped by later ones. Worker death, lost map output
+//! and late reports are handled there too.
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::config::JobConf;
-use crate::counters::{self as c, Counters};
+pub use super::model::*;
 use crate::error::{Error, Result};
-use crate::spec::{InputFormat, MapOutputLoc, Split, TaskKind, TaskSpec};
+use crate::spec::{TaskKind, skipped_name};
 
-/// Settings of the core.
-#[derive(Debug, Clone)]
-pub struct CoreConfig {
-    /// The chunk store master, passed to tasks.
-    pub master: String,
-    /// The coordinator's own address, passed to tasks.
-    pub coordinator: String,
-    /// Expected heartbeat interval of workers, in ms.
-    pub heartbeat_ms: i64,
-    /// Delay-scheduling wait before a rack-local map (twice this: any map), in ms.
-    pub locality_delay_ms: i64,
-    /// Attempts per task before the job fails.
-    pub max_attempts: u32,
-}
-
-/// State of a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobState {
-    /// Tasks are being run (or the job is being committed).
-    Running,
-    /// `_SUCCESS` is written.
-    Succeeded,
-    /// A task failed for good, or committing failed.
-    Failed,
-    /// Killed by a user.
-    Killed,
-}
-
-impl JobState {
-    /// Lowercase name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Running => "running",
-            JobState::Succeeded => "succeeded",
-            JobState::Failed => "failed",
-            JobState::Killed => "killed",
-        }
-    }
-}
-
-/// State of a task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TaskState {
-    /// Waiting for a slot.
-    Pending,
-    /// An attempt is running.
-    Running,
-    /// An attempt succeeded; its output is being committed.
-    Committing,
-    /// Done.
-    Succeeded,
-    /// Failed for good.
-    Failed,
-}
-
-impl TaskState {
-    /// Lowercase name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskState::Pending => "pending",
-            TaskState::Running => "running",
-            TaskState::Committing => "committing",
-            TaskState::Succeeded => "succeeded",
-            TaskState::Failed => "failed",
-        }
-    }
-}
-
-/// State of an attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttemptState {
-    /// Running on its worker.
-    Running,
-    /// Reported success.
-    Succeeded,
-    /// Reported failure.
-    Failed,
-    /// Killed.
-    Killed,
-}
-
-impl AttemptState {
-    /// Lowercase name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AttemptState::Running => "running",
-            AttemptState::Succeeded => "succeeded",
-            AttemptState::Failed => "failed",
-            AttemptState::Killed => "killed",
-        }
-    }
-}
-
-/// Where a map ran relative to its split's replicas.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Locality {
-    /// On a host holding a replica.
-    Node,
-    /// On the rack of a replica.
-    Rack,
-    /// Elsewhere.
-    Other,
-    /// Not applicable (reduces, generated input).
-    None,
-}
-
-impl Locality {
-    /// Lowercase name ("" for none).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Locality::Node => "node",
-            Locality::Rack => "rack",
-            Locality::Other => "other",
-            Locality::None => "",
-        }
-    }
-}
-
-/// How an attempt ended, as its worker reports it.
-#[derive(Debug, Clone)]
-pub enum Outcome {
-    /// Success, with counters and (reduce or map-only map) the file to commit.
-    Succeeded {
-        /// Its counters.
-        counters: Counters,
-        /// The temporary DFS file to commit.
-        output_path: Option<String>,
-    },
-    /// Failure with a reason.
-    Failed {
-        /// Why.
-        error: String,
-    },
-    /// Killed on request.
-    Killed,
-}
-
-/// Something the service must do in the outside world.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Rename `from` to `to` in the DFS, then report [`Core::commit_finished`].
-    Commit {
-        /// The attempt whose output it is.
-        attempt_id: String,
-        /// Its temporary file.
-        from: String,
-        /// The final name.
-        to: String,
-    },
-    /// Delete `OUT/_temporary`, write `OUT/_SUCCESS`, then report [`Core::job_finished`].
-    FinishJob {
-        /// The job.
-        job_id: String,
-        /// Its output directory.
-        output: String,
-    },
-    /// Delete `OUT/_temporary` of a failed or killed job (best effort).
-    AbortJob {
-        /// The job.
-        job_id: String,
-        /// Its output directory.
-        output: String,
-    },
-}
-
-/// One attempt of a task.
-#[derive(Debug, Clone)]
-pub struct Attempt {
-    /// Its id.
-    pub id: String,
-    /// The worker running it.
-    pub worker: String,
-    /// Its state.
-    pub state: AttemptState,
-    /// Start time (ms since the epoch).
-    pub start_ms: i64,
-    /// End time (0 while running).
-    pub end_ms: i64,
-    /// Locality of a map attempt.
-    pub locality: Locality,
-    /// Why it failed.
-    pub error: String,
-    /// Counters it reported.
-    pub counters: Counters,
-}
-
-/// A map or reduce task.
-#[derive(Debug, Clone)]
-pub struct Task {
-    /// Map or reduce.
-    pub kind: TaskKind,
-    /// Index among the job's maps or reduces.
-    pub index: u32,
-    /// Its split (maps).
-    pub split: Option<Split>,
-    /// Its state.
-    pub state: TaskState,
-    /// Its attempts, oldest first.
-    pub attempts: Vec<Attempt>,
-    /// Index of the attempt that won.
-    pub winner: Option<usize>,
-    /// Where the winning map attempt's output is (attempt id, shuffle address).
-    pub output: Option<(String, String)>,
-}
-
-impl Task {
-    fn new(kind: TaskKind, index: u32, split: Option<Split>) -> Task {
-        Task {
-            kind,
-            index,
-            split,
-            state: TaskState::Pending,
-            attempts: Vec::new(),
-            winner: None,
-            output: None,
-        }
-    }
-
-    /// The task's id, `task_<epoch>_<seq>_m_000003`.
-    pub fn id(&self, job_id: &str) -> String {
-        format!("task{}_{}_{:06}", &job_id[3..], self.kind.letter(), self.index)
-    }
-}
-
-/// What a submitted job is.
-#[derive(Debug, Clone, Default)]
-pub struct NewJob {
-    /// Name in the binary's registry.
-    pub name: String,
-    /// DFS path of the binary.
-    pub binary_path: String,
-    /// Its hash.
-    pub binary_hash: String,
-    /// Output directory.
-    pub output: String,
-    /// Reduce tasks.
-    pub reducers: u32,
-    /// Options.
-    pub conf: JobConf,
-    /// Submitting user.
-    pub user: String,
-    /// How input is read.
-    pub input_format: InputFormat,
-    /// One per map task.
-    pub splits: Vec<Split>,
-}
-
-/// A job and its tasks.
-#[derive(Debug, Clone)]
-pub struct Job {
-    /// Its id, `job_<epoch>_<seq>`.
-    pub id: String,
-    /// What was submitted.
-    pub def: NewJob,
-    /// Its state.
-    pub state: JobState,
-    /// Map tasks.
-    pub maps: Vec<Task>,
-    /// Reduce tasks.
-    pub reduces: Vec<Task>,
-    /// Submit time (ms).
-    pub submit_ms: i64,
-    /// Finish time (0 while running).
-    pub finish_ms: i64,
-    /// Why it failed.
-    pub error: String,
-    /// Counters of the winning attempts.
-    pub counters: Counters,
-    /// Launched/failed/killed attempts and locality.
-    pub job_counters: Counters,
-    /// Set once `_SUCCESS` is being written.
-    pub finishing: bool,
-    /// Since when the job has been passing up non-local slots (delay scheduling).
-    wait_since: Option<i64>,
-}
-
-impl Job {
-    /// All counters: the winners' task counters and the job counters.
-    pub fn all_counters(&self) -> Counters {
-        let mut c = self.counters.clone();
-        c.merge(&self.job_counters);
-        c
-    }
-
-    /// Maps done.
-    pub fn maps_done(&self) -> usize {
-        self.maps.iter().filter(|t| t.state == TaskState::Succeeded).count()
-    }
-
-    /// Reduces done.
-    pub fn reduces_done(&self) -> usize {
-        self.reduces.iter().filter(|t| t.state == TaskState::Succeeded).count()
-    }
-
-    fn task_mut(&mut self, kind: TaskKind, index: u32) -> Option<&mut Task> {
-        match kind {
-            TaskKind::Map => self.maps.get_mut(index as usize),
-            TaskKind::Reduce => self.reduces.get_mut(index as usize),
-        }
-    }
-}
-
-/// A registered worker.
-#[derive(Debug, Clone)]
-pub struct Worker {
-    /// Its id.
-    pub id: String,
-    /// Host address.
-    pub host: String,
-    /// Rack.
-    pub rack: String,
-    /// Slots.
-    pub slots: u32,
-    /// Shuffle service address.
-    pub shuffle_addr: String,
-    /// Last heartbeat (ms).
-    pub last_seen: i64,
-    /// Attempts it said it runs.
-    pub running: u32,
-    /// Finished jobs whose files it may delete, not yet told.
-    cleanup: Vec<String>,
-}
-
-/// A task assignment for a worker.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Assignment {
-    /// The attempt's id.
-    pub attempt_id: String,
-    /// What to run.
-    pub spec: TaskSpec,
-}
-
-/// The answer to a heartbeat.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HeartbeatReply {
-    /// New attempts to start.
-    pub tasks: Vec<Assignment>,
-    /// Attempts to kill.
-    pub kill: Vec<String>,
-    /// Jobs whose local files can go.
-    pub finished_jobs: Vec<String>,
-    /// The worker is unknown: register again.
-    pub reregister: bool,
-}
+/// Where an attempt is: (job seq, kind, task index, attempt index).
+pub(crate) type AttemptRef = (u64, TaskKind, u32, usize);
 
 /// The coordinator's state (see the module documentation).
 #[derive(Debug)]
 pub struct Core {
-    cfg: CoreConfig,
-    epoch: u64,
+    pub(crate) cfg: CoreConfig,
+    pub(crate) epoch: u64,
     next_job: u64,
     next_worker: u64,
-    jobs: BTreeMap<u64, Job>,
-    job_ids: HashMap<String, u64>,
-    /// attempt id -> (job seq, kind, task index, attempt index)
-    attempts: HashMap<String, (u64, TaskKind, u32, usize)>,
-    workers: BTreeMap<String, Worker>,
+    pub(crate) jobs: BTreeMap<u64, Job>,
+    pub(crate) job_ids: HashMap<String, u64>,
+    pub(crate) attempts: HashMap<String, AttemptRef>,
+    pub(crate) workers: BTreeMap<String, Worker>,
+    /// Jobs that ended since [`Core::take_ended`] was last called.
+    ended: Vec<String>,
 }
 
 impl Core {
@@ -403,19 +65,29 @@ impl Core {
             job_ids: HashMap::new(),
             attempts: HashMap::new(),
             workers: BTreeMap::new(),
+            ended: Vec::new(),
         }
     }
 
-    fn dead_after(&self) -> i64 {
-        self.cfg.heartbeat_ms.max(1) * 10
+    /// The jobs that ended since the last call (for the journal and history).
+    pub fn take_ended(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.ended)
     }
 
-    fn live_workers(&self, now: i64) -> usize {
-        let dead = self.dead_after();
-        self.workers.values().filter(|w| now - w.last_seen <= dead).count().max(1)
+    /// Makes [`Core::take_ended`] report job `job_id` (one restored as ended).
+    pub fn mark_ended(&mut self, job_id: &str) {
+        self.ended.push(job_id.to_owned());
     }
 
-    /// Registers a worker (replacing one with the same shuffle address); returns its id.
+    /// The core's settings.
+    pub fn config(&self) -> &CoreConfig {
+        &self.cfg
+    }
+
+    /// Registers a worker and returns its id. Every registration is a new incarnation with
+    /// a new id; an earlier incarnation at the same shuffle address (the worker restarted,
+    /// or was declared dead and came back) is declared dead first, so whatever it ran is
+    /// run again and its late reports are ignored.
     pub fn register_worker(
         &mut self,
         host: &str,
@@ -423,8 +95,17 @@ impl Core {
         slots: u32,
         shuffle_addr: &str,
         now: i64,
-    ) -> String {
-        self.workers.retain(|_, w| w.shuffle_addr != shuffle_addr);
+    ) -> (String, Vec<Action>) {
+        let old: Vec<String> = self
+            .workers
+            .values()
+            .filter(|w| w.shuffle_addr == shuffle_addr)
+            .map(|w| w.id.clone())
+            .collect();
+        let mut actions = Vec::new();
+        for id in old {
+            actions.extend(self.declare_dead(&id, "it registered again", now));
+        }
         let id = format!("worker-{:04}-{}", self.next_worker, host);
         self.next_worker += 1;
         self.workers.insert(
@@ -440,10 +121,10 @@ impl Core {
                 cleanup: Vec::new(),
             },
         );
-        id
+        (id, actions)
     }
 
-    /// The registered workers.
+    /// The registered, live workers.
     pub fn workers(&self) -> impl Iterator<Item = &Worker> {
         self.workers.values()
     }
@@ -459,7 +140,11 @@ impl Core {
     }
 
     /// Accepts a job; returns its id and any actions (a job with no tasks finishes at once).
-    pub fn submit(&mut self, def: NewJob, now: i64) -> (String, Vec<Action>) {
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a malformed fault-tolerance option.
+    pub fn submit(&mut self, def: NewJob, now: i64) -> Result<(String, Vec<Action>)> {
+        let opts = JobOptions::from_conf(&def.conf, &self.cfg)?;
         let seq = self.next_job;
         self.next_job += 1;
         let id = format!("job_{}_{seq:04}", self.epoch);
@@ -467,40 +152,83 @@ impl Core {
             .splits
             .iter()
             .enumerate()
-            .map(|(i, s)| Task::new(TaskKind::Map, i as u32, Some(s.clone())));
-        let maps: Vec<Task> = maps.collect();
+            .map(|(i, s)| Task::new(TaskKind::Map, i as u32, Some(s.clone())))
+            .collect();
         let reduces = (0..def.reducers).map(|i| Task::new(TaskKind::Reduce, i, None)).collect();
         let job = Job {
             id: id.clone(),
             def,
+            opts,
             state: JobState::Running,
             maps,
             reduces,
             submit_ms: now,
             finish_ms: 0,
             error: String::new(),
-            counters: Counters::new(),
-            job_counters: Counters::new(),
+            job_counters: Default::default(),
             finishing: false,
+            cleaned: false,
             wait_since: None,
         };
         self.jobs.insert(seq, job);
         self.job_ids.insert(id.clone(), seq);
         let actions = self.check_done(seq);
-        (id, actions)
+        Ok((id, actions))
+    }
+
+    /// Records a job that is already over (restored from the coordinator's journal after
+    /// a restart), so `status` and `list` still know it.
+    pub fn restore_ended(
+        &mut self,
+        job_id: &str,
+        def: NewJob,
+        state: JobState,
+        error: String,
+        times: (i64, i64),
+    ) {
+        let seq = self.next_job;
+        self.next_job += 1;
+        let opts = JobOptions::from_conf(&def.conf, &self.cfg).unwrap_or(JobOptions {
+            max_attempts: self.cfg.max_attempts,
+            task_timeout_ms: self.cfg.task_timeout_ms,
+            skip: true,
+            skip_after: 2,
+            speculative: true,
+        });
+        let job = Job {
+            id: job_id.to_owned(),
+            def,
+            opts,
+            state,
+            maps: Vec::new(),
+            reduces: Vec::new(),
+            submit_ms: times.0,
+            finish_ms: times.1,
+            error,
+            job_counters: Default::default(),
+            finishing: false,
+            cleaned: true,
+            wait_since: None,
+        };
+        self.jobs.insert(seq, job);
+        self.job_ids.insert(job_id.to_owned(), seq);
     }
 
     /// A heartbeat from `worker_id` with `free_slots` and the attempts it is running.
+    ///
+    /// Reconciles the two views: attempts the worker runs that the core no longer wants
+    /// (job over, attempt superseded or lost) are to be killed; attempts the core thinks it
+    /// runs that it does not list are lost (a worker's heartbeats are sequential and
+    /// always list what its previous replies assigned, until the attempt is reported).
     pub fn heartbeat(
         &mut self,
         worker_id: &str,
         free_slots: u32,
         running: &[String],
         now: i64,
-    ) -> HeartbeatReply {
-        let live = self.live_workers(now);
+    ) -> (HeartbeatReply, Vec<Action>) {
         let Some(w) = self.workers.get_mut(worker_id) else {
-            return HeartbeatReply { reregister: true, ..HeartbeatReply::default() };
+            return (HeartbeatReply { reregister: true, ..HeartbeatReply::default() }, Vec::new());
         };
         w.last_seen = now;
         w.running = running.len() as u32;
@@ -510,19 +238,16 @@ impl Core {
         };
         let worker = w.clone();
         for a in running {
-            let keep = self.attempts.get(a).and_then(|&(seq, kind, index, ai)| {
-                let job = self.jobs.get(&seq)?;
-                let task = match kind {
-                    TaskKind::Map => job.maps.get(index as usize)?,
-                    TaskKind::Reduce => job.reduces.get(index as usize)?,
-                };
-                let att = task.attempts.get(ai)?;
-                Some(job.state == JobState::Running && att.state == AttemptState::Running)
+            let keep = self.attempt(a).is_some_and(|(job, _, att)| {
+                job.state == JobState::Running
+                    && att.state == AttemptState::Running
+                    && att.worker == worker_id
             });
-            if keep != Some(true) {
+            if !keep {
                 reply.kill.push(a.clone());
             }
         }
+        let mut actions = self.lose_unlisted(worker_id, running, now);
         let mut free = free_slots;
         let seqs: Vec<u64> = self
             .jobs
@@ -530,177 +255,154 @@ impl Core {
             .filter(|(_, j)| j.state == JobState::Running)
             .map(|(s, _)| *s)
             .collect();
-        for seq in seqs {
+        for &seq in &seqs {
             if free == 0 {
                 break;
             }
-            let assigned = self.assign_from(seq, &worker, free, live, now);
+            let assigned = self.assign_from(seq, &worker, free, now);
             free -= assigned.len() as u32;
             reply.tasks.extend(assigned);
         }
-        reply
-    }
-
-    /// Assigns up to `free` tasks of job `seq` to `worker`.
-    fn assign_from(
-        &mut self,
-        seq: u64,
-        worker: &Worker,
-        free: u32,
-        live: usize,
-        now: i64,
-    ) -> Vec<Assignment> {
-        let delay = self.cfg.locality_delay_ms;
-        let Some(job) = self.jobs.get_mut(&seq) else { return Vec::new() };
-        let mut out = Vec::new();
-        let pending_maps = job.maps.iter().filter(|t| t.state == TaskState::Pending).count();
-        if pending_maps > 0 {
-            let cap = pending_maps.div_ceil(live).max(1) as u32;
-            while (out.len() as u32) < free.min(cap) {
-                let pick = pick_map(job, worker, now, delay);
-                let Some((index, locality)) = pick else { break };
-                out.push(self_assign(
-                    job,
-                    TaskKind::Map,
-                    index,
-                    worker,
-                    locality,
-                    now,
-                    &self.cfg,
-                    self.epoch,
-                    &mut self.attempts,
-                    seq,
-                ));
+        for &seq in &seqs {
+            if free == 0 {
+                break;
             }
-            return out;
+            if let Some(backup) = self.speculate(seq, &worker, now) {
+                free -= 1;
+                reply.tasks.push(backup);
+            }
         }
-        let maps_done = job.maps.iter().all(|t| t.state == TaskState::Succeeded);
-        if !maps_done {
-            return out;
-        }
-        let pending: Vec<u32> =
-            job.reduces.iter().filter(|t| t.state == TaskState::Pending).map(|t| t.index).collect();
-        let cap = pending.len().div_ceil(live).max(1) as u32;
-        for index in pending.into_iter().take(free.min(cap) as usize) {
-            out.push(self_assign(
-                job,
-                TaskKind::Reduce,
-                index,
-                worker,
-                Locality::None,
-                now,
-                &self.cfg,
-                self.epoch,
-                &mut self.attempts,
-                seq,
-            ));
-        }
-        out
+        actions.extend(self.check_done_all());
+        (reply, actions)
     }
 
-    /// An attempt ended on `worker_id`.
+    /// The job, task and attempt `attempt_id` names.
+    pub(crate) fn attempt(&self, attempt_id: &str) -> Option<(&Job, &Task, &Attempt)> {
+        let &(seq, kind, index, ai) = self.attempts.get(attempt_id)?;
+        let job = self.jobs.get(&seq)?;
+        let task = job.task(kind, index)?;
+        Some((job, task, task.attempts.get(ai)?))
+    }
+
+    /// An attempt ended, as reported by `worker_id` (empty: do not check the reporter).
+    ///
+    /// Reports are ignored unless the attempt is still running *on that worker
+    /// incarnation*: a worker declared dead had its attempts rescheduled, so whatever it
+    /// reports when it comes back is late.
     pub fn attempt_finished(
         &mut self,
         attempt_id: &str,
+        worker_id: &str,
         outcome: Outcome,
         now: i64,
     ) -> Vec<Action> {
         let Some(&(seq, kind, index, ai)) = self.attempts.get(attempt_id) else {
             return Vec::new();
         };
-        let max_attempts = self.cfg.max_attempts.max(1) as usize;
-        let shuffle_addr = |core: &Core, worker: &str| {
-            core.workers.get(worker).map(|w| w.shuffle_addr.clone()).unwrap_or_default()
+        let addr = match self.attempt(attempt_id) {
+            Some((_, _, a)) if a.state == AttemptState::Running => {
+                if !worker_id.is_empty() && a.worker != worker_id {
+                    return Vec::new(); // from an earlier incarnation of the worker
+                }
+                self.workers.get(&a.worker).map(|w| w.shuffle_addr.clone())
+            }
+            _ => return Vec::new(), // repeated, late, or superseded
         };
-        let worker = match self.jobs.get(&seq).and_then(|j| match kind {
-            TaskKind::Map => j.maps.get(index as usize),
-            TaskKind::Reduce => j.reduces.get(index as usize),
-        }) {
-            Some(t) => t.attempts.get(ai).map(|a| a.worker.clone()).unwrap_or_default(),
-            None => return Vec::new(),
-        };
-        let addr = shuffle_addr(self, &worker);
         let Some(job) = self.jobs.get_mut(&seq) else { return Vec::new() };
         let job_running = job.state == JobState::Running;
-        let reducers = job.def.reducers;
-        let output_dir = job.def.output.clone();
-        let job_id = job.id.clone();
-        // Field by field, so the task and the job's counters can be borrowed together.
-        let task = match kind {
-            TaskKind::Map => job.maps.get_mut(index as usize),
-            TaskKind::Reduce => job.reduces.get_mut(index as usize),
-        };
-        let Some(task) = task else { return Vec::new() };
-        let Some(att) = task.attempts.get_mut(ai) else { return Vec::new() };
-        if att.state != AttemptState::Running {
-            return Vec::new(); // a repeated report
-        }
+        let (reducers, output_dir, opts) = (job.def.reducers, job.def.output.clone(), job.opts);
+        let Some(task) = job.task_mut(kind, index) else { return Vec::new() };
+        let att = &mut task.attempts[ai];
         att.end_ms = now;
-        let mut actions = Vec::new();
         match outcome {
-            Outcome::Succeeded { counters, output_path } => {
+            Outcome::Succeeded { counters, output_path, skipped_path } => {
                 att.state = AttemptState::Succeeded;
                 att.counters = counters;
+                att.files = (output_path, skipped_path);
                 let duplicate = matches!(task.state, TaskState::Committing | TaskState::Succeeded);
                 if duplicate || !job_running {
-                    return actions;
+                    return Vec::new();
                 }
+                let Some(addr) = addr else {
+                    // Its worker was declared dead meanwhile: the output is gone with it.
+                    task.attempts[ai].state = AttemptState::Killed;
+                    return Vec::new();
+                };
                 task.winner = Some(ai);
+                let killed = supersede(task, ai, now);
+                job.job_counters.add(crate::counters::JOB, ended_counter(kind, true), killed);
+                let Some(task) = job.task_mut(kind, index) else { return Vec::new() };
+                let (out, skipped) = task.attempts[ai].files.clone();
+                let mut renames = Vec::new();
+                if let Some(s) = skipped {
+                    renames.push((s, skipped_name(&output_dir, kind, index)));
+                }
                 if kind == TaskKind::Map && reducers > 0 {
-                    task.state = TaskState::Succeeded;
                     task.output = Some((attempt_id.to_owned(), addr));
-                    let counters = task.attempts[ai].counters.clone();
-                    job.counters.merge(&counters);
-                    actions.extend(self.check_done(seq));
                 } else {
-                    let Some(from) = output_path else {
-                        return self.fail_task(
-                            seq,
-                            kind,
-                            index,
-                            "the attempt reported no output file".into(),
-                            now,
-                        );
+                    let Some(from) = out else {
+                        let msg = "the attempt reported no output file".to_owned();
+                        return self.fail_task(seq, kind, index, msg, now);
                     };
-                    task.state = TaskState::Committing;
                     let name = format!("part-{}-{:05}", kind.letter(), index);
-                    let to = format!("{}/{name}", output_dir.trim_end_matches('/'));
-                    actions.push(Action::Commit { attempt_id: attempt_id.to_owned(), from, to });
+                    renames.push((from, format!("{}/{name}", output_dir.trim_end_matches('/'))));
                 }
+                if renames.is_empty() {
+                    task.state = TaskState::Succeeded;
+                    return self.check_done(seq);
+                }
+                task.state = TaskState::Committing;
+                vec![Action::Commit { attempt_id: attempt_id.to_owned(), renames }]
             }
-            Outcome::Failed { error } => {
+            Outcome::Failed { error, last_record } => {
                 att.state = AttemptState::Failed;
-                att.error = error.clone();
-                let name =
-                    if kind == TaskKind::Map { c::NUM_FAILED_MAPS } else { c::NUM_FAILED_REDUCES };
-                job.job_counters.add(c::JOB, name, 1);
-                if job_running && task.state == TaskState::Running {
-                    let failures =
-                        task.attempts.iter().filter(|a| a.state == AttemptState::Failed).count();
-                    if failures >= max_attempts {
-                        let tid = task.id(&job_id);
-                        let msg =
-                            format!("task {tid} failed {failures} times; last error: {error}");
-                        actions.extend(self.fail_task(seq, kind, index, msg, now));
-                    } else {
-                        task.state = TaskState::Pending;
-                    }
+                att.error = error;
+                if let Some(r) = last_record
+                    && opts.skip
+                {
+                    *task.bad_records.entry(r).or_default() += 1;
                 }
+                job.job_counters.add(crate::counters::JOB, ended_counter(kind, false), 1);
+                if job_running { self.after_failure(seq, kind, index, now) } else { Vec::new() }
             }
             Outcome::Killed => {
                 att.state = AttemptState::Killed;
-                let name =
-                    if kind == TaskKind::Map { c::NUM_KILLED_MAPS } else { c::NUM_KILLED_REDUCES };
-                job.job_counters.add(c::JOB, name, 1);
-                if job_running && task.state == TaskState::Running {
+                if att.error.is_empty() {
+                    att.error = "killed".into();
+                }
+                if job_running && task.state == TaskState::Running && task.running() == 0 {
                     task.state = TaskState::Pending;
                 }
+                job.job_counters.add(crate::counters::JOB, ended_counter(kind, true), 1);
+                Vec::new()
             }
         }
-        actions
     }
 
-    fn fail_task(
+    /// After an attempt of a task failed: fail the job if the task is out of attempts,
+    /// else put it back to pending (unless another attempt of it still runs).
+    pub(crate) fn after_failure(
+        &mut self,
+        seq: u64,
+        kind: TaskKind,
+        index: u32,
+        now: i64,
+    ) -> Vec<Action> {
+        let Some(job) = self.jobs.get_mut(&seq) else { return Vec::new() };
+        let max = job.opts.max_attempts as usize;
+        let job_id = job.id.clone();
+        let Some(task) = job.task_mut(kind, index) else { return Vec::new() };
+        if task.failures() >= max {
+            let msg = failure_report(task, &job_id);
+            return self.fail_task(seq, kind, index, msg, now);
+        }
+        if task.running() == 0 && matches!(task.state, TaskState::Running | TaskState::Pending) {
+            task.state = TaskState::Pending;
+        }
+        Vec::new()
+    }
+
+    pub(crate) fn fail_task(
         &mut self,
         seq: u64,
         kind: TaskKind,
@@ -715,7 +417,15 @@ impl Core {
         self.end_job(seq, JobState::Failed, msg, now)
     }
 
-    fn end_job(&mut self, seq: u64, state: JobState, error: String, now: i64) -> Vec<Action> {
+    /// Ends job `seq`. A failed or killed job's temporaries are cleaned once its attempts
+    /// are over ([`Core::tick`] issues the [`Action::AbortJob`] then).
+    pub(crate) fn end_job(
+        &mut self,
+        seq: u64,
+        state: JobState,
+        error: String,
+        now: i64,
+    ) -> Vec<Action> {
         let Some(job) = self.jobs.get_mut(&seq) else { return Vec::new() };
         if job.state != JobState::Running {
             return Vec::new();
@@ -723,35 +433,34 @@ impl Core {
         job.state = state;
         job.error = error;
         job.finish_ms = now;
-        let (id, output) = (job.id.clone(), job.def.output.clone());
-        self.notify_workers(seq);
-        if state == JobState::Succeeded {
-            Vec::new()
-        } else {
-            vec![Action::AbortJob { job_id: id, output }]
+        let id = job.id.clone();
+        self.ended.push(id.clone());
+        // Every worker hears that the job is over: outputs of attempts of earlier
+        // incarnations live in the same directories.
+        for w in self.workers.values_mut() {
+            w.cleanup.push(id.clone());
         }
+        if state == JobState::Succeeded { Vec::new() } else { self.abort_if_quiet(seq, now) }
     }
 
-    /// Tells every worker that ran an attempt of job `seq` that its files can go.
-    fn notify_workers(&mut self, seq: u64) {
-        let Some(job) = self.jobs.get(&seq) else { return };
-        let mut workers: Vec<&str> = job
-            .maps
-            .iter()
-            .chain(&job.reduces)
-            .flat_map(|t| t.attempts.iter().map(|a| a.worker.as_str()))
-            .collect();
-        workers.sort_unstable();
-        workers.dedup();
-        for w in workers {
-            if let Some(w) = self.workers.get_mut(w) {
-                w.cleanup.push(job.id.clone());
-            }
+    /// The cleanup of a failed or killed job, once none of its attempts runs (or they have
+    /// had a dead-worker timeout to be killed).
+    pub(crate) fn abort_if_quiet(&mut self, seq: u64, now: i64) -> Vec<Action> {
+        let grace = self.cfg.dead_after_ms;
+        let Some(job) = self.jobs.get_mut(&seq) else { return Vec::new() };
+        let over = matches!(job.state, JobState::Failed | JobState::Killed);
+        if !over || job.cleaned {
+            return Vec::new();
         }
+        if job.running_attempts() > 0 && now - job.finish_ms < grace {
+            return Vec::new();
+        }
+        job.cleaned = true;
+        vec![Action::AbortJob { job_id: job.id.clone(), output: job.def.output.clone() }]
     }
 
     /// If every task of job `seq` is done, the action that finishes it.
-    fn check_done(&mut self, seq: u64) -> Vec<Action> {
+    pub(crate) fn check_done(&mut self, seq: u64) -> Vec<Action> {
         let Some(job) = self.jobs.get_mut(&seq) else { return Vec::new() };
         let done = job.state == JobState::Running
             && !job.finishing
@@ -763,7 +472,12 @@ impl Core {
         vec![Action::FinishJob { job_id: job.id.clone(), output: job.def.output.clone() }]
     }
 
-    /// The rename of `attempt_id`'s output finished (or failed with a message).
+    fn check_done_all(&mut self) -> Vec<Action> {
+        let seqs: Vec<u64> = self.jobs.keys().copied().collect();
+        seqs.into_iter().flat_map(|s| self.check_done(s)).collect()
+    }
+
+    /// The renames of `attempt_id`'s output finished (or failed with a message).
     pub fn commit_finished(
         &mut self,
         attempt_id: &str,
@@ -782,19 +496,12 @@ impl Core {
         match result {
             Ok(()) => {
                 task.state = TaskState::Succeeded;
-                let counters = task.attempts[ai].counters.clone();
-                job.counters.merge(&counters);
                 self.check_done(seq)
             }
             Err(e) => {
                 let tid = task.id(&job_id);
-                self.fail_task(
-                    seq,
-                    kind,
-                    index,
-                    format!("cannot commit the output of {tid}: {e}"),
-                    now,
-                )
+                let msg = format!("cannot commit the output of {tid}: {e}");
+                self.fail_task(seq, kind, index, msg, now)
             }
         }
     }
@@ -822,151 +529,75 @@ impl Core {
     pub fn kill_job(&mut self, job_id: &str, now: i64) -> Result<Vec<Action>> {
         let seq =
             *self.job_ids.get(job_id).ok_or_else(|| Error::NotFound(format!("no job {job_id}")))?;
-        let state = self.jobs.get(&seq).map(|j| j.state);
+        let job = self.jobs.get(&seq);
+        if job.is_some_and(|j| j.finishing) {
+            return Err(Error::FailedPrecondition(format!("job {job_id} is committing")));
+        }
+        let state = job.map(|j| j.state);
         if state != Some(JobState::Running) {
             let s = state.map_or("unknown", JobState::as_str);
             return Err(Error::FailedPrecondition(format!("job {job_id} is already {s}")));
         }
         Ok(self.end_job(seq, JobState::Killed, "killed by request".into(), now))
     }
-
-    /// Periodic housekeeping. Workers silent for ten heartbeats get no more work until
-    /// they heartbeat again (the fault-tolerance issue adds re-running their tasks).
-    pub fn tick(&mut self, _now: i64) -> Vec<Action> {
-        Vec::new()
-    }
 }
 
-/// Picks a pending map for `worker`: node-local, else (after the delay) rack-local, else
-/// (after twice the delay) any. Splits without hosts (generated input) go anywhere.
-fn pick_map(job: &mut Job, worker: &Worker, now: i64, delay: i64) -> Option<(u32, Locality)> {
-    fn hosts(t: &Task) -> &[String] {
-        t.split.as_ref().map_or(&[][..], |s| s.hosts.as_slice())
+/// Marks every other running attempt of `task` killed (superseded by attempt `winner`);
+/// returns how many. Their workers kill them at their next heartbeat.
+fn supersede(task: &mut Task, winner: usize, now: i64) -> u64 {
+    let id = task.attempts[winner].id.clone();
+    let mut n = 0;
+    for (i, a) in task.attempts.iter_mut().enumerate() {
+        if i != winner && a.state == AttemptState::Running {
+            a.state = AttemptState::Killed;
+            a.end_ms = now;
+            a.error = format!("killed: {id} finished first");
+            n += 1;
+        }
     }
-    let pending = || job.maps.iter().filter(|t| t.state == TaskState::Pending);
-    if let Some(t) = pending().find(|t| hosts(t).contains(&worker.host)) {
-        let i = t.index;
-        job.wait_since = None;
-        return Some((i, Locality::Node));
-    }
-    if let Some(t) = pending().find(|t| hosts(t).is_empty()) {
-        return Some((t.index, Locality::None));
-    }
-    let since = *job.wait_since.get_or_insert(now);
-    let waited = now - since;
-    if waited >= delay
-        && let Some(t) =
-            pending().find(|t| t.split.as_ref().is_some_and(|s| s.racks.contains(&worker.rack)))
-    {
-        return Some((t.index, Locality::Rack));
-    }
-    if waited >= 2 * delay
-        && let Some(t) = pending().next()
-    {
-        return Some((t.index, Locality::Other));
-    }
-    None
+    n
 }
 
-/// Starts a new attempt of a task on `worker`.
-#[allow(clippy::too_many_arguments)]
-fn self_assign(
-    job: &mut Job,
-    kind: TaskKind,
-    index: u32,
-    worker: &Worker,
-    locality: Locality,
-    now: i64,
-    cfg: &CoreConfig,
-    epoch: u64,
-    attempts: &mut HashMap<String, (u64, TaskKind, u32, usize)>,
-    seq: u64,
-) -> Assignment {
-    let map_outputs: Vec<MapOutputLoc> = if kind == TaskKind::Reduce {
-        job.maps
-            .iter()
-            .filter_map(|t| {
-                t.output.as_ref().map(|(a, addr)| MapOutputLoc {
-                    map: t.index,
-                    attempt_id: a.clone(),
-                    shuffle_addr: addr.clone(),
-                })
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let maps = job.maps.len() as u32;
-    let launched =
-        if kind == TaskKind::Map { c::TOTAL_LAUNCHED_MAPS } else { c::TOTAL_LAUNCHED_REDUCES };
-    job.job_counters.add(c::JOB, launched, 1);
-    match locality {
-        Locality::Node => job.job_counters.add(c::JOB, c::DATA_LOCAL_MAPS, 1),
-        Locality::Rack => job.job_counters.add(c::JOB, c::RACK_LOCAL_MAPS, 1),
-        Locality::Other => job.job_counters.add(c::JOB, c::OTHER_LOCAL_MAPS, 1),
-        Locality::None => {}
+/// The message of a job whose task ran out of attempts: the task, how each attempt
+/// ended, and the last failure in full (for a crash, the end of its stderr).
+pub(crate) fn failure_report(task: &Task, job_id: &str) -> String {
+    let failed: Vec<&Attempt> =
+        task.attempts.iter().filter(|a| a.state == AttemptState::Failed).collect();
+    let last = failed.last().map_or("", |a| a.error.as_str());
+    let first_line = last.lines().next().unwrap_or_default();
+    let mut msg =
+        format!("task {} failed {} times; last error: {first_line}", task.id(job_id), failed.len());
+    for a in &task.attempts {
+        let why = a.error.lines().next().unwrap_or_default();
+        msg.push_str(&format!("\n  {} on {}: {} {why}", a.id, a.worker, a.state.as_str()));
     }
-    let job_id = job.id.clone();
-    let def = job.def.clone();
-    let task = match kind {
-        TaskKind::Map => &mut job.maps[index as usize],
-        TaskKind::Reduce => &mut job.reduces[index as usize],
-    };
-    let n = task.attempts.len();
-    let attempt_id = format!("attempt_{epoch}_{seq:04}_{}_{index:06}_{n}", kind.letter());
-    task.attempts.push(Attempt {
-        id: attempt_id.clone(),
-        worker: worker.id.clone(),
-        state: AttemptState::Running,
-        start_ms: now,
-        end_ms: 0,
-        locality,
-        error: String::new(),
-        counters: Counters::new(),
-    });
-    task.state = TaskState::Running;
-    attempts.insert(attempt_id.clone(), (seq, kind, index, n));
-    let spec = TaskSpec {
-        job_id,
-        job_name: def.name.clone(),
-        attempt_id: attempt_id.clone(),
-        kind: Some(kind),
-        index,
-        binary_path: def.binary_path.clone(),
-        binary_hash: def.binary_hash.clone(),
-        master: cfg.master.clone(),
-        coordinator: cfg.coordinator.clone(),
-        conf: def.conf.clone(),
-        reducers: def.reducers,
-        maps,
-        output: def.output.clone(),
-        input_format: def.input_format,
-        split: task.split.clone(),
-        map_outputs,
-        host: String::new(),
-        work_dir: Default::default(),
-    };
-    Assignment { attempt_id, spec }
+    if last.lines().count() > 1 {
+        msg.push_str("\nlast failure:\n");
+        msg.push_str(last);
+    }
+    msg
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::counters as c;
+    use crate::spec::Split;
 
-    fn core() -> Core {
+    pub(crate) fn core() -> Core {
         Core::new(
             CoreConfig {
-                master: "m:1".into(),
-                coordinator: "c:1".into(),
                 heartbeat_ms: 100,
+                dead_after_ms: 1000,
                 locality_delay_ms: 1000,
                 max_attempts: 2,
+                ..CoreConfig::new("m:1", "c:1")
             },
             7,
         )
     }
 
-    fn split(hosts: &[&str], racks: &[&str]) -> Split {
+    pub(crate) fn split(hosts: &[&str], racks: &[&str]) -> Split {
         Split {
             path: "/in".into(),
             start: 0,
@@ -977,34 +608,59 @@ mod tests {
         }
     }
 
-    fn job(splits: Vec<Split>, reducers: u32) -> NewJob {
+    pub(crate) fn job(splits: Vec<Split>, reducers: u32) -> NewJob {
         NewJob { name: "wc".into(), output: "/out".into(), reducers, splits, ..NewJob::default() }
     }
 
-    fn ok(path: Option<&str>) -> Outcome {
-        Outcome::Succeeded { counters: Counters::new(), output_path: path.map(str::to_owned) }
+    pub(crate) fn ok(path: Option<&str>) -> Outcome {
+        Outcome::Succeeded {
+            counters: Default::default(),
+            output_path: path.map(str::to_owned),
+            skipped_path: None,
+        }
+    }
+
+    pub(crate) fn reg(c: &mut Core, host: &str) -> String {
+        c.register_worker(host, "/a", 4, &format!("{host}:1"), 0).0
+    }
+
+    pub(crate) fn beat(
+        c: &mut Core,
+        w: &str,
+        free: u32,
+        running: &[&str],
+        now: i64,
+    ) -> HeartbeatReply {
+        let running: Vec<String> = running.iter().map(|s| s.to_string()).collect();
+        c.heartbeat(w, free, &running, now).0
     }
 
     #[test]
     fn node_local_first_then_rack_then_any_after_the_delay() {
         let mut c = core();
-        let w1 = c.register_worker("h1", "/a", 4, "h1:1", 0);
-        let w2 = c.register_worker("h9", "/b", 4, "h9:1", 0);
-        let (id, _) = c.submit(
-            job(vec![split(&["h2"], &["/a"]), split(&["h1"], &["/a"]), split(&["h3"], &["/c"])], 1),
-            0,
-        );
+        let w1 = c.register_worker("h1", "/a", 4, "h1:1", 0).0;
+        let w2 = c.register_worker("h9", "/b", 4, "h9:1", 0).0;
+        let (id, _) = c
+            .submit(
+                job(
+                    vec![split(&["h2"], &["/a"]), split(&["h1"], &["/a"]), split(&["h3"], &["/c"])],
+                    1,
+                ),
+                0,
+            )
+            .unwrap();
         // h1 gets its node-local split, nothing else yet (delay scheduling).
-        let r = c.heartbeat(&w1, 4, &[], 0);
+        let r = beat(&mut c, &w1, 4, &[], 0);
         assert_eq!(r.tasks.len(), 1);
+        let first = r.tasks[0].attempt_id.clone();
         assert_eq!(r.tasks[0].spec.split.as_ref().unwrap().hosts, ["h1"]);
-        assert!(c.heartbeat(&w1, 3, &[], 500).tasks.is_empty());
+        assert!(beat(&mut c, &w1, 3, &[&first], 500).tasks.is_empty());
         // After the delay: rack-local for h1 (rack /a).
-        let r = c.heartbeat(&w1, 3, &[], 1000);
+        let r = beat(&mut c, &w1, 3, &[&first], 1000);
         assert_eq!(r.tasks.len(), 1);
         assert_eq!(r.tasks[0].spec.split.as_ref().unwrap().hosts, ["h2"]);
         // After twice the delay: anything, for a worker on another rack.
-        let r = c.heartbeat(&w2, 4, &[], 2000);
+        let r = beat(&mut c, &w2, 4, &[], 2000);
         assert_eq!(r.tasks.len(), 1);
         let j = c.job(&id).unwrap().all_counters();
         assert_eq!(j.get(c::JOB, c::DATA_LOCAL_MAPS), 1);
@@ -1016,102 +672,112 @@ mod tests {
     #[test]
     fn reduces_wait_for_maps_and_commit_once() {
         let mut c = core();
-        let w = c.register_worker("h1", "/a", 2, "h1:1", 0);
-        let w2 = c.register_worker("h2", "/a", 2, "h2:1", 0);
-        let (id, _) = c.submit(job(vec![split(&["h1"], &["/a"])], 1), 0);
-        let m = c.heartbeat(&w, 2, &[], 0).tasks.remove(0);
-        assert!(c.heartbeat(&w2, 2, &[], 1).tasks.is_empty(), "no reduce before the maps finish");
-        assert!(c.attempt_finished(&m.attempt_id, ok(None), 2).is_empty());
-        let r = c.heartbeat(&w2, 2, &[], 3).tasks.remove(0);
+        let w = reg(&mut c, "h1");
+        let w2 = reg(&mut c, "h2");
+        let (id, _) = c.submit(job(vec![split(&["h1"], &["/a"])], 1), 0).unwrap();
+        let m = beat(&mut c, &w, 2, &[], 0).tasks.remove(0);
+        assert!(beat(&mut c, &w2, 2, &[], 1).tasks.is_empty(), "no reduce before the maps finish");
+        assert!(c.attempt_finished(&m.attempt_id, &w, ok(None), 2).is_empty());
+        let r = beat(&mut c, &w2, 2, &[], 3).tasks.remove(0);
         assert_eq!(r.spec.map_outputs.len(), 1);
         assert_eq!(r.spec.map_outputs[0].shuffle_addr, "h1:1");
-        let a = c.attempt_finished(&r.attempt_id, ok(Some("/out/_temporary/x/part-r-00000")), 4);
+        let a =
+            c.attempt_finished(&r.attempt_id, &w2, ok(Some("/out/_temporary/x/part-r-00000")), 4);
         assert_eq!(
             a,
             vec![Action::Commit {
                 attempt_id: r.attempt_id.clone(),
-                from: "/out/_temporary/x/part-r-00000".into(),
-                to: "/out/part-r-00000".into()
+                renames: vec![(
+                    "/out/_temporary/x/part-r-00000".into(),
+                    "/out/part-r-00000".into()
+                )],
             }]
         );
         // The same report again is ignored.
-        assert!(c.attempt_finished(&r.attempt_id, ok(Some("/x")), 5).is_empty());
+        assert!(c.attempt_finished(&r.attempt_id, &w2, ok(Some("/x")), 5).is_empty());
         let done = c.commit_finished(&r.attempt_id, Ok(()), 6);
         assert_eq!(done, vec![Action::FinishJob { job_id: id.clone(), output: "/out".into() }]);
         assert_eq!(c.job(&id).unwrap().state, JobState::Running, "running until _SUCCESS");
         c.job_finished(&id, Ok(()), 7);
         assert_eq!(c.job(&id).unwrap().state, JobState::Succeeded);
         // Both workers hear that the job is over.
-        assert_eq!(c.heartbeat(&w, 2, &[], 8).finished_jobs, std::slice::from_ref(&id));
-        assert_eq!(c.heartbeat(&w2, 2, &[], 8).finished_jobs, [id]);
+        assert_eq!(beat(&mut c, &w, 2, &[], 8).finished_jobs, std::slice::from_ref(&id));
+        assert_eq!(beat(&mut c, &w2, 2, &[], 8).finished_jobs, [id]);
     }
 
     #[test]
-    fn a_duplicate_success_is_ignored() {
+    fn failures_retry_then_fail_the_job_with_a_report() {
         let mut c = core();
-        let w = c.register_worker("h1", "/a", 2, "h1:1", 0);
-        let (id, _) = c.submit(job(vec![split(&["h1"], &["/a"])], 0), 0);
-        let m = c.heartbeat(&w, 2, &[], 0).tasks.remove(0);
-        // Simulate a second attempt of the same task (as a retry or backup would be).
-        let first =
-            c.attempt_finished(&m.attempt_id, ok(Some("/out/_temporary/a/part-m-00000")), 1);
-        assert_eq!(first.len(), 1);
-        let job = c.jobs.values_mut().next().unwrap();
-        let dup = Attempt { id: "dup".into(), ..job.maps[0].attempts[0].clone() };
-        job.maps[0].attempts.push(dup);
-        let seq = *c.job_ids.get(&id).unwrap();
-        c.attempts.insert("dup".into(), (seq, TaskKind::Map, 0, 1));
-        assert!(
-            c.attempt_finished("dup", ok(Some("/out/_temporary/b/part-m-00000")), 2).is_empty()
-        );
-        assert!(c.commit_finished("dup", Ok(()), 3).is_empty(), "only the winner commits");
-        assert_eq!(c.commit_finished(&m.attempt_id, Ok(()), 3).len(), 1);
-    }
-
-    #[test]
-    fn failures_retry_then_fail_the_job() {
-        let mut c = core();
-        let w = c.register_worker("h1", "/a", 2, "h1:1", 0);
-        let (id, _) = c.submit(job(vec![split(&["h1"], &["/a"])], 1), 0);
+        let w = reg(&mut c, "h1");
+        let (id, _) = c.submit(job(vec![split(&["h1"], &["/a"])], 1), 0).unwrap();
         for n in 0..2 {
-            let a = c.heartbeat(&w, 2, &[], n).tasks.remove(0);
-            let actions =
-                c.attempt_finished(&a.attempt_id, Outcome::Failed { error: "boom".into() }, n);
+            let a = beat(&mut c, &w, 2, &[], n).tasks.remove(0);
+            let error = "attempt x exit status: 1; stderr ends with:\nboom\nat line 3".to_owned();
+            let actions = c.attempt_finished(
+                &a.attempt_id,
+                &w,
+                Outcome::Failed { error, last_record: None },
+                n,
+            );
             if n == 1 {
                 assert_eq!(
                     actions,
-                    vec![Action::AbortJob { job_id: id.clone(), output: "/out".into() }]
+                    vec![Action::AbortJob { job_id: id.clone(), output: "/out".into() }],
+                    "nothing runs any more: clean up at once"
                 );
             }
         }
         let j = c.job(&id).unwrap();
         assert_eq!(j.state, JobState::Failed);
-        assert!(j.error.contains("failed 2 times; last error: boom"), "{}", j.error);
+        assert!(
+            j.error.starts_with(
+                "task task_7_0001_m_000000 failed 2 times; last error: attempt x exit status: 1"
+            ),
+            "{}",
+            j.error
+        );
+        assert!(
+            j.error.contains("attempt_7_0001_m_000000_0 on worker-0001-h1: failed"),
+            "{}",
+            j.error
+        );
+        assert!(j.error.ends_with("boom\nat line 3"), "{}", j.error);
         assert_eq!(j.all_counters().get(c::JOB, c::NUM_FAILED_MAPS), 2);
     }
 
     #[test]
-    fn killed_jobs_kill_their_attempts_and_unknown_workers_reregister() {
+    fn killed_jobs_kill_their_attempts_then_clean_up_and_unknown_workers_reregister() {
         let mut c = core();
-        let w = c.register_worker("h1", "/a", 2, "h1:1", 0);
-        let (id, _) = c.submit(job(vec![split(&["h1"], &["/a"])], 1), 0);
-        let a = c.heartbeat(&w, 2, &[], 0).tasks.remove(0);
-        assert!(!c.kill_job(&id, 1).unwrap().is_empty());
+        let w = reg(&mut c, "h1");
+        let (id, _) = c.submit(job(vec![split(&["h1"], &["/a"])], 1), 0).unwrap();
+        let a = beat(&mut c, &w, 2, &[], 0).tasks.remove(0);
+        assert!(c.kill_job(&id, 1).unwrap().is_empty(), "cleanup waits for the attempt");
         assert!(c.kill_job(&id, 1).is_err());
-        let r = c.heartbeat(&w, 1, std::slice::from_ref(&a.attempt_id), 2);
-        assert_eq!(r.kill, [a.attempt_id]);
-        assert!(c.heartbeat("nobody", 1, &[], 2).reregister);
+        let r = beat(&mut c, &w, 1, &[&a.attempt_id], 2);
+        assert_eq!(r.kill, std::slice::from_ref(&a.attempt_id));
+        assert!(c.attempt_finished(&a.attempt_id, &w, Outcome::Killed, 3).is_empty());
+        assert_eq!(c.tick(4), vec![Action::AbortJob { job_id: id.clone(), output: "/out".into() }]);
+        assert!(c.tick(5).is_empty(), "cleaned once");
+        assert!(beat(&mut c, "nobody", 1, &[], 2).reregister);
     }
 
     #[test]
     fn an_empty_job_finishes_at_once_and_reduces_spread() {
         let mut c = core();
-        let (_, actions) = c.submit(job(Vec::new(), 0), 0);
+        let (_, actions) = c.submit(job(Vec::new(), 0), 0).unwrap();
         assert!(matches!(actions[0], Action::FinishJob { .. }));
-        let w1 = c.register_worker("h1", "/a", 2, "h1:1", 0);
-        let w2 = c.register_worker("h2", "/a", 2, "h2:1", 0);
-        c.submit(job(Vec::new(), 2), 0);
-        assert_eq!(c.heartbeat(&w1, 2, &[], 1).tasks.len(), 1, "one of two reduces per worker");
-        assert_eq!(c.heartbeat(&w2, 2, &[], 1).tasks.len(), 1);
+        let w1 = c.register_worker("h1", "/a", 2, "h1:1", 0).0;
+        let w2 = c.register_worker("h2", "/a", 2, "h2:1", 0).0;
+        c.submit(job(Vec::new(), 2), 0).unwrap();
+        assert_eq!(beat(&mut c, &w1, 2, &[], 1).tasks.len(), 1, "one of two reduces per worker");
+        assert_eq!(beat(&mut c, &w2, 2, &[], 1).tasks.len(), 1);
+    }
+
+    #[test]
+    fn bad_options_are_refused_at_submit() {
+        let mut c = core();
+        let mut j = job(Vec::new(), 0);
+        j.conf.set(crate::config::keys::SKIP_AFTER, "zero");
+        assert!(c.submit(j, 0).is_err());
     }
 }

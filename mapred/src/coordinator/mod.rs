@@ -1,9 +1,15 @@
-//! The coordinator: accepts jobs, schedules their tasks on workers, commits their
-//! outputs. [`core`] holds the state machine (no I/O); [`service`] is the gRPC edge and
-//! carries out the core's actions against the chunk store; [`run`] wires them to a
-//! listener and a housekeeping loop.
+//! The coordinator: accepts jobs, schedules their tasks on workers, recovers from failed
+//! tasks, dead workers and lost map outputs, and commits job outputs. [`model`] is its
+//! vocabulary; [`core`] holds the state machine (no I/O) with [`sched`] (choosing work,
+//! speculation) and [`faults`] (worker death, lost output); [`journal`] records jobs on
+//! local disk so a restart does not forget them; [`service`] is the gRPC edge that carries
+//! out the core's actions against the chunk store and runs the housekeeping loop.
 
 pub mod core;
+pub mod faults;
+pub mod journal;
+pub mod model;
+pub mod sched;
 pub mod service;
 
 pub use service::{CoordinatorService, run};

@@ -4,7 +4,9 @@
 //!
 //! Submission is where the coordinator itself does I/O before touching the core: it
 //! refuses an existing output directory (as Hadoop does), computes the splits from the
-//! inputs' chunk locations, and creates `OUT/_temporary`.
+//! inputs' chunk locations, and creates `OUT/_temporary`. Submissions and job ends are
+//! recorded in the [`Journal`] first; at start-up, jobs the journal says were running are
+//! reported failed (the coordinator restarted under them) and their temporaries cleaned.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,6 +22,7 @@ use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
 use super::core::{Action, Core, CoreConfig, Job, JobState, NewJob, Outcome};
+use super::journal::{Entry, Journal};
 use crate::config::{CoordinatorConfig, JobConf};
 use crate::counters::Counters;
 use crate::error::{Error, Result};
@@ -35,6 +38,7 @@ struct Shared {
     core: Mutex<Core>,
     client: dfs::Client,
     cfg: CoordinatorConfig,
+    journal: Journal,
 }
 
 impl Shared {
@@ -47,18 +51,25 @@ impl Shared {
 
 /// Carries out `actions` in the background, feeding their outcomes back to the core.
 fn execute(shared: &Arc<Shared>, actions: Vec<Action>) {
+    record_ends(shared);
     for action in actions {
         let shared = shared.clone();
         tokio::spawn(async move {
             match action {
-                Action::Commit { attempt_id, from, to } => {
-                    let res = shared.client.rename(from.as_str(), to.as_str()).await;
+                Action::Commit { attempt_id, renames } => {
+                    let mut res = Ok(());
+                    for (from, to) in &renames {
+                        res = commit_one(&shared.client, from, to).await;
+                        if res.is_err() {
+                            break;
+                        }
+                    }
                     if let Err(e) = &res {
                         warn!(attempt = %attempt_id, error = %e, "commit failed");
                     }
                     let more = shared.core().commit_finished(
                         &attempt_id,
-                        res.map(|_| ()).map_err(|e| e.to_string()),
+                        res.map_err(|e| e.to_string()),
                         now_ms(),
                     );
                     execute(&shared, more);
@@ -74,7 +85,6 @@ fn execute(shared: &Arc<Shared>, actions: Vec<Action>) {
                         res.map_err(|e| e.to_string()),
                         now_ms(),
                     );
-                    save_history(&shared, &job_id);
                     execute(&shared, more);
                 }
                 Action::AbortJob { job_id, output } => {
@@ -84,11 +94,51 @@ fn execute(shared: &Arc<Shared>, actions: Vec<Action>) {
                     {
                         warn!(job = %job_id, error = %e, "cannot clean up after the job");
                     }
-                    info!(job = %job_id, "job ended without success");
-                    save_history(&shared, &job_id);
+                    info!(job = %job_id, "job ended without success; temporaries cleaned");
                 }
             }
         });
+    }
+}
+
+/// Renames `from` to `to`, replacing `to` (an earlier commit of the same task whose
+/// output was lost with its worker) and creating its directory.
+async fn commit_one(client: &dfs::Client, from: &str, to: &str) -> Result<()> {
+    if let Some((dir, _)) = to.rsplit_once('/')
+        && !dir.is_empty()
+    {
+        client.mkdir(dir, true).await?;
+    }
+    match client.delete(to, false).await {
+        Ok(()) => {}
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(e.into()),
+    }
+    client.rename(from, to).await?;
+    Ok(())
+}
+
+/// Records every job that ended since the last call in the journal and the history
+/// directory (called after each batch of core events).
+fn record_ends(shared: &Shared) {
+    let ended: Vec<(String, pb::JobStatus)> = {
+        let mut core = shared.core();
+        core.take_ended()
+            .into_iter()
+            .filter_map(|id| core.job(&id).map(|j| (id, job_status(j, false))))
+            .collect()
+    };
+    for (id, status) in ended {
+        let entry = Entry::End {
+            job_id: id.clone(),
+            state: status.state.clone(),
+            error: status.error.clone(),
+            finish_ms: status.finish_ms,
+        };
+        if let Err(e) = shared.journal.append(&entry) {
+            warn!(job = %id, error = %e, "cannot record the end of the job");
+        }
+        save_history(shared, &status);
     }
 }
 
@@ -107,14 +157,8 @@ async fn finish_output(client: &dfs::Client, output: &str) -> Result<()> {
 }
 
 /// Writes a finished job's status to `DIR/history/<job>.json` (best effort).
-fn save_history(shared: &Shared, job_id: &str) {
-    let status = {
-        let core = shared.core();
-        match core.job(job_id) {
-            Some(j) => job_status(j, false),
-            None => return,
-        }
-    };
+fn save_history(shared: &Shared, status: &pb::JobStatus) {
+    let job_id = status.job_id.as_str();
     let dir = shared.cfg.dir.join("history");
     let summary = serde_json::json!({
         "job_id": status.job_id, "name": status.name, "state": status.state,
@@ -199,7 +243,7 @@ impl Coordinator for CoordinatorService {
             )
             .into());
         }
-        let id = self.shared.core().register_worker(
+        let (id, actions) = self.shared.core().register_worker(
             &r.host,
             &r.rack,
             r.slots,
@@ -207,6 +251,7 @@ impl Coordinator for CoordinatorService {
             now_ms(),
         );
         info!(worker = %id, shuffle = %r.shuffle_addr, slots = r.slots, "worker registered");
+        execute(&self.shared, actions);
         Ok(Response::new(pb::RegisterWorkerResponse {
             worker_id: id,
             heartbeat_ms: self.shared.cfg.heartbeat.as_millis() as u64,
@@ -218,7 +263,9 @@ impl Coordinator for CoordinatorService {
         req: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let r = req.into_inner();
-        let reply = self.shared.core().heartbeat(&r.worker_id, r.free_slots, &r.running, now_ms());
+        let (reply, actions) =
+            self.shared.core().heartbeat(&r.worker_id, r.free_slots, &r.running, now_ms());
+        execute(&self.shared, actions);
         let mut tasks = Vec::with_capacity(reply.tasks.len());
         for a in reply.tasks {
             let spec_json = serde_json::to_string(&a.spec)
@@ -243,12 +290,14 @@ impl Coordinator for CoordinatorService {
             Ok(pb::AttemptOutcome::Succeeded) => Outcome::Succeeded {
                 counters: Counters::from_proto(&r.counters),
                 output_path: (!r.output_path.is_empty()).then_some(r.output_path),
+                skipped_path: (!r.skipped_path.is_empty()).then_some(r.skipped_path),
             },
             Ok(pb::AttemptOutcome::Killed) => Outcome::Killed,
-            _ => Outcome::Failed { error: r.error },
+            _ => Outcome::Failed { error: r.error, last_record: u64::try_from(r.last_record).ok() },
         };
-        info!(attempt = %r.attempt_id, outcome = ?pb::AttemptOutcome::try_from(r.outcome).ok(), "attempt ended");
-        let actions = self.shared.core().attempt_finished(&r.attempt_id, outcome, now_ms());
+        info!(attempt = %r.attempt_id, worker = %r.worker_id, outcome = ?pb::AttemptOutcome::try_from(r.outcome).ok(), "attempt ended");
+        let actions =
+            self.shared.core().attempt_finished(&r.attempt_id, &r.worker_id, outcome, now_ms());
         execute(&self.shared, actions);
         Ok(Response::new(pb::ReportAttemptResponse {}))
     }
@@ -260,8 +309,27 @@ impl Coordinator for CoordinatorService {
         let r = req.into_inner();
         let job = self.prepare(r).await?;
         let (maps, reduces) = (job.splits.len() as u32, job.reducers);
-        let name = job.name.clone();
-        let (job_id, actions) = self.shared.core().submit(job, now_ms());
+        let (name, output, user) = (job.name.clone(), job.output.clone(), job.user.clone());
+        let now = now_ms();
+        let (job_id, actions) = {
+            let mut core = self.shared.core();
+            let (job_id, actions) = core.submit(job, now)?;
+            // Journal it before anyone hears of it; a job that cannot be recorded is not run.
+            let entry = Entry::Submit {
+                job_id: job_id.clone(),
+                name: name.clone(),
+                output,
+                user,
+                submit_ms: now,
+            };
+            if let Err(e) = self.shared.journal.append(&entry) {
+                let _ = core.kill_job(&job_id, now);
+                drop(core);
+                execute(&self.shared, Vec::new());
+                return Err(e.into());
+            }
+            (job_id, actions)
+        };
         info!(job = %job_id, name = %name, maps, reduces, "job submitted");
         execute(&self.shared, actions);
         Ok(Response::new(pb::SubmitJobResponse { job_id, maps, reduces }))
@@ -321,6 +389,43 @@ impl Coordinator for CoordinatorService {
             .collect();
         Ok(Response::new(pb::ListWorkersResponse { workers }))
     }
+
+    async fn report_fetch_failure(
+        &self,
+        req: Request<pb::ReportFetchFailureRequest>,
+    ) -> Result<Response<pb::ReportFetchFailureResponse>, Status> {
+        let r = req.into_inner();
+        info!(job = %r.job_id, reducer = %r.reduce_attempt, map_attempt = %r.map_attempt, error = %r.error, "fetch failure reported");
+        let actions = self.shared.core().fetch_failed(
+            &r.job_id,
+            &r.reduce_attempt,
+            r.map,
+            &r.map_attempt,
+            &r.error,
+            now_ms(),
+        );
+        execute(&self.shared, actions);
+        Ok(Response::new(pb::ReportFetchFailureResponse {}))
+    }
+
+    async fn get_map_outputs(
+        &self,
+        req: Request<pb::GetMapOutputsRequest>,
+    ) -> Result<Response<pb::GetMapOutputsResponse>, Status> {
+        let r = req.into_inner();
+        let outputs = self
+            .shared
+            .core()
+            .map_outputs_for(&r.job_id, &r.reduce_attempt)?
+            .into_iter()
+            .map(|l| pb::MapOutputLocation {
+                map: l.map,
+                attempt_id: l.attempt_id,
+                shuffle_addr: l.shuffle_addr,
+            })
+            .collect();
+        Ok(Response::new(pb::GetMapOutputsResponse { outputs }))
+    }
 }
 
 impl CoordinatorService {
@@ -366,6 +471,14 @@ impl CoordinatorService {
     }
 }
 
+fn parse_state(s: &str) -> JobState {
+    match s {
+        "succeeded" => JobState::Succeeded,
+        "killed" => JobState::Killed,
+        _ => JobState::Failed,
+    }
+}
+
 /// Runs the coordinator on `listener` until `shutdown` resolves.
 ///
 /// # Errors
@@ -383,14 +496,38 @@ pub async fn run(
         listener.local_addr().map_err(Error::io("cannot read the listening address"))?;
     let client = dfs::Client::connect(&cfg.master, dfs::ClientConfig::default()).await?;
     let core_cfg = CoreConfig {
-        master: cfg.master.clone(),
-        coordinator: addr.to_string(),
         heartbeat_ms: cfg.heartbeat.as_millis() as i64,
+        dead_after_ms: cfg.dead_after.as_millis() as i64,
         locality_delay_ms: cfg.locality_delay.as_millis() as i64,
-        max_attempts: 4,
+        max_attempts: cfg.max_attempts,
+        task_timeout_ms: cfg.task_timeout.as_millis() as u64,
+        speculative_slowness: cfg.speculative_slowness,
+        speculative_lag_ms: cfg.speculative_lag.as_millis() as i64,
+        ..CoreConfig::new(&cfg.master, &addr.to_string())
     };
     let epoch = (now_ms() / 1000) as u64;
-    let shared = Arc::new(Shared { core: Mutex::new(Core::new(core_cfg, epoch)), client, cfg });
+    let (journal, remembered) = Journal::open(&cfg.dir)?;
+    let mut core = Core::new(core_cfg, epoch);
+    let mut orphans = Vec::new();
+    for j in remembered {
+        let def =
+            NewJob { name: j.name, output: j.output.clone(), user: j.user, ..NewJob::default() };
+        let (state, error, finish) = match j.end {
+            Some((state, error, finish)) => (parse_state(&state), error, finish),
+            None => {
+                orphans.push((j.job_id.clone(), j.output));
+                let why = "the coordinator restarted while the job was running; resubmit it";
+                (JobState::Failed, why.to_owned(), now_ms())
+            }
+        };
+        core.restore_ended(&j.job_id, def, state, error, (j.submit_ms, finish));
+    }
+    let shared = Arc::new(Shared { core: Mutex::new(core), client, cfg, journal });
+    for (job_id, output) in orphans {
+        warn!(job = %job_id, "job was running when the coordinator stopped: reported failed");
+        shared.core().mark_ended(&job_id);
+        execute(&shared, vec![Action::AbortJob { job_id, output }]);
+    }
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let ticker = {
         let shared = shared.clone();

@@ -1,0 +1,251 @@
+//! Faulty: word count whose code misbehaves on purpose, for fault-tolerance tests. Its
+//! output is exactly `wordcount`'s whenever the job succeeds, so a faulty run can be
+//! compared byte for byte with a fault-free one.
+//!
+//! - `-D faulty.rate=R` (default 0): each attempt, with probability R, exits with status
+//!   3, aborts, or hangs (sleeps `faulty.hang.ms`, default an hour, so only the task
+//!   timeout ends it), at one of its first 64 records (or at its end if it has fewer).
+//!   The draw is a hash of `faulty.seed` (default 0) and the attempt id: deterministic
+//!   per attempt, different for each retry. `faulty.map` / `faulty.reduce` (default
+//!   true) choose the side.
+//! - Poison records (`faulty.poison`, default true): a line containing `POISON_PANIC`
+//!   panics, `POISON_ABORT` aborts, `POISON_HANG` hangs, every time.
+//! - Stragglers: `-D faulty.slow.tasks=m1,r0 -D faulty.slow.ms=MS` makes the first
+//!   attempt of those tasks sleep MS before its first record, so a backup overtakes it.
+
+use std::time::Duration;
+
+use mapred::api::stable_hash;
+use mapred::{Context, Input, Job, JobConf, Mapper, Reducer, Result, TaskInfo, Values};
+
+/// What an attempt does wrong, if anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Behaves.
+    None,
+    /// Exits with status 3 at record `.0`.
+    Exit(u64),
+    /// Aborts at record `.0`.
+    Abort(u64),
+    /// Hangs at record `.0`.
+    Hang(u64),
+}
+
+/// The options shared by both sides.
+#[derive(Debug, Clone)]
+struct Plan {
+    fault: Fault,
+    hang: Duration,
+    poison: bool,
+    slow: Duration,
+}
+
+impl Plan {
+    fn new(conf: &JobConf, info: &TaskInfo, side: &str) -> Result<Plan> {
+        let rate: f64 = conf.get("faulty.rate").unwrap_or("0").trim().parse().map_err(|_| {
+            mapred::Error::InvalidArgument("faulty.rate must be a number between 0 and 1".into())
+        })?;
+        let on = conf.get_bool(&format!("faulty.{side}"), true)?;
+        let seed = conf.get_u64("faulty.seed", 0)?;
+        let fault = if on { draw(seed, &info.attempt_id, rate) } else { Fault::None };
+        let (task, attempt) = task_of(&info.attempt_id);
+        let slow_tasks = conf.get("faulty.slow.tasks").unwrap_or("");
+        let slow = attempt == 0 && slow_tasks.split(',').any(|t| !t.is_empty() && t.trim() == task);
+        Ok(Plan {
+            fault,
+            hang: Duration::from_millis(conf.get_u64("faulty.hang.ms", 3_600_000)?),
+            poison: conf.get_bool("faulty.poison", true)?,
+            slow: if slow {
+                Duration::from_millis(conf.get_u64("faulty.slow.ms", 10_000)?)
+            } else {
+                Duration::ZERO
+            },
+        })
+    }
+
+    /// Before record `n`: misbehave if this is the record.
+    fn at(&self, n: u64) {
+        match self.fault {
+            Fault::Exit(k) if k == n => std::process::exit(3),
+            Fault::Abort(k) if k == n => std::process::abort(),
+            Fault::Hang(k) if k == n => std::thread::sleep(self.hang),
+            _ => {}
+        }
+    }
+
+    /// After the last record: a fault drawn past the end fires now.
+    fn at_end(&self, records: u64) {
+        match self.fault {
+            Fault::Exit(k) | Fault::Abort(k) | Fault::Hang(k) if k >= records => {
+                self.at(k);
+            }
+            _ => {}
+        }
+    }
+
+    fn poison(&self, line: &[u8]) {
+        if !self.poison || !has_poison_marker(line) {
+            return;
+        }
+        let has = |w: &[u8]| line.windows(w.len()).any(|x| x == w);
+        if has(b"POISON_PANIC") {
+            panic!("poison record: {}", String::from_utf8_lossy(line));
+        }
+        if has(b"POISON_ABORT") {
+            std::process::abort();
+        }
+        if has(b"POISON_HANG") {
+            std::thread::sleep(self.hang);
+        }
+    }
+}
+
+fn has_poison_marker(line: &[u8]) -> bool {
+    line.windows(7).any(|w| w == b"POISON_")
+}
+
+/// The fault of attempt `attempt_id` at `rate` with `seed`.
+pub fn draw(seed: u64, attempt_id: &str, rate: f64) -> Fault {
+    let mut bytes = seed.to_le_bytes().to_vec();
+    bytes.extend_from_slice(attempt_id.as_bytes());
+    let h = stable_hash(&bytes);
+    if ((h % 1_000_000) as f64) >= rate * 1_000_000.0 {
+        return Fault::None;
+    }
+    let at = (h >> 40) % 64;
+    match (h >> 20) % 3 {
+        0 => Fault::Exit(at),
+        1 => Fault::Abort(at),
+        _ => Fault::Hang(at),
+    }
+}
+
+/// (`m3` / `r0`, attempt number) of an attempt id `attempt_<epoch>_<seq>_m_000003_0`.
+fn task_of(attempt_id: &str) -> (String, u32) {
+    let parts: Vec<&str> = attempt_id.rsplitn(4, '_').collect();
+    match parts.as_slice() {
+        [n, index, kind, ..] => {
+            let index: u64 = index.parse().unwrap_or(u64::MAX);
+            (format!("{kind}{index}"), n.parse().unwrap_or(0))
+        }
+        _ => (String::new(), 0),
+    }
+}
+
+/// Word count's mapper, misbehaving as planned.
+#[derive(Debug)]
+pub struct FaultyMapper {
+    conf: JobConf,
+    plan: Option<Plan>,
+    records: u64,
+}
+
+impl Mapper for FaultyMapper {
+    type Key = [u8];
+    type Value = u64;
+
+    fn setup(&mut self, ctx: &mut Context<'_, [u8], u64>) -> Result<()> {
+        let plan = Plan::new(&self.conf, ctx.task(), "map")?;
+        std::thread::sleep(plan.slow);
+        self.plan = Some(plan);
+        Ok(())
+    }
+
+    fn map(&mut self, input: Input<'_>, ctx: &mut Context<'_, [u8], u64>) -> Result<()> {
+        if let Some(p) = &self.plan {
+            p.at(self.records);
+            p.poison(input.line());
+        }
+        self.records += 1;
+        for word in input.line().split(|b| b.is_ascii_whitespace()) {
+            if !word.is_empty() {
+                ctx.emit(word, &1)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn cleanup(&mut self, _ctx: &mut Context<'_, [u8], u64>) -> Result<()> {
+        if let Some(p) = &self.plan {
+            p.at_end(self.records);
+        }
+        Ok(())
+    }
+}
+
+/// Word count's reducer, misbehaving as planned.
+#[derive(Debug)]
+pub struct FaultyReducer {
+    conf: JobConf,
+    plan: Option<Plan>,
+    groups: u64,
+}
+
+impl Reducer for FaultyReducer {
+    type KeyIn = Vec<u8>;
+    type ValueIn = u64;
+    type KeyOut = [u8];
+    type ValueOut = u64;
+
+    fn setup(&mut self, ctx: &mut Context<'_, [u8], u64>) -> Result<()> {
+        let plan = Plan::new(&self.conf, ctx.task(), "reduce")?;
+        std::thread::sleep(plan.slow);
+        self.plan = Some(plan);
+        Ok(())
+    }
+
+    fn reduce(
+        &mut self,
+        key: Vec<u8>,
+        values: &mut Values<'_, u64>,
+        ctx: &mut Context<'_, [u8], u64>,
+    ) -> Result<()> {
+        if let Some(p) = &self.plan {
+            p.at(self.groups);
+        }
+        self.groups += 1;
+        let n: u64 = values.sum();
+        ctx.emit(&key, &n)
+    }
+
+    fn cleanup(&mut self, _ctx: &mut Context<'_, [u8], u64>) -> Result<()> {
+        if let Some(p) = &self.plan {
+            p.at_end(self.groups);
+        }
+        Ok(())
+    }
+}
+
+/// The `faulty` job.
+pub fn job() -> Job<FaultyMapper> {
+    Job::new(
+        "faulty",
+        "word count that crashes, hangs and straggles on purpose (-D faulty.*)",
+        |c| Ok(FaultyMapper { conf: c.clone(), plan: None, records: 0 }),
+    )
+    .combiner(|_| crate::sum)
+    .reducer(|c| Ok(FaultyReducer { conf: c.clone(), plan: None, groups: 0 }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_are_deterministic_per_attempt_and_near_the_rate() {
+        let ids: Vec<String> = (0..3000).map(|i| format!("attempt_1_0001_m_{i:06}_0")).collect();
+        let faults = ids.iter().filter(|id| draw(7, id, 1.0 / 3.0) != Fault::None).count();
+        assert!((800..1200).contains(&faults), "{faults} of 3000");
+        assert_eq!(draw(7, &ids[5], 0.5), draw(7, &ids[5], 0.5));
+        assert!(ids.iter().all(|id| draw(7, id, 0.0) == Fault::None));
+        let kinds: std::collections::HashSet<std::mem::Discriminant<Fault>> =
+            ids.iter().map(|id| std::mem::discriminant(&draw(1, id, 1.0))).collect();
+        assert_eq!(kinds.len(), 3, "exits, aborts and hangs");
+    }
+
+    #[test]
+    fn task_names_come_from_attempt_ids() {
+        assert_eq!(task_of("attempt_17_0002_m_000003_0"), ("m3".into(), 0));
+        assert_eq!(task_of("attempt_17_0002_r_000000_2"), ("r0".into(), 2));
+    }
+}
