@@ -10,6 +10,7 @@
 pub mod checksum;
 pub mod logging;
 pub mod path;
+pub mod process;
 pub mod size;
 
 /// Generated code for package `gfs.v1` (master and chunkserver services).

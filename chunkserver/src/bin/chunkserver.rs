@@ -1,8 +1,7 @@
 //! The `chunkserver` binary: parses flags, sets up logging, binds, and runs
 //! [`chunkserver::run`] until SIGINT or SIGTERM.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -107,7 +106,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         TcpListener::bind(&cli.addr).await.with_context(|| format!("bind {}", cli.addr))?;
     let bound = listener.local_addr().context("read the bound address")?;
     if let Some(path) = &cli.addr_file {
-        write_addr_file(path, bound)?;
+        proto::process::write_addr_file(path, bound)?;
     }
     let cfg = chunkserver::Config {
         master: cli.master,
@@ -121,31 +120,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         replication_bandwidth: cli.replication_bandwidth,
         full_report_secs: cli.full_report_secs,
     };
-    let shutdown = shutdown_signal()?;
+    let shutdown = proto::process::shutdown_signal().context("installing signal handlers")?;
     chunkserver::run(cfg, listener, shutdown).await?;
     Ok(())
-}
-
-/// Writes `addr` to `path` atomically, so a reader never sees a partial address.
-fn write_addr_file(path: &Path, addr: SocketAddr) -> anyhow::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, addr.to_string()).with_context(|| format!("write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("rename to {}", path.display()))?;
-    Ok(())
-}
-
-/// Completes on SIGINT or SIGTERM.
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut int = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
-    let mut term = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
-    Ok(async move {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-        tracing::info!("shutting down");
-    })
 }

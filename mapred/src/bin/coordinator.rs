@@ -84,27 +84,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", cli.addr))?;
     let bound = listener.local_addr().context("cannot read the bound address")?;
     if let Some(path) = &cli.addr_file {
-        write_addr_file(path, &bound.to_string())?;
+        proto::process::write_addr_file(path, bound)?;
     }
-    mapred::coordinator::run(cfg, listener, shutdown_signal()).await?;
+    let shutdown = proto::process::shutdown_signal().context("installing signal handlers")?;
+    mapred::coordinator::run(cfg, listener, shutdown).await?;
     Ok(())
-}
-
-/// Writes `addr` to `path` atomically (temporary file, then rename).
-fn write_addr_file(path: &std::path::Path, addr: &str) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, addr).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

@@ -74,23 +74,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     cfg.validate()?;
     if let Some(path) = &cli.addr_file {
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, bound.to_string())
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+        proto::process::write_addr_file(path, bound)?;
     }
-    mapred::worker::run(cfg, listener, shutdown_signal()).await?;
+    let shutdown = proto::process::shutdown_signal().context("installing signal handlers")?;
+    mapred::worker::run(cfg, listener, shutdown).await?;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

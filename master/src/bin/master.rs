@@ -97,31 +97,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", cli.addr))?;
     let bound = listener.local_addr().context("reading the bound address")?;
     if let Some(path) = &cli.addr_file {
-        write_atomically(path, &bound.to_string())?;
+        proto::process::write_addr_file(path, bound)?;
     }
-    master::run(config, listener, shutdown_signal()).await?;
+    let shutdown = proto::process::shutdown_signal().context("installing signal handlers")?;
+    master::run(config, listener, shutdown).await?;
     Ok(())
-}
-
-/// Writes `contents` to `path` through a temporary file and a rename, so a reader never
-/// sees a partial address.
-fn write_atomically(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} into place", path.display()))?;
-    Ok(())
-}
-
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }
