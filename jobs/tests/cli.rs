@@ -1,0 +1,48 @@
+//! The example job binary's command line: it lists its jobs, and an unknown job or a
+//! missing coordinator is a one-line error with a non-zero exit. (Also makes
+//! `cargo test --workspace` build `mapred-examples`, which the mini cluster tests submit.)
+
+use std::process::{Command, Output};
+
+fn examples(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mapred-examples"))
+        .args(args)
+        .env("RUST_LOG", "off")
+        .env_remove("MAPRED_COORDINATOR")
+        .output()
+        .expect("run mapred-examples")
+}
+
+#[test]
+fn lists_the_example_jobs() {
+    let out = examples(&["jobs"]);
+    assert!(out.status.success());
+    let listed = String::from_utf8_lossy(&out.stdout);
+    for job in ["wordcount", "grep", "invertedindex", "terasort", "teravalidate", "sleep", "fail"] {
+        assert!(listed.lines().any(|l| l.starts_with(job)), "{job} missing from: {listed}");
+    }
+}
+
+#[test]
+fn an_unknown_job_is_a_one_line_error() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = free.local_addr().expect("addr").to_string();
+    drop(free);
+    let out = examples(&[
+        "submit",
+        "no-such-job",
+        "--input",
+        "/in",
+        "--output",
+        "/out",
+        "--coordinator",
+        &addr,
+        "--master",
+        &addr,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(err.contains("no-such-job") && !err.contains("panicked"), "{err}");
+}
