@@ -11,7 +11,7 @@
 use rand::Rng;
 use rand::seq::SliceRandom;
 
-use crate::cluster::ServerIdx;
+use crate::cluster::{Chunkserver, ServerIdx};
 
 /// A chunkserver that could take a replica.
 #[derive(Debug, Clone)]
@@ -30,7 +30,19 @@ pub struct Candidate<'a> {
     pub active_writes: u32,
 }
 
-impl Candidate<'_> {
+impl<'a> Candidate<'a> {
+    /// The candidate view of chunkserver `idx`, from its latest heartbeat figures.
+    pub fn of(idx: ServerIdx, s: &'a Chunkserver) -> Candidate<'a> {
+        Candidate {
+            idx,
+            host: &s.host,
+            rack: &s.rack,
+            capacity: s.load.capacity,
+            remaining: s.load.remaining,
+            active_writes: s.load.active_writes,
+        }
+    }
+
     /// Higher is a better target: free fraction, discounted by writes in progress.
     fn score(&self) -> f64 {
         let free = self.remaining as f64 / self.capacity.max(1) as f64;

@@ -314,14 +314,7 @@ impl Replicator {
             .in_service(now)
             .filter(|(i, _)| !holders.contains(i) && !targets_pending.contains(i))
             .filter(|(i, _)| self.free(&dst_busy, *i))
-            .map(|(idx, s)| Candidate {
-                idx,
-                host: &s.host,
-                rack: &s.rack,
-                capacity: s.load.capacity,
-                remaining: s.load.remaining,
-                active_writes: s.load.active_writes,
-            })
+            .map(|(idx, s)| Candidate::of(idx, s))
             .collect();
         let existing: Vec<&str> = census
             .good

@@ -247,14 +247,7 @@ impl MasterState {
             .cluster
             .in_service(now)
             .filter(|(_, s)| !excluded.contains(&s.id))
-            .map(|(idx, s)| Candidate {
-                idx,
-                host: &s.host,
-                rack: &s.rack,
-                capacity: s.load.capacity,
-                remaining: s.load.remaining,
-                active_writes: s.load.active_writes,
-            })
+            .map(|(idx, s)| Candidate::of(idx, s))
             .collect();
         let live = candidates.len();
         let targets = placement::choose_targets(
