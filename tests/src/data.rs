@@ -142,6 +142,24 @@ fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
+/// `../shared/peers` beside the repository: the benchmark data generator and Spark jobs
+/// (`gen_data.py`, `spark_jobs.py`), as CI and the developers' machines lay it out.
+///
+/// # Errors
+/// If no `gen_data.py` is found there or beside the current directory.
+pub fn peers_dir() -> std::io::Result<std::path::PathBuf> {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for cand in [repo.join("../shared/peers"), std::path::PathBuf::from("../shared/peers")] {
+        if cand.join("gen_data.py").is_file() {
+            return cand.canonicalize();
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        "cannot find ../shared/peers/gen_data.py next to the repository",
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

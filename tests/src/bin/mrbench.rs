@@ -58,17 +58,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// `../shared/peers` next to the repository.
-fn peers_dir() -> anyhow::Result<PathBuf> {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    for cand in [repo.join("../shared/peers"), PathBuf::from("../shared/peers")] {
-        if cand.join("gen_data.py").is_file() {
-            return Ok(cand.canonicalize()?);
-        }
-    }
-    bail!("cannot find ../shared/peers/gen_data.py next to the repository")
-}
-
 /// A python with numpy (and, if it installs, pyspark): the system one or a venv.
 fn python(dir: &Path) -> anyhow::Result<(PathBuf, bool)> {
     let has = |py: &Path, m: &str| {
@@ -139,7 +128,7 @@ struct Row {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cli.dir)?;
     let dir = cli.dir.canonicalize()?;
-    let peers = peers_dir()?;
+    let peers = tests::data::peers_dir()?;
     let (py, spark) = python(&dir)?;
     let spark = spark && !cli.no_spark;
     let text = dir.join(format!("text-{}.txt", cli.text_bytes));

@@ -62,11 +62,7 @@ fn input(dir: &Path, bytes: u64) -> anyhow::Result<PathBuf> {
         return Ok(text);
     }
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let gen_py =
-        [repo.join("../shared/peers/gen_data.py"), PathBuf::from("../shared/peers/gen_data.py")]
-            .into_iter()
-            .find(|p| p.is_file())
-            .context("cannot find ../shared/peers/gen_data.py next to the repository")?;
+    let gen_py = tests::data::peers_dir()?.join("gen_data.py");
     // mrbench's venv has numpy; otherwise hope the system python does.
     let venv = repo.join("target/mrbench-venv/bin/python");
     let py = if venv.is_file() { venv } else { PathBuf::from("python3") };
