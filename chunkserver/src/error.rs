@@ -38,6 +38,19 @@ pub enum Error {
         /// Version of the stored replica.
         version: u64,
     },
+    /// A write or copy at an older version than the replica stored: it would replace
+    /// newer data with older (a frozen node's queued write, a late command).
+    #[error(
+        "chunk {handle:016x}: version {stored} is stored, refusing a write of older version {requested}"
+    )]
+    NewerStored {
+        /// The chunk.
+        handle: u64,
+        /// Version stored here.
+        stored: u64,
+        /// Version of the refused write.
+        requested: u64,
+    },
     /// The stored replica is older than the version asked for.
     #[error("stale replica of chunk {handle:016x}: stored version {stored}, requested {requested}")]
     Stale {
@@ -117,7 +130,7 @@ impl Error {
             }
             Error::NotFound { .. } => Code::NotFound,
             Error::AlreadyExists { .. } => Code::AlreadyExists,
-            Error::Stale { .. } => Code::FailedPrecondition,
+            Error::Stale { .. } | Error::NewerStored { .. } => Code::FailedPrecondition,
             Error::Superseded { .. } => Code::Aborted,
             Error::DiskFull { .. } => Code::ResourceExhausted,
             Error::InvalidArgument(_) | Error::Config(_) => Code::InvalidArgument,

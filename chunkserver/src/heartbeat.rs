@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use proto::gfs::chunk_command::Command;
 use proto::gfs::master_client::MasterClient;
 use proto::gfs::{
-    ChunkserverInfo, HeartbeatRequest, HeartbeatResponse, RegisterRequest, ReportChunksRequest,
-    ReportedChunk,
+    ChunkserverInfo, DeleteReplica, HeartbeatRequest, HeartbeatResponse, RegisterRequest,
+    ReportChunksRequest, ReportedChunk,
 };
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 
 use crate::error::{Error, Result};
 use crate::replicate::Copier;
-use crate::store::{ReplicaInfo, Store};
+use crate::store::{Deleted, ReplicaInfo, Store};
 
 /// How long to gather events before sending them in one report.
 const REPORT_DELAY: Duration = Duration::from_millis(50);
@@ -190,22 +190,34 @@ impl Reporter {
     }
 
     /// Carries out a heartbeat reply's commands; true if the master wants a re-register.
+    ///
+    /// Deletes run to completion before any copy starts: a copy the master sent to
+    /// replace a replica it also told this server to delete must land after the delete.
     async fn execute(&self, reply: HeartbeatResponse) -> bool {
-        let mut handles: Vec<u64> = Vec::new();
+        let mut deletes: Vec<DeleteReplica> = Vec::new();
+        let mut copies = Vec::new();
         for c in reply.commands {
             match c.command {
-                Some(Command::Delete(d)) => handles.extend(d.handles),
-                Some(Command::Replicate(r)) => self.copier.spawn(r),
+                Some(Command::Delete(d)) => deletes.extend(d.replicas),
+                Some(Command::Replicate(r)) => copies.push(r),
                 None => {}
             }
         }
-        if !handles.is_empty() {
+        if !deletes.is_empty() {
             let store = self.store.clone();
             let deleted = tokio::task::spawn_blocking(move || {
-                for h in handles {
-                    match store.delete(h) {
-                        Ok(existed) => {
-                            debug!(chunk = %format!("{h:016x}"), existed, "deleted replica")
+                for d in deletes {
+                    let h = d.handle;
+                    match store.delete(h, d.version, d.rbw_only) {
+                        Ok(Deleted::Kept(info)) => {
+                            info!(chunk = %format!("{h:016x}"), version = info.version, upto = d.version, "kept a replica newer than the master's delete");
+                            // The master decided on old news: tell it what is here.
+                            if info.finalized {
+                                store.reports().received(info);
+                            }
+                        }
+                        Ok(outcome) => {
+                            debug!(chunk = %format!("{h:016x}"), ?outcome, "deleted replica")
                         }
                         Err(e) => warn!(cause = %e, "failed to delete replica"),
                     }
@@ -215,6 +227,9 @@ impl Reporter {
             if let Err(e) = deleted {
                 warn!(cause = %e, "delete task failed");
             }
+        }
+        for r in copies {
+            self.copier.spawn(r);
         }
         reply.reregister
     }

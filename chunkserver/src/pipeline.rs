@@ -16,7 +16,8 @@
 //! relayed with its index plus one, so the client learns which node failed. A CRC
 //! mismatch removes the replica; a client that disconnects leaves it in `rbw/`.
 //!
-//! Hung peers: a node waits at most a *pipeline timeout* for its downstream's ack, scaled
+//! Hung peers: a node waits at most a *pipeline timeout* for its downstream's answer to
+//! the header and for each of its acks, scaled
 //! by how far the ack has to travel (`timeout + (k - 1) * timeout / 2` with `k` nodes
 //! below it), so the node right above a frozen one gives up first and the error names
 //! the right node; nodes further up still hear that error before their own, longer,
@@ -203,8 +204,19 @@ pub async fn run(
     };
 
     let mut downstream = None;
+    let wait = ack_wait(ctx.timeout, header.downstream.len());
     if let Some(next) = header.downstream.first() {
-        match open_downstream(&ctx.peers, &header).await {
+        // A frozen process still completes TCP connects: bound the wait for its answer
+        // as any ack wait, so this node (right above it) names it before upstream nodes
+        // or the client give up on this one.
+        let opened = match tokio::time::timeout(wait, open_downstream(&ctx.peers, &header)).await {
+            Ok(r) => r,
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "no answer to the write header within {} ms",
+                wait.as_millis()
+            ))),
+        };
+        match opened {
             Ok(d) => downstream = Some(d),
             Err(status) => {
                 let _ = tokio::task::spawn_blocking(move || writer.abort()).await;
@@ -229,7 +241,6 @@ pub async fn run(
         })
     };
     let receiver = tokio::spawn(receive(inbound, pkt_tx, ev_tx, addr.clone(), limit, resume));
-    let wait = ack_wait(ctx.timeout, header.downstream.len());
     ack(ev_rx, ds_rx, &tx, (&addr, &next_addr), ctx.shutdown.clone(), wait).await;
     failed.store(true, Ordering::Relaxed);
     // The acker is done (finished, failed, or upstream gone): stop reading upstream so

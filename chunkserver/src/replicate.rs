@@ -74,63 +74,114 @@ impl Copier {
         });
     }
 
-    /// Makes the copy; false if a good replica at this version is already here.
+    /// Makes the copy; false if a good replica at this version (or a newer one) is
+    /// already here. A copy that fails for any reason removes what it wrote.
     async fn copy(&self, cmd: &ReplicateChunk) -> Result<bool> {
         let h = cmd.handle;
-        if self.store.get(h).is_some_and(|r| r.finalized && r.version >= cmd.version) {
+        if !self.keep_or_replace(cmd).await {
             return Ok(false);
         }
         let source = cmd.source.as_ref().map(|s| s.addr.clone()).unwrap_or_default();
         let mut client = self.peers.client(&source).map_err(Error::InvalidArgument)?;
         let store = self.store.clone();
         let (version, length) = (cmd.version, cmd.length);
-        let mut writer = tokio::task::spawn_blocking(move || store.create_rbw(h, version, length))
+        let created = tokio::task::spawn_blocking(move || store.create_rbw(h, version, length))
             .await
             .map_err(|e| Error::io("start a copy", std::io::Error::other(e)))??;
-        let req = ReadChunkRequest { handle: h, version, offset: 0, length: 0 };
+        // Moved into each blocking append and back; `None` only while an append runs.
+        let mut writer = Some(created);
         let fail =
             |what: String| Error::InvalidArgument(format!("chunk {h:016x} from {source}: {what}"));
-        let mut stream = match tokio::time::timeout(READ_TIMEOUT, client.read_chunk(req)).await {
-            Ok(Ok(r)) => r.into_inner(),
-            Ok(Err(s)) => return Err(fail(s.message().to_owned())),
-            Err(_) => return Err(fail("no answer".to_owned())),
-        };
-        let mut got = 0u64;
-        loop {
-            let msg = match tokio::time::timeout(READ_TIMEOUT, stream.message()).await {
-                Ok(Ok(Some(m))) => m,
-                Ok(Ok(None)) => break,
+        let req = ReadChunkRequest { handle: h, version, offset: 0, length: 0 };
+        let filled = async {
+            let mut stream = match tokio::time::timeout(READ_TIMEOUT, client.read_chunk(req)).await
+            {
+                Ok(Ok(r)) => r.into_inner(),
                 Ok(Err(s)) => return Err(fail(s.message().to_owned())),
-                Err(_) => return Err(fail("stalled".to_owned())),
+                Err(_) => return Err(fail("no answer".to_owned())),
             };
-            if msg.offset != got {
-                return Err(fail(format!("data at {} where {got} was expected", msg.offset)));
+            let mut got = 0u64;
+            loop {
+                let msg = match tokio::time::timeout(READ_TIMEOUT, stream.message()).await {
+                    Ok(Ok(Some(m))) => m,
+                    Ok(Ok(None)) => break,
+                    Ok(Err(s)) => return Err(fail(s.message().to_owned())),
+                    Err(_) => return Err(fail("stalled".to_owned())),
+                };
+                if msg.offset != got {
+                    return Err(fail(format!("data at {} where {got} was expected", msg.offset)));
+                }
+                if msg.crcs.len() != checksum::block_count(msg.data.len()) {
+                    let (n, len) = (msg.crcs.len(), msg.data.len());
+                    return Err(fail(format!("{n} checksums for {len} bytes")));
+                }
+                if let Err(e) = checksum::verify(&msg.data, &msg.crcs) {
+                    return Err(fail(format!("arrived damaged: {e}")));
+                }
+                self.throttle.acquire(msg.data.len() as u64).await;
+                got += msg.data.len() as u64;
+                let w = writer.take().ok_or_else(|| fail("writer lost".to_owned()))?;
+                let (w, appended) = tokio::task::spawn_blocking(move || {
+                    let mut w = w;
+                    let r = w.append(msg.offset, &msg.data, &msg.crcs);
+                    (w, r)
+                })
+                .await
+                .map_err(|e| Error::io("copy", std::io::Error::other(e)))?;
+                writer = Some(w);
+                appended?;
             }
-            if msg.crcs.len() != checksum::block_count(msg.data.len()) {
-                return Err(fail(format!(
-                    "{} checksums for {} bytes",
-                    msg.crcs.len(),
-                    msg.data.len()
-                )));
+            if got != length {
+                return Err(fail(format!("got {got} bytes, expected {length}")));
             }
-            if let Err(e) = checksum::verify(&msg.data, &msg.crcs) {
-                return Err(fail(format!("arrived damaged: {e}")));
+            Ok(())
+        };
+        let result = filled.await;
+        let Some(w) = writer.take() else {
+            return result
+                .and(Err(Error::InvalidArgument(format!("chunk {h:016x}: copy lost its writer"))));
+        };
+        let finished = match result {
+            Ok(()) => tokio::task::spawn_blocking(move || w.finalize().map(drop)).await,
+            Err(e) => {
+                // Nothing of a failed copy is kept: an rbw file left here would sit as a
+                // replica being written of a complete chunk.
+                let _ = tokio::task::spawn_blocking(move || w.abort()).await;
+                return Err(e);
             }
-            self.throttle.acquire(msg.data.len() as u64).await;
-            got += msg.data.len() as u64;
-            writer = tokio::task::spawn_blocking(move || {
-                writer.append(msg.offset, &msg.data, &msg.crcs).map(|()| writer)
-            })
-            .await
-            .map_err(|e| Error::io("copy", std::io::Error::other(e)))??;
-        }
-        if got != cmd.length {
-            writer.abort();
-            return Err(fail(format!("got {got} bytes, expected {}", cmd.length)));
-        }
-        tokio::task::spawn_blocking(move || writer.finalize())
-            .await
-            .map_err(|e| Error::io("finalize a copy", std::io::Error::other(e)))??;
+        };
+        finished.map_err(|e| Error::io("finalize a copy", std::io::Error::other(e)))??;
         Ok(true)
+    }
+
+    /// Decides what to do with a replica of the chunk already here: true to copy. A
+    /// newer one stays; a finalized one at the command's version is checked in full (the
+    /// master sends a copy here only if it thinks that replica bad): if it verifies at the
+    /// right length it is reported again and kept, else marked corrupt and replaced.
+    async fn keep_or_replace(&self, cmd: &ReplicateChunk) -> bool {
+        let h = cmd.handle;
+        let Some(r) = self.store.get(h) else { return true };
+        if r.version > cmd.version {
+            return false;
+        }
+        if !r.finalized || r.version < cmd.version {
+            return true;
+        }
+        let store = self.store.clone();
+        let length = cmd.length;
+        let verified = tokio::task::spawn_blocking(move || {
+            if r.length != length {
+                store.mark_corrupt(h);
+                return false;
+            }
+            store.open_reader(h).and_then(|reader| reader.verify_all()).is_ok()
+        })
+        .await
+        .unwrap_or(false);
+        if verified {
+            self.store.reports().received(r);
+            return false;
+        }
+        true
     }
 }

@@ -96,7 +96,10 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(5),
             rpc_timeout: Duration::from_secs(60),
             io_timeout: Duration::from_secs(60),
-            ack_timeout: Duration::from_secs(90),
+            // Twice the chunkservers' default 30 s pipeline timeout: above the 45 s the
+            // first of three nodes waits for a hung one below it, so that one is named
+            // first, and a hung first node still costs at most a minute.
+            ack_timeout: Duration::from_secs(60),
             master_retry_deadline: Duration::from_secs(60),
             backoff: Backoff::default(),
             on_master_wait: None,

@@ -85,6 +85,8 @@ pub(crate) struct ChunkPipeline {
     sent: u64,
     next_seqno: u64,
     last_sent: bool,
+    /// Ids of the nodes dropped from this pipeline, for the writer's next `AddChunk`.
+    failed: Vec<String>,
 }
 
 /// A failure of the current stream, before recovery.
@@ -123,7 +125,13 @@ impl ChunkPipeline {
             sent: 0,
             next_seqno: 0,
             last_sent: false,
+            failed: Vec::new(),
         })
+    }
+
+    /// Ids of the chunkservers this pipeline dropped as failed.
+    pub(crate) fn failed_nodes(&self) -> &[String] {
+        &self.failed
     }
 
     /// The chunk being written.
@@ -171,7 +179,7 @@ impl ChunkPipeline {
 
     /// Waits until every packet is acknowledged (after a `last` packet: every node has
     /// fsynced and finalized the replica) and returns the chunk's length.
-    pub(crate) async fn finish(mut self) -> Result<u64> {
+    pub(crate) async fn finish(&mut self) -> Result<u64> {
         let draining = std::time::Instant::now();
         let pending = self.unacked_bytes;
         while !self.unacked.is_empty() {
@@ -199,7 +207,20 @@ impl ChunkPipeline {
     async fn transmit(&mut self, packet: gfs::Packet) -> std::result::Result<(), Broken> {
         let req = gfs::WriteChunkRequest { msg: Some(ReqMsg::Packet(packet)) };
         let sent = match &self.stream.tx {
-            Some(tx) => tx.send(req).await.is_ok(),
+            // A first node that stopped reading (frozen) fills the transport's buffers:
+            // bound the wait for room as any wait for an ack.
+            Some(tx) => match tokio::time::timeout(self.ack_timeout, tx.send(req)).await {
+                Ok(sent) => sent.is_ok(),
+                Err(_) => {
+                    let message = format!(
+                        "took no data of chunk {} for {} ms",
+                        self.handle,
+                        self.ack_timeout.as_millis()
+                    );
+                    let error = Error::Pipeline { addr: self.first_addr(), message };
+                    return Err(Broken { error, node: 0 });
+                }
+            },
             None => false,
         };
         if sent { Ok(()) } else { Err(self.failure().await) }
@@ -295,6 +316,9 @@ impl ChunkPipeline {
         loop {
             let node = broken.node.min(self.replicas.len().saturating_sub(1));
             let failed = self.replicas.get(node).map(|r| r.addr.clone()).unwrap_or_default();
+            if let Some(r) = self.replicas.get(node) {
+                self.failed.push(r.id.clone());
+            }
             warn!(chunk = %self.handle, node = %failed, error = %broken.error, "write pipeline failed; recovering");
             let survivors: Vec<Replica> = self
                 .replicas

@@ -52,6 +52,8 @@ pub struct FileWriter {
     written: u64,
     /// The first error; a failed writer refuses further use.
     failed: Option<String>,
+    /// Chunkservers this writer saw fail: excluded from its next chunks' pipelines.
+    excluded: Vec<String>,
     /// Renews the lease while the writer lives.
     renewer: tokio::task::JoinHandle<()>,
 }
@@ -129,6 +131,7 @@ impl Client {
             previous: None,
             written: 0,
             failed: None,
+            excluded: Vec::new(),
         })
     }
 
@@ -309,8 +312,7 @@ impl FileWriter {
             if !p.last_sent() {
                 p.send(bytes::Bytes::new(), true).await?;
             }
-            let handle = p.handle();
-            self.previous = Some((handle, p.finish().await?));
+            self.finish_chunk(p).await?;
         }
         let (last_handle, last_length) = self.previous.map(|(h, l)| (h.0, l)).unwrap_or((0, 0));
         let (client_id, call_id) = self.client.call_id();
@@ -373,12 +375,33 @@ impl FileWriter {
             None => self.start_chunk().await?,
         };
         let p = self.pipeline.insert(p);
-        p.send(data, last).await?;
+        let sent = p.send(data, last).await;
+        let failed = p.failed_nodes().to_vec();
+        self.exclude(failed);
+        sent?;
         if last && let Some(p) = self.pipeline.take() {
-            let handle = p.handle();
-            self.previous = Some((handle, p.finish().await?));
+            self.finish_chunk(p).await?;
         }
         Ok(())
+    }
+
+    /// Waits for a chunk's last acks and remembers it as the previous chunk.
+    async fn finish_chunk(&mut self, mut p: ChunkPipeline) -> Result<()> {
+        let handle = p.handle();
+        let finished = p.finish().await;
+        self.exclude(p.failed_nodes().to_vec());
+        self.previous = Some((handle, finished?));
+        Ok(())
+    }
+
+    /// Adds chunkservers to the excluded set (once each).
+    fn exclude(&mut self, ids: Vec<String>) {
+        for id in ids {
+            if !self.excluded.contains(&id) {
+                debug!(path = %self.path, chunkserver = %id, "excluded from further chunks");
+                self.excluded.push(id);
+            }
+        }
     }
 
     /// Asks the master for the next chunk (reporting the previous one's final length)
@@ -393,7 +416,7 @@ impl FileWriter {
             previous_handle,
             previous_length,
             client_host: self.client.client_host(),
-            excluded: Vec::new(),
+            excluded: self.excluded.clone(),
             client_id,
             call_id,
         };

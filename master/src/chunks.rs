@@ -11,6 +11,35 @@
 //! while it holds a chunk), not a hash map keyed by handle, whose power-of-two bucket
 //! arrays sit half empty right after they grow. A chunk's replicas are held inline (up to
 //! three, the default factor) rather than in a heap vector of their own.
+//!
+//! # Versions and the replica state machine
+//!
+//! A chunk's version is the master's alone to move, and only upwards: 1 when allocated,
+//! +1 at each pipeline recovery or lease recovery, each bump logged before any
+//! chunkserver or client hears of it. A replica holds the version it was written (or
+//! last restamped) at; one below the chunk's is *stale*, never read, and deleted.
+//!
+//! The master's record of one replica moves through these states:
+//!
+//! ```text
+//!              allocate / pipeline recovery          client finished the chunk,
+//!   (none) ─────────────────────────────────▶ Expected ──── or a `received` report ──▶ Finalized
+//!      ▲                                          │                                      │
+//!      │   stale report, delete issued,           │ reader / chunkserver / length        │
+//!      └── full report without it, file gone ◀────┴──────── mismatch ──▶ Corrupt ◀───────┘
+//! ```
+//!
+//! Rules, which the chunkserver's store mirrors (chunkserver `store` module docs):
+//!
+//! - A report older than the chunk removes the record of that server only if the record
+//!   is not newer than the report ([`ReportOutcome::Outdated`] otherwise: the report was
+//!   sent before a recovery restamped that replica, and arrives late). The delete it
+//!   causes names the reported version, so the chunkserver never removes a newer replica.
+//! - A `Corrupt` record stays corrupt when a full report lists the replica again; only a
+//!   `received` report (a copy or write that replaced the file) makes it good again.
+//! - A replica being written of a *complete* chunk is a leftover (a failed copy or a
+//!   dropped pipeline node): the replication monitor deletes it (`rbw_only`, so a copy
+//!   that finalized meanwhile survives) and may pick that server as a copy target.
 
 use hashbrown::HashMap;
 use smallvec::SmallVec;
@@ -83,6 +112,15 @@ impl ChunkInfo {
     }
 }
 
+/// Where a chunkserver's report of a replica comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportKind {
+    /// Listed in a full report: the replica is there, maybe for a long time.
+    Held,
+    /// Just written or copied (an incremental `received` report): its files are new.
+    Received,
+}
+
 /// How a chunkserver's report of a replica was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReportOutcome {
@@ -90,10 +128,24 @@ pub enum ReportOutcome {
     Accepted,
     /// Older than the chunk's version: the replica must be deleted.
     Stale,
+    /// Older than what the master already knows that server holds: the report was sent
+    /// before a recovery restamped the replica. Ignored, and nothing is deleted.
+    Outdated,
     /// Finalized at a length other than the chunk's: recorded as corrupt.
     WrongLength,
     /// The chunk belongs to no file the master knows.
     Unknown,
+}
+
+/// What a chunkserver says it holds of one chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportedState {
+    /// Version of the replica.
+    pub version: u64,
+    /// Bytes held.
+    pub length: u64,
+    /// Complete (not being written).
+    pub finalized: bool,
 }
 
 /// [`PAGE`] consecutive handles' slots and how many of them hold a chunk.
@@ -295,20 +347,27 @@ impl ChunkMap {
         Some(info)
     }
 
-    /// Takes a chunkserver's report of a replica it holds.
+    /// Takes a chunkserver's report of a replica it holds (see the module docs for the
+    /// rules).
     pub fn report(
         &mut self,
         h: ChunkHandle,
         server: ServerIdx,
-        version: u64,
-        length: u64,
-        finalized: bool,
+        held: ReportedState,
+        kind: ReportKind,
     ) -> ReportOutcome {
         let Some(c) = self.get_mut(h) else {
             return ReportOutcome::Unknown;
         };
+        let ReportedState { version, length, finalized } = held;
+        let known = c.replicas.iter().position(|r| r.server == server);
         if version < c.version {
-            c.replicas.retain(|r| r.server != server);
+            if let Some(i) = known {
+                if c.replicas[i].version > version {
+                    return ReportOutcome::Outdated;
+                }
+                c.replicas.remove(i);
+            }
             return ReportOutcome::Stale;
         }
         let complete = c.length > 0;
@@ -322,10 +381,11 @@ impl ChunkMap {
         // A newer version than ours can only come from a pipeline the master set up
         // and then forgot; adopt it, as GFS does.
         c.version = version;
-        match c.replicas.iter_mut().find(|r| r.server == server) {
+        match known.map(|i| &mut c.replicas[i]) {
             Some(r) => {
-                // A replica once found corrupt stays corrupt until it is deleted.
-                if r.status != ReplicaStatus::Corrupt {
+                // A replica once found corrupt stays corrupt until it is deleted or
+                // replaced by a new write of its files.
+                if r.status != ReplicaStatus::Corrupt || kind == ReportKind::Received {
                     r.status = status;
                 }
                 r.version = version;
@@ -378,6 +438,11 @@ mod tests {
     const A: ServerIdx = ServerIdx(0);
     const B: ServerIdx = ServerIdx(1);
     const F: InodeId = InodeId(7);
+    const C: ServerIdx = ServerIdx(2);
+
+    fn st(version: u64, length: u64, finalized: bool) -> ReportedState {
+        ReportedState { version, length, finalized }
+    }
 
     #[test]
     fn pipeline_replicas_become_readable_when_finished() {
@@ -393,14 +458,17 @@ mod tests {
         let mut m = ChunkMap::new();
         let h = m.allocate(F, &[A]);
         m.finish(h, 10);
-        assert_eq!(m.report(h, B, 1, 9, true), ReportOutcome::WrongLength);
-        assert_eq!(m.report(h, A, 1, 10, true), ReportOutcome::Accepted);
-        assert_eq!(m.report(ChunkHandle(99), A, 1, 10, true), ReportOutcome::Unknown);
+        assert_eq!(m.report(h, B, st(1, 9, true), ReportKind::Held), ReportOutcome::WrongLength);
+        assert_eq!(m.report(h, A, st(1, 10, true), ReportKind::Held), ReportOutcome::Accepted);
+        assert_eq!(
+            m.report(ChunkHandle(99), A, st(1, 10, true), ReportKind::Held),
+            ReportOutcome::Unknown
+        );
         assert_eq!(m.get(h).map(|c| c.readable().count()), Some(1));
         assert!(m.mark_corrupt(h, A));
         assert_eq!(m.get(h).map(|c| c.readable().count()), Some(0));
         // A corrupt replica does not turn good again by being reported.
-        assert_eq!(m.report(h, A, 1, 10, true), ReportOutcome::Accepted);
+        assert_eq!(m.report(h, A, st(1, 10, true), ReportKind::Held), ReportOutcome::Accepted);
         assert_eq!(m.get(h).map(|c| c.readable().count()), Some(0));
     }
 
@@ -409,11 +477,43 @@ mod tests {
         let mut m = ChunkMap::new();
         let h = m.allocate(F, &[A]);
         m.finish(h, 10);
-        assert_eq!(m.report(h, B, 2, 10, true), ReportOutcome::Accepted);
-        assert_eq!(m.report(h, A, 1, 10, true), ReportOutcome::Stale);
+        assert_eq!(m.report(h, B, st(2, 10, true), ReportKind::Held), ReportOutcome::Accepted);
+        assert_eq!(m.report(h, A, st(1, 10, true), ReportKind::Held), ReportOutcome::Stale);
         let c = m.get(h).expect("chunk");
         assert_eq!(c.version, 2);
         assert_eq!(c.replicas.len(), 1);
+    }
+
+    #[test]
+    fn a_late_report_of_the_old_version_keeps_the_recovered_replica() {
+        // The write of chunk h failed at its last packet on C; A and B had finalized it
+        // at version 1, the client recovered the pipeline with them at version 2, and
+        // their batched "received version 1" reports arrive after the bump.
+        let mut m = ChunkMap::new();
+        let h = m.allocate(F, &[A, B, C]);
+        m.set_pipeline(h, 2, &[A, B]);
+        assert_eq!(m.report(h, A, st(2, 10, true), ReportKind::Received), ReportOutcome::Accepted);
+        assert_eq!(m.report(h, A, st(1, 10, true), ReportKind::Received), ReportOutcome::Outdated);
+        assert_eq!(m.report(h, B, st(1, 10, true), ReportKind::Received), ReportOutcome::Outdated);
+        // The dropped node's replica really is stale.
+        assert_eq!(m.report(h, C, st(1, 4, false), ReportKind::Held), ReportOutcome::Stale);
+        m.finish(h, 10);
+        let c = m.get(h).expect("chunk");
+        assert_eq!(c.readable().map(|r| r.server).collect::<Vec<_>>(), vec![A, B]);
+    }
+
+    #[test]
+    fn a_received_copy_replaces_a_corrupt_record() {
+        let mut m = ChunkMap::new();
+        let h = m.allocate(F, &[A, B]);
+        m.finish(h, 10);
+        assert!(m.mark_corrupt(h, A));
+        // Listed again in a full report: still corrupt.
+        assert_eq!(m.report(h, A, st(1, 10, true), ReportKind::Held), ReportOutcome::Accepted);
+        assert_eq!(m.get(h).map(|c| c.readable().count()), Some(1));
+        // A copy replaced the file: good again.
+        assert_eq!(m.report(h, A, st(1, 10, true), ReportKind::Received), ReportOutcome::Accepted);
+        assert_eq!(m.get(h).map(|c| c.readable().count()), Some(2));
     }
 
     #[test]

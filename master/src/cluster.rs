@@ -56,6 +56,37 @@ pub struct ReplicateCmd {
     pub source: ServerIdx,
 }
 
+/// A replica a chunkserver is told to delete, carried by its next heartbeat reply.
+///
+/// A delete names the version it removes: the chunkserver deletes its replica only if it
+/// is not newer (a lower version, or this version unless `rbw_only` and its replica is
+/// finalized). So a delete decided on old news (a late report, a reordered command)
+/// never removes a replica written since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeleteCmd {
+    /// The chunk.
+    pub handle: ChunkHandle,
+    /// The newest version this delete removes.
+    pub version: u64,
+    /// Remove a replica of `version` only while it is being written (never a finalized
+    /// one): for leftovers of failed copies, whose chunk has finalized replicas of that
+    /// very version.
+    pub rbw_only: bool,
+}
+
+impl DeleteCmd {
+    /// A delete of every replica of `handle` up to `version`, finalized or not.
+    pub fn upto(handle: ChunkHandle, version: u64) -> DeleteCmd {
+        DeleteCmd { handle, version, rbw_only: false }
+    }
+
+    /// Whether this delete removes everything `other` removes.
+    fn covers(&self, other: &DeleteCmd) -> bool {
+        self.version > other.version
+            || (self.version == other.version && (!self.rbw_only || other.rbw_only))
+    }
+}
+
 /// How a chunkserver names itself when it registers.
 #[derive(Debug, Clone, Copy)]
 pub struct Identity<'a> {
@@ -85,7 +116,7 @@ pub struct Chunkserver {
     /// Wall-clock time of the last report, ms since the Unix epoch (for people).
     pub last_contact_ms: i64,
     /// Chunks it should delete, sent with the next heartbeat reply.
-    pub pending_deletes: Vec<ChunkHandle>,
+    pub pending_deletes: Vec<DeleteCmd>,
     /// Copies it should make, sent with the next heartbeat reply.
     pub pending_replicates: Vec<ReplicateCmd>,
     /// In service or being drained.
@@ -104,12 +135,20 @@ pub struct Cluster {
     servers: Vec<Chunkserver>,
     by_id: HashMap<String, ServerIdx>,
     dead_after: Duration,
+    quiet_after: Duration,
 }
 
 impl Cluster {
     /// An empty cluster whose members die after `dead_after` without a heartbeat.
     pub fn new(dead_after: Duration) -> Cluster {
-        Cluster { servers: Vec::new(), by_id: HashMap::new(), dead_after }
+        Cluster { servers: Vec::new(), by_id: HashMap::new(), dead_after, quiet_after: dead_after }
+    }
+
+    /// Stops placing new replicas on a chunkserver silent for `quiet_after`, long before
+    /// it is declared dead: a server that missed a couple of heartbeats has most likely
+    /// crashed or hung, and every chunk placed on it would need a pipeline recovery.
+    pub fn set_quiet_after(&mut self, quiet_after: Duration) {
+        self.quiet_after = quiet_after.min(self.dead_after);
     }
 
     /// Registers (or re-registers) a chunkserver; returns its index.
@@ -203,6 +242,14 @@ impl Cluster {
         self.live(now).filter(|(_, s)| s.admin == AdminState::Normal)
     }
 
+    /// Chunkservers that may take a new replica now: in service and heard from within
+    /// the quiet interval (see [`Cluster::set_quiet_after`]).
+    pub fn accepting(&self, now: Instant) -> impl Iterator<Item = (ServerIdx, &Chunkserver)> {
+        let quiet = self.quiet_after;
+        self.in_service(now)
+            .filter(move |(_, s)| now.saturating_duration_since(s.last_contact) < quiet)
+    }
+
     /// The chunkserver with this address or id.
     pub fn find(&self, addr_or_id: &str) -> Option<ServerIdx> {
         self.lookup(addr_or_id)
@@ -232,16 +279,24 @@ impl Cluster {
         racks.len()
     }
 
-    /// Queues a delete command for `idx`'s next heartbeat.
-    pub fn queue_delete(&mut self, idx: ServerIdx, h: ChunkHandle) {
+    /// Queues a delete command for `idx`'s next heartbeat (one per chunk: the widest).
+    pub fn queue_delete(&mut self, idx: ServerIdx, cmd: DeleteCmd) {
         let pending = &mut self.servers[idx.0 as usize].pending_deletes;
-        if !pending.contains(&h) {
-            pending.push(h);
+        match pending.iter_mut().find(|d| d.handle == cmd.handle) {
+            Some(d) if d.covers(&cmd) => {}
+            Some(d) => *d = cmd,
+            None => pending.push(cmd),
         }
     }
 
+    /// Drops a queued delete of `h` on `idx`: a copy is about to replace that replica,
+    /// and the delete must not arrive after it.
+    pub fn cancel_delete(&mut self, idx: ServerIdx, h: ChunkHandle) {
+        self.servers[idx.0 as usize].pending_deletes.retain(|d| d.handle != h);
+    }
+
     /// Takes the delete commands queued for `idx`.
-    pub fn take_deletes(&mut self, idx: ServerIdx) -> Vec<ChunkHandle> {
+    pub fn take_deletes(&mut self, idx: ServerIdx) -> Vec<DeleteCmd> {
         std::mem::take(&mut self.servers[idx.0 as usize].pending_deletes)
     }
 
@@ -286,6 +341,21 @@ mod tests {
     }
 
     #[test]
+    fn quiet_servers_take_no_new_replicas_before_they_are_dead() {
+        let t0 = Instant::now();
+        let mut c = Cluster::new(Duration::from_secs(10));
+        c.set_quiet_after(Duration::from_secs(3));
+        let who = Identity { id: "a", addr: "127.0.0.2:1", rack: "/r1" };
+        let a = c.register(who, Load::default(), t0, 0);
+        let later = t0 + Duration::from_secs(4);
+        assert!(c.is_live(a, later));
+        assert_eq!(c.accepting(t0).count(), 1);
+        assert_eq!(c.accepting(later).count(), 0);
+        c.heartbeat("a", Load::default(), later, 0);
+        assert_eq!(c.accepting(later).count(), 1);
+    }
+
+    #[test]
     fn reregistering_keeps_index_and_pending_deletes() {
         let t0 = Instant::now();
         let mut c = Cluster::new(Duration::from_secs(10));
@@ -295,8 +365,10 @@ mod tests {
             t0,
             0,
         );
-        c.queue_delete(a, ChunkHandle(3));
-        c.queue_delete(a, ChunkHandle(3));
+        c.queue_delete(a, DeleteCmd { handle: ChunkHandle(3), version: 2, rbw_only: true });
+        c.queue_delete(a, DeleteCmd::upto(ChunkHandle(3), 1));
+        c.queue_delete(a, DeleteCmd::upto(ChunkHandle(3), 2));
+        c.queue_delete(a, DeleteCmd { handle: ChunkHandle(3), version: 2, rbw_only: true });
         let again = c.register(
             Identity { id: "a", addr: "127.0.0.2:2", rack: "/r1" },
             Load::default(),
@@ -305,7 +377,7 @@ mod tests {
         );
         assert_eq!(a, again);
         assert_eq!(c.get(a).addr, "127.0.0.2:2");
-        assert_eq!(c.take_deletes(a), vec![ChunkHandle(3)]);
+        assert_eq!(c.take_deletes(a), vec![DeleteCmd::upto(ChunkHandle(3), 2)]);
         assert!(c.take_deletes(a).is_empty());
     }
 }

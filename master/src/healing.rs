@@ -107,11 +107,7 @@ impl MasterState {
         handle: ChunkHandle,
     ) -> Result<()> {
         self.ns.abandon_last_chunk(path, client, handle)?;
-        if let Some(c) = self.chunks.remove(handle) {
-            for r in c.replicas {
-                self.cluster.queue_delete(r.server, handle);
-            }
-        }
+        self.drop_chunk(handle);
         Ok(())
     }
 
@@ -132,13 +128,16 @@ impl MasterState {
         for cmd in cmds {
             match cmd {
                 Command::Replicate { target, source, handle, version, length } => {
+                    // The copy replaces whatever the target holds (a corrupt, stale or
+                    // half-written replica): a delete of that must not follow it.
+                    self.cluster.cancel_delete(target, handle);
                     self.cluster
                         .queue_replicate(target, ReplicateCmd { handle, version, length, source });
                 }
-                Command::Delete { server, handle } => {
+                Command::Delete { server, delete } => {
                     // Forgotten at once so no reader is sent there meanwhile.
-                    self.chunks.remove_replica(handle, server);
-                    self.cluster.queue_delete(server, handle);
+                    self.chunks.remove_replica(delete.handle, server);
+                    self.cluster.queue_delete(server, delete);
                 }
             }
         }
@@ -236,7 +235,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::cluster::{Identity, Load};
+    use crate::cluster::{DeleteCmd, Identity, Load};
     use crate::config::Config;
     use crate::state::{CreateRequest, ReportedReplica};
 
@@ -282,7 +281,14 @@ mod tests {
         let dropped = st.cluster.get(a.replicas[0]).id.clone();
         st.report_chunks(&dropped, &[old], &[], &[]);
         let reply = st.heartbeat(&dropped, Load::default(), now, 0).expect("known");
-        assert_eq!(reply.deletes, vec![a.handle]);
+        assert_eq!(reply.deletes, vec![DeleteCmd::upto(a.handle, 1)]);
+        // A survivor's late report of version 1 (sent before the bump) deletes nothing.
+        st.report_chunks(&ids[1], &[ReportedReplica { finalized: true, ..old }], &[], &[]);
+        let reply = st.heartbeat(&ids[1], Load::default(), now, 0).expect("known");
+        assert!(reply.deletes.is_empty(), "{:?}", reply.deletes);
+        let c = st.chunks.get(a.handle).expect("chunk");
+        assert_eq!(c.replicas.len(), 2);
+        assert!(c.replicas.iter().all(|r| r.version == 2));
         // Replaying the logged bump gives the same version.
         st.set_chunk_version(&p("/f"), "w", a.handle, 3).expect("replay");
         assert_eq!(st.chunks.get(a.handle).map(|c| c.version), Some(3));
@@ -313,7 +319,8 @@ mod tests {
         st.safemode.leave();
         st.replication_tick(now);
         let reply = st.heartbeat("cs0", Load::default(), now, 0).expect("known");
-        assert_eq!(reply.deletes, vec![a.handle], "the foreign handle is kept");
+        let deletes: Vec<ChunkHandle> = reply.deletes.iter().map(|d| d.handle).collect();
+        assert_eq!(deletes, vec![a.handle], "the foreign handle is kept");
         assert!(st.chunks.next_handle() > 1000);
     }
 

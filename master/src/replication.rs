@@ -13,9 +13,17 @@
 //!    another rack (the excess rule then removes one from the crowded rack);
 //! 3. corrupt replicas, once the chunk has its full good replication: deleted (a corrupt
 //!    replica is replaced first and deleted after, never the other way round);
-//! 4. stale replicas: deleted at once (they are never read);
+//! 4. stale replicas: deleted at once (they are never read), each delete naming the
+//!    version it removes; leftovers being written of a complete chunk (a failed copy, a
+//!    node dropped from a pipeline) once no copy to that server is pending: deleted with
+//!    `rbw_only`, so a copy that finalized meanwhile is kept;
 //! 5. more good replicas than the factor: the excess is deleted from the racks holding
 //!    the most, keeping rack spread; a balancer move's source goes first. Never the last.
+//!
+//! Copy targets are chunkservers in service holding no good replica of the chunk: one
+//! holding only a corrupt, stale or half-written copy is a valid target (the copy
+//! replaces that file), so a chunk with any good replica heals whatever the cluster's
+//! size.
 //!
 //! Copies go to the target chunkserver in its heartbeat reply (it pulls from the source,
 //! chunkserver to chunkserver) and are *pending* until the target reports the replica
@@ -39,7 +47,7 @@ use rand::Rng;
 
 use crate::balancer::Balancer;
 use crate::chunks::{ChunkHandle, ChunkInfo, ChunkMap, ReplicaStatus};
-use crate::cluster::{AdminState, Cluster, ServerIdx};
+use crate::cluster::{AdminState, Cluster, DeleteCmd, ServerIdx};
 use crate::namespace::Namespace;
 use crate::placement::{self, Candidate};
 
@@ -59,12 +67,12 @@ pub enum Command {
         /// Its length.
         length: u64,
     },
-    /// `server` deletes its replica of `handle` (forgotten by the master at once).
+    /// `server` deletes its replica (forgotten by the master at once).
     Delete {
         /// Holder of the replica.
         server: ServerIdx,
-        /// The chunk.
-        handle: ChunkHandle,
+        /// Which replica, up to which version.
+        delete: DeleteCmd,
     },
 }
 
@@ -99,8 +107,12 @@ pub struct Settings {
 struct Census {
     good: Vec<ServerIdx>,
     draining: Vec<ServerIdx>,
-    corrupt: Vec<ServerIdx>,
-    stale: Vec<ServerIdx>,
+    /// Corrupt replicas, with their versions.
+    corrupt: Vec<(ServerIdx, u64)>,
+    /// Older than the chunk, with their versions.
+    stale: Vec<(ServerIdx, u64)>,
+    /// Being written although the chunk is complete: leftovers of failed copies.
+    leftover: Vec<ServerIdx>,
 }
 
 impl Census {
@@ -109,9 +121,11 @@ impl Census {
         for r in &c.replicas {
             let live = cluster.is_live(r.server, now);
             if r.version < c.version {
-                out.stale.push(r.server);
+                out.stale.push((r.server, r.version));
             } else if r.status == ReplicaStatus::Corrupt {
-                out.corrupt.push(r.server);
+                out.corrupt.push((r.server, r.version));
+            } else if r.status == ReplicaStatus::Expected && c.length > 0 {
+                out.leftover.push(r.server);
             } else if r.status != ReplicaStatus::Finalized || !live {
                 // Being written, or on a dead chunkserver: neither counted nor a source.
             } else if cluster.get(r.server).admin == AdminState::Normal {
@@ -224,8 +238,14 @@ impl Replicator {
             let Some(f) = ns.file(c.file) else { continue };
             let want = usize::from(f.replication);
             let census = Census::of(c, cluster, now);
-            for &s in &census.stale {
-                out.push(Command::Delete { server: s, handle: h });
+            for &(s, version) in &census.stale {
+                out.push(Command::Delete { server: s, delete: DeleteCmd::upto(h, version) });
+            }
+            for &s in &census.leftover {
+                if !self.pending.iter().any(|p| p.handle == h && p.target == s) {
+                    let delete = DeleteCmd { handle: h, version: c.version, rbw_only: true };
+                    out.push(Command::Delete { server: s, delete });
+                }
             }
             let pending = self.pending_for(h);
             let have = census.good.len() + pending;
@@ -247,13 +267,13 @@ impl Replicator {
                 needs.push(Need { handle: h, good: want, copies: 1 });
                 continue;
             }
-            for &s in &census.corrupt {
-                out.push(Command::Delete { server: s, handle: h });
+            for &(s, version) in &census.corrupt {
+                out.push(Command::Delete { server: s, delete: DeleteCmd::upto(h, version) });
             }
             if census.good.len() > want {
                 let prefer = self.move_sources.remove(&h);
                 for s in excess(&census.good, want, prefer, cluster) {
-                    out.push(Command::Delete { server: s, handle: h });
+                    out.push(Command::Delete { server: s, delete: DeleteCmd::upto(h, c.version) });
                 }
             }
         }
@@ -307,11 +327,14 @@ impl Replicator {
             .copied()
             .find(|&s| self.free(&src_busy, s));
         let Some(source) = source else { return };
-        let holders: HashSet<ServerIdx> = c.replicas.iter().map(|r| r.server).collect();
+        // Servers holding a usable copy are no targets; one holding only a corrupt, stale
+        // or half-written copy is (the copy replaces it).
+        let holders: HashSet<ServerIdx> =
+            census.good.iter().chain(census.draining.iter()).copied().collect();
         let targets_pending: Vec<ServerIdx> =
             self.pending.iter().filter(|p| p.handle == need.handle).map(|p| p.target).collect();
         let candidates: Vec<Candidate<'_>> = cluster
-            .in_service(now)
+            .accepting(now)
             .filter(|(i, _)| !holders.contains(i) && !targets_pending.contains(i))
             .filter(|(i, _)| self.free(&dst_busy, *i))
             .map(|(idx, s)| Candidate::of(idx, s))
@@ -383,6 +406,7 @@ mod tests {
     use rand::rngs::StdRng;
 
     use super::*;
+    use crate::chunks::{ReportKind, ReportedState};
     use crate::cluster::{Identity, Load};
     use crate::namespace::CreateArgs;
     use proto::path::DfsPath;
@@ -466,7 +490,7 @@ mod tests {
     fn deletes(cmds: &[Command]) -> Vec<(ChunkHandle, ServerIdx)> {
         cmds.iter()
             .filter_map(|c| match *c {
-                Command::Delete { handle, server } => Some((handle, server)),
+                Command::Delete { server, delete } => Some((delete.handle, server)),
                 Command::Replicate { .. } => None,
             })
             .collect()
@@ -514,7 +538,8 @@ mod tests {
         assert_eq!(c.len(), 1);
         assert_eq!(w.cluster.get(c[0].2).rack, "/b");
         // The copy arrives: three good replicas for a factor of two.
-        w.chunks.report(h, c[0].2, 1, 100, true);
+        let held = ReportedState { version: 1, length: 100, finalized: true };
+        w.chunks.report(h, c[0].2, held, ReportKind::Received);
         r.confirmed(h, c[0].2);
         let d = deletes(&w.tick(&mut r, false));
         assert_eq!(d.len(), 1);
@@ -538,6 +563,51 @@ mod tests {
         let h = w.chunk("/g", 2, &[0, 1]);
         w.chunks.mark_corrupt(h, ServerIdx(1));
         assert!(deletes(&w.tick(&mut r, false)).is_empty(), "replace first, delete after");
+    }
+
+    #[test]
+    fn corrupt_holders_are_copy_targets_whatever_the_cluster_size() {
+        for n in [3u32, 4, 5] {
+            let mut w = world(n, 2);
+            let h = w.chunk("/f", 3, &[0, 1, 2]);
+            w.chunks.mark_corrupt(h, ServerIdx(1));
+            w.chunks.mark_corrupt(h, ServerIdx(2));
+            let mut r = Replicator::new(settings(0));
+            let cmds = w.tick(&mut r, false);
+            let c = copies(&cmds);
+            assert_eq!(c.len(), 2, "{n} servers: {c:?}");
+            assert!(c.iter().all(|&(_, source, _)| source == ServerIdx(0)), "{c:?}");
+            assert!(deletes(&cmds).is_empty(), "replace first, delete after");
+            // The copies arrive (on 3 servers they replaced the corrupt files in place).
+            for &(_, _, target) in &c {
+                let held = ReportedState { version: 1, length: 100, finalized: true };
+                w.chunks.report(h, target, held, ReportKind::Received);
+                r.confirmed(h, target);
+            }
+            let good = w.chunks.get(h).map_or(0, |c| c.readable().count());
+            assert_eq!(good, 3, "{n} servers");
+            let cmds = w.tick(&mut r, false);
+            let corrupt_left = w.chunks.get(h).map_or(0, |c| c.replicas.len()) - good;
+            assert_eq!(deletes(&cmds).len(), corrupt_left, "{n} servers: {cmds:?}");
+        }
+    }
+
+    #[test]
+    fn leftovers_of_failed_copies_are_deleted_and_their_servers_used_again() {
+        let mut w = world(3, 1);
+        let h = w.chunk("/f", 3, &[0, 1]);
+        // A copy to server 2 failed half-way; its full report lists the rbw file.
+        let rbw = ReportedState { version: 1, length: 7, finalized: false };
+        w.chunks.report(h, ServerIdx(2), rbw, ReportKind::Held);
+        let mut r = Replicator::new(settings(0));
+        let cmds = w.tick(&mut r, false);
+        let delete = DeleteCmd { handle: h, version: 1, rbw_only: true };
+        assert!(cmds.contains(&Command::Delete { server: ServerIdx(2), delete }), "{cmds:?}");
+        assert_eq!(copies(&cmds).iter().map(|c| c.2).collect::<Vec<_>>(), vec![ServerIdx(2)]);
+        // While that copy is pending, its rbw file is not garbage.
+        w.chunks.report(h, ServerIdx(2), rbw, ReportKind::Held);
+        let cmds = w.tick(&mut r, false);
+        assert!(deletes(&cmds).is_empty() && copies(&cmds).is_empty(), "{cmds:?}");
     }
 
     #[test]

@@ -622,9 +622,17 @@ impl Master for MasterService {
         };
         let mut commands = Vec::new();
         if !reply.deletes.is_empty() {
-            let handles = reply.deletes.into_iter().map(|h| h.0).collect();
+            let replicas = reply
+                .deletes
+                .into_iter()
+                .map(|d| pb::DeleteReplica {
+                    handle: d.handle.0,
+                    version: d.version,
+                    rbw_only: d.rbw_only,
+                })
+                .collect();
             commands.push(ChunkCommand {
-                command: Some(chunk_command::Command::Delete(DeleteChunks { handles })),
+                command: Some(chunk_command::Command::Delete(DeleteChunks { replicas })),
             });
         }
         for c in reply.replicates {

@@ -15,8 +15,8 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tracing::{debug, info, warn};
 
-use crate::chunks::{ChunkHandle, ChunkMap, ReportOutcome};
-use crate::cluster::{Cluster, Identity, Load, ReplicateCmd, ServerIdx};
+use crate::chunks::{ChunkHandle, ChunkMap, ReportKind, ReportOutcome, ReportedState};
+use crate::cluster::{Chunkserver, Cluster, DeleteCmd, Identity, Load, ReplicateCmd, ServerIdx};
 use crate::config::{self, Config};
 use crate::error::{Error, Result};
 use crate::leases::Leases;
@@ -72,6 +72,13 @@ pub struct ReportedReplica {
     pub finalized: bool,
 }
 
+impl ReportedReplica {
+    /// What it says of the replica, without the handle.
+    pub fn state(&self) -> ReportedState {
+        ReportedState { version: self.version, length: self.length, finalized: self.finalized }
+    }
+}
+
 /// Everything the master holds in memory.
 #[derive(Debug)]
 pub struct MasterState {
@@ -103,7 +110,7 @@ pub struct MasterState {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct HeartbeatReply {
     /// Replicas to delete.
-    pub deletes: Vec<ChunkHandle>,
+    pub deletes: Vec<DeleteCmd>,
     /// Copies to make.
     pub replicates: Vec<ReplicateCmd>,
     /// Register again with a full report (the server had been declared dead: what it
@@ -115,7 +122,9 @@ impl MasterState {
     /// A master with an empty namespace and no chunkservers, out of safe mode, whose
     /// journal persists nothing ([`crate::recovery::recover`] builds the durable one).
     pub fn new(config: Config) -> MasterState {
-        let cluster = Cluster::new(config.dead_after);
+        let mut cluster = Cluster::new(config.dead_after);
+        // Two missed heartbeats and a half: placement looks elsewhere.
+        cluster.set_quiet_after(config.heartbeat_interval * 5 / 2);
         let safemode = SafeMode::new(config.safemode_threshold, config.safemode_extension, false);
         let replication = Replicator::new(Settings {
             max_streams: config.replication_max_streams,
@@ -243,12 +252,19 @@ impl MasterState {
             None => return Err(Error::IsADirectory(path.to_string())),
         };
         self.leases.touch(client, now);
-        let candidates: Vec<Candidate<'_>> = self
+        let is_excluded = |s: &Chunkserver| excluded.iter().any(|e| *e == s.id || *e == s.addr);
+        let mut candidates: Vec<Candidate<'_>> = self
             .cluster
-            .in_service(now)
-            .filter(|(_, s)| !excluded.contains(&s.id))
+            .accepting(now)
+            .filter(|(_, s)| !is_excluded(s))
             .map(|(idx, s)| Candidate::of(idx, s))
             .collect();
+        if candidates.is_empty() {
+            // The writer saw every server fail once; some may be back. Better a try than
+            // a refusal: a pipeline recovery copes if they are not.
+            candidates =
+                self.cluster.accepting(now).map(|(idx, s)| Candidate::of(idx, s)).collect();
+        }
         let live = candidates.len();
         let targets = placement::choose_targets(
             &candidates,
@@ -326,10 +342,16 @@ impl MasterState {
     /// heartbeat reply).
     fn release(&mut self, handles: &[ChunkHandle]) {
         for &h in handles {
-            if let Some(c) = self.chunks.remove(h) {
-                for r in c.replicas {
-                    self.cluster.queue_delete(r.server, h);
-                }
+            self.drop_chunk(h);
+        }
+    }
+
+    /// Forgets chunk `h` and queues deletes of every replica of it, whatever its version:
+    /// the chunk belongs to no file any more, and handles are never reused.
+    pub(crate) fn drop_chunk(&mut self, h: ChunkHandle) {
+        if let Some(c) = self.chunks.remove(h) {
+            for r in c.replicas {
+                self.cluster.queue_delete(r.server, DeleteCmd::upto(h, u64::MAX));
             }
         }
     }
@@ -414,7 +436,7 @@ impl MasterState {
         self.chunks.retain_server(idx, &keep);
         let mut unknown = 0usize;
         for c in chunks {
-            if self.take_report(idx, c) == ReportOutcome::Unknown {
+            if self.take_report(idx, c, ReportKind::Held) == ReportOutcome::Unknown {
                 unknown += 1;
             }
         }
@@ -441,9 +463,14 @@ impl MasterState {
     /// must never wipe its chunkservers, so such replicas are kept (and handles are
     /// reserved above them so they are never reused). Orphans seen in safe mode wait in
     /// [`MasterState::deferred_orphans`].
-    fn take_report(&mut self, idx: ServerIdx, c: &ReportedReplica) -> ReportOutcome {
+    fn take_report(
+        &mut self,
+        idx: ServerIdx,
+        c: &ReportedReplica,
+        kind: ReportKind,
+    ) -> ReportOutcome {
         let below_next = c.handle.0 < self.chunks.next_handle();
-        let outcome = self.chunks.report(c.handle, idx, c.version, c.length, c.finalized);
+        let outcome = self.chunks.report(c.handle, idx, c.state(), kind);
         match outcome {
             ReportOutcome::Accepted => {
                 if c.finalized {
@@ -451,8 +478,11 @@ impl MasterState {
                 }
             }
             ReportOutcome::Stale => {
-                info!(chunk = c.handle.0, server = %self.cluster.get(idx).addr, "stale replica will be deleted");
-                self.cluster.queue_delete(idx, c.handle);
+                info!(chunk = c.handle.0, version = c.version, server = %self.cluster.get(idx).addr, "stale replica will be deleted");
+                self.cluster.queue_delete(idx, DeleteCmd::upto(c.handle, c.version));
+            }
+            ReportOutcome::Outdated => {
+                debug!(chunk = c.handle.0, version = c.version, server = %self.cluster.get(idx).addr, "late report of a replica since recovered: ignored");
             }
             ReportOutcome::WrongLength => {
                 warn!(chunk = c.handle.0, server = %self.cluster.get(idx).addr, length = c.length, "replica length differs: marked corrupt");
@@ -462,7 +492,7 @@ impl MasterState {
                     self.deferred_orphans.push((idx, c.handle));
                 } else {
                     info!(chunk = c.handle.0, server = %self.cluster.get(idx).addr, "orphan replica will be deleted");
-                    self.cluster.queue_delete(idx, c.handle);
+                    self.cluster.queue_delete(idx, DeleteCmd::upto(c.handle, u64::MAX));
                 }
             }
             ReportOutcome::Unknown => {
@@ -482,7 +512,7 @@ impl MasterState {
         for (idx, h) in std::mem::take(&mut self.deferred_orphans) {
             if self.chunks.get(h).is_none() {
                 info!(chunk = h.0, server = %self.cluster.get(idx).addr, "orphan replica will be deleted");
-                self.cluster.queue_delete(idx, h);
+                self.cluster.queue_delete(idx, DeleteCmd::upto(h, u64::MAX));
             }
         }
     }
@@ -522,7 +552,7 @@ impl MasterState {
     ) -> bool {
         let Some(idx) = self.cluster.lookup(id) else { return false };
         for c in received {
-            self.take_report(idx, c);
+            self.take_report(idx, c, ReportKind::Received);
         }
         for &h in deleted {
             self.chunks.remove_replica(h, idx);
@@ -674,7 +704,7 @@ mod tests {
         let load = Load::default();
         for i in 0..3 {
             let reply = st.heartbeat(&format!("cs{i}"), load, now, 0).expect("known");
-            assert_eq!(reply.deletes, vec![a.handle]);
+            assert_eq!(reply.deletes, vec![DeleteCmd::upto(a.handle, u64::MAX)]);
         }
         assert_eq!(st.heartbeat("nobody", load, now, 0), None);
     }

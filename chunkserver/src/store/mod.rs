@@ -23,6 +23,25 @@
 //!
 //! All methods do blocking file I/O; async callers run them in `spawn_blocking`. The map
 //! of replicas sits behind a std mutex held only for map updates and renames/unlinks.
+//!
+//! # The replica state machine, and who may move it
+//!
+//! Each handle has at most one replica here, in one of three states: *being written*
+//! (`rbw/`, owned by at most one writer generation), *finalized* (`finalized/`), or
+//! *corrupt* (either, kept only until the master deletes or a copy replaces it). Its
+//! version only goes up, and only on the master's word (a write or copy header, a lease
+//! recovery's stamp), the same rules as the master's chunk map (master `chunks` docs):
+//!
+//! - a write or copy ([`Store::create_rbw`]) replaces a replica being written, a corrupt
+//!   one, or a finalized one of an older version; never one of a *newer* version
+//!   ([`Error::NewerStored`]: a frozen node's queued write after a recovery moved on);
+//! - a pipeline recovery ([`Store::resume_rbw`]) restamps this node's replica with a
+//!   newer version, fencing any older writer still running;
+//! - a delete ([`Store::delete`]) names the newest version it removes, and never removes
+//!   a newer replica, nor a finalized one when it names only a replica being written;
+//! - every failed write or copy aborts its rbw files; only a writer whose upstream went
+//!   away mid-chunk leaves them, for the client's pipeline recovery or the master's lease
+//!   recovery, and the master deletes them if neither claims them.
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -61,6 +80,17 @@ pub struct ReplicaInfo {
     pub length: u64,
     /// False while being written or when left half-written by a crash.
     pub finalized: bool,
+}
+
+/// What [`Store::delete`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    /// The replica was removed.
+    Removed,
+    /// No replica of the chunk was stored.
+    Absent,
+    /// The stored replica is newer than the delete named, and was kept.
+    Kept(ReplicaInfo),
 }
 
 /// Space figures for heartbeats and write admission.
@@ -296,11 +326,12 @@ impl Store {
 
     /// Starts writing a replica of `handle` at `version`, reserving `reserve` bytes.
     ///
-    /// A replica being written of the same handle, or a finalized one at an older
-    /// version, is replaced.
+    /// A replica being written of the same handle at `version` or older, a corrupt one,
+    /// or a finalized one at an older version, is replaced.
     ///
     /// # Errors
-    /// [`Error::AlreadyExists`] if a finalized replica at `version` or newer is stored,
+    /// [`Error::AlreadyExists`] if a finalized replica at `version` is stored,
+    /// [`Error::NewerStored`] if any replica at a newer version is,
     /// [`Error::DiskFull`] if less than `reserve` bytes remain, [`Error::Io`] if the
     /// files cannot be created.
     pub fn create_rbw(&self, handle: u64, version: u64, reserve: u64) -> Result<RbwWriter> {
@@ -309,7 +340,10 @@ impl Store {
             .map_err(|e| Error::io(format!("statvfs {}", inner.root.display()), e))?;
         let mut st = inner.lock();
         if let Some(old) = st.replicas.get(&handle).copied() {
-            if old.finalized && !old.corrupt && old.version >= version {
+            if old.version > version {
+                return Err(Error::NewerStored { handle, stored: old.version, requested: version });
+            }
+            if old.finalized && !old.corrupt && old.version == version {
                 return Err(Error::AlreadyExists { handle, version: old.version });
             }
             // A failed or older write of this chunk: the new one supersedes it (an active
@@ -359,6 +393,12 @@ impl Store {
         })
     }
 
+    /// Marks the replica of `handle` corrupt (it no longer matches what the master
+    /// expects) and queues a `corrupt` report; a later write or copy replaces it.
+    pub fn mark_corrupt(&self, handle: u64) {
+        self.inner.mark_corrupt(handle);
+    }
+
     /// Opens a replica for reading.
     ///
     /// # Errors
@@ -393,25 +433,36 @@ impl Store {
         })
     }
 
-    /// Deletes the replica of `handle` (in any state) and queues a `deleted` report.
-    /// Returns whether one was stored.
+    /// Deletes the replica of `handle` if it is not newer than the master's order names:
+    /// a version below `version`, or `version` itself unless `rbw_only` and the replica
+    /// is finalized. Queues a `deleted` report unless the replica was kept.
     ///
     /// # Errors
     /// [`Error::Io`] if a file cannot be removed.
-    pub fn delete(&self, handle: u64) -> Result<bool> {
+    pub fn delete(&self, handle: u64, version: u64, rbw_only: bool) -> Result<Deleted> {
         let inner = &self.inner;
         let mut st = inner.lock();
-        let existed = match st.replicas.remove(&handle) {
+        let outcome = match st.replicas.get(&handle).copied() {
+            None => Deleted::Absent,
+            Some(r) if r.version > version || (r.version == version && rbw_only && r.finalized) => {
+                let info = ReplicaInfo {
+                    handle,
+                    version: r.version,
+                    length: r.length,
+                    finalized: r.finalized,
+                };
+                return Ok(Deleted::Kept(info));
+            }
             Some(r) => {
+                st.replicas.remove(&handle);
                 st.used -= r.length;
                 inner.remove_files(r.finalized, handle)?;
-                true
+                Deleted::Removed
             }
-            None => false,
         };
         drop(st);
         inner.reports.deleted(handle);
-        Ok(existed)
+        Ok(outcome)
     }
 }
 
@@ -563,9 +614,27 @@ mod tests {
         assert_eq!(store.reports().drain().corrupt, vec![9]);
         assert!(store.open_reader(9).is_err());
         // The master's delete removes it.
-        assert!(store.delete(9).unwrap());
+        assert_eq!(store.delete(9, 1, false).unwrap(), Deleted::Removed);
         assert!(!dir.path().join("finalized/0000000000000009.meta").exists());
     }
+    #[test]
+    fn a_delete_never_removes_a_newer_replica() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), None);
+        write(&store, 5, 2, &data(100, 1), true);
+        let kept = ReplicaInfo { handle: 5, version: 2, length: 100, finalized: true };
+        // A late delete of version 1 (the replica was recovered to 2 since).
+        assert_eq!(store.delete(5, 1, false).unwrap(), Deleted::Kept(kept));
+        // A delete of leftovers being written keeps a finalized replica of that version.
+        assert_eq!(store.delete(5, 2, true).unwrap(), Deleted::Kept(kept));
+        assert_eq!(store.list(), vec![kept]);
+        write(&store, 6, 2, &data(100, 1), false);
+        assert_eq!(store.delete(6, 2, true).unwrap(), Deleted::Removed);
+        assert_eq!(store.delete(5, 2, false).unwrap(), Deleted::Removed);
+        assert_eq!(store.delete(5, 2, false).unwrap(), Deleted::Absent);
+        assert!(store.list().is_empty());
+    }
+
     #[test]
     fn torn_rbw_keeps_the_verified_prefix() {
         let dir = tempfile::tempdir().unwrap();

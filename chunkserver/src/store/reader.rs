@@ -38,6 +38,22 @@ impl ReplicaReader {
         self.read_with_crcs(start, end).map(|(b, _)| b)
     }
 
+    /// Reads and verifies the whole replica, a window at a time; on a mismatch the
+    /// replica is marked corrupt (as any read does).
+    ///
+    /// # Errors
+    /// As [`ReplicaReader::read`].
+    pub fn verify_all(&self) -> Result<()> {
+        const WINDOW: u64 = 64 * B;
+        let mut pos = 0;
+        while pos < self.info.length {
+            let end = (pos + WINDOW).min(self.info.length);
+            self.read(pos, end)?;
+            pos = end;
+        }
+        Ok(())
+    }
+
     /// As [`ReplicaReader::read`], also returning the stored CRCs of the blocks the range
     /// touches (for a block-aligned `start`, exactly the CRCs of the returned bytes'
     /// blocks), so a copy can be verified again where it lands.

@@ -191,15 +191,29 @@ impl RbwWriter {
         st.reserved -= self.reserved;
         self.reserved = 0;
         st.active_writes -= 1;
+        let mut left = None;
         if !self.finished {
             // Left for recovery: keep the replica, but no writer owns it any more.
             if let Some(r) =
                 st.replicas.get_mut(&self.handle).filter(|r| r.writer == Some(self.gen_))
             {
                 r.writer = None;
+                left = Some(ReplicaInfo {
+                    handle: self.handle,
+                    version: r.version,
+                    length: r.length,
+                    finalized: false,
+                });
             }
         }
+        drop(st);
         self.finished = true;
+        if let Some(info) = left {
+            // Tell the master now rather than at the next full report: it knows whether
+            // a recovery will claim this replica or it is garbage (a stale version, or a
+            // leftover of a chunk finished without it).
+            self.inner.reports.received(info);
+        }
     }
 }
 
@@ -241,7 +255,7 @@ mod tests {
         w.finalize().unwrap();
         assert_eq!(store.space().remaining, 9 * MIB);
         assert_eq!(store.active_writes(), 0);
-        assert!(store.delete(1).unwrap());
+        assert_eq!(store.delete(1, 1, false).unwrap(), crate::store::Deleted::Removed);
         assert_eq!(store.space().used, 0);
         assert_eq!(store.reports().drain().deleted, vec![1]);
     }
@@ -259,7 +273,14 @@ mod tests {
         assert!(matches!(w.append(0, &[1], &[checksum::crc(&[1])]), Err(Error::Superseded { .. })));
         drop(w);
         w2.append(0, &[2], &[checksum::crc(&[2])]).unwrap();
+        // A frozen node's queued write of an older version never replaces a newer one,
+        // finished or not.
+        assert!(matches!(
+            store.create_rbw(4, 2, 0),
+            Err(Error::NewerStored { stored: 3, requested: 2, .. })
+        ));
         w2.finalize().unwrap();
+        assert!(matches!(store.create_rbw(4, 1, 0), Err(Error::NewerStored { .. })));
         assert_eq!(
             store.list(),
             vec![ReplicaInfo { handle: 4, version: 3, length: 1, finalized: true }]
