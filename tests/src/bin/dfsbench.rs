@@ -2,7 +2,11 @@
 //!
 //! (a) `dfs put` of a file (replication 3, so every byte is written to three chunkservers
 //!     and fsynced) against writing the same bytes to three local files and fsyncing them;
-//! (b) `dfs cat FILE > /dev/null` against `cat LOCAL > /dev/null`.
+//! (b) `dfs cat FILE > /dev/null` against `cat LOCAL > /dev/null`;
+//! (c) `dfs put` with one chunkserver SIGKILLed 40% of the way through (the writer
+//!     recovers its pipeline and carries on with the survivors) against (a)'s put of the
+//!     same run; the killed chunkserver is restarted and the cluster repaired (no chunk
+//!     under-replicated) before the next run.
 //!
 //! Both sides use the `dfs` command line and the real `cat` as separate processes, so the
 //! numbers are what a user sees, process start-up included (negligible at 1 GiB). All
@@ -98,6 +102,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
     let (mut put, mut put_base, mut get, mut get_base) =
         (Samples::default(), Samples::default(), Samples::default(), Samples::default());
+    let mut put_kill = Samples::default();
     for run in 1..=cli.runs {
         let remote = format!("/bench/file-{run}");
         put.0.push(time_command(
@@ -115,6 +120,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         );
         // Free the space for the next run: 3 replicas of every run would pile up otherwise.
         let _ = cluster.dfs_cmd().args(["rm", &remote]).stdout(Stdio::null()).status();
+        let killed = format!("/bench/killed-{run}");
+        let victim = "cs-1";
+        let kill_after = put.0[run - 1].mul_f64(0.4);
+        put_kill.0.push(put_with_kill(&mut cluster, &input, &killed, victim, kill_after)?);
+        eprintln!(
+            "run {run}: put with {victim} SIGKILLed after {} ms: {:.0} MB/s",
+            kill_after.as_millis(),
+            mbps(cli.size, put_kill.0[run - 1])
+        );
+        let _ = cluster.dfs_cmd().args(["rm", &killed]).stdout(Stdio::null()).status();
+        cluster.restart(victim).await?;
+        wait_repaired(&cluster).await?;
     }
     cluster.shutdown(Duration::from_secs(5))?;
 
@@ -154,6 +171,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             "`cat` local file > /dev/null"
         )
     );
+    println!(
+        "{}",
+        row(
+            &format!("`dfs put` {size}, a chunkserver SIGKILLed mid-put"),
+            &put_kill,
+            &put,
+            "`dfs put` with no fault, same run"
+        )
+    );
     println!();
     println!(
         "Command: `cargo build --release --workspace && target/release/dfsbench --size {} --runs {}`",
@@ -169,6 +195,55 @@ fn size_arg(bytes: u64) -> String {
         b if b > 0 && b % (1 << 30) == 0 => format!("{}GiB", b >> 30),
         b if b > 0 && b % (1 << 20) == 0 => format!("{}MiB", b >> 20),
         b => b.to_string(),
+    }
+}
+
+/// Times `dfs put INPUT REMOTE` during which chunkserver `victim` is SIGKILLed after
+/// `kill_after`.
+fn put_with_kill(
+    cluster: &mut MiniCluster,
+    input: &Path,
+    remote: &str,
+    victim: &str,
+    kill_after: Duration,
+) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    let child = cluster
+        .dfs_cmd()
+        .args(["put", "-f", "-p"])
+        .arg(input)
+        .arg(remote)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run dfs put")?;
+    std::thread::sleep(kill_after);
+    cluster.kill(victim)?;
+    let out = child.wait_with_output().context("cannot wait for dfs put")?;
+    let elapsed = start.elapsed();
+    if !out.status.success() {
+        bail!(
+            "dfs put with {victim} killed failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(elapsed)
+}
+
+/// Waits (up to 10 minutes) until no chunk is under-replicated, so the next run starts
+/// on a repaired cluster.
+async fn wait_repaired(cluster: &MiniCluster) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let r = cluster.cluster_report().await?;
+        if r.under_replicated == 0 && r.pending_replications == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{} chunks still under-replicated after 10 minutes", r.under_replicated);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
