@@ -211,9 +211,10 @@ impl Reporter {
                     match store.delete(h, d.version, d.rbw_only) {
                         Ok(Deleted::Kept(info)) => {
                             info!(chunk = %format!("{h:016x}"), version = info.version, upto = d.version, "kept a replica newer than the master's delete");
-                            // The master decided on old news: tell it what is here.
-                            if info.finalized {
-                                store.reports().received(info);
+                            // The master decided on old news: tell it what is here (a
+                            // good finalized replica; `get` leaves out a corrupt one).
+                            if let Some(good) = store.get(h).filter(|r| r.finalized) {
+                                store.reports().received(good);
                             }
                         }
                         Ok(outcome) => {

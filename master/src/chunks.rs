@@ -502,6 +502,56 @@ mod tests {
         assert_eq!(c.readable().map(|r| r.server).collect::<Vec<_>>(), vec![A, B]);
     }
 
+    /// Seeded runs of pipeline recoveries and reports delivered in any order, as late as
+    /// they like: whatever arrives, every pipeline member stays recorded at the chunk's
+    /// version, and a report that makes a replica stale names a version older than what
+    /// that server holds only if the server is no longer a member (its delete names the
+    /// reported version, which a chunkserver holding newer keeps).
+    #[test]
+    fn reports_in_any_order_never_remove_a_member_of_the_current_pipeline() {
+        use rand::{Rng, SeedableRng};
+        let servers = [A, B, C];
+        for seed in 0..500u64 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let mut m = ChunkMap::new();
+            let h = m.allocate(F, &servers);
+            let mut holds: HashMap<ServerIdx, u64> = servers.iter().map(|&s| (s, 1)).collect();
+            let mut members = servers.to_vec();
+            let mut in_flight: Vec<(ServerIdx, u64, bool)> = Vec::new();
+            for step in 0..40 {
+                match rng.random_range(0..4) {
+                    0 if members.len() > 1 => {
+                        members.remove(rng.random_range(0..members.len()));
+                        let version = m.get(h).map_or(0, |c| c.version) + 1;
+                        m.set_pipeline(h, version, &members);
+                        for s in &members {
+                            holds.insert(*s, version);
+                        }
+                    }
+                    1 | 2 => {
+                        let s = servers[rng.random_range(0..servers.len())];
+                        in_flight.push((s, holds[&s], rng.random_bool(0.5)));
+                    }
+                    _ if !in_flight.is_empty() => {
+                        let (s, v, fin) =
+                            in_flight.swap_remove(rng.random_range(0..in_flight.len()));
+                        let outcome = m.report(h, s, st(v, 0, fin), ReportKind::Received);
+                        if outcome == ReportOutcome::Stale && members.contains(&s) {
+                            assert!(v < holds[&s], "seed {seed} step {step}");
+                        }
+                    }
+                    _ => {}
+                }
+                let c = m.get(h).expect("chunk");
+                for s in &members {
+                    let recorded =
+                        c.replicas.iter().any(|r| r.server == *s && r.version == c.version);
+                    assert!(recorded, "seed {seed} step {step}: member {s:?} lost: {c:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_received_copy_replaces_a_corrupt_record() {
         let mut m = ChunkMap::new();
