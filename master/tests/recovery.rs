@@ -1,6 +1,7 @@
 //! Crash recovery with the real `master` binary: every acknowledged change survives a
-//! SIGKILL, a torn record at the end of the log is cut off, and a damaged record (in the
-//! middle, or a complete last one) stops start-up with the file and offset.
+//! SIGKILL, a torn record at the end of the log is cut off, a damaged record (in the
+//! middle, or a complete last one) stops start-up with the file and offset, and a damaged
+//! newest checkpoint is replaced by the previous one plus the log.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -275,4 +276,48 @@ async fn a_complete_last_record_with_a_bad_checksum_stops_start_up_and_is_kept()
     assert!(line.contains(&last.display().to_string()), "{err}");
     assert!(line.contains("checksum mismatch on a complete record"), "{err}");
     assert_eq!(fs::read(&last).expect("read"), bytes, "nothing was cut");
+}
+
+fn checkpoints(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = fs::read_dir(dir.join("meta"))
+        .expect("meta dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "ckpt"))
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_newest_checkpoint_falls_back_to_the_previous_one_loudly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let m = start(dir.path()).await;
+    let mut c = client(&m).await;
+    for round in 0..3 {
+        for i in 0..5 {
+            create_complete(&mut c, &format!("/r{round}/f{i}"), "w").await;
+        }
+        if round < 2 {
+            c.checkpoint(pb::CheckpointRequest {}).await.expect("checkpoint");
+        }
+    }
+    let before = tree(&mut c).await;
+    crash(m);
+    let ckpts = checkpoints(dir.path());
+    assert_eq!(ckpts.len(), 2, "the newest and the previous checkpoint are kept");
+    let newest = ckpts.last().expect("newest");
+    let mut bytes = fs::read(newest).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x08;
+    fs::write(newest, &bytes).expect("write");
+
+    let m = start(dir.path()).await;
+    let mut c = client(&m).await;
+    assert_eq!(tree(&mut c).await, before, "nothing lost");
+    let log = fs::read_to_string(dir.path().join("stderr.log")).expect("stderr");
+    let warning = log
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains(&newest.display().to_string()))
+        .unwrap_or_else(|| panic!("a warning naming the damaged checkpoint: {log}"));
+    assert!(warning.contains("damaged") && warning.contains("checksum"), "{warning}");
 }
