@@ -249,10 +249,13 @@ async fn a_damaged_record_mid_log_stops_start_up() {
     bytes[10] ^= 0x20;
     fs::write(&seg, bytes).expect("write");
 
+    // The address file says "serving": a master that refuses to start never writes it.
+    let _ = fs::remove_file(dir.path().join("addr"));
     let err = refused_start(dir.path());
     let line = err.lines().find(|l| l.starts_with("master: error:")).expect("error line");
     assert!(line.contains(&seg.display().to_string()) && line.contains("offset 0"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+    assert!(!dir.path().join("addr").exists(), "address file written by a master that failed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
