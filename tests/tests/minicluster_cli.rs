@@ -131,3 +131,70 @@ async fn up_status_kill_start_down() {
     minicluster(&["status", "--dir", empty.path().to_str().unwrap()])
         .assert_fails(1, "minicluster: error: ");
 }
+
+/// The arguments of the running process `pid`, from `/proc`.
+fn cmdline(pid: u64) -> Vec<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    raw.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect()
+}
+
+/// The pid `cluster.json` records for `name`.
+fn pid_of(dir: &Path, name: &str) -> u64 {
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cluster.json")).unwrap()).unwrap();
+    let all = std::iter::once(&json["master"]).chain(json["chunkservers"].as_array().unwrap());
+    all.filter(|p| p["name"] == name).find_map(|p| p["pid"].as_u64()).unwrap()
+}
+
+#[tokio::test]
+async fn up_passes_extra_args_and_start_keeps_them() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir_path: &Path = temp.path();
+    let dir = dir_path.to_str().unwrap();
+    let _guard = Down(dir_path.to_owned());
+    // Both spellings: `--flag=VALUE` and a separate value that starts with a dash.
+    minicluster(&[
+        "up",
+        "--dir",
+        dir,
+        "--no-mapreduce",
+        "--chunkservers",
+        "2",
+        "--chunk-size",
+        "1MiB",
+        "--heartbeat-ms",
+        "200",
+        "--master-arg=--safemode-extension-ms=0",
+        "--master-arg",
+        "--lease-soft-limit-ms",
+        "--master-arg",
+        "30000",
+        "--chunkserver-arg=--full-report-secs=7",
+    ])
+    .assert_ok();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir_path.join("cluster.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        json["options"]["master_args"],
+        serde_json::json!(["--safemode-extension-ms=0", "--lease-soft-limit-ms", "30000"])
+    );
+    assert_eq!(json["options"]["chunkserver_args"], serde_json::json!(["--full-report-secs=7"]));
+    let master_has = |args: &[String]| {
+        args.iter().any(|a| a == "--safemode-extension-ms=0")
+            && args.windows(2).any(|w| w[0] == "--lease-soft-limit-ms" && w[1] == "30000")
+    };
+    let cs_has = |args: &[String]| args.iter().any(|a| a == "--full-report-secs=7");
+    assert!(master_has(&cmdline(pid_of(dir_path, "master"))));
+    assert!(cs_has(&cmdline(pid_of(dir_path, "cs-1"))));
+    assert!(cs_has(&cmdline(pid_of(dir_path, "cs-2"))));
+
+    // Restarted processes get the same arguments back from cluster.json.
+    minicluster(&["kill", "--dir", dir, "cs-1"]).assert_ok();
+    minicluster(&["start", "--dir", dir, "cs-1"]).assert_ok();
+    assert!(cs_has(&cmdline(pid_of(dir_path, "cs-1"))));
+    minicluster(&["kill", "--dir", dir, "master"]).assert_ok();
+    minicluster(&["start", "--dir", dir, "master"]).assert_ok();
+    assert!(master_has(&cmdline(pid_of(dir_path, "master"))));
+    minicluster(&["down", "--dir", dir]).assert_ok();
+}
