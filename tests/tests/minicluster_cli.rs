@@ -146,6 +146,13 @@ fn pid_of(dir: &Path, name: &str) -> u64 {
     all.filter(|p| p["name"] == name).find_map(|p| p["pid"].as_u64()).unwrap()
 }
 
+/// The first line `minicluster` printed on stderr, which must carry the reason.
+fn first_error_line(out: &CmdOutput) -> String {
+    assert_eq!(out.code(), Some(1), "must fail: {}", out.describe());
+    assert!(!out.stderr.contains("panicked"), "{}", out.describe());
+    out.stderr.lines().next().unwrap_or_default().to_owned()
+}
+
 #[tokio::test]
 async fn up_passes_extra_args_and_start_keeps_them() {
     let temp = tempfile::tempdir().unwrap();
@@ -197,4 +204,79 @@ async fn up_passes_extra_args_and_start_keeps_them() {
     minicluster(&["start", "--dir", dir, "master"]).assert_ok();
     assert!(master_has(&cmdline(pid_of(dir_path, "master"))));
     minicluster(&["down", "--dir", dir]).assert_ok();
+
+    // A flag the master does not know: `up` fails with the master's own complaint.
+    let other = tempfile::tempdir().unwrap();
+    let _other_guard = Down(other.path().to_owned());
+    let out = minicluster(&[
+        "up",
+        "--dir",
+        other.path().to_str().unwrap(),
+        "--no-mapreduce",
+        "--chunkservers",
+        "1",
+        "--master-arg=--no-such-flag",
+    ]);
+    let line = first_error_line(&out);
+    assert!(line.starts_with("minicluster: error: master exited"), "{}", out.describe());
+    assert!(line.contains("unexpected argument '--no-such-flag'"), "{}", out.describe());
+}
+
+#[tokio::test]
+async fn a_master_that_cannot_recover_fails_start_and_up_with_its_reason() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir_path: &Path = temp.path();
+    let dir = dir_path.to_str().unwrap();
+    let _guard = Down(dir_path.to_owned());
+    let up_args = [
+        "up",
+        "--dir",
+        dir,
+        "--no-mapreduce",
+        "--chunkservers",
+        "1",
+        "--replication",
+        "1",
+        "--chunk-size",
+        "1MiB",
+        "--heartbeat-ms",
+        "200",
+        "--master-arg=--safemode-extension-ms=0",
+    ];
+    minicluster(&up_args).assert_ok();
+    let cluster = MiniCluster::attach(dir_path).unwrap();
+    for d in ["/a", "/b", "/c"] {
+        cluster.dfs(&["mkdir", d]).assert_ok();
+    }
+    minicluster(&["kill", "--dir", dir, "master"]).assert_ok();
+
+    // Damage the first of several records: recovery must refuse, whatever the tail.
+    let log_dir = dir_path.join("master/log");
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(&log_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| std::fs::metadata(p).map(|m| m.len() > 0).unwrap_or(false))
+        .collect();
+    segs.sort();
+    let seg = segs.pop().expect("a log segment with records");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[10] ^= 0x20;
+    std::fs::write(&seg, bytes).unwrap();
+
+    let out = minicluster(&["start", "--dir", dir, "master"]);
+    let line = first_error_line(&out);
+    assert!(line.starts_with("minicluster: error: master exited"), "{}", out.describe());
+    assert!(
+        line.contains("master: error:") && line.contains(&seg.display().to_string()),
+        "the master's reason, naming the damaged file: {}",
+        out.describe()
+    );
+    assert!(!out.stderr.contains("started on"), "{}", out.describe());
+
+    // `up` on the same data fails the same way.
+    minicluster(&["down", "--dir", dir]).assert_ok();
+    let out = minicluster(&up_args);
+    let line = first_error_line(&out);
+    assert!(line.starts_with("minicluster: error: master exited"), "{}", out.describe());
+    assert!(line.contains("master: error:") && line.contains("checksum"), "{}", out.describe());
 }
