@@ -611,7 +611,8 @@ impl Master for MasterService {
         );
         st.update_safemode(now);
         let heartbeat_interval_ms = st.config.heartbeat_interval.as_millis() as u64;
-        Ok(Response::new(pb::RegisterResponse { heartbeat_interval_ms }))
+        let chunk_size = st.config.chunk_size;
+        Ok(Response::new(pb::RegisterResponse { heartbeat_interval_ms, chunk_size }))
     }
 
     async fn heartbeat(
