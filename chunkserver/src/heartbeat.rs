@@ -8,7 +8,9 @@
 //! dead) sends a full report again; a full report also goes out every
 //! `--full-report-secs`, so anything the master missed (a lost delete, a stale replica)
 //! is corrected eventually. `Replicate` commands start background copies
-//! ([`crate::replicate`]).
+//! ([`crate::replicate`]). The space each heartbeat reports also goes through
+//! [`crate::space_watch`], which logs once when the disk can no longer take a chunk of the
+//! master's chunk size and once when it can again.
 
 use std::time::{Duration, Instant};
 
@@ -24,7 +26,8 @@ use tracing::{debug, info, warn};
 
 use crate::error::{Error, Result};
 use crate::replicate::Copier;
-use crate::store::{Deleted, ReplicaInfo, Store};
+use crate::space_watch::{SpaceChange, SpaceWatch};
+use crate::store::{Deleted, ReplicaInfo, Space, Store};
 
 /// How long to gather events before sending them in one report.
 const REPORT_DELAY: Duration = Duration::from_millis(50);
@@ -66,6 +69,24 @@ impl QuietLog {
     }
 }
 
+/// Logs a full disk when free space crosses below the reserve and again when it is back.
+fn watch_space(watch: &mut SpaceWatch, space: &Space) {
+    let reserve = watch.reserve();
+    match watch.observe(space.remaining) {
+        Some(SpaceChange::Low) => warn!(
+            remaining = space.remaining,
+            reserve,
+            used = space.used,
+            capacity = space.capacity,
+            "disk full: less room than one chunk left, so the master places no new chunk here"
+        ),
+        Some(SpaceChange::Recovered) => {
+            info!(remaining = space.remaining, reserve, "disk has room for a new chunk again")
+        }
+        None => {}
+    }
+}
+
 fn to_proto(r: &ReplicaInfo) -> ReportedChunk {
     ReportedChunk { handle: r.handle, version: r.version, length: r.length, finalized: r.finalized }
 }
@@ -83,8 +104,11 @@ impl Reporter {
             .connect_lazy();
         let mut client = MasterClient::new(channel);
         let mut log = QuietLog { last: None };
+        let mut space = SpaceWatch::default();
         'register: loop {
-            let Some(interval) = self.register(&mut client, &mut shutdown, &mut log).await else {
+            let Some(interval) =
+                self.register(&mut client, &mut shutdown, &mut log, &mut space).await
+            else {
                 return Ok(());
             };
             let mut next_beat = tokio::time::Instant::now() + interval;
@@ -98,7 +122,7 @@ impl Reporter {
                     _ = crate::stopped(&mut shutdown) => return Ok(()),
                     _ = tokio::time::sleep_until(next_beat) => {
                         next_beat = tokio::time::Instant::now() + interval;
-                        match self.heartbeat(&mut client).await {
+                        match self.heartbeat(&mut client, &mut space).await {
                             Ok(reply) => {
                                 log.last = None;
                                 if self.execute(reply).await {
@@ -138,6 +162,7 @@ impl Reporter {
         client: &mut MasterClient<Channel>,
         shutdown: &mut watch::Receiver<bool>,
         log: &mut QuietLog,
+        space_watch: &mut SpaceWatch,
     ) -> Option<Duration> {
         let mut backoff = MIN_BACKOFF;
         loop {
@@ -154,8 +179,13 @@ impl Reporter {
             let count = req.chunks.len();
             match client.register(req).await {
                 Ok(reply) => {
-                    let ms = reply.into_inner().heartbeat_interval_ms;
+                    let reply = reply.into_inner();
+                    let ms = reply.heartbeat_interval_ms;
                     info!(master = %self.master, chunks = count, "registered with the master");
+                    if reply.chunk_size > 0 {
+                        space_watch.set_reserve(reply.chunk_size);
+                    }
+                    watch_space(space_watch, &space);
                     // The full report supersedes queued `received` events, but corrupt
                     // replicas are not in it: report them (again) now.
                     for h in store.corrupt() {
@@ -176,8 +206,10 @@ impl Reporter {
     async fn heartbeat(
         &self,
         client: &mut MasterClient<Channel>,
+        space_watch: &mut SpaceWatch,
     ) -> std::result::Result<HeartbeatResponse, tonic::Status> {
         let space = self.store.space();
+        watch_space(space_watch, &space);
         let req = HeartbeatRequest {
             id: self.server.id.clone(),
             capacity: space.capacity,

@@ -6,7 +6,7 @@
 //! - [`pipeline`]: one `WriteChunk` stream (verify, store, forward, ack in order);
 //! - [`server`]: the gRPC service, including read streaming;
 //! - [`heartbeat`] and [`reports`]: registration, heartbeats, incremental reports and
-//!   the master's commands;
+//!   the master's commands; [`space_watch`]: logging a full disk once, not per heartbeat;
 //! - [`replicate`]: copies the master asks for, pulled from a peer and verified;
 //! - [`scrub`]: background verification of finalized replicas; [`throttle`]: byte rates;
 //! - [`config`], [`error`].
@@ -23,6 +23,7 @@ pub mod replicate;
 pub mod reports;
 pub mod scrub;
 pub mod server;
+pub mod space_watch;
 pub mod store;
 pub mod throttle;
 

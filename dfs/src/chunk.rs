@@ -52,6 +52,8 @@ pub struct LocatedChunk {
     pub length: u64,
     /// Replicas, nearest first (or the write pipeline, in order).
     pub replicas: Vec<Replica>,
+    /// Replicas the master knows to be corrupt (not in `replicas`).
+    pub corrupt_replicas: u32,
 }
 
 impl LocatedChunk {
@@ -69,6 +71,7 @@ impl From<gfs::LocatedChunk> for LocatedChunk {
             offset: c.offset,
             length: c.length,
             replicas: c.replicas.into_iter().map(Replica::from).collect(),
+            corrupt_replicas: c.corrupt_replicas,
         }
     }
 }
@@ -94,9 +97,11 @@ mod tests {
                 addr: "a:1".into(),
                 rack: "/r".into(),
             }],
+            corrupt_replicas: 1,
         });
         assert_eq!(c.handle, ChunkHandle(7));
         assert_eq!(c.end(), 74);
         assert_eq!(c.replicas[0].addr, "a:1");
+        assert_eq!(c.corrupt_replicas, 1);
     }
 }

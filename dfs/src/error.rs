@@ -127,6 +127,18 @@ pub enum Error {
         /// Each replica tried, in order, with its error.
         tried: Vec<ReplicaFailure>,
     },
+    /// Every replica of a chunk is corrupt: known so to the master, or found so by the
+    /// read itself. Unlike [`Error::NoLiveReplica`], waiting does not help: the data is
+    /// damaged everywhere it is kept.
+    #[error("{}", all_corrupt(*.replicas, *.handle, .path))]
+    AllReplicasCorrupt {
+        /// Path of the file.
+        path: String,
+        /// The chunk.
+        handle: ChunkHandle,
+        /// How many replicas there are, all corrupt.
+        replicas: u32,
+    },
     /// The write pipeline failed at a chunkserver.
     #[error("write pipeline failed at chunkserver {addr}: {message}")]
     Pipeline {
@@ -283,7 +295,9 @@ impl Error {
             | Error::ChunkserverUnreachable { .. }
             | Error::Unavailable { .. }
             | Error::Pipeline { .. } => Code::Unavailable,
-            Error::Corrupt { .. } | Error::NoLiveReplica { .. } => Code::DataLoss,
+            Error::Corrupt { .. }
+            | Error::NoLiveReplica { .. }
+            | Error::AllReplicasCorrupt { .. } => Code::DataLoss,
             Error::DiskFull { .. } => Code::ResourceExhausted,
             Error::Protocol { .. } | Error::Io { .. } | Error::Output { .. } => Code::Internal,
             Error::Rpc { status, .. } => status.code(),
@@ -355,6 +369,13 @@ fn lowercase_first(s: &str) -> String {
     match chars.next() {
         Some(c) => c.to_lowercase().chain(chars).collect(),
         None => String::new(),
+    }
+}
+
+fn all_corrupt(replicas: u32, handle: ChunkHandle, path: &str) -> String {
+    match replicas {
+        1 => format!("the only replica of chunk {handle} of {path} is corrupt"),
+        n => format!("all {n} replicas of chunk {handle} of {path} are corrupt"),
     }
 }
 
@@ -450,6 +471,18 @@ mod tests {
             e.to_string(),
             "no live replica of chunk 000000000000002a of /f: tried a:1 (connection refused); b:2 (corrupt)"
         );
+    }
+
+    #[test]
+    fn all_replicas_corrupt_says_so() {
+        let e =
+            Error::AllReplicasCorrupt { path: "/f".into(), handle: ChunkHandle(42), replicas: 3 };
+        assert_eq!(e.to_string(), "all 3 replicas of chunk 000000000000002a of /f are corrupt");
+        assert!(!e.is_retryable());
+        assert_eq!(e.code(), Code::DataLoss);
+        let e =
+            Error::AllReplicasCorrupt { path: "/f".into(), handle: ChunkHandle(42), replicas: 1 };
+        assert_eq!(e.to_string(), "the only replica of chunk 000000000000002a of /f is corrupt");
     }
 
     #[test]

@@ -126,8 +126,10 @@ impl FileReader {
     /// Reads up to `len` bytes at `offset` (fewer past the end of the file).
     ///
     /// # Errors
+    /// [`Error::AllReplicasCorrupt`] when every replica of a chunk is corrupt,
     /// [`Error::NoLiveReplica`] naming every replica tried when no replica can serve a
-    /// piece, or [`Error::Protocol`] if the chunks do not cover the range.
+    /// piece for another reason, or [`Error::Protocol`] if the chunks do not cover the
+    /// range.
     pub async fn read_range(&self, offset: u64, len: u64) -> Result<Bytes> {
         let end = offset.saturating_add(len).min(self.length);
         if offset >= end {
@@ -244,16 +246,19 @@ impl FileReader {
     async fn fetch(&self, piece: Piece) -> Result<Vec<Bytes>> {
         let chunk = &self.chunks[piece.chunk];
         let mut tried = Vec::new();
+        let mut found_corrupt = 0u32;
         for replica in &chunk.replicas {
             match self.fetch_from(chunk, replica, piece).await {
                 Ok(data) => return Ok(data),
                 Err(err) => {
                     warn!(path = %self.path, chunk = %chunk.handle, replica = %replica.addr, error = %err, "read failed, trying the next replica");
-                    if let Error::Corrupt { message, .. } = &err
-                        && let Err(e) =
+                    if let Error::Corrupt { message, .. } = &err {
+                        found_corrupt += 1;
+                        if let Err(e) =
                             self.client.report_bad_replica(chunk.handle, &replica.id, message).await
-                    {
-                        warn!(chunk = %chunk.handle, error = %e, "cannot report a corrupt replica");
+                        {
+                            warn!(chunk = %chunk.handle, error = %e, "cannot report a corrupt replica");
+                        }
                     }
                     tried.push(ReplicaFailure {
                         addr: replica.addr.clone(),
@@ -261,6 +266,16 @@ impl FileReader {
                     });
                 }
             }
+        }
+        // Corrupt everywhere is data loss, not an outage: say so rather than list
+        // chunkservers (or none, when the master has only corrupt replicas left to give).
+        let corrupt = chunk.corrupt_replicas.saturating_add(found_corrupt);
+        if corrupt > 0 && found_corrupt as usize == tried.len() {
+            return Err(Error::AllReplicasCorrupt {
+                path: self.path.to_string(),
+                handle: chunk.handle,
+                replicas: corrupt,
+            });
         }
         Err(Error::NoLiveReplica { path: self.path.to_string(), handle: chunk.handle, tried })
     }
@@ -346,6 +361,7 @@ mod tests {
                     offset: off,
                     length: len,
                     replicas: Vec::new(),
+                    corrupt_replicas: 0,
                 };
                 off += len;
                 c

@@ -12,7 +12,8 @@
 //! place (then the directory is synced). A `.tmp` left by a crash is ignored at start-up.
 //! Afterwards older checkpoints are removed except the previous one, and so are the log
 //! segments the previous one covers; the segments after it are kept, so the previous
-//! checkpoint plus the log still rebuild the namespace should the newest one ever be lost.
+//! checkpoint plus the log still rebuild the namespace should the newest one ever be lost
+//! ([`crate::recovery`] falls back to it by itself).
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};

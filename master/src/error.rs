@@ -100,6 +100,17 @@ pub enum Error {
         /// What is wrong there.
         reason: String,
     },
+    /// The newest checkpoint is damaged and what remains (an older checkpoint, or none,
+    /// plus the kept log segments) does not rebuild everything it held.
+    #[error("{damaged}; recovering from {fallback} and the log instead is not possible: {why}")]
+    CheckpointLost {
+        /// The damaged checkpoint's error (file, offset, reason).
+        damaged: String,
+        /// What start-up fell back to: an older checkpoint's file, or the empty namespace.
+        fallback: String,
+        /// Why that and the log do not cover it.
+        why: String,
+    },
     /// Binding or serving failed.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -135,7 +146,10 @@ impl From<Error> for tonic::Status {
             | Error::SafeMode(_) => Status::failed_precondition(msg),
             Error::NoChunkservers | Error::LogFailed { .. } => Status::unavailable(msg),
             Error::NoSpace { .. } => Status::resource_exhausted(msg),
-            Error::Transport(_) | Error::Io { .. } | Error::Corrupt { .. } => Status::internal(msg),
+            Error::Transport(_)
+            | Error::Io { .. }
+            | Error::Corrupt { .. }
+            | Error::CheckpointLost { .. } => Status::internal(msg),
         }
     }
 }

@@ -62,6 +62,22 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
+    run_with_ready(config, listener, shutdown, |_| Ok(())).await
+}
+
+/// As [`run`], calling `ready` with the bound address once recovery has succeeded and
+/// just before the listener is served: the moment to publish the address (the `master`
+/// binary's `--addr-file`). Doing that any earlier would tell whoever waits for the
+/// address (`minicluster start`) that a master is up which may still refuse to start.
+///
+/// # Errors
+/// As [`run`]; [`Error::Io`] if `ready` fails (nothing is served then).
+pub async fn run_with_ready(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+    ready: impl FnOnce(std::net::SocketAddr) -> std::io::Result<()>,
+) -> Result<()> {
     config.validate()?;
     let heartbeat = config.heartbeat_interval;
     let dir = config.dir.clone();
@@ -79,14 +95,15 @@ pub async fn run(
         state.ns.open_files().into_iter().map(|(_, w)| w.to_owned()).collect();
     state.leases.adopt(writers.iter().map(String::as_str), Instant::now());
     let wanted = state.journal.checkpoint_wanted();
+    let addr = listener
+        .local_addr()
+        .map_err(|source| Error::Io { what: "reading the bound address".into(), source })?;
+    ready(addr).map_err(|source| Error::Io { what: "announcing the address".into(), source })?;
     let state = Arc::new(Mutex::new(state));
     let checkpointer = checkpoint::Checkpointer::new(state.clone(), dir, checkpoint_txid);
     let (stop_tx, stop_rx) = watch::channel(false);
     let monitor = tokio::spawn(monitor(state.clone(), heartbeat, stop_rx.clone()));
     let checkpoints = tokio::spawn(checkpointer.clone().run(wanted, every, stop_rx));
-    let addr = listener
-        .local_addr()
-        .map_err(|source| Error::Io { what: "reading the bound address".into(), source })?;
     info!(%addr, "master serving");
     // Accepted sockets get TCP_NODELAY: a gRPC answer is several small HTTP/2 frames,
     // and Nagle's algorithm would hold the last of them back until the client's delayed

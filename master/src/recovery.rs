@@ -1,5 +1,8 @@
 //! Start-up: rebuilds the master's state from its metadata directory (the newest
-//! checkpoint, then the log segments after it) and opens the log for new records.
+//! checkpoint, then the log segments after it) and opens the log for new records. A
+//! damaged newest checkpoint is skipped with a warning for the previous one, whose log
+//! segments [`checkpoint::prune`] keeps for exactly this; start-up stops only when what
+//! remains does not reach everything the damaged one held.
 //!
 //! Replay goes through the same [`MasterState`] methods as live requests, with the
 //! arguments the records hold ([`MasterState::apply`]), so the rebuilt state is the one
@@ -85,11 +88,55 @@ fn create_dir(dir: &Path) -> Result<()> {
         .map_err(|source| Error::Io { what: format!("creating {}", dir.display()), source })
 }
 
-/// Rebuilds the state from `config.dir` and opens the log after the last record.
+/// A checkpoint that did not read back whole.
+#[derive(Debug)]
+struct Damaged {
+    path: std::path::PathBuf,
+    txid: u64,
+    error: Error,
+}
+
+/// A checkpoint that read back whole: its file and contents.
+type Readable = (std::path::PathBuf, checkpoint::Loaded);
+
+/// The newest checkpoint that reads back whole (`None`: start from the empty namespace)
+/// and, if a newer one was damaged, the newest damaged one.
+///
+/// Older checkpoints are only tried past a damaged one: the previous checkpoint and the
+/// log segments after it are kept exactly so that losing the newest one loses nothing
+/// ([`checkpoint::prune`]). Whether they really cover it is for the replay to tell.
 ///
 /// # Errors
-/// [`Error::Corrupt`] naming file and offset for an unreadable checkpoint, a damaged or
-/// incomplete log, or a record that does not apply; I/O errors.
+/// A checkpoint directory that cannot be listed, or a checkpoint that cannot be read at
+/// all (I/O, not damage): falling back over it could hide a problem that is not data.
+fn newest_readable_checkpoint(dir: &Path) -> Result<(Option<Readable>, Option<Damaged>)> {
+    let mut damaged: Option<Damaged> = None;
+    for (txid, path) in checkpoint::list(dir)?.into_iter().rev() {
+        match checkpoint::read(&path) {
+            Ok(loaded) => return Ok((Some((path, loaded)), damaged)),
+            Err(error @ Error::Corrupt { .. }) => {
+                warn!(file = %path.display(), %error, "checkpoint is damaged; falling back to the one before it and replaying the log from there");
+                damaged.get_or_insert(Damaged { path, txid, error });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(d) = &damaged {
+        warn!(damaged = %d.path.display(), "no older checkpoint: replaying the whole log from an empty namespace");
+    }
+    Ok((None, damaged))
+}
+
+/// Rebuilds the state from `config.dir` and opens the log after the last record.
+///
+/// A damaged newest checkpoint is set aside, loudly, for the previous one (or the empty
+/// namespace) plus the log, as long as that replays without a gap up to at least the
+/// damaged checkpoint's transaction.
+///
+/// # Errors
+/// [`Error::Corrupt`] naming file and offset for a damaged or incomplete log, or a
+/// record that does not apply; [`Error::CheckpointLost`] for a damaged checkpoint that
+/// the older one and the log do not cover; I/O errors.
 pub fn recover(config: Config) -> Result<Recovered> {
     let started = std::time::Instant::now();
     let dir = config.dir.clone();
@@ -108,9 +155,9 @@ pub fn recover(config: Config) -> Result<Recovered> {
     }
     let (threshold, extension) = (config.safemode_threshold, config.safemode_extension);
     let (segment_size, every) = (config.segment_size, config.checkpoint_records);
-    let (mut state, checkpoint_txid) = match checkpoint::list(&dir)?.pop() {
-        Some((_, path)) => {
-            let loaded = checkpoint::read(&path)?;
+    let (loaded, damaged) = newest_readable_checkpoint(&dir)?;
+    let (mut state, checkpoint_txid) = match loaded {
+        Some((path, loaded)) => {
             info!(file = %path.display(), txid = loaded.txid, "checkpoint loaded");
             let mut st = MasterState::new(config);
             st.ns = loaded.ns;
@@ -119,7 +166,7 @@ pub fn recover(config: Config) -> Result<Recovered> {
         }
         None => (MasterState::new(config), 0),
     };
-    let last = segment::replay(&log_dir, checkpoint_txid, |file, offset, rec| {
+    let replayed = segment::replay(&log_dir, checkpoint_txid, |file, offset, rec| {
         state.apply(&rec.op, rec.time_ms).map_err(|e| Error::Corrupt {
             file: file.display().to_string(),
             offset,
@@ -131,7 +178,33 @@ pub fn recover(config: Config) -> Result<Recovered> {
             state.retry_cache.insert(call.key, cached, rec.time_ms);
         }
         Ok(())
-    })?;
+    });
+    let last = match (replayed, &damaged) {
+        (Ok(last), None) => last,
+        (Err(e), None) => return Err(e),
+        (replayed, Some(d)) => {
+            let fallback = match checkpoint_txid {
+                0 => "the empty namespace".to_owned(),
+                t => dir.join(checkpoint::file_name(t)).display().to_string(),
+            };
+            let lost = |why: String| Error::CheckpointLost {
+                damaged: d.error.to_string(),
+                fallback: fallback.clone(),
+                why,
+            };
+            let last = replayed.map_err(|e| lost(e.to_string()))?;
+            // Replay checks the log has no gap after the fallback; this checks it also
+            // reaches everything the damaged checkpoint held.
+            if last < d.txid {
+                return Err(lost(format!(
+                    "the log ends at txid {last}, before txid {} of the damaged checkpoint",
+                    d.txid
+                )));
+            }
+            warn!(damaged = %d.path.display(), fallback, replayed = last - checkpoint_txid, "recovered without the damaged checkpoint; it stays in place until a newer checkpoint supersedes it");
+            last
+        }
+    };
     let (journal, log) = Journal::open(&log_dir, last, segment_size, every)?;
     state.journal = journal;
     state.safemode = SafeMode::new(threshold, extension, !state.chunks.is_empty());
@@ -325,26 +398,87 @@ mod tests {
         assert_eq!(persistent(&restart(dir.path())), live);
     }
 
+    /// Flips a byte in the middle of a file, as bit rot would.
+    fn flip_middle(path: &Path) -> Vec<u8> {
+        let good = std::fs::read(path).expect("read");
+        let mut flipped = good.clone();
+        let mid = flipped.len() / 2;
+        flipped[mid] ^= 0x10;
+        std::fs::write(path, &flipped).expect("write");
+        good
+    }
+
+    /// Two checkpoints with work after each; returns their txids and the live state.
+    async fn two_checkpoints(dir: &Path) -> (u64, u64, (Vec<String>, Vec<(u64, u64, u64)>)) {
+        let (state, log, ckpt) = start(dir);
+        let cp = Checkpointer::new(state.clone(), dir.to_owned(), ckpt);
+        workload(&state, 1).await;
+        let first = cp.checkpoint(0).await.expect("checkpoint");
+        workload(&state, 3).await;
+        let second = cp.checkpoint(0).await.expect("checkpoint");
+        workload(&state, 5).await;
+        let live = persistent(&state.lock().expect("lock"));
+        log.stop();
+        (first, second, live)
+    }
+
     #[tokio::test]
-    async fn a_damaged_checkpoint_stops_start_up_naming_it() {
+    async fn a_damaged_newest_checkpoint_falls_back_to_the_previous_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (first, second, live) = two_checkpoints(dir.path()).await;
+        let newest = dir.path().join(checkpoint::file_name(second));
+        flip_middle(&newest);
+        let r = recover(cfg(dir.path())).expect("falls back");
+        assert_eq!(r.checkpoint_txid, first, "the previous checkpoint was loaded");
+        assert_eq!(persistent(&r.state), live);
+        r.log.stop();
+        // The damaged file is left for the operator; the next checkpoint supersedes it.
+        assert!(newest.is_file());
+    }
+
+    #[tokio::test]
+    async fn a_damaged_only_checkpoint_falls_back_to_the_whole_log() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (state, log, ckpt) = start(dir.path());
         let cp = Checkpointer::new(state.clone(), dir.path().to_owned(), ckpt);
         workload(&state, 1).await;
         let txid = cp.checkpoint(0).await.expect("checkpoint");
+        workload(&state, 2).await;
+        let live = persistent(&state.lock().expect("lock"));
         log.stop();
         let path = dir.path().join(checkpoint::file_name(txid));
-        let good = std::fs::read(&path).expect("read");
-        let mut flipped = good.clone();
-        let mid = flipped.len() / 2;
-        flipped[mid] ^= 0x10;
-        std::fs::write(&path, &flipped).expect("write");
-        let err = recover(cfg(dir.path())).expect_err("must fail").to_string();
-        assert!(err.contains(&path.display().to_string()) && err.contains("offset"), "{err}");
         // Cut short: the trailer is missing.
+        let good = std::fs::read(&path).expect("read");
         std::fs::write(&path, &good[..good.len() - 3]).expect("write");
+        let r = recover(cfg(dir.path())).expect("falls back");
+        assert_eq!(r.checkpoint_txid, 0);
+        assert_eq!(persistent(&r.state), live);
+    }
+
+    #[tokio::test]
+    async fn a_damaged_checkpoint_the_log_does_not_cover_stops_start_up_naming_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (first, second, _) = two_checkpoints(dir.path()).await;
+        let newest = dir.path().join(checkpoint::file_name(second));
+        let good = flip_middle(&newest);
+        // The segment right after the previous checkpoint is gone: a gap.
+        let log_dir = segment::log_dir(dir.path());
+        let gap = log_dir.join(segment::segment_name(first + 1));
+        std::fs::remove_file(&gap).expect("remove segment");
         let err = recover(cfg(dir.path())).expect_err("must fail").to_string();
-        assert!(err.contains(&path.display().to_string()) && err.contains("checkpoint"), "{err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+        assert!(err.contains(&newest.display().to_string()) && err.contains("offset"), "{err}");
+        let previous = dir.path().join(checkpoint::file_name(first));
+        assert!(err.contains(&previous.display().to_string()) && err.contains("missing"), "{err}");
+        // Cut short instead, and the log ends before the damaged checkpoint's txid.
+        std::fs::write(&newest, &good[..good.len() - 3]).expect("write");
+        for (_, seg) in segment::list(&log_dir).expect("segments") {
+            std::fs::remove_file(seg).expect("remove segment");
+        }
+        std::fs::remove_file(&previous).expect("remove previous");
+        let err = recover(cfg(dir.path())).expect_err("must fail").to_string();
+        assert!(err.contains(&newest.display().to_string()) && err.contains("checkpoint"), "{err}");
+        assert!(err.contains("empty namespace") && err.contains("log ends at txid 0"), "{err}");
     }
 
     #[tokio::test]

@@ -4,9 +4,9 @@
 //!
 //! Two independent reasons keep it on: the automatic one (entered at start-up when the
 //! recovered namespace has chunks; left once the reported fraction reaches the threshold
-//! and stays there for the extension) and the manual one (an administrator's `enter`,
-//! kept until `leave`). The counts come from [`crate::state::MasterState`]; time is passed
-//! in, so tests drive it.
+//! and stays there for the extension, or at once when no complete chunk is expected) and
+//! the manual one (an administrator's `enter`, kept until `leave`). The counts come from
+//! [`crate::state::MasterState`]; time is passed in, so tests drive it.
 
 use std::time::{Duration, Instant};
 
@@ -92,9 +92,13 @@ impl SafeMode {
     /// turned safe mode off.
     pub fn update(&mut self, counts: Reported, now: Instant) -> bool {
         let met = self.threshold_met(counts);
+        // The extension lets stragglers report before deletes resume; with no complete
+        // chunk in the namespace there is nothing to wait for, and holding every mutation
+        // back for it would only make each restart of an empty master slower.
+        let nothing_expected = counts.total == 0;
         self.auto = match self.auto {
             Auto::Off => return false,
-            Auto::Waiting if met && self.extension.is_zero() => Auto::Off,
+            Auto::Waiting if met && (self.extension.is_zero() || nothing_expected) => Auto::Off,
             Auto::Waiting if met => Auto::Extension { until: now + self.extension },
             Auto::Waiting => Auto::Waiting,
             // A chunkserver lost during the extension sends it back to waiting.
@@ -163,6 +167,18 @@ mod tests {
         let mut sm = SafeMode::new(1.0, Duration::ZERO, true);
         assert!(sm.update(counts(0, 0), Instant::now()));
         assert!(!SafeMode::new(0.999, Duration::ZERO, false).is_on());
+    }
+
+    #[test]
+    fn no_complete_chunks_skips_the_extension() {
+        // Chunks being written (length 0) are not counted: the namespace expects none.
+        let mut sm = SafeMode::new(0.999, Duration::from_secs(5), true);
+        assert!(sm.update(counts(0, 0), Instant::now()), "left at the first update");
+        assert!(!sm.is_on());
+        // With chunks to wait for, the extension still runs.
+        let mut sm = SafeMode::new(0.999, Duration::from_secs(5), true);
+        assert!(!sm.update(counts(1, 1), Instant::now()));
+        assert!(sm.is_on());
     }
 
     #[test]

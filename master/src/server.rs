@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status};
 use tracing::{debug, info};
 
 use crate::checkpoint::Checkpointer;
-use crate::chunks::ChunkHandle;
+use crate::chunks::{ChunkHandle, ReplicaStatus};
 use crate::cluster::{Identity, Load};
 use crate::error::Error;
 use crate::namespace::{InodeId, InodeKind, Namespace};
@@ -206,12 +206,16 @@ impl MasterService {
     }
 
     fn located(st: &MasterState, l: &Located) -> pb::LocatedChunk {
+        let corrupt = st.chunks.get(l.handle).map_or(0, |c| {
+            c.replicas.iter().filter(|r| r.status == ReplicaStatus::Corrupt).count()
+        });
         pb::LocatedChunk {
             handle: l.handle.0,
             version: l.version,
             offset: l.offset,
             length: l.length,
             replicas: l.replicas.iter().map(|&i| report::server_info(st, i)).collect(),
+            corrupt_replicas: u32::try_from(corrupt).unwrap_or(u32::MAX),
         }
     }
 }
@@ -607,7 +611,8 @@ impl Master for MasterService {
         );
         st.update_safemode(now);
         let heartbeat_interval_ms = st.config.heartbeat_interval.as_millis() as u64;
-        Ok(Response::new(pb::RegisterResponse { heartbeat_interval_ms }))
+        let chunk_size = st.config.chunk_size;
+        Ok(Response::new(pb::RegisterResponse { heartbeat_interval_ms, chunk_size }))
     }
 
     async fn heartbeat(

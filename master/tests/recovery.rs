@@ -1,6 +1,7 @@
 //! Crash recovery with the real `master` binary: every acknowledged change survives a
-//! SIGKILL, a torn record at the end of the log is cut off, and a damaged record in the
-//! middle stops start-up with the file and offset.
+//! SIGKILL, a torn record at the end of the log is cut off, a damaged record (in the
+//! middle, or a complete last one) stops start-up with the file and offset, and a damaged
+//! newest checkpoint is replaced by the previous one plus the log.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -50,6 +51,28 @@ async fn start(dir: &Path) -> Master {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("master did not write its address");
+}
+
+/// Runs the master on `dir` expecting it to refuse to start; returns its stderr.
+///
+/// # Panics
+/// If it exits with another status than 1, or is still running after 30 s (it started).
+fn refused_start(dir: &Path) -> String {
+    let stderr = dir.join("refused.log");
+    let file = fs::File::create(&stderr).expect("stderr file");
+    let mut child = master_cmd(dir).stderr(Stdio::from(file)).spawn().expect("spawn master");
+    for _ in 0..600 {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let err = fs::read_to_string(&stderr).unwrap_or_default();
+            assert_eq!(status.code(), Some(1), "{err}");
+            return err;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let err = fs::read_to_string(&stderr).unwrap_or_default();
+    panic!("the master started instead of refusing: {err}");
 }
 
 async fn client(m: &Master) -> MasterClient<Channel> {
@@ -226,10 +249,78 @@ async fn a_damaged_record_mid_log_stops_start_up() {
     bytes[10] ^= 0x20;
     fs::write(&seg, bytes).expect("write");
 
-    let out = master_cmd(dir.path()).output().expect("run master");
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    // The address file says "serving": a master that refuses to start never writes it.
+    let _ = fs::remove_file(dir.path().join("addr"));
+    let err = refused_start(dir.path());
     let line = err.lines().find(|l| l.starts_with("master: error:")).expect("error line");
     assert!(line.contains(&seg.display().to_string()) && line.contains("offset 0"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+    assert!(!dir.path().join("addr").exists(), "address file written by a master that failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_complete_last_record_with_a_bad_checksum_stops_start_up_and_is_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let m = start(dir.path()).await;
+    let mut c = client(&m).await;
+    for d in ["/a", "/b", "/c"] {
+        mkdir(&mut c, d).await;
+    }
+    crash(m);
+    let last = segments(dir.path()).pop().expect("a segment");
+    let mut bytes = fs::read(&last).expect("read");
+    // The last byte of the last record: the record is all there, its data has changed.
+    let end = bytes.len() - 1;
+    bytes[end] ^= 0x20;
+    fs::write(&last, &bytes).expect("write");
+
+    let err = refused_start(dir.path());
+    let line = err.lines().find(|l| l.starts_with("master: error:")).expect("error line");
+    assert!(line.contains(&last.display().to_string()), "{err}");
+    assert!(line.contains("checksum mismatch on a complete record"), "{err}");
+    assert_eq!(fs::read(&last).expect("read"), bytes, "nothing was cut");
+}
+
+fn checkpoints(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = fs::read_dir(dir.join("meta"))
+        .expect("meta dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "ckpt"))
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_newest_checkpoint_falls_back_to_the_previous_one_loudly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let m = start(dir.path()).await;
+    let mut c = client(&m).await;
+    for round in 0..3 {
+        for i in 0..5 {
+            create_complete(&mut c, &format!("/r{round}/f{i}"), "w").await;
+        }
+        if round < 2 {
+            c.checkpoint(pb::CheckpointRequest {}).await.expect("checkpoint");
+        }
+    }
+    let before = tree(&mut c).await;
+    crash(m);
+    let ckpts = checkpoints(dir.path());
+    assert_eq!(ckpts.len(), 2, "the newest and the previous checkpoint are kept");
+    let newest = ckpts.last().expect("newest");
+    let mut bytes = fs::read(newest).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x08;
+    fs::write(newest, &bytes).expect("write");
+
+    let m = start(dir.path()).await;
+    let mut c = client(&m).await;
+    assert_eq!(tree(&mut c).await, before, "nothing lost");
+    let log = fs::read_to_string(dir.path().join("stderr.log")).expect("stderr");
+    let warning = log
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains(&newest.display().to_string()))
+        .unwrap_or_else(|| panic!("a warning naming the damaged checkpoint: {log}"));
+    assert!(warning.contains("damaged") && warning.contains("checksum"), "{warning}");
 }

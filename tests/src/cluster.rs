@@ -421,6 +421,9 @@ impl MiniCluster {
                     last_err = None;
                     break;
                 }
+                // Only a taken port is worth another try; anything else (a log that
+                // does not recover, a bad flag) fails the same way again.
+                Err(e) if !e.is_address_in_use() => return Err(e),
                 Err(e) => {
                     warn!(process = name, error = %e, "restart attempt failed");
                     last_err = Some(e);

@@ -32,12 +32,14 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A process exited while the harness waited for it to come up.
-    #[error("{name} exited ({status}) before it was ready; last lines of {log}:\n{tail}")]
+    #[error("{name} exited ({status}) before it was ready: {reason}; last lines of {log}:\n{tail}")]
     Exited {
         /// Process name (`master`, `cs-1`, ...).
         name: String,
         /// Its exit status as printed by the OS.
         status: String,
+        /// The one line of its log that says why (see [`crate::process::exit_reason`]).
+        reason: String,
         /// Its log file.
         log: PathBuf,
         /// The last lines of the log.
@@ -129,6 +131,13 @@ pub enum Error {
 }
 
 impl Error {
+    /// True when a process exited because its address was taken (`EADDRINUSE`): the one
+    /// failure that starting it again, a moment later, may get past.
+    pub fn is_address_in_use(&self) -> bool {
+        // The servers print the OS error's text after the address they could not bind.
+        matches!(self, Error::Exited { reason, .. } if reason.contains("in use"))
+    }
+
     /// Wraps an I/O error with a description of what was being done.
     pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
         let what = what.into();

@@ -29,6 +29,8 @@ pub const BINARIES: [&str; 3] = ["master", "chunkserver", "dfs"];
 
 /// Lines of a process's log quoted in errors.
 const TAIL_LINES: usize = 20;
+/// Start of the line [`spawn`] writes to the log before each start.
+const BANNER: &str = "==== minicluster: starting";
 
 /// Finds the directory holding `master`, `chunkserver` and `dfs`.
 ///
@@ -110,7 +112,7 @@ pub fn spawn(spec: &ProcessSpec, args: &[String], die_with_parent: bool) -> Resu
     };
     let mut log = open_log()?;
     // Logs are appended to across restarts; a banner tells the incarnations apart.
-    writeln!(log, "==== minicluster: starting {} {}", spec.program.display(), args.join(" "))
+    writeln!(log, "{BANNER} {} {}", spec.program.display(), args.join(" "))
         .map_err(Error::io(format!("cannot write {}", spec.log.display())))?;
     let mut cmd = Command::new(&spec.program);
     cmd.args(args).stdin(Stdio::null()).stdout(open_log()?).stderr(log).process_group(0);
@@ -158,6 +160,7 @@ pub async fn wait_for_addr_file(
             return Err(Error::Exited {
                 name: spec.name.clone(),
                 status: status.to_string(),
+                reason: exit_reason(&log_tail(&spec.log, TAIL_LINES)),
                 log: spec.log.clone(),
                 tail: log_tail(&spec.log, TAIL_LINES),
             });
@@ -173,6 +176,24 @@ pub async fn wait_for_addr_file(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The one line of a log tail that says why the process stopped, for an error message
+/// that fits on one line: of what it printed since it was last started, its last
+/// `NAME: error: ...` line (how every server binary reports a failed start), `error: ...`
+/// line (clap's, for a bad flag) or panic message, else its last line.
+pub fn exit_reason(tail: &str) -> String {
+    let since_start = match tail.rfind(BANNER) {
+        Some(i) => tail[i..].split_once('\n').map_or("", |(_, rest)| rest),
+        None => tail,
+    };
+    let lines: Vec<&str> = since_start.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let why = lines
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("error:") || l.contains(": error:") || l.contains("panicked at"))
+        .or(lines.last());
+    why.map_or_else(|| "it printed nothing".to_owned(), |l| (*l).to_owned())
 }
 
 /// The last `lines` lines of a log file (empty if it cannot be read).
@@ -337,6 +358,25 @@ mod tests {
         let err = wait_for_addr_file(&spec, &mut child, Duration::from_secs(10)).await.unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("exited") && msg.contains("boom: bad flag"), "{msg}");
+    }
+
+    #[test]
+    fn the_reason_is_the_error_line_of_the_last_start() {
+        let tail = "==== minicluster: starting /bin/master --dir d\n\
+                    master: error: old failure\n\
+                    ==== minicluster: starting /bin/master --dir d\n\
+                    2024-01-01T00:00:00Z  INFO recovering\n\
+                    master: error: d/log/seg-1.log at offset 0: record checksum mismatch\n\
+                    \n";
+        assert_eq!(
+            exit_reason(tail),
+            "master: error: d/log/seg-1.log at offset 0: record checksum mismatch"
+        );
+        assert_eq!(exit_reason("line one\nlast words\n"), "last words");
+        let clap = "error: unexpected argument '--nope' found\n\nUsage: master [OPTIONS]\n\n\
+                    For more information, try '--help'.\n";
+        assert_eq!(exit_reason(clap), "error: unexpected argument '--nope' found");
+        assert_eq!(exit_reason("==== minicluster: starting x\n"), "it printed nothing");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Self-healing fault tests on a real mini cluster (1 MiB chunks, 200 ms heartbeats, a
 //! 2 s dead interval): re-replication after a chunkserver dies, pipeline recovery when a
 //! chunkserver dies or hangs mid-write, failover when one hangs mid-read, stale replicas
-//! deleted, the scrubber finding a corrupt replica, lease recovery of a killed writer,
-//! garbage collection (orphans included), decommission under load, a whole rack lost.
+//! deleted, the scrubber finding a corrupt replica, a read saying every replica is
+//! corrupt, lease recovery of a killed writer, garbage collection (orphans included),
+//! decommission under load, a whole rack lost.
 //!
 //! Everything that settles eventually is polled with generous deadlines, never timed.
 
@@ -258,6 +259,39 @@ async fn the_scrubber_finds_an_unread_corrupt_replica_and_it_is_repaired() {
     .await;
     assert!(repaired.is_ok(), "{}", repaired.unwrap_err());
     assert_cat(&c, "/scrub/f", &data);
+}
+
+#[tokio::test]
+async fn a_read_of_a_chunk_whose_replicas_are_all_corrupt_says_so() {
+    let c = cluster(options()).await;
+    let data = random_bytes(13, 300_000);
+    put(&c, "/rot/f", &data);
+    wait_replicated(&c, 3, 2, &[]).await;
+    let chunk = locations(&c, "/rot/f").await.remove(0);
+    assert_eq!(chunk.replicas.len(), 3);
+    for r in &chunk.replicas {
+        let path = c.replica_path(&name_of(&c, &r.addr), chunk.handle).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[1234] ^= 0x5a;
+        std::fs::write(&path, &bytes).unwrap();
+    }
+    let want = format!("all 3 replicas of chunk {:016x} of /rot/f are corrupt", chunk.handle);
+    // The first read finds every replica corrupt itself and reports them.
+    let first = c.dfs(&["cat", "/rot/f"]).assert_fails(1, "dfs: ");
+    assert!(first.contains(&want), "{first}");
+    // Then the master knows: it hands out no replica, only the count of corrupt ones.
+    let known = wait_until("the master to know every replica corrupt", HEAL, DEFAULT_POLL, || {
+        let fut = locations(&c, "/rot/f");
+        async move {
+            let l = fut.await.remove(0);
+            l.replicas.is_empty() && l.corrupt_replicas == 3
+        }
+    })
+    .await;
+    assert!(known.is_ok(), "{}", known.unwrap_err());
+    let err = c.dfs(&["cat", "/rot/f"]).assert_fails(1, "dfs: ");
+    assert!(err.contains(&want), "{err}");
+    assert!(!err.contains("knows no replica"), "{err}");
 }
 
 #[tokio::test]

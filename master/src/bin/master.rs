@@ -55,7 +55,7 @@ struct Cli {
     /// in milliseconds.
     #[arg(long, env = "MASTER_LEASE_HARD_LIMIT_MS", default_value_t = 600_000)]
     lease_hard_limit_ms: u64,
-    /// Once listening, write the bound host:port to this file.
+    /// Once recovered and serving, write the bound host:port to this file.
     #[arg(long)]
     addr_file: Option<PathBuf>,
 }
@@ -95,11 +95,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&cli.addr)
         .await
         .with_context(|| format!("cannot listen on {}", cli.addr))?;
-    let bound = listener.local_addr().context("reading the bound address")?;
-    if let Some(path) = &cli.addr_file {
-        proto::process::write_addr_file(path, bound)?;
-    }
     let shutdown = proto::process::shutdown_signal().context("installing signal handlers")?;
-    master::run(config, listener, shutdown).await?;
+    // The address file says "serving": it is written only once recovery has succeeded.
+    let addr_file = cli.addr_file;
+    master::run_with_ready(config, listener, shutdown, |bound| match &addr_file {
+        Some(path) => proto::process::write_addr_file(path, bound),
+        None => Ok(()),
+    })
+    .await?;
     Ok(())
 }

@@ -2,10 +2,11 @@
 //! `[u32 LE payload length][u32 LE CRC32 of payload][payload]`.
 //!
 //! Reading tells a record apart from the two ways a file can end badly. A *torn* record is
-//! what a crash in the middle of an append leaves: a short header, a payload cut short, or
-//! a complete payload whose checksum fails with nothing after it. Anything else that fails
-//! its checksum is *corrupt*: data that was once durable has changed, and nothing after it
-//! can be trusted.
+//! what a crash in the middle of an append leaves: a short header, or a header whose
+//! length runs past the end of the file. A record that is all there but fails its
+//! checksum is *corrupt*, even the last one: its bytes were written and synced (an append
+//! is one write of header and payload), so they have changed since, and cutting it would
+//! silently drop a change that may have been acknowledged.
 
 /// Bytes before each payload: its length and its CRC32.
 pub const HEADER_LEN: usize = 8;
@@ -101,12 +102,12 @@ impl<'a> Frames<'a> {
         let payload = &body[..len];
         let actual = crc32fast::hash(payload);
         if actual != crc {
-            let reason =
-                format!("record checksum mismatch (stored {crc:#010x}, computed {actual:#010x})");
-            return if body.len() == len {
-                Frame::Torn { offset, reason }
-            } else {
-                Frame::Corrupt { offset, reason }
+            return Frame::Corrupt {
+                offset,
+                reason: format!(
+                    "record checksum mismatch on a complete record (stored {crc:#010x}, \
+                     computed {actual:#010x})"
+                ),
             };
         }
         self.pos += HEADER_LEN + len;
@@ -155,11 +156,20 @@ mod tests {
             assert_eq!(got.len(), 1, "cut at {cut}");
             assert!(matches!(end, Frame::Torn { offset, .. } if offset == second), "cut at {cut}");
         }
-        // A bad checksum on the very last record is torn too.
-        let mut bad = buf.clone();
-        let last = bad.len() - 1;
-        bad[last] ^= 0xff;
-        assert!(matches!(records(&bad).1, Frame::Torn { offset, .. } if offset == second));
+    }
+
+    #[test]
+    fn a_complete_last_record_with_a_bad_checksum_is_corrupt_not_torn() {
+        let mut buf = framed(&[b"one", b"two"]);
+        let second = (HEADER_LEN + 3) as u64;
+        let last = buf.len() - 1;
+        buf[last] ^= 0xff;
+        let (got, end) = records(&buf);
+        assert_eq!(got.len(), 1);
+        assert!(
+            matches!(end, Frame::Corrupt { offset, ref reason } if offset == second && reason.contains("complete record")),
+            "{end:?}"
+        );
     }
 
     #[test]

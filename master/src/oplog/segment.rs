@@ -4,10 +4,11 @@
 //!
 //! Replay is strict: records must continue the checkpoint's transaction id one by one,
 //! across segments. The one damage it repairs is a torn record at the very end of the last
-//! segment (the mark a crash in the middle of an append leaves): it is cut off and logged.
-//! A bad checksum anywhere else, a missing segment or an undecodable record stops it with
-//! the file and offset, so an operator sees exactly what is wrong and nothing is silently
-//! dropped.
+//! segment (the mark a crash in the middle of an append leaves: a header or payload that
+//! runs past the end of the file): it is cut off and logged. A bad checksum anywhere,
+//! even on a complete last record, a missing segment or an undecodable record stops it
+//! with the file and offset, so an operator sees exactly what is wrong and nothing is
+//! silently dropped.
 
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -220,6 +221,21 @@ mod tests {
         assert!(cut_len < full - 3, "the torn record was removed from the file");
         // Replaying again finds a clean end.
         assert_eq!(replayed(dir.path(), 0).expect("again"), vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_complete_last_record_with_a_bad_checksum_stops_replay_and_is_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let last = write_segment(dir.path(), 1..=3);
+        let mut bytes = fs::read(&last).expect("read");
+        let end = bytes.len() - 1;
+        bytes[end] ^= 0x40;
+        fs::write(&last, &bytes).expect("write");
+        let err = replayed(dir.path(), 0).expect_err("must fail").to_string();
+        assert!(err.contains(&last.display().to_string()), "{err}");
+        assert!(err.contains("checksum mismatch on a complete record"), "{err}");
+        // Nothing was cut: the operator finds the file as it was.
+        assert_eq!(fs::read(&last).expect("read"), bytes);
     }
 
     #[test]

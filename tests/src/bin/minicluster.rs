@@ -121,6 +121,14 @@ struct UpArgs {
     /// Task slots of each worker.
     #[arg(long, default_value_t = 2)]
     worker_slots: u32,
+    /// One more argument for the master's command line (repeatable; kept in cluster.json,
+    /// so `start master` uses it too), e.g. `--master-arg=--safemode-extension-ms=0`.
+    #[arg(long = "master-arg", value_name = "ARG", allow_hyphen_values = true)]
+    master_args: Vec<String>,
+    /// One more argument for every chunkserver's command line (repeatable; kept in
+    /// cluster.json), e.g. `--chunkserver-arg=--scrub-period-secs=60`.
+    #[arg(long = "chunkserver-arg", value_name = "ARG", allow_hyphen_values = true)]
+    chunkserver_args: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -192,6 +200,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         capacity: args.capacity,
         mapreduce: !args.no_mapreduce,
         worker_slots: args.worker_slots,
+        master_args: args.master_args,
+        chunkserver_args: args.chunkserver_args,
         ..ClusterOptions::default()
     };
     let cluster = MiniCluster::start_in(&args.dir.dir, options, Lifetime::Detached).await?;
