@@ -147,7 +147,17 @@ async fn wordcount_matches_an_independent_count() {
 
 #[tokio::test]
 async fn maps_and_reduces_run_in_parallel_on_both_workers_and_success_comes_last() {
-    let c = cluster(2).await;
+    // One slot per worker: with two, whichever worker asks first could take both reduces
+    // (it did on a loaded machine), and "ran on both workers" would hang on timing.
+    let options = ClusterOptions {
+        chunkservers: 2,
+        worker_slots: 1,
+        ..ClusterOptions::for_mapreduce_tests()
+    };
+    let c = match MiniCluster::start(options).await {
+        Ok(c) => c,
+        Err(e) => panic!("cannot start the mini cluster: {e}"),
+    };
     let out = submit(
         &c,
         &[

@@ -19,7 +19,7 @@ const MIB: usize = 1 << 20;
 /// machine.
 const HEAL: Duration = Duration::from_secs(90);
 /// The chunkservers' pipeline timeout in these tests.
-const PIPELINE_TIMEOUT: Duration = Duration::from_secs(2);
+const PIPELINE_TIMEOUT: Duration = Duration::from_secs(3);
 
 async fn cluster(options: ClusterOptions) -> MiniCluster {
     match MiniCluster::start(options).await {
