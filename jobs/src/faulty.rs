@@ -8,8 +8,16 @@
 //!   The draw is a hash of `faulty.seed` (default 0) and the attempt id: deterministic
 //!   per attempt, different for each retry. `faulty.map` / `faulty.reduce` (default
 //!   true) choose the side.
+//! - `-D faulty.first.rate=R` (default 0): each attempt, with probability R, exits with
+//!   status 3 at the first record (map) or key group (reduce) it processes: a crash that
+//!   has nothing to do with the record, like a worker's random failure or an OOM kill at
+//!   startup. The draw is a hash of `faulty.seed`, the task and the attempt's number (not
+//!   the job id), so a seed gives the same faults run after run. `faulty.map` /
+//!   `faulty.reduce` choose the side here too.
 //! - Poison records (`faulty.poison`, default true): a line containing `POISON_PANIC`
-//!   panics, `POISON_ABORT` aborts, `POISON_HANG` hangs, every time.
+//!   panics, `POISON_ABORT` aborts, `POISON_SEGV` dies of a segmentation fault,
+//!   `POISON_HANG` hangs, every time; the reducer does the same on the key groups
+//!   (words) `BADKEY_PANIC`, `BADKEY_ABORT`, `BADKEY_SEGV` and `BADKEY_HANG`.
 //! - Stragglers: `-D faulty.slow.tasks=m1,r0 -D faulty.slow.ms=MS` makes the first
 //!   attempt of those tasks sleep MS before its first record, so a backup overtakes it.
 
@@ -45,10 +53,22 @@ impl Plan {
         let rate: f64 = conf.get("faulty.rate").unwrap_or("0").trim().parse().map_err(|_| {
             mapred::Error::InvalidArgument("faulty.rate must be a number between 0 and 1".into())
         })?;
+        let first_rate: f64 =
+            conf.get("faulty.first.rate").unwrap_or("0").trim().parse().map_err(|_| {
+                mapred::Error::InvalidArgument(
+                    "faulty.first.rate must be a number between 0 and 1".into(),
+                )
+            })?;
         let on = conf.get_bool(&format!("faulty.{side}"), true)?;
         let seed = conf.get_u64("faulty.seed", 0)?;
-        let fault = if on { draw(seed, &info.attempt_id, rate) } else { Fault::None };
         let (task, attempt) = task_of(&info.attempt_id);
+        let fault = if !on {
+            Fault::None
+        } else if draw_first(seed, &task, attempt, first_rate) {
+            Fault::Exit(0)
+        } else {
+            draw(seed, &info.attempt_id, rate)
+        };
         let slow_tasks = conf.get("faulty.slow.tasks").unwrap_or("");
         let slow = attempt == 0 && slow_tasks.split(',').any(|t| !t.is_empty() && t.trim() == task);
         Ok(Plan {
@@ -94,9 +114,39 @@ impl Plan {
         if has(b"POISON_ABORT") {
             std::process::abort();
         }
+        if has(b"POISON_SEGV") {
+            segfault();
+        }
         if has(b"POISON_HANG") {
             std::thread::sleep(self.hang);
         }
+    }
+
+    /// Before key group `key`: crash if it is a poison key.
+    fn poison_key(&self, key: &[u8]) {
+        if !self.poison || !key.starts_with(b"BADKEY_") {
+            return;
+        }
+        match key {
+            b"BADKEY_PANIC" => panic!("poison key group: BADKEY_PANIC"),
+            b"BADKEY_ABORT" => std::process::abort(),
+            b"BADKEY_SEGV" => segfault(),
+            b"BADKEY_HANG" => std::thread::sleep(self.hang),
+            _ => {}
+        }
+    }
+}
+
+/// Dies of SIGSEGV, as a wild pointer would (raised rather than provoked: a null write is
+/// undefined behaviour the compiler may assume away). The default action is restored
+/// first: Rust's runtime handles SIGSEGV to report stack overflows, and a raised signal
+/// that handler passes over would simply return.
+fn segfault() {
+    // SAFETY: signal(2) and raise(2) have no memory-safety preconditions; SIG_DFL is a
+    // valid disposition.
+    unsafe {
+        libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+        libc::raise(libc::SIGSEGV);
     }
 }
 
@@ -118,6 +168,13 @@ pub fn draw(seed: u64, attempt_id: &str, rate: f64) -> Fault {
         1 => Fault::Abort(at),
         _ => Fault::Hang(at),
     }
+}
+
+/// Whether attempt number `attempt` of task `task` (`m3`, `r0`) dies at its first record,
+/// at `rate` with `seed`.
+pub fn draw_first(seed: u64, task: &str, attempt: u32, rate: f64) -> bool {
+    let h = stable_hash(format!("{seed}/first/{task}/{attempt}").as_bytes());
+    ((h % 1_000_000) as f64) < rate * 1_000_000.0
 }
 
 /// (`m3` / `r0`, attempt number) of an attempt id `attempt_<epoch>_<seq>_m_000003_0`.
@@ -202,6 +259,7 @@ impl Reducer for FaultyReducer {
     ) -> Result<()> {
         if let Some(p) = &self.plan {
             p.at(self.groups);
+            p.poison_key(&key);
         }
         self.groups += 1;
         let n: u64 = values.sum();
@@ -241,6 +299,17 @@ mod tests {
         let kinds: std::collections::HashSet<std::mem::Discriminant<Fault>> =
             ids.iter().map(|id| std::mem::discriminant(&draw(1, id, 1.0))).collect();
         assert_eq!(kinds.len(), 3, "exits, aborts and hangs");
+    }
+
+    #[test]
+    fn first_record_faults_are_seeded_per_task_and_attempt() {
+        let tasks: Vec<String> = (0..3000).map(|i| format!("m{i}")).collect();
+        let hits = tasks.iter().filter(|t| draw_first(3, t, 0, 1.0 / 3.0)).count();
+        assert!((800..1200).contains(&hits), "{hits} of 3000");
+        assert_eq!(draw_first(3, "r1", 2, 0.5), draw_first(3, "r1", 2, 0.5));
+        let per_attempt = (0..3000).filter(|&n| draw_first(3, "r1", n, 1.0 / 3.0)).count();
+        assert!((800..1200).contains(&per_attempt), "{per_attempt} of 3000");
+        assert!(!draw_first(3, "m0", 0, 0.0));
     }
 
     #[test]

@@ -152,6 +152,31 @@ pub fn percent(done: u32, total: u32) -> u32 {
     (done * 100).checked_div(total).unwrap_or(100)
 }
 
+/// For a job that skipped records: `succeeded with N skipped records (listed in
+/// OUT/_skipped)` (or the job's state in place of `succeeded`).
+pub fn skipped_summary(s: &pb::JobStatus) -> Option<String> {
+    let n = s.skipped_records;
+    (n > 0).then(|| {
+        let records = if n == 1 { "record" } else { "records" };
+        let allowed = if n <= s.skip_allowed {
+            format!("; mapred.skip.allowed={}", s.skip_allowed)
+        } else {
+            String::new()
+        };
+        format!(
+            "{} with {n} skipped {records} (listed in {}/_skipped{allowed})",
+            s.state,
+            s.output.trim_end_matches('/')
+        )
+    })
+}
+
+/// Whether a succeeded job skipped more records than its `mapred.skip.allowed`: its
+/// output is incomplete and the submitter should hear it from the exit code.
+pub fn skipped_too_many(s: &pb::JobStatus) -> bool {
+    s.state == "succeeded" && s.skipped_records > s.skip_allowed
+}
+
 /// A job's status in full: header, tasks and attempts, error.
 pub fn describe(s: &pb::JobStatus) -> String {
     let mut out = format!(
@@ -166,6 +191,9 @@ pub fn describe(s: &pb::JobStatus) -> String {
         s.reduces,
         seconds(s)
     );
+    if let Some(summary) = skipped_summary(s) {
+        out.push_str(&format!("  {summary}\n"));
+    }
     if !s.error.is_empty() {
         let mut lines = s.error.lines();
         out.push_str(&format!("  error: {}\n", lines.next().unwrap_or_default()));
@@ -178,9 +206,10 @@ pub fn describe(s: &pb::JobStatus) -> String {
         for a in &t.attempts {
             let dur = if a.end_ms > 0 { (a.end_ms - a.start_ms) as f64 / 1000.0 } else { 0.0 };
             out.push_str(&format!(
-                "    {} {} on {} {:.2} s {}{}\n",
+                "    {} {}{} on {} {:.2} s {}{}\n",
                 a.attempt_id,
                 a.state,
+                a.replay_of.map_or_else(String::new, |r| format!(" (replay of record {r})")),
                 a.worker,
                 dur,
                 a.locality,
@@ -218,6 +247,32 @@ mod tests {
         };
         assert!(job_line(&s).contains("map  50% reduce 100%"), "{}", job_line(&s));
         assert!(describe(&s).starts_with("job job_1_0001 (wordcount) running"));
+        assert_eq!(skipped_summary(&s), None);
+    }
+
+    #[test]
+    fn skipped_records_are_summed_up_and_judged_against_the_allowance() {
+        let mut s = pb::JobStatus {
+            job_id: "job_1_0001".into(),
+            state: "succeeded".into(),
+            output: "/out/".into(),
+            skipped_records: 3,
+            ..Default::default()
+        };
+        let line = "succeeded with 3 skipped records (listed in /out/_skipped)";
+        assert_eq!(skipped_summary(&s).as_deref(), Some(line));
+        assert!(describe(&s).contains(line), "{}", describe(&s));
+        assert!(skipped_too_many(&s));
+        s.skip_allowed = 3;
+        assert!(!skipped_too_many(&s));
+        assert_eq!(
+            skipped_summary(&s).as_deref(),
+            Some(
+                "succeeded with 3 skipped records (listed in /out/_skipped; mapred.skip.allowed=3)"
+            )
+        );
+        s.skipped_records = 0;
+        assert_eq!(skipped_summary(&s), None);
     }
 
     #[tokio::test]

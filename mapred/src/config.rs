@@ -128,10 +128,19 @@ pub mod keys {
     /// ms is killed and fails (Hadoop's `mapreduce.task.timeout`; 0 = never; default:
     /// the coordinator's `--task-timeout-ms`, 10 minutes).
     pub const TASK_TIMEOUT_MS: &str = "mapred.task.timeout.ms";
-    /// Skip records (map) and key groups (reduce) that crashed attempts (default true).
+    /// Skip records (map) and key groups (reduce) shown to crash deterministically
+    /// (default true).
     pub const SKIP_ENABLED: &str = "mapred.skip.enabled";
-    /// Crashed attempts a record must cause before later attempts skip it (default 2).
+    /// Crashed attempts a record must cause before it is a suspect, replayed alone
+    /// (default 2).
     pub const SKIP_AFTER: &str = "mapred.skip.attempts";
+    /// Isolated replays of a suspect that must all crash (or hang past the task timeout)
+    /// before later attempts skip it; one that runs fine clears it for good (default 3,
+    /// 1 to 20).
+    pub const SKIP_REPLAYS: &str = "mapred.skip.replays";
+    /// Skipped records a job may have and still make `submit` exit 0 (default 0: any
+    /// skipped record makes it exit with [`crate::runtime::SKIPPED_EXIT_CODE`]).
+    pub const SKIP_ALLOWED: &str = "mapred.skip.allowed";
     /// Speculative execution: backup attempts for stragglers (default true).
     pub const SPECULATIVE: &str = "mapred.speculative";
     /// Times a reducer tries to fetch one map output before reporting it lost (default 3).

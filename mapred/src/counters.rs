@@ -56,6 +56,13 @@ pub const DFS_BYTES_WRITTEN: &str = "DFS_BYTES_WRITTEN";
 pub const FILE_BYTES_READ: &str = "FILE_BYTES_READ";
 /// Bytes written to local disk.
 pub const FILE_BYTES_WRITTEN: &str = "FILE_BYTES_WRITTEN";
+/// Replays started: attempts running one suspect record alone to tell whether it crashes
+/// deterministically (also counted as launched attempts).
+pub const NUM_REPLAYS: &str = "NUM_REPLAYS";
+/// Replays that crashed (or hung) on their record.
+pub const NUM_REPLAYS_CRASHED: &str = "NUM_REPLAYS_CRASHED";
+/// Suspect records that ran fine alone, so were processed normally.
+pub const NUM_SUSPECTS_CLEARED: &str = "NUM_SUSPECTS_CLEARED";
 /// Map attempts started.
 pub const TOTAL_LAUNCHED_MAPS: &str = "TOTAL_LAUNCHED_MAPS";
 /// Reduce attempts started.

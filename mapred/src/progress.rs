@@ -11,8 +11,8 @@
 //! record that killed it.
 //!
 //! [`Skipper`] is what the record loops consult: it stores the index, and says whether
-//! the record is on the attempt's skip list, collecting the skipped records' bytes for
-//! `OUT/_skipped/`.
+//! the record is to be processed: not if it is on the attempt's skip list (it is then
+//! listed for `OUT/_skipped/`), and, in a replay, only if it is the replayed record.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -158,34 +158,65 @@ pub async fn stall_watch(path: &Path, timeout: Duration) {
 }
 
 /// What a record loop consults before each record (see the module documentation).
+///
+/// An ordinary attempt skips the (sorted) records of its skip list and lists them, one
+/// line each: `SOURCE<TAB>OFFSET<TAB>INDEX<TAB>RECORD`, where SOURCE is the input file
+/// (`generated` for generated input, `partition N` for a reduce's key groups), OFFSET the
+/// record's byte offset in it (`-` when there is none), INDEX its index in the split (or
+/// the key group's in the partition) and RECORD the line, `key<TAB>value` record or
+/// encoded key, with `\`, control bytes and tabs escaped. A replay
+/// ([`Skipper::replaying`]) lets only its one record through and lists nothing.
 #[derive(Debug)]
 pub struct Skipper<'a> {
     progress: &'a Progress,
     skip: &'a [u64],
     next: usize,
-    /// The skipped records, one per line.
+    replay: Option<u64>,
+    source: String,
+    /// The skipped records, one line each.
     pub skipped: Vec<u8>,
     /// How many were skipped.
     pub count: u64,
 }
 
 impl<'a> Skipper<'a> {
-    /// A skipper storing indexes in `progress` and skipping the (sorted) indexes `skip`.
-    pub fn new(progress: &'a Progress, skip: &'a [u64]) -> Skipper<'a> {
-        Skipper { progress, skip, next: 0, skipped: Vec::new(), count: 0 }
+    /// A skipper storing indexes in `progress` and skipping the (sorted) indexes `skip`
+    /// of the input `source`.
+    pub fn new(progress: &'a Progress, skip: &'a [u64], source: &str) -> Skipper<'a> {
+        Skipper {
+            progress,
+            skip,
+            next: 0,
+            replay: None,
+            source: source.to_owned(),
+            skipped: Vec::new(),
+            count: 0,
+        }
     }
 
-    /// Record `index` is next: false if it must be skipped (then [`Skipper::skipped`]
-    /// gets `bytes` as a line).
+    /// A skipper for a replay of record `record` alone: every other record is passed
+    /// over (not counted as skipped, not listed).
+    pub fn replaying(progress: &'a Progress, record: u64) -> Skipper<'a> {
+        Skipper { replay: Some(record), ..Skipper::new(progress, &[], "") }
+    }
+
+    /// Record `index` (at byte `offset` of the source, if it has one) is next: false if
+    /// it must not be processed (then a skipped one is listed with `bytes`).
     #[inline]
-    pub fn enter(&mut self, index: u64, bytes: &[u8]) -> bool {
+    pub fn enter(&mut self, index: u64, offset: Option<u64>, bytes: &[u8]) -> bool {
         self.progress.set(index);
+        if let Some(r) = self.replay {
+            return index == r;
+        }
         if self.skip.get(self.next) != Some(&index) {
             return true;
         }
         self.next += 1;
         self.count += 1;
-        self.skipped.extend_from_slice(bytes);
+        let offset = offset.map_or_else(|| "-".to_owned(), |o| o.to_string());
+        let line = format!("{}\t{offset}\t{index}\t", self.source);
+        self.skipped.extend_from_slice(line.as_bytes());
+        escape_into(bytes, &mut self.skipped);
         self.skipped.push(b'\n');
         false
     }
@@ -193,6 +224,21 @@ impl<'a> Skipper<'a> {
     /// The records are over.
     pub fn done(&self) {
         self.progress.clear();
+    }
+}
+
+/// Appends `bytes` with backslashes, tabs, newlines and other control bytes escaped, so
+/// that a listed record is one line and its fields split on tabs.
+fn escape_into(bytes: &[u8], out: &mut Vec<u8>) {
+    for &b in bytes {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            0..=0x1f | 0x7f => out.extend_from_slice(format!("\\x{b:02x}").as_bytes()),
+            _ => out.push(b),
+        }
     }
 }
 
@@ -221,14 +267,32 @@ mod tests {
     }
 
     #[test]
-    fn the_skipper_skips_exactly_the_listed_records() {
+    fn the_skipper_skips_exactly_the_listed_records_and_says_where_they_are() {
         let dir = tempfile::tempdir().unwrap();
         let p = Progress::create(&dir.path().join("progress"));
         let skip = [1, 3];
-        let mut s = Skipper::new(&p, &skip);
-        let kept: Vec<u64> = (0..5).filter(|&i| s.enter(i, format!("r{i}").as_bytes())).collect();
+        let mut s = Skipper::new(&p, &skip, "/in/a");
+        let kept: Vec<u64> = (0..5)
+            .filter(|&i| s.enter(i, Some(i * 10), format!("r{i}\tx\\y").as_bytes()))
+            .collect();
         assert_eq!(kept, [0, 2, 4]);
-        assert_eq!((s.count, s.skipped.as_slice()), (2, &b"r1\nr3\n"[..]));
+        assert_eq!(s.count, 2);
+        assert_eq!(
+            String::from_utf8(s.skipped).unwrap(),
+            "/in/a\t10\t1\tr1\\tx\\\\y\n/in/a\t30\t3\tr3\\tx\\\\y\n"
+        );
+    }
+
+    #[test]
+    fn a_replay_lets_one_record_through_and_lists_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("progress");
+        let p = Progress::create(&path);
+        let mut s = Skipper::replaying(&p, 2);
+        let kept: Vec<u64> = (0..5).filter(|&i| s.enter(i, None, b"r")).collect();
+        assert_eq!(kept, [2]);
+        assert_eq!((s.count, s.skipped.len()), (0, 0));
+        assert_eq!(Progress::read(&path), Some(4));
     }
 
     #[tokio::test]

@@ -68,7 +68,7 @@ pub(crate) fn reduce_merged<R: Reducer>(
     while let Some((k, _)) = merger.current() {
         key_buf.clear();
         key_buf.extend_from_slice(k);
-        if !skipper.enter(groups, &key_buf) {
+        if !skipper.enter(groups, None, &key_buf) {
             let mut group =
                 Group { merger: &mut merger, key: &key_buf, started: false, done: false };
             while group.next_value()?.is_some() {
@@ -162,7 +162,7 @@ mod tests {
         let mut counters = Counters::new();
         let dir = tempfile::tempdir().unwrap();
         let progress = crate::progress::Progress::create(&dir.path().join("progress"));
-        let mut skipper = Skipper::new(&progress, skip);
+        let mut skipper = Skipper::new(&progress, skip, "partition 0");
         reduce_merged(
             Merger::new(runs).unwrap(),
             &mut SumFirst { limit },
@@ -181,7 +181,7 @@ mod tests {
         let ((out, counters), skipped) = reduce_skipping(usize::MAX, &[1, 3]);
         let keys: Vec<&str> = out.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["a", "c"]);
-        assert_eq!(skipped, b"b\nd\n");
+        assert_eq!(skipped, b"partition 0\t-\t1\tb\npartition 0\t-\t3\td\n");
         assert_eq!(counters.get(c::TASK, c::REDUCE_INPUT_RECORDS), 8);
     }
 

@@ -6,7 +6,8 @@
 //! uploaded to the DFS once per content hash, under `/system/mapred/bin/<sha256>`, and
 //! workers fetch and cache it by that hash. The command then follows the job with
 //! progress bars on a terminal (plain lines when piped), prints the counters, and exits
-//! non-zero if the job did not succeed. Errors before the job runs (unknown job, missing
+//! non-zero if the job did not succeed, or ([`SKIPPED_EXIT_CODE`]) if it skipped more
+//! records than `mapred.skip.allowed` permits. Errors before the job runs (unknown job, missing
 //! input, existing output, no coordinator) are one line on stderr.
 
 use std::io::IsTerminal;
@@ -19,7 +20,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use proto::mapred as pb;
 use tracing::info;
 
-use crate::client::{JobClient, coordinator_addr, counters_text, percent};
+use crate::client::{
+    JobClient, coordinator_addr, counters_text, percent, skipped_summary, skipped_too_many,
+};
 use crate::config::{JobConf, keys};
 use crate::error::{Error, Result};
 use crate::job::{Registry, SubmitContext};
@@ -28,6 +31,22 @@ use crate::worker::content_hash;
 
 /// DFS directory holding uploaded job binaries.
 pub const BINARY_DIR: &str = "/system/mapred/bin";
+
+/// Exit status of `submit` (and `mapred status`) for a job that succeeded but skipped
+/// more records than `mapred.skip.allowed` permits: its output is complete but for the
+/// records listed in `OUT/_skipped/`. Distinct from 1 (the job failed, or never ran) and
+/// 2 (a usage error, from the argument parser), so scripts can tell the three apart.
+pub const SKIPPED_EXIT_CODE: u8 = 3;
+
+const SUBMIT_HELP: &str = "\
+Exit status:
+  0  the job succeeded (skipping at most mapred.skip.allowed records, default 0)
+  1  the job failed or was killed, or could not be submitted
+  2  bad command line
+  3  the job succeeded but skipped more records than mapred.skip.allowed: records that
+     crashed every attempt and every isolated replay (mapred.skip.attempts, default 2;
+     mapred.skip.replays, default 3) are listed in OUT/_skipped/, and stderr says
+     'job JOB succeeded with N skipped records (listed in OUT/_skipped)'";
 
 #[derive(Debug, Parser)]
 #[command(version, about = "Runs MapReduce jobs on the cluster")]
@@ -39,6 +58,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Submit a job and follow it to the end.
+    #[command(after_help = SUBMIT_HELP)]
     Submit(SubmitArgs),
     /// List the jobs this binary carries.
     Jobs,
@@ -185,8 +205,15 @@ async fn submit(registry: Registry, args: SubmitArgs) -> Result<ExitCode> {
     println!("job {} {} in {secs:.2} s", status.job_id, status.state);
     println!("counters:");
     print!("{}", counters_text(&status));
+    if let Some(summary) = skipped_summary(&status) {
+        eprintln!("{}: job {} {summary}", prog(), status.job_id);
+    }
     if status.state == "succeeded" {
-        Ok(ExitCode::SUCCESS)
+        Ok(if skipped_too_many(&status) {
+            ExitCode::from(SKIPPED_EXIT_CODE)
+        } else {
+            ExitCode::SUCCESS
+        })
     } else {
         // One line saying what happened, then the detail: how each attempt of the failed
         // task ended and the end of the last one's stderr.

@@ -175,6 +175,12 @@ pub struct TaskSpec {
     /// earlier attempts of this task.
     #[serde(default)]
     pub skip: Vec<u64>,
+    /// A replay: run only this record (map) or key group (reduce), alone, after the
+    /// user code's setup and before its cleanup, discarding what it emits; the attempt
+    /// writes no output. It tells whether a suspect record crashes deterministically
+    /// (see [`crate::coordinator::skip`]).
+    #[serde(default)]
+    pub replay: Option<u64>,
     /// The worker kills the attempt when it makes no progress for this many ms (0 = never).
     #[serde(default)]
     pub timeout_ms: u64,

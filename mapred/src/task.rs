@@ -10,8 +10,11 @@
 //! Before each record the attempt stores the record's index in a small memory-mapped file
 //! (`progress`, shared with the worker: a plain memory write, no system call), so that
 //! when user code kills the process the worker can tell which record did it; records the
-//! coordinator lists in the spec (they crashed earlier attempts) are skipped, counted and
-//! written to `OUT/_temporary/<attempt>/skipped-part-...`, committed to `OUT/_skipped/`.
+//! coordinator lists in the spec (shown to crash deterministically) are skipped, counted
+//! and listed in `OUT/_temporary/<attempt>/skipped-part-...`, committed to
+//! `OUT/_skipped/`. A *replay* (the spec names one record) runs the user code on that
+//! record alone, discards what it emits and writes nothing: it only tells the
+//! coordinator whether the record crashes again (see [`crate::coordinator::skip`]).
 //! While the framework does its own I/O it pulses the file, so only user code that stops
 //! making progress runs into the task timeout (see [`crate::progress`]).
 //!
@@ -112,12 +115,30 @@ where
     }
 }
 
+/// Where a replay's pairs go: nowhere. A replay only tells whether its record crashes.
+struct Discard;
+
+impl<K: ?Sized, V: ?Sized> crate::api::Sink<K, V> for Discard {
+    fn emit(&mut self, _key: &K, _value: &V, _counters: &mut Counters) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl<K: ?Sized, V: ?Sized> MapSink<K, V> for Discard {
+    fn finish(self: Box<Self>, _counters: &mut Counters) -> Result<Option<String>> {
+        Ok(None)
+    }
+}
+
 /// The map side of a job definition: how to run a map attempt.
 pub(crate) fn map_task<M: Mapper>(
     env: &mut TaskEnv,
     mapper: M,
     partitioner: Arc<dyn Partitioner>,
 ) -> Result<Option<String>> {
+    if env.spec.replay.is_some() {
+        return run_map(env, mapper, Box::new(Discard));
+    }
     if env.spec.reducers == 0 {
         let w = env.output_writer(&env.spec.temp_output(), c::MAP_OUTPUT_RECORDS)?;
         return run_map(env, mapper, Box::new(w));
@@ -139,7 +160,7 @@ where
     M::Value: Serialize + DeserializeOwned + Clone + Sized,
     C: Combiner<M::Value>,
 {
-    if env.spec.reducers == 0 {
+    if env.spec.reducers == 0 || env.spec.replay.is_some() {
         return map_task(env, mapper, partitioner);
     }
     let buf = CombineBuffer::new(
@@ -159,7 +180,14 @@ fn run_map<M: Mapper>(
 ) -> Result<Option<String>> {
     let progress = env.progress.clone();
     let skip = std::mem::take(&mut env.spec.skip);
-    let mut skipper = Skipper::new(&progress, &skip);
+    let source = match env.spec.input_format {
+        InputFormat::Generate => "generated".to_owned(),
+        _ => env.spec.split.as_ref().map(|s| s.path.clone()).unwrap_or_default(),
+    };
+    let mut skipper = match env.spec.replay {
+        Some(r) => Skipper::replaying(&progress, r),
+        None => Skipper::new(&progress, &skip, &source),
+    };
     let TaskEnv { spec, rt, client, counters, info, .. } = &mut *env;
     let conf = &spec.conf;
     let mut ctx = Context::new(sink.as_mut(), counters, conf, info);
@@ -169,7 +197,8 @@ fn run_map<M: Mapper>(
     match spec.input_format {
         InputFormat::Generate => {
             let (index, maps) = (spec.index, spec.maps);
-            if skipper.enter(0, format!("generated record {index} of {maps}").as_bytes()) {
+            let what = format!("generated record {index} of {maps}");
+            if skipper.enter(0, None, what.as_bytes()) {
                 mapper.map(Input::generated(index, maps), &mut ctx)?;
             }
             records = 1;
@@ -193,7 +222,7 @@ fn run_map<M: Mapper>(
                     |offset, line| {
                         let i = records;
                         records += 1;
-                        if !skipper.enter(i, line) {
+                        if !skipper.enter(i, Some(offset), line) {
                             return Ok(());
                         }
                         mapper.map(Input::line_at(offset, line), &mut ctx)
@@ -216,7 +245,7 @@ fn run_map<M: Mapper>(
                         |k, v| {
                             let i = records;
                             records += 1;
-                            if !skipper.enter(i, &[k, b"\t", v].concat()) {
+                            if !skipper.enter(i, None, &[k, b"\t", v].concat()) {
                                 return Ok(());
                             }
                             mapper.map(Input::record(k, v), &mut ctx)
@@ -256,6 +285,7 @@ pub(crate) fn reduce_task<R: Reducer>(env: &mut TaskEnv, mut reducer: R) -> Resu
         wait: ms(keys::FETCH_WAIT_MS, 600_000)?,
     };
     let progress = env.progress.clone();
+    let replay = env.spec.replay;
     let (runs, bytes) = {
         let _pulse = progress.pulse_while();
         env.rt.block_on(fetch_partitions(
@@ -271,10 +301,17 @@ pub(crate) fn reduce_task<R: Reducer>(env: &mut TaskEnv, mut reducer: R) -> Resu
     env.counters.add(c::TASK, c::REDUCE_SHUFFLE_BYTES, bytes);
     env.counters.add(c::TASK, c::SHUFFLED_MAPS, runs.len() as u64);
     let merger = Merger::new(runs)?;
+    if let Some(r) = replay {
+        let mut skipper = Skipper::replaying(&progress, r);
+        let TaskEnv { info, counters, .. } = &mut *env;
+        reduce_merged(merger, &mut reducer, &mut Discard, &conf, info, counters, &mut skipper)?;
+        return Ok(None);
+    }
     let path = env.spec.temp_output();
     let mut writer = env.output_writer(&path, c::REDUCE_OUTPUT_RECORDS)?;
     let skip = std::mem::take(&mut env.spec.skip);
-    let mut skipper = Skipper::new(&progress, &skip);
+    let source = format!("partition {}", env.spec.index);
+    let mut skipper = Skipper::new(&progress, &skip, &source);
     reduce_merged(
         merger,
         &mut reducer,

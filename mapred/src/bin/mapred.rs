@@ -4,7 +4,10 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use mapred::client::{JobClient, coordinator_addr, counters_text, describe, job_line};
+use mapred::client::{
+    JobClient, coordinator_addr, counters_text, describe, job_line, skipped_too_many,
+};
+use mapred::runtime::SKIPPED_EXIT_CODE;
 
 /// Inspects and controls MapReduce jobs.
 #[derive(Debug, Parser)]
@@ -19,7 +22,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// A job's state, tasks and attempts.
+    /// A job's state, skipped records, tasks and attempts. Exits 1 if the job failed or
+    /// was killed, 3 if it succeeded with more skipped records than it allows.
     Status {
         /// Job id.
         job: String,
@@ -66,6 +70,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", describe(&s));
             Ok(if s.state == "failed" || s.state == "killed" {
                 ExitCode::FAILURE
+            } else if skipped_too_many(&s) {
+                ExitCode::from(SKIPPED_EXIT_CODE)
             } else {
                 ExitCode::SUCCESS
             })

@@ -25,9 +25,10 @@
 //!
 //! **Failures** ([`super::faults`]): a failed attempt puts its task back to pending until
 //! it has failed `max_attempts` times, which fails the job with a message naming the task
-//! and how each attempt ended. A crash pins the record being processed; a record that
-//! crashed `skip_after` attempts is skipped by later ones. Worker death, lost map output
-//! and late reports are handled there too.
+//! and how each attempt ended. Worker death, lost map output and late reports are
+//! handled there too. A crash pins the record being processed; a record that crashed
+//! `skip_after` attempts is replayed alone, and skipped only if its replays crash too
+//! ([`super::skip`]).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -193,6 +194,8 @@ impl Core {
             task_timeout_ms: self.cfg.task_timeout_ms,
             skip: true,
             skip_after: 2,
+            skip_replays: DEFAULT_SKIP_REPLAYS as u32,
+            skip_allowed: 0,
             speculative: true,
         });
         let job = Job {
@@ -314,6 +317,9 @@ impl Core {
         let Some(task) = job.task_mut(kind, index) else { return Vec::new() };
         let att = &mut task.attempts[ai];
         att.end_ms = now;
+        if let Some(record) = att.replay {
+            return self.replay_finished(seq, (kind, index, ai), record, outcome, now);
+        }
         match outcome {
             Outcome::Succeeded { counters, output_path, skipped_path } => {
                 att.state = AttemptState::Succeeded;
@@ -359,8 +365,12 @@ impl Core {
                 att.error = error;
                 if let Some(r) = last_record
                     && opts.skip
+                    && !task.cleared.contains(&r)
                 {
                     *task.bad_records.entry(r).or_default() += 1;
+                    if task.suspect.is_none() {
+                        task.suspect = task.next_suspect(opts.skip_after).map(|r| (r, 0));
+                    }
                 }
                 job.job_counters.add(crate::counters::JOB, ended_counter(kind, false), 1);
                 if job_running { self.after_failure(seq, kind, index, now) } else { Vec::new() }
@@ -561,8 +571,9 @@ fn supersede(task: &mut Task, winner: usize, now: i64) -> u64 {
 /// The message of a job whose task ran out of attempts: the task, how each attempt
 /// ended, and the last failure in full (for a crash, the end of its stderr).
 pub(crate) fn failure_report(task: &Task, job_id: &str) -> String {
+    // Replays that crashed on their record were evidence, not failures of the task.
     let failed: Vec<&Attempt> =
-        task.attempts.iter().filter(|a| a.state == AttemptState::Failed).collect();
+        task.attempts.iter().filter(|a| a.state == AttemptState::Failed && !a.excused).collect();
     let last = failed.last().map_or("", |a| a.error.as_str());
     let first_line = last.lines().next().unwrap_or_default();
     let mut msg =

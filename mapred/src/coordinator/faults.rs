@@ -315,49 +315,6 @@ mod tests {
     }
 
     #[test]
-    fn a_record_that_crashed_two_attempts_is_skipped_by_the_next() {
-        let mut c = core();
-        c.cfg.max_attempts = 4;
-        let w1 = reg(&mut c, "h1");
-        let (id, _) = c.submit(job(vec![split(&[], &[])], 0), 0).unwrap();
-        let mut skips = Vec::new();
-        for (n, rec) in [Some(7), Some(7), Some(9)].into_iter().enumerate() {
-            let a = beat(&mut c, &w1, 1, &[], n as i64).tasks.remove(0);
-            skips.push(a.spec.skip.clone());
-            c.attempt_finished(&a.attempt_id, &w1, failed(rec), n as i64);
-        }
-        let last = beat(&mut c, &w1, 1, &[], 10).tasks.remove(0);
-        assert_eq!(skips, [vec![], vec![], vec![7]]);
-        assert_eq!(last.spec.skip, [7], "9 crashed only one attempt");
-        let done = c.attempt_finished(
-            &last.attempt_id,
-            &w1,
-            Outcome::Succeeded {
-                counters: Default::default(),
-                output_path: Some("/out/_temporary/a/part-m-00000".into()),
-                skipped_path: Some("/out/_temporary/a/skipped-part-m-00000".into()),
-            },
-            11,
-        );
-        let Action::Commit { renames, .. } = &done[0] else { panic!("{done:?}") };
-        assert!(renames.contains(&(
-            "/out/_temporary/a/skipped-part-m-00000".into(),
-            "/out/_skipped/part-m-00000".into()
-        )));
-        // With skipping off, crashes are not pinned.
-        let mut off = job(vec![split(&[], &[])], 0);
-        off.conf.set(crate::config::keys::SKIP_ENABLED, "false");
-        let (id2, _) = c.submit(off, 20).unwrap();
-        for n in 0..2 {
-            let a = beat(&mut c, &w1, 1, &[], 20 + n).tasks.remove(0);
-            assert!(a.spec.skip.is_empty());
-            c.attempt_finished(&a.attempt_id, &w1, failed(Some(3)), 20 + n);
-        }
-        assert!(c.job(&id2).unwrap().maps[0].bad_records.is_empty());
-        assert_eq!(c.job(&id).unwrap().state, JobState::Running);
-    }
-
-    #[test]
     fn retries_exhausted_fail_the_job_and_cleanup_waits_for_running_attempts() {
         let mut c = core();
         let w1 = reg(&mut c, "h1");

@@ -1,7 +1,8 @@
 //! The coordinator: accepts jobs, schedules their tasks on workers, recovers from failed
 //! tasks, dead workers and lost map outputs, and commits job outputs. [`model`] is its
 //! vocabulary; [`core`] holds the state machine (no I/O) with [`sched`] (choosing work,
-//! speculation) and [`faults`] (worker death, lost output); [`journal`] records jobs on
+//! speculation), [`faults`] (worker death, lost output) and [`skip`] (skipping records
+//! shown to crash deterministically); [`journal`] records jobs on
 //! local disk so a restart does not forget them; [`service`] is the gRPC edge that carries
 //! out the core's actions against the chunk store and runs the housekeeping loop.
 
@@ -11,5 +12,6 @@ pub mod journal;
 pub mod model;
 pub mod sched;
 pub mod service;
+pub mod skip;
 
 pub use service::{CoordinatorService, run};

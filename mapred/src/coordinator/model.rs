@@ -2,7 +2,7 @@
 //! ([`super::core`]) keeps them, the events' payloads ([`Outcome`]) and the side effects it
 //! asks for ([`Action`]). Plain data with small queries; every decision is in the core.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::{JobConf, keys};
 use crate::counters::Counters;
@@ -51,6 +51,14 @@ impl CoreConfig {
     }
 }
 
+/// Isolated replays a suspect record must crash in before it is skipped, by default.
+///
+/// Together with the two crashed attempts that make a record a suspect, a blameless
+/// record is skipped only if five attempts in a row crash on it: at a (very high)
+/// background crash rate of 1/3 per attempt that is 1 task in 243, and then loudly
+/// (see `mapred.skip.allowed`); at 1 % it is one in ten billion.
+pub const DEFAULT_SKIP_REPLAYS: u64 = 3;
+
 /// Per-job fault-tolerance options, from the job's configuration over the core's defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JobOptions {
@@ -58,10 +66,14 @@ pub struct JobOptions {
     pub max_attempts: u32,
     /// No-progress timeout of an attempt, in ms (0 = none).
     pub task_timeout_ms: u64,
-    /// Whether records that crashed attempts are skipped by later attempts.
+    /// Whether records shown to crash deterministically are skipped by later attempts.
     pub skip: bool,
-    /// Crashed attempts a record must have caused before it is skipped.
+    /// Crashed attempts a record must have caused before it is a suspect (and replayed).
     pub skip_after: u32,
+    /// Isolated replays of a suspect that must all crash before it is skipped.
+    pub skip_replays: u32,
+    /// Skipped records the job may have and still count as a clean success.
+    pub skip_allowed: u64,
     /// Whether slow attempts get backups.
     pub speculative: bool,
 }
@@ -79,18 +91,24 @@ impl JobOptions {
                 keys::MAX_ATTEMPTS
             )));
         }
-        let skip_after = conf.get_u64(keys::SKIP_AFTER, 2)?;
-        if skip_after == 0 || skip_after > 100 {
-            return Err(Error::InvalidArgument(format!(
-                "job option {}={skip_after} must be between 1 and 100",
-                keys::SKIP_AFTER
-            )));
-        }
+        let in_range = |key: &str, default: u64, min: u64, max: u64| -> Result<u64> {
+            let v = conf.get_u64(key, default)?;
+            if !(min..=max).contains(&v) {
+                return Err(Error::InvalidArgument(format!(
+                    "job option {key}={v} must be between {min} and {max}"
+                )));
+            }
+            Ok(v)
+        };
+        let skip_after = in_range(keys::SKIP_AFTER, 2, 1, 100)?;
+        let skip_replays = in_range(keys::SKIP_REPLAYS, DEFAULT_SKIP_REPLAYS, 1, 20)?;
         Ok(JobOptions {
             max_attempts: max_attempts as u32,
             task_timeout_ms: conf.get_u64(keys::TASK_TIMEOUT_MS, cfg.task_timeout_ms)?,
             skip: conf.get_bool(keys::SKIP_ENABLED, true)?,
             skip_after: skip_after as u32,
+            skip_replays: skip_replays as u32,
+            skip_allowed: conf.get_u64(keys::SKIP_ALLOWED, 0)?,
             speculative: conf.get_bool(keys::SPECULATIVE, true)?,
         })
     }
@@ -274,6 +292,12 @@ pub struct Attempt {
     pub counters: Counters,
     /// A speculative backup of a slow attempt.
     pub backup: bool,
+    /// For a replay: the suspect record it runs alone, in a fresh process, to tell
+    /// whether the record crashes deterministically (its output is discarded).
+    pub replay: Option<u64>,
+    /// A failure that does not count toward the task's attempts: a replay that crashed
+    /// on its record, which is the evidence it was run for.
+    pub(crate) excused: bool,
     /// Its temporary output and skipped-records files, kept for the commit.
     pub(crate) files: (Option<String>, Option<String>),
 }
@@ -295,8 +319,15 @@ pub struct Task {
     pub winner: Option<usize>,
     /// Where the winning map attempt's output is (attempt id, shuffle address).
     pub output: Option<(String, String)>,
-    /// Record index -> attempts it crashed.
+    /// Record index -> ordinary attempts it crashed (with skipping on).
     pub bad_records: BTreeMap<u64, u32>,
+    /// The suspect being replayed alone: (record, replays that crashed on it). While set,
+    /// the task's next attempts are replays of it.
+    pub suspect: Option<(u64, u32)>,
+    /// Records whose replays all crashed: later attempts skip them.
+    pub confirmed: BTreeSet<u64>,
+    /// Records that ran fine alone: never suspected again, whatever crashes on them.
+    pub cleared: BTreeSet<u64>,
 }
 
 impl Task {
@@ -310,6 +341,9 @@ impl Task {
             winner: None,
             output: None,
             bad_records: BTreeMap::new(),
+            suspect: None,
+            confirmed: BTreeSet::new(),
+            cleared: BTreeSet::new(),
         }
     }
 
@@ -328,9 +362,9 @@ impl Task {
         self.attempts.iter().filter(|a| a.state == AttemptState::Running).count()
     }
 
-    /// Attempts that failed.
+    /// Attempts that failed, but for replays that crashed on their record.
     pub fn failures(&self) -> usize {
-        self.attempts.iter().filter(|a| a.state == AttemptState::Failed).count()
+        self.attempts.iter().filter(|a| a.state == AttemptState::Failed && !a.excused).count()
     }
 
     /// Hosts where an attempt of this task failed.
@@ -338,9 +372,18 @@ impl Task {
         self.attempts.iter().any(|a| a.state == AttemptState::Failed && a.host == host)
     }
 
-    /// Records to skip: those that crashed at least `after` attempts, sorted.
-    pub fn skip_list(&self, after: u32) -> Vec<u64> {
-        self.bad_records.iter().filter(|&(_, &n)| n >= after).map(|(&r, _)| r).collect()
+    /// Records to skip: those confirmed by their replays, sorted.
+    pub fn skip_list(&self) -> Vec<u64> {
+        self.confirmed.iter().copied().collect()
+    }
+
+    /// The first record that crashed at least `after` ordinary attempts and is neither
+    /// cleared nor confirmed yet: the next to replay.
+    pub fn next_suspect(&self, after: u32) -> Option<u64> {
+        self.bad_records
+            .iter()
+            .find(|&(r, &n)| n >= after && !self.cleared.contains(r) && !self.confirmed.contains(r))
+            .map(|(&r, _)| r)
     }
 
     /// Duration of the winning attempt, if the task is done.
@@ -418,6 +461,13 @@ impl Job {
         }
         c.merge(&self.job_counters);
         c
+    }
+
+    /// Records (map) and key groups (reduce) the winning attempts skipped.
+    pub fn skipped_records(&self) -> u64 {
+        use crate::counters as c;
+        let all = self.all_counters();
+        all.get(c::TASK, c::MAP_SKIPPED_RECORDS) + all.get(c::TASK, c::REDUCE_SKIPPED_GROUPS)
     }
 
     /// Maps done.
@@ -522,6 +572,7 @@ mod tests {
         let cfg = CoreConfig::new("m:1", "c:1");
         let o = JobOptions::from_conf(&JobConf::new(), &cfg).unwrap();
         assert_eq!((o.max_attempts, o.skip, o.skip_after, o.speculative), (4, true, 2, true));
+        assert_eq!((o.skip_replays, o.skip_allowed), (3, 0));
         assert_eq!(o.task_timeout_ms, 600_000);
         let mut conf = JobConf::new();
         conf.set(keys::MAX_ATTEMPTS, "0");
@@ -530,15 +581,35 @@ mod tests {
         conf.set(keys::SPECULATIVE, "false");
         let o = JobOptions::from_conf(&conf, &cfg).unwrap();
         assert_eq!((o.max_attempts, o.speculative), (7, false));
+        for (key, bad) in [
+            (keys::SKIP_REPLAYS, "0"),
+            (keys::SKIP_REPLAYS, "21"),
+            (keys::SKIP_ALLOWED, "-1"),
+            (keys::SKIP_ALLOWED, "some"),
+        ] {
+            let mut c = conf.clone();
+            c.set(key, bad);
+            assert!(JobOptions::from_conf(&c, &cfg).is_err(), "{key}={bad}");
+        }
+        conf.set(keys::SKIP_REPLAYS, "1");
+        conf.set(keys::SKIP_ALLOWED, "12");
+        let o = JobOptions::from_conf(&conf, &cfg).unwrap();
+        assert_eq!((o.skip_replays, o.skip_allowed), (1, 12));
     }
 
     #[test]
-    fn skip_lists_need_enough_crashes() {
+    fn suspects_need_enough_crashes_and_only_confirmed_records_are_skipped() {
         let mut t = Task::new(TaskKind::Map, 0, None);
         t.bad_records.insert(5, 2);
         t.bad_records.insert(3, 1);
         t.bad_records.insert(9, 3);
-        assert_eq!(t.skip_list(2), [5, 9]);
-        assert_eq!(t.skip_list(1), [3, 5, 9]);
+        assert_eq!(t.next_suspect(2), Some(5));
+        assert_eq!(t.next_suspect(1), Some(3));
+        assert!(t.skip_list().is_empty(), "suspects are not skipped");
+        t.cleared.insert(5);
+        assert_eq!(t.next_suspect(2), Some(9));
+        t.confirmed.insert(9);
+        assert_eq!(t.next_suspect(2), None);
+        assert_eq!(t.skip_list(), [9]);
     }
 }

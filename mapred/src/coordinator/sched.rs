@@ -108,7 +108,7 @@ impl Core {
             .filter_map(|t| {
                 let mut running = t.attempts.iter().filter(|a| a.state == AttemptState::Running);
                 let a = running.next()?;
-                let alone = running.next().is_none();
+                let alone = running.next().is_none() && a.replay.is_none();
                 let backed_up = t.attempts.iter().any(|b| b.backup && b.start_ms >= a.start_ms);
                 let elapsed = now - a.start_ms;
                 (alone
@@ -186,16 +186,26 @@ impl Core {
             error: String::new(),
             counters: Default::default(),
             backup,
+            replay: None,
+            excused: false,
             files: (None, None),
         });
         task.state = TaskState::Running;
-        let skip = if opts.skip { task.skip_list(opts.skip_after) } else { Vec::new() };
+        // While a suspect is being judged, the task's attempts are replays of it (a
+        // backup copies an ordinary attempt, never a replay: see `speculate`).
+        let replay = if backup { None } else { task.suspect.map(|(r, _)| r) };
+        task.attempts[n].replay = replay;
+        let skip = if opts.skip { task.skip_list() } else { Vec::new() };
         let spec = TaskSpec {
             attempt_id: attempt_id.clone(),
             split: task.split.clone(),
             skip,
+            replay,
             ..spec_base
         };
+        if replay.is_some() {
+            job.job_counters.add(c::JOB, c::NUM_REPLAYS, 1);
+        }
         let r: AttemptRef = (seq, kind, index, n);
         self.attempts.insert(attempt_id.clone(), r);
         Some(Assignment { attempt_id, spec })

@@ -193,6 +193,7 @@ pub fn job_status(j: &Job, tasks: bool) -> pb::JobStatus {
                         end_ms: a.end_ms,
                         locality: a.locality.as_str().to_owned(),
                         error: a.error.clone(),
+                        replay_of: a.replay,
                     })
                     .collect(),
             })
@@ -215,6 +216,8 @@ pub fn job_status(j: &Job, tasks: bool) -> pb::JobStatus {
         counters: j.all_counters().to_proto(),
         tasks: task_list,
         user: j.def.user.clone(),
+        skipped_records: j.skipped_records(),
+        skip_allowed: j.opts.skip_allowed,
     }
 }
 
