@@ -213,16 +213,22 @@ async fn acknowledged_changes_survive_sigkill() {
     assert!(!sm.on, "no chunks: no safe mode ({})", sm.message);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_torn_tail_is_cut_and_start_succeeds() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let m = start(dir.path()).await;
+/// Starts a master in `dir`, makes `/a`, `/b` and `/c` (three log records), SIGKILLs it
+/// and returns its newest log segment, for the tests that damage the log's tail.
+async fn three_dirs_then_crash(dir: &Path) -> PathBuf {
+    let m = start(dir).await;
     let mut c = client(&m).await;
     for d in ["/a", "/b", "/c"] {
         mkdir(&mut c, d).await;
     }
     crash(m);
-    let last = segments(dir.path()).pop().expect("a segment");
+    segments(dir).pop().expect("a segment")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_tail_is_cut_and_start_succeeds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let last = three_dirs_then_crash(dir.path()).await;
     let len = fs::metadata(&last).expect("meta").len();
     fs::OpenOptions::new().write(true).open(&last).expect("open").set_len(len - 3).expect("cut");
 
@@ -237,13 +243,7 @@ async fn a_torn_tail_is_cut_and_start_succeeds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_record_mid_log_stops_start_up() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let m = start(dir.path()).await;
-    let mut c = client(&m).await;
-    for d in ["/a", "/b", "/c"] {
-        mkdir(&mut c, d).await;
-    }
-    crash(m);
-    let seg = segments(dir.path()).pop().expect("a segment");
+    let seg = three_dirs_then_crash(dir.path()).await;
     let mut bytes = fs::read(&seg).expect("read");
     // A byte inside the first record's payload (after its 8-byte header).
     bytes[10] ^= 0x20;
@@ -261,13 +261,7 @@ async fn a_damaged_record_mid_log_stops_start_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_complete_last_record_with_a_bad_checksum_stops_start_up_and_is_kept() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let m = start(dir.path()).await;
-    let mut c = client(&m).await;
-    for d in ["/a", "/b", "/c"] {
-        mkdir(&mut c, d).await;
-    }
-    crash(m);
-    let last = segments(dir.path()).pop().expect("a segment");
+    let last = three_dirs_then_crash(dir.path()).await;
     let mut bytes = fs::read(&last).expect("read");
     // The last byte of the last record: the record is all there, its data has changed.
     let end = bytes.len() - 1;

@@ -27,6 +27,7 @@ use nix::sys::signal::Signal;
 use proto::gfs::master_client::MasterClient;
 use proto::gfs::{
     ChunkserverState, ClusterReportRequest, ClusterReportResponse, FsckRequest, FsckResponse,
+    GetChunkLocationsRequest, LocatedChunk,
 };
 use tempfile::TempDir;
 use tonic::transport::Channel;
@@ -194,6 +195,23 @@ impl MiniCluster {
             .coordinator_addr()
             .ok_or_else(|| Error::InvalidOptions("this cluster runs no coordinator".into()))?;
         Ok(mapred::client::JobClient::connect(addr).await?)
+    }
+
+    /// Waits until job `job` is no longer running, and returns its final status.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] naming the job.
+    pub async fn wait_job_end(
+        &self,
+        job: &str,
+        timeout: Duration,
+    ) -> Result<proto::mapred::JobStatus> {
+        let what = format!("job {job} to end");
+        crate::wait_for(&what, timeout, Duration::from_millis(200), || async {
+            let s = self.job_client().await.ok()?.status(job).await.ok()?;
+            (s.state != "running").then_some(s)
+        })
+        .await
     }
 
     /// Waits until the coordinator knows at least `n` workers.
@@ -510,6 +528,19 @@ impl MiniCluster {
         self.spec.bin_dir.join(name)
     }
 
+    /// Asserts that `dfs cat REMOTE` succeeds and prints exactly `expected` (a test
+    /// helper: panics naming the file otherwise, without dumping the bytes).
+    ///
+    /// # Panics
+    /// If the command fails or its output differs.
+    #[track_caller]
+    pub fn assert_cat(&self, remote: &str, expected: &[u8]) {
+        let out = self.dfs(&["cat", remote]);
+        out.assert_ok();
+        assert_eq!(out.stdout.len(), expected.len(), "length of {remote}");
+        assert!(out.stdout == expected, "{remote}: different bytes");
+    }
+
     /// A `dfs` client library handle connected to this cluster's master (default
     /// configuration: relative paths resolve against the user's home directory).
     ///
@@ -554,6 +585,26 @@ impl MiniCluster {
             .fsck(request)
             .await
             .map(|r| r.into_inner())
+            .map_err(|s| Error::Rpc { addr: self.spec.master.addr.clone(), status: Box::new(s) })
+    }
+
+    /// Every chunk of the file at `path` with its readable replicas, as the master hands
+    /// them to a reader (nearest first for a client on no chunkserver's host).
+    ///
+    /// # Errors
+    /// [`Error::Connect`], [`Error::Rpc`].
+    pub async fn locations(&self, path: &str) -> Result<Vec<LocatedChunk>> {
+        let mut master = self.master_client().await?;
+        let request = GetChunkLocationsRequest {
+            path: path.to_owned(),
+            offset: 0,
+            length: 0,
+            client_host: String::new(),
+        };
+        master
+            .get_chunk_locations(request)
+            .await
+            .map(|r| r.into_inner().chunks)
             .map_err(|s| Error::Rpc { addr: self.spec.master.addr.clone(), status: Box::new(s) })
     }
 

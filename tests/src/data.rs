@@ -60,6 +60,39 @@ pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
     DataGen::new(seed).bytes(len)
 }
 
+/// `n` deterministic text lines, each of 1 to 10 words `w0`..`w{vocabulary-1}` separated
+/// by single spaces (no newline): input whose word counts are easy to check.
+pub fn word_lines(seed: u64, n: usize, vocabulary: u16) -> Vec<Vec<u8>> {
+    let mut g = DataGen::new(seed);
+    let mut b = [0u8; 8];
+    (0..n)
+        .map(|_| {
+            g.fill(&mut b);
+            let words = 1 + b[0] % 10;
+            let mut line = Vec::new();
+            for i in 0..words {
+                g.fill(&mut b);
+                let w = u16::from_le_bytes([b[1], b[2]]) % vocabulary.max(1);
+                if i > 0 {
+                    line.push(b' ');
+                }
+                line.extend_from_slice(format!("w{w}").as_bytes());
+            }
+            line
+        })
+        .collect()
+}
+
+/// The lines joined into one text, each ended by a newline.
+pub fn join_lines(lines: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
+    for l in lines {
+        out.extend_from_slice(l);
+        out.push(b'\n');
+    }
+    out
+}
+
 /// Writes `len` deterministic pseudo-random bytes from `seed` to `path`, and returns
 /// their CRC32.
 ///

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use proto::gfs::{ChunkserverState, GetChunkLocationsRequest, LocatedChunk};
+use proto::gfs::ChunkserverState;
 use tests::data::random_bytes;
 use tests::{ClusterOptions, CmdOutput, DEFAULT_POLL, DEFAULT_TIMEOUT, MiniCluster, wait_until};
 
@@ -20,17 +20,6 @@ async fn cluster(options: ClusterOptions) -> MiniCluster {
 }
 
 /// The chunks of `path` with replicas in the order the master gives this host's readers.
-async fn locations(c: &MiniCluster, path: &str) -> Vec<LocatedChunk> {
-    let mut master = c.master_client().await.unwrap();
-    let req = GetChunkLocationsRequest {
-        path: path.to_owned(),
-        offset: 0,
-        length: 0,
-        client_host: String::new(),
-    };
-    master.get_chunk_locations(req).await.unwrap().into_inner().chunks
-}
-
 fn put(c: &MiniCluster, remote: &str, data: &[u8]) {
     c.dfs_with_stdin(&["put", "-p", "-", remote], Some(data)).assert_ok();
 }
@@ -41,14 +30,6 @@ fn dfs_retrying_for(c: &MiniCluster, secs: u32, args: &[&str], stdin: Option<&[u
     let mut cmd = c.dfs_cmd();
     cmd.env("DFS_RETRY_SECONDS", secs.to_string());
     tests::command::run(cmd, args, stdin).expect("dfs runs")
-}
-
-#[track_caller]
-fn assert_cat(c: &MiniCluster, remote: &str, expected: &[u8]) {
-    let out = c.dfs(&["cat", remote]);
-    out.assert_ok();
-    assert_eq!(out.stdout.len(), expected.len(), "length of {remote}");
-    assert!(out.stdout == expected, "{remote}: different bytes");
 }
 
 async fn live_chunkservers(c: &MiniCluster) -> usize {
@@ -66,7 +47,7 @@ async fn corrupt_replica_is_detected_and_read_around() {
     put(&c, "/c/file", &data);
 
     // Corrupt chunk 1's replica that readers on this host try first.
-    let chunks = locations(&c, "/c/file").await;
+    let chunks = c.locations("/c/file").await.expect("locations");
     assert_eq!(chunks.len(), 4);
     let chunk = &chunks[1];
     let first = chunk.replicas.first().expect("chunk has replicas");
@@ -97,7 +78,7 @@ async fn corrupt_replica_is_detected_and_read_around() {
         })
         .await;
     assert!(reported.is_ok(), "{}\nlast fsck: {last}", reported.unwrap_err());
-    assert_cat(&c, "/c/file", &data);
+    c.assert_cat("/c/file", &data);
 }
 
 fn flip_byte(path: &Path, offset: usize) {
@@ -118,12 +99,12 @@ async fn reads_fail_over_when_a_chunkserver_dies() {
     }
 
     // Kill the chunkserver a reader here would try first for the first file.
-    let first = locations(&c, &files[0].0).await[0].replicas[0].addr.clone();
+    let first = c.locations(&files[0].0).await.expect("locations")[0].replicas[0].addr.clone();
     let victim = c.chunkserver_by_addr(&first).unwrap().name.clone();
     let victim_addr = c.chunkserver(&victim).unwrap().addr.clone();
     c.kill(&victim).unwrap();
     for (path, data) in &files {
-        assert_cat(&c, path, data);
+        c.assert_cat(path, data);
     }
 
     // Once the master declares it dead, writes go elsewhere and reads still work.
@@ -137,12 +118,12 @@ async fn reads_fail_over_when_a_chunkserver_dies() {
     .unwrap();
     let fresh = random_bytes(4, 2 * MIB + 100);
     put(&c, "/fo/after", &fresh);
-    assert_cat(&c, "/fo/after", &fresh);
-    for chunk in locations(&c, "/fo/after").await {
+    c.assert_cat("/fo/after", &fresh);
+    for chunk in c.locations("/fo/after").await.expect("locations") {
         assert!(chunk.replicas.iter().all(|r| r.addr != victim_addr), "replica on the dead node");
     }
     for (path, data) in &files {
-        assert_cat(&c, path, data);
+        c.assert_cat(path, data);
     }
 
     // It comes back on the same address with its data.
@@ -154,7 +135,7 @@ async fn reads_fail_over_when_a_chunkserver_dies() {
     .await
     .unwrap();
     for (path, data) in &files {
-        assert_cat(&c, path, data);
+        c.assert_cat(path, data);
     }
 }
 
@@ -180,7 +161,7 @@ async fn frozen_chunkserver_is_declared_dead_and_avoided() {
     let data = random_bytes(21, 2 * MIB + 1);
     put(&c, "/frozen/f", &data);
     let frozen = c.chunkserver("cs-2").unwrap().addr.clone();
-    for chunk in locations(&c, "/frozen/f").await {
+    for chunk in c.locations("/frozen/f").await.expect("locations") {
         assert!(chunk.replicas.iter().all(|r| r.addr != frozen), "replica on the frozen node");
         let racks: BTreeSet<_> = chunk.replicas.iter().map(|r| r.rack.clone()).collect();
         assert_eq!((chunk.replicas.len(), racks.len()), (3, 2), "placement of {}", chunk.handle);
@@ -191,7 +172,7 @@ async fn frozen_chunkserver_is_declared_dead_and_avoided() {
     })
     .await
     .unwrap();
-    assert_cat(&c, "/frozen/f", &data);
+    c.assert_cat("/frozen/f", &data);
 }
 
 #[tokio::test]
@@ -231,7 +212,7 @@ async fn master_restart_keeps_the_namespace() {
         })
         .await;
     assert!(writable.is_ok(), "{last}");
-    assert_cat(&c, "/m/more", &more);
+    c.assert_cat("/m/more", &more);
 }
 
 #[tokio::test]
@@ -257,5 +238,5 @@ async fn full_disks_fail_the_write_cleanly() {
     let names: Vec<String> =
         client.list("/full").await.unwrap().into_iter().map(|s| s.path.to_string()).collect();
     assert_eq!(names, ["/full/small"], "no partial file (nor ._COPYING_ temporary) is left");
-    assert_cat(&c, "/full/small", &small);
+    c.assert_cat("/full/small", &small);
 }

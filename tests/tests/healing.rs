@@ -12,9 +12,7 @@ use std::io::Write as _;
 use std::process::Stdio;
 use std::time::Duration;
 
-use proto::gfs::{
-    AdminState, ChunkHealth, FsckResponse, GetChunkLocationsRequest, LocatedChunk, ReplicaState,
-};
+use proto::gfs::{AdminState, ChunkHealth, FsckResponse, ReplicaState};
 use tests::data::random_bytes;
 use tests::{ClusterOptions, DEFAULT_POLL, MiniCluster, wait_until};
 
@@ -52,25 +50,6 @@ async fn quick_client(c: &MiniCluster) -> dfs::Client {
 
 fn put(c: &MiniCluster, remote: &str, data: &[u8]) {
     c.dfs_with_stdin(&["put", "-p", "-", remote], Some(data)).assert_ok();
-}
-
-#[track_caller]
-fn assert_cat(c: &MiniCluster, remote: &str, expected: &[u8]) {
-    let out = c.dfs(&["cat", remote]);
-    out.assert_ok();
-    assert_eq!(out.stdout.len(), expected.len(), "length of {remote}");
-    assert!(out.stdout == expected, "{remote}: different bytes");
-}
-
-async fn locations(c: &MiniCluster, path: &str) -> Vec<LocatedChunk> {
-    let mut master = c.master_client().await.expect("master");
-    let req = GetChunkLocationsRequest {
-        path: path.to_owned(),
-        offset: 0,
-        length: 0,
-        client_host: String::new(),
-    };
-    master.get_chunk_locations(req).await.expect("locations").into_inner().chunks
 }
 
 async fn fsck(c: &MiniCluster) -> Option<FsckResponse> {
@@ -144,7 +123,7 @@ async fn a_dead_chunkserver_is_replaced_and_every_file_reads_back() {
     c.kill(&victim.name).unwrap();
     wait_replicated(&c, 3, 2, std::slice::from_ref(&victim.addr)).await;
     for (p, d) in &files {
-        assert_cat(&c, p, d);
+        c.assert_cat(p, d);
     }
 }
 
@@ -162,10 +141,10 @@ async fn a_chunkserver_killed_mid_put_does_not_fail_the_put() {
     c.kill(&victim).unwrap();
     w.write_all(&data[2 * MIB + MIB / 2..]).await.unwrap();
     assert_eq!(w.close().await.unwrap(), data.len() as u64);
-    assert_cat(&c, "/mid/put", &data);
+    c.assert_cat("/mid/put", &data);
     let victim_addr = c.chunkserver(&victim).unwrap().addr.clone();
     wait_replicated(&c, 3, 2, &[victim_addr]).await;
-    assert_cat(&c, "/mid/put", &data);
+    c.assert_cat("/mid/put", &data);
 }
 
 #[tokio::test]
@@ -187,7 +166,7 @@ async fn hung_chunkservers_are_timed_out_on_write_and_read_then_cleaned() {
     assert_eq!(w.close().await.unwrap(), data.len() as u64);
     // Every chunk written around the hung node has a replica elsewhere: the survivors of
     // its pipeline, or, for chunks finished before the freeze, the other replicas.
-    assert_cat(&c, "/hang/during", &data);
+    c.assert_cat("/hang/during", &data);
 
     // Read: the replica a reader tries first freezes too (if it is another node). Only
     // the file written before any freeze is read now: a chunk written around the hang
@@ -227,8 +206,8 @@ async fn hung_chunkservers_are_timed_out_on_write_and_read_then_cleaned() {
             .all(|x| x.state != stale),
         "no stale replica left"
     );
-    assert_cat(&c, "/hang/during", &data);
-    assert_cat(&c, "/hang/before", &before);
+    c.assert_cat("/hang/during", &data);
+    c.assert_cat("/hang/before", &before);
 }
 
 #[tokio::test]
@@ -239,7 +218,7 @@ async fn the_scrubber_finds_an_unread_corrupt_replica_and_it_is_repaired() {
     let data = random_bytes(12, 2 * MIB + 99);
     put(&c, "/scrub/f", &data);
     wait_replicated(&c, 3, 2, &[]).await;
-    let chunk = locations(&c, "/scrub/f").await.remove(1);
+    let chunk = c.locations("/scrub/f").await.expect("locations").remove(1);
     let holder = name_of(&c, &chunk.replicas[0].addr);
     let path = c.replica_path(&holder, chunk.handle).unwrap();
     let mut bytes = std::fs::read(&path).unwrap();
@@ -258,7 +237,7 @@ async fn the_scrubber_finds_an_unread_corrupt_replica_and_it_is_repaired() {
     })
     .await;
     assert!(repaired.is_ok(), "{}", repaired.unwrap_err());
-    assert_cat(&c, "/scrub/f", &data);
+    c.assert_cat("/scrub/f", &data);
 }
 
 #[tokio::test]
@@ -267,7 +246,7 @@ async fn a_read_of_a_chunk_whose_replicas_are_all_corrupt_says_so() {
     let data = random_bytes(13, 300_000);
     put(&c, "/rot/f", &data);
     wait_replicated(&c, 3, 2, &[]).await;
-    let chunk = locations(&c, "/rot/f").await.remove(0);
+    let chunk = c.locations("/rot/f").await.expect("locations").remove(0);
     assert_eq!(chunk.replicas.len(), 3);
     for r in &chunk.replicas {
         let path = c.replica_path(&name_of(&c, &r.addr), chunk.handle).unwrap();
@@ -281,9 +260,12 @@ async fn a_read_of_a_chunk_whose_replicas_are_all_corrupt_says_so() {
     assert!(first.contains(&want), "{first}");
     // Then the master knows: it hands out no replica, only the count of corrupt ones.
     let known = wait_until("the master to know every replica corrupt", HEAL, DEFAULT_POLL, || {
-        let fut = locations(&c, "/rot/f");
+        let fut = c.locations("/rot/f");
         async move {
-            let l = fut.await.remove(0);
+            let Some(l) = fut.await.ok().and_then(|mut l| (!l.is_empty()).then(|| l.remove(0)))
+            else {
+                return false;
+            };
             l.replicas.is_empty() && l.corrupt_replicas == 3
         }
     })
@@ -351,7 +333,7 @@ async fn deleted_files_leave_no_chunk_on_any_disk_even_across_restarts() {
     for i in 0..3 {
         let p = format!("/gc/f{i}");
         put(&c, &p, &random_bytes(21 + i, 2 * MIB + 17));
-        handles.extend(locations(&c, &p).await.into_iter().map(|l| l.handle));
+        handles.extend(c.locations(&p).await.expect("locations").into_iter().map(|l| l.handle));
     }
     wait_replicated(&c, 3, 2, &[]).await;
     // One chunkserver is away while the files are deleted, and the master restarts, so
@@ -368,7 +350,7 @@ async fn deleted_files_leave_no_chunk_on_any_disk_even_across_restarts() {
     })
     .await;
     assert!(clean.is_ok(), "{}", clean.unwrap_err());
-    assert_cat(&c, "/gc/keep", &keep);
+    c.assert_cat("/gc/keep", &keep);
 }
 
 #[tokio::test]
@@ -446,7 +428,7 @@ async fn decommission_under_load_never_drops_a_chunk_below_its_factor() {
         assert_eq!(ch.health, healthy, "chunk {:016x} after the kill", ch.handle);
     }
     for (p, d) in files.iter().chain(&written) {
-        assert_cat(&c, p, d);
+        c.assert_cat(p, d);
     }
 }
 
@@ -468,12 +450,12 @@ async fn losing_a_whole_rack_keeps_data_readable_and_replicates_what_it_can() {
         c.kill(&s.name).unwrap();
     }
     for (p, d) in &files {
-        assert_cat(&c, p, d);
+        c.assert_cat(p, d);
     }
     let gone: Vec<String> = rack_a.iter().map(|s| s.addr.clone()).collect();
     // Two chunkservers are left, both on /rack-b: two replicas each is all there can be.
     wait_replicated(&c, 2, 1, &gone).await;
     for (p, d) in &files {
-        assert_cat(&c, p, d);
+        c.assert_cat(p, d);
     }
 }

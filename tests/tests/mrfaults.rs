@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use proto::mapred as pb;
+use tests::data::{join_lines, word_lines};
 use tests::{ClusterOptions, MiniCluster};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -30,37 +31,6 @@ async fn cluster() -> MiniCluster {
     }
 }
 
-/// Deterministic text lines of words from a small vocabulary.
-fn lines(seed: u64, n: usize) -> Vec<Vec<u8>> {
-    let mut g = tests::data::DataGen::new(seed);
-    let mut b = [0u8; 8];
-    (0..n)
-        .map(|_| {
-            g.fill(&mut b);
-            let words = 1 + b[0] % 10;
-            let mut line = Vec::new();
-            for i in 0..words {
-                g.fill(&mut b);
-                let w = u16::from_le_bytes([b[1], b[2]]) % 500;
-                if i > 0 {
-                    line.push(b' ');
-                }
-                line.extend_from_slice(format!("w{w}").as_bytes());
-            }
-            line
-        })
-        .collect()
-}
-
-fn join(lines: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for l in lines {
-        out.extend_from_slice(l);
-        out.push(b'\n');
-    }
-    out
-}
-
 async fn put(c: &MiniCluster, path: &str, data: &[u8]) {
     let client = c.client().await.unwrap();
     let opts = dfs::CreateOptions { create_parents: true, ..Default::default() };
@@ -69,7 +39,7 @@ async fn put(c: &MiniCluster, path: &str, data: &[u8]) {
 
 /// The standard input: ~2.5 MiB over 3 splits.
 async fn standard_input(c: &MiniCluster) {
-    put(c, "/in/text", &join(&lines(11, 110_000))).await;
+    put(c, "/in/text", &join_lines(&word_lines(11, 110_000, 500))).await;
 }
 
 /// Every `part-*` file of `dir`, in name order.
@@ -103,17 +73,7 @@ async fn status(c: &MiniCluster, job: &str) -> pb::JobStatus {
 }
 
 async fn wait_end(c: &MiniCluster, job: &str) -> pb::JobStatus {
-    tests::wait_for(
-        &format!("job {job} to end"),
-        JOB_TIMEOUT,
-        Duration::from_millis(200),
-        || async {
-            let s = c.job_client().await.ok()?.status(job).await.ok()?;
-            (s.state != "running").then_some(s)
-        },
-    )
-    .await
-    .unwrap()
+    c.wait_job_end(job, JOB_TIMEOUT).await.expect("the job ends")
 }
 
 /// The fault-free reference: `faulty` with no faults over `input`, into `/ref`.

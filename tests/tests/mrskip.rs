@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use proto::mapred as pb;
+use tests::data::{join_lines, word_lines};
 use tests::{ClusterOptions, MiniCluster};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -21,37 +22,6 @@ async fn cluster() -> MiniCluster {
         Ok(c) => c,
         Err(e) => panic!("cannot start the mini cluster: {e}"),
     }
-}
-
-/// Deterministic text lines of words from a small vocabulary.
-fn lines(seed: u64, n: usize) -> Vec<Vec<u8>> {
-    let mut g = tests::data::DataGen::new(seed);
-    let mut b = [0u8; 8];
-    (0..n)
-        .map(|_| {
-            g.fill(&mut b);
-            let words = 1 + b[0] % 10;
-            let mut line = Vec::new();
-            for i in 0..words {
-                g.fill(&mut b);
-                let w = u16::from_le_bytes([b[1], b[2]]) % 9000;
-                if i > 0 {
-                    line.push(b' ');
-                }
-                line.extend_from_slice(format!("w{w}").as_bytes());
-            }
-            line
-        })
-        .collect()
-}
-
-fn join(lines: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for l in lines {
-        out.extend_from_slice(l);
-        out.push(b'\n');
-    }
-    out
 }
 
 async fn put(c: &MiniCluster, path: &str, data: &[u8]) {
@@ -96,17 +66,7 @@ fn submit(c: &MiniCluster, args: &[&str]) -> tests::CmdOutput {
 }
 
 async fn wait_end(c: &MiniCluster, job: &str) -> pb::JobStatus {
-    tests::wait_for(
-        &format!("job {job} to end"),
-        JOB_TIMEOUT,
-        Duration::from_millis(200),
-        || async {
-            let s = c.job_client().await.ok()?.status(job).await.ok()?;
-            (s.state != "running").then_some(s)
-        },
-    )
-    .await
-    .unwrap()
+    c.wait_job_end(job, JOB_TIMEOUT).await.expect("the job ends")
 }
 
 fn counter(s: &pb::JobStatus, group: &str, name: &str) -> u64 {
@@ -124,7 +84,7 @@ async fn random_exits_at_the_first_record_never_cost_a_record() {
     let _serial = SERIAL.lock().await;
     let c = cluster().await;
     // ~1.2 MiB: two splits, two reduces.
-    put(&c, "/in/text", &join(&lines(5, 40_000))).await;
+    put(&c, "/in/text", &join_lines(&word_lines(5, 40_000, 9000))).await;
     submit(&c, &["--input", "/in", "--output", "/ref"]).assert_ok();
     let want = read_parts(&c, "/ref").await;
     assert_eq!(want.len(), 2);
@@ -166,7 +126,7 @@ async fn poison_records_and_groups_are_skipped_listed_and_reported() {
     let _serial = SERIAL.lock().await;
     let c = cluster().await;
     // ~3.8 MiB: four 1 MiB splits, a poison line 100 kB into each.
-    let clean = lines(23, 120_000);
+    let clean = word_lines(23, 120_000, 9000);
     let poison = [
         "POISON_PANIC alpha w1",
         "POISON_ABORT beta w2",
@@ -185,8 +145,8 @@ async fn poison_records_and_groups_are_skipped_listed_and_reported() {
     }
     assert_eq!(next, poison.len(), "the input spans four splits");
     dirty.insert(60_000, b"BADKEY_PANIC".to_vec());
-    let dirty_bytes = join(&dirty);
-    put(&c, "/clean/text", &join(&clean)).await;
+    let dirty_bytes = join_lines(&dirty);
+    put(&c, "/clean/text", &join_lines(&clean)).await;
     put(&c, "/dirty/text", &dirty_bytes).await;
     submit(&c, &["--input", "/clean", "--output", "/ref"]).assert_ok();
     let want = read_parts(&c, "/ref").await;

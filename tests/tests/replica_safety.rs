@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use proto::gfs::{FsckResponse, GetChunkLocationsRequest, ReplicaState, ReportedChunk};
+use proto::gfs::{FsckResponse, ReplicaState, ReportedChunk};
 use tests::data::random_bytes;
 use tests::{ClusterOptions, DEFAULT_POLL, MiniCluster, wait_until};
 
@@ -52,14 +52,6 @@ async fn client(c: &MiniCluster) -> dfs::Client {
         ..dfs::ClientConfig::default()
     };
     dfs::Client::connect(c.master_addr(), cfg).await.expect("client")
-}
-
-#[track_caller]
-fn assert_cat(c: &MiniCluster, remote: &str, expected: &[u8]) {
-    let out = c.dfs(&["cat", remote]);
-    out.assert_ok();
-    assert_eq!(out.stdout.len(), expected.len(), "length of {remote}");
-    assert!(out.stdout == expected, "{remote}: different bytes");
 }
 
 /// Replica states of every chunk of every closed file: (handle, states).
@@ -153,14 +145,14 @@ async fn puts_with_a_chunkserver_killed_at_any_moment_lose_no_acknowledged_byte(
             assert_eq!(closed.expect("close"), data.len() as u64, "round {round}");
         }
         c.restart(victim).await.expect("restart");
-        assert_cat(&c, &path, &data);
+        c.assert_cat(&path, &data);
         written.push((path, data));
     }
     // Late reports, deletes and repairs have all had their chance: nothing acknowledged
     // is gone, and every chunk is back to three healthy replicas, none half-written.
     wait_healthy(&c, 3).await;
     for (path, data) in &written {
-        assert_cat(&c, path, data);
+        c.assert_cat(path, data);
     }
 }
 
@@ -180,17 +172,7 @@ async fn a_late_report_of_the_old_version_deletes_nothing_current() {
     assert_eq!(w.close().await.expect("close"), data.len() as u64);
 
     let mut master = c.master_client().await.expect("master");
-    let located = master
-        .get_chunk_locations(GetChunkLocationsRequest {
-            path: "/late/f".into(),
-            offset: 0,
-            length: 0,
-            client_host: String::new(),
-        })
-        .await
-        .expect("locations")
-        .into_inner()
-        .chunks;
+    let located = c.locations("/late/f").await.expect("locations");
     let recovered = located.iter().find(|ch| ch.handle == handle).expect("the recovered chunk");
     assert!(recovered.version >= 2, "the pipeline was recovered: {recovered:?}");
     assert_eq!(recovered.replicas.len(), 2, "{recovered:?}");
@@ -218,10 +200,10 @@ async fn a_late_report_of_the_old_version_deletes_nothing_current() {
         let path = c.replica_path(&name, handle).expect("replica path");
         assert!(path.exists(), "{name} lost the recovered replica {}", path.display());
     }
-    assert_cat(&c, "/late/f", &data);
+    c.assert_cat("/late/f", &data);
     c.restart(&victim).await.expect("restart");
     wait_healthy(&c, 3).await;
-    assert_cat(&c, "/late/f", &data);
+    c.assert_cat("/late/f", &data);
 }
 
 async fn two_corrupt_replicas_heal_on(chunkservers: usize) {
@@ -231,19 +213,7 @@ async fn two_corrupt_replicas_heal_on(chunkservers: usize) {
     let data = random_bytes(40 + chunkservers as u64, MIB / 2 + 99);
     c.dfs_with_stdin(&["put", "-p", "-", "/corrupt/f"], Some(&data)).assert_ok();
     wait_healthy(&c, 3).await;
-    let mut master = c.master_client().await.expect("master");
-    let chunk = master
-        .get_chunk_locations(GetChunkLocationsRequest {
-            path: "/corrupt/f".into(),
-            offset: 0,
-            length: 0,
-            client_host: String::new(),
-        })
-        .await
-        .expect("locations")
-        .into_inner()
-        .chunks
-        .remove(0);
+    let chunk = c.locations("/corrupt/f").await.expect("locations").remove(0);
     for r in &chunk.replicas[..2] {
         let path = c.replica_path(&name_of(&c, &r.addr), chunk.handle).expect("path");
         let mut bytes = std::fs::read(&path).expect("replica");
@@ -251,7 +221,7 @@ async fn two_corrupt_replicas_heal_on(chunkservers: usize) {
         std::fs::write(&path, &bytes).expect("corrupt");
     }
     // The good replica serves reads meanwhile.
-    assert_cat(&c, "/corrupt/f", &data);
+    c.assert_cat("/corrupt/f", &data);
     // The scrubbers find both; each is replaced (in place if no other server is free),
     // and a corrupt file left elsewhere is deleted.
     let repaired = wait_until("both corrupt replicas replaced", HEAL, DEFAULT_POLL, || {
@@ -263,7 +233,7 @@ async fn two_corrupt_replicas_heal_on(chunkservers: usize) {
     .await;
     assert!(repaired.is_ok(), "{}: {:?}", repaired.unwrap_err(), c.replicas_on_disk(chunk.handle));
     wait_healthy(&c, 3).await;
-    assert_cat(&c, "/corrupt/f", &data);
+    c.assert_cat("/corrupt/f", &data);
 }
 
 #[tokio::test]
@@ -317,9 +287,9 @@ async fn frozen_node_at(position: usize) {
     // Thawed, it works through its queued write of the old version: that must never
     // replace the current replica anywhere.
     c.cont(&frozen).expect("SIGCONT");
-    assert_cat(&c, &path, &data);
+    c.assert_cat(&path, &data);
     wait_healthy(&c, 3).await;
-    assert_cat(&c, &path, &data);
+    c.assert_cat(&path, &data);
     // The chunk is the file's first MiB.
     for (_, file) in c.replicas_on_disk(handle) {
         assert!(std::fs::read(&file).expect("replica") == data[..MIB], "{}", file.display());
