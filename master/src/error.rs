@@ -111,6 +111,16 @@ pub enum Error {
         /// Why that and the log do not cover it.
         why: String,
     },
+    /// A long-lived task of the master (the monitor that runs re-replication, lease
+    /// recovery and failure detection, or the checkpointer) ended while the master was
+    /// serving: the master stops rather than go on without it.
+    #[error("the master's {task} task stopped while serving: {cause}")]
+    TaskDied {
+        /// Which task.
+        task: &'static str,
+        /// Its panic message, or why it ended.
+        cause: String,
+    },
     /// Binding or serving failed.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -149,7 +159,8 @@ impl From<Error> for tonic::Status {
             Error::Transport(_)
             | Error::Io { .. }
             | Error::Corrupt { .. }
-            | Error::CheckpointLost { .. } => Status::internal(msg),
+            | Error::CheckpointLost { .. }
+            | Error::TaskDied { .. } => Status::internal(msg),
         }
     }
 }

@@ -44,7 +44,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 pub use config::Config;
 pub use error::{Error, Result};
@@ -116,17 +116,57 @@ pub async fn run_with_ready(
         }
         conn
     });
-    let served = tonic::transport::Server::builder()
+    let serve = tonic::transport::Server::builder()
         .add_service(MasterServer::new(server::MasterService::new(state, checkpointer)))
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await;
+        .serve_with_incoming_shutdown(incoming, shutdown);
+    let (mut monitor, mut checkpoints) = (monitor, checkpoints);
+    let outcome =
+        supervise(serve, [("monitor", &mut monitor), ("checkpointer", &mut checkpoints)]).await;
+    if let Err(e) = &outcome {
+        error!(cause = %e, "the master stops");
+    }
     let _ = stop_tx.send(true);
     let _ = monitor.await;
     let _ = checkpoints.await;
     // Whatever is queued is written before the writer exits.
     let _ = tokio::task::spawn_blocking(move || log.stop()).await;
     info!("master stopped");
-    Ok(served?)
+    outcome
+}
+
+/// Runs `serve` to its end, unless one of the background `tasks` ends first.
+///
+/// They run until shutdown; one that ends before (a panic) would leave a master that
+/// looks healthy but no longer repairs, recovers leases or checkpoints: serving stops
+/// and the error says which task and why, so the operator or a supervisor restarts it.
+async fn supervise<const N: usize>(
+    serve: impl Future<Output = std::result::Result<(), tonic::transport::Error>>,
+    tasks: [(&'static str, &mut tokio::task::JoinHandle<()>); N],
+) -> Result<()> {
+    let ended = futures::future::select_all(
+        tasks.into_iter().map(|(name, handle)| Box::pin(async move { (name, handle.await) })),
+    );
+    tokio::select! {
+        served = serve => served.map_err(Error::from),
+        ((name, ended), _, _) = ended => Err(task_died(name, ended)),
+    }
+}
+
+/// The error for a background task that ended while the master was serving.
+fn task_died(task: &'static str, ended: std::result::Result<(), tokio::task::JoinError>) -> Error {
+    let cause = match ended {
+        Ok(()) => "it returned".to_owned(),
+        Err(e) if e.is_panic() => {
+            let payload = e.into_panic();
+            payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .map_or_else(|| "it panicked".to_owned(), |m| format!("it panicked: {m}"))
+        }
+        Err(e) => e.to_string(),
+    };
+    Error::TaskDied { task, cause }
 }
 
 /// Once per heartbeat interval: logs chunkserver liveness transitions, lets safe mode end
@@ -166,5 +206,33 @@ async fn monitor(
                 was_live[i] = live;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_background_task_that_panics_stops_the_master_with_its_message() {
+        let mut quiet = tokio::spawn(std::future::pending::<()>());
+        let mut panics = tokio::spawn(async { panic!("boom at the replication tick") });
+        let serve = std::future::pending();
+        let supervised = supervise(serve, [("checkpointer", &mut quiet), ("monitor", &mut panics)]);
+        let err = tokio::time::timeout(std::time::Duration::from_secs(10), supervised)
+            .await
+            .expect("the panic is noticed, not waited past")
+            .expect_err("the panic stops the master");
+        assert!(matches!(err, Error::TaskDied { task: "monitor", .. }), "{err}");
+        assert!(err.to_string().contains("boom at the replication tick"), "{err}");
+        quiet.abort();
+    }
+
+    #[tokio::test]
+    async fn serving_to_the_end_is_ok() {
+        let mut quiet = tokio::spawn(std::future::pending::<()>());
+        let served = supervise(async { Ok(()) }, [("monitor", &mut quiet)]).await;
+        assert!(served.is_ok());
+        quiet.abort();
     }
 }

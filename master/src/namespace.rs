@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
-use proto::path::DfsPath;
+use proto::path::{DfsPath, MAX_PATH_LEN};
 use smallvec::SmallVec;
 
 use crate::chunks::ChunkHandle;
@@ -282,6 +282,24 @@ impl Namespace {
                 .collect();
         out.sort_unstable_by(|a, b| a.0.cmp(b.0));
         out
+    }
+
+    /// The length of the longest path below `id`, relative to it (`/b/c` below it counts
+    /// 4; 0 for a file or an empty directory): what moving `id` adds to its new path.
+    /// Walks the whole subtree, so a rename of a directory costs a pass over what it holds.
+    fn longest_below(&self, id: InodeId) -> usize {
+        let mut longest = 0;
+        let mut stack: Vec<(&Inode, usize)> = vec![(self.inode(id), 0)];
+        while let Some((inode, len)) = stack.pop() {
+            longest = longest.max(len);
+            if let InodeKind::Dir(c) = &inode.kind {
+                for &slot in c.0.iter() {
+                    let child = self.at(slot);
+                    stack.push((child, len + 1 + child.name.as_str().len()));
+                }
+            }
+        }
+        longest
     }
 
     /// Enters `child` (already holding its name) in directory `dir`'s table.
@@ -767,6 +785,14 @@ impl Namespace {
         if self.child(new_parent, target.name()).is_some() {
             return Err(Error::AlreadyExists(target.to_string()));
         }
+        // Every path below the moved directory must stay within the limit too: the tree
+        // never holds a path that no request could name (and `path_of` relies on it).
+        let deepest = target.as_str().len() + self.longest_below(id);
+        if deepest > MAX_PATH_LEN {
+            return Err(Error::InvalidArgument(format!(
+                "renaming {src} to {target} would make paths below it {deepest} bytes long, over the limit of {MAX_PATH_LEN}"
+            )));
+        }
         let old_parent = self.inode(id).parent;
         // Out of the old directory under the old name, into the new one under the new.
         self.unlink(old_parent, src.name());
@@ -954,6 +980,32 @@ mod tests {
             ns.create(&f, &CreateArgs { overwrite: true, ..args("c") }).expect("overwrite");
         assert_eq!(released, vec![ChunkHandle(5)]);
         assert_eq!(ns.file_count(), 1);
+    }
+
+    #[test]
+    fn a_rename_never_makes_a_path_below_it_too_long() {
+        // /d/<name>/<name>/... down to a file whose path is one byte under the limit.
+        let name = "n".repeat(100);
+        let mut deep = String::from("/d");
+        while deep.len() + 2 * (1 + name.len()) < MAX_PATH_LEN {
+            deep = format!("{deep}/{name}");
+        }
+        let file = format!("{deep}/{}", "f".repeat(MAX_PATH_LEN - deep.len() - 2));
+        assert_eq!(file.len(), MAX_PATH_LEN - 1);
+        let mut ns = ns_with(&[&file, "/e/"]);
+        let longer = "/d-with-a-much-longer-name";
+        let err = ns.rename(&p("/d"), &p(longer), 2).expect_err("too long below");
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+        assert!(err.to_string().contains("over the limit"), "{err}");
+        // Nothing moved, and every path is still within the limit.
+        let id = ns.lookup(&p(&file)).expect("still there");
+        assert_eq!(ns.path_of(id).as_str(), file);
+        // Into a directory: the moved name joins the target, which counts too.
+        assert!(ns.rename(&p("/d"), &p("/e"), 2).is_err());
+        // A rename that keeps within the limit goes through.
+        ns.rename(&p("/d"), &p("/x"), 2).expect("shorter");
+        let moved = format!("/x{}", &file[2..]);
+        assert_eq!(ns.path_of(ns.lookup(&p(&moved)).expect("moved")).as_str(), moved);
     }
 
     #[test]
