@@ -80,6 +80,32 @@ pub fn check_chunk_size(chunk_size: u64) -> Result<()> {
     Ok(())
 }
 
+/// Longest user or client name a request may carry, in bytes.
+pub const MAX_PRINCIPAL_LEN: usize = 256;
+
+/// Checks a user (owner) or client name a request carries: at most
+/// [`MAX_PRINCIPAL_LEN`] bytes and no control characters. Names are kept in the namespace
+/// and the lease table for as long as their files live, printed in listings and logged:
+/// a megabyte of name, or a newline forging a log line, must not get in.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] saying which name (`what`) and why.
+pub fn check_principal(what: &str, name: &str) -> Result<()> {
+    if name.len() > MAX_PRINCIPAL_LEN {
+        return Err(Error::InvalidArgument(format!(
+            "{what} is {} bytes long, over the limit of {MAX_PRINCIPAL_LEN}",
+            name.len()
+        )));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return Err(Error::InvalidArgument(format!(
+            "{what} {:?} holds the control character {c:?}",
+            name.chars().take(64).collect::<String>()
+        )));
+    }
+    Ok(())
+}
+
 /// Checks a replication factor is within 1..=[`MAX_REPLICATION`].
 ///
 /// # Errors

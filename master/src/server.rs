@@ -22,6 +22,7 @@ use tracing::{debug, info};
 use crate::checkpoint::Checkpointer;
 use crate::chunks::{ChunkHandle, ReplicaStatus};
 use crate::cluster::{Identity, Load};
+use crate::config;
 use crate::error::Error;
 use crate::namespace::{InodeId, InodeKind, Namespace};
 use crate::oplog::{Durable, LoggedCall, Op};
@@ -232,6 +233,7 @@ impl Master for MasterService {
     ) -> Result<Response<pb::MkdirResponse>, Status> {
         let r = req.into_inner();
         let p = path(&r.path)?;
+        config::check_principal("owner", &r.owner)?;
         let call = CallKey::from_request(&r.client_id, r.call_id);
         let resp = self
             .mutate(call, now_ms(), move |st, t| {
@@ -254,6 +256,8 @@ impl Master for MasterService {
         if r.client_name.is_empty() {
             return Err(Status::invalid_argument("create: client_name is required"));
         }
+        config::check_principal("owner", &r.owner)?;
+        config::check_principal("client name", &r.client_name)?;
         let call = CallKey::from_request(&r.client_id, r.call_id);
         let resp = self
             .mutate(call, now_ms(), move |st, t| {
@@ -496,6 +500,7 @@ impl Master for MasterService {
         if r.client_name.is_empty() {
             return Err(Status::invalid_argument("renew lease: client_name is required"));
         }
+        config::check_principal("client name", &r.client_name)?;
         let mut st = self.state();
         st.leases.touch(&r.client_name, Instant::now());
         let renew_interval_ms = st.leases.renew_interval().as_millis() as u64;
@@ -721,6 +726,31 @@ mod tests {
 
     fn last_txid(svc: &MasterService) -> u64 {
         svc.state().journal.last_txid()
+    }
+
+    #[tokio::test]
+    async fn names_a_request_carries_are_bounded_and_free_of_control_characters() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (svc, log) = start(dir.path());
+        let huge = "u".repeat(1 << 20);
+        let mut req = create("/f", 1).into_inner();
+        req.owner = huge.clone();
+        let Err(err) = svc.create(Request::new(req)).await else {
+            panic!("a megabyte owner was accepted");
+        };
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(err.message().contains("over the limit"), "{}", err.message());
+        let mut req = create("/f", 2).into_inner();
+        req.client_name = "w\nINFO forged line".into();
+        let err = svc.create(Request::new(req)).await.expect_err("a newline in a name");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        let mkdir = pb::MkdirRequest { path: "/d".into(), owner: huge, ..Default::default() };
+        assert!(svc.mkdir(Request::new(mkdir)).await.is_err());
+        let renew = pb::RenewLeaseRequest { client_name: "c\u{7}".into() };
+        assert!(svc.renew_lease(Request::new(renew)).await.is_err());
+        // Nothing entered the namespace.
+        assert!(svc.create(create("/f", 3)).await.is_ok());
+        log.stop();
     }
 
     #[tokio::test]
