@@ -266,7 +266,7 @@ pub fn read(path: &Path) -> Result<Loaded> {
     {
         return Err(bad(offset, "data after the trailer".into()));
     }
-    chunks.reserve_above(ChunkHandle(header.next_handle.saturating_sub(1)));
+    let _ = chunks.reserve_above(ChunkHandle(header.next_handle.saturating_sub(1)));
     Ok(Loaded { txid: header.txid, ns: builder.finish(), chunks })
 }
 

@@ -47,6 +47,10 @@ use smallvec::SmallVec;
 use crate::cluster::ServerIdx;
 use crate::namespace::InodeId;
 
+/// Handles are below this: a quarter of the handle space, more than any cluster
+/// allocates (a million chunks a second for 146,000 years), so the counter never wraps.
+pub const MAX_HANDLE: u64 = 1 << 62;
+
 /// Chunks per page of the chunk table.
 pub const PAGE: usize = 256;
 const PAGE_BITS: u32 = PAGE.trailing_zeros();
@@ -253,6 +257,7 @@ impl ChunkMap {
     /// Allocates a new chunk of `file` whose replicas are expected on `pipeline`.
     pub fn allocate(&mut self, file: InodeId, pipeline: &[ServerIdx]) -> ChunkHandle {
         let h = ChunkHandle(self.next_handle);
+        // Never past MAX_HANDLE + allocations, far below u64::MAX (see `reserve_above`).
         self.next_handle += 1;
         let replicas = pipeline
             .iter()
@@ -275,9 +280,16 @@ impl ChunkMap {
     }
 
     /// Makes sure future handles are above `h`, so a chunk a chunkserver still holds
-    /// from an earlier life of the master is never handed out again.
-    pub fn reserve_above(&mut self, h: ChunkHandle) {
-        self.next_handle = self.next_handle.max(h.0.saturating_add(1));
+    /// from an earlier life of the master is never handed out again. Handles at or above
+    /// [`MAX_HANDLE`] reserve nothing (returns false): no namespace allocates that many,
+    /// and a reported one (a forged or damaged report) must not push the counter to the
+    /// end of the handle space, where it would wrap and hand out live handles again.
+    pub fn reserve_above(&mut self, h: ChunkHandle) -> bool {
+        if h.0 >= MAX_HANDLE {
+            return false;
+        }
+        self.next_handle = self.next_handle.max(h.0 + 1);
+        true
     }
 
     /// Records a chunk's final length: the client has the pipeline's acknowledgement, so
@@ -569,8 +581,12 @@ mod tests {
     #[test]
     fn reserved_handles_are_not_reused() {
         let mut m = ChunkMap::new();
-        m.reserve_above(ChunkHandle(41));
+        assert!(m.reserve_above(ChunkHandle(41)));
         assert_eq!(m.allocate(F, &[A]), ChunkHandle(42));
+        // A handle at the end of the space (a forged report) reserves nothing.
+        assert!(!m.reserve_above(ChunkHandle(u64::MAX)));
+        assert!(!m.reserve_above(ChunkHandle(MAX_HANDLE)));
+        assert_eq!(m.allocate(F, &[A]), ChunkHandle(43));
     }
 
     #[test]

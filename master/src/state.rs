@@ -496,8 +496,11 @@ impl MasterState {
                 }
             }
             ReportOutcome::Unknown => {
-                self.chunks.reserve_above(c.handle);
-                debug!(chunk = c.handle.0, "replica of a chunk from another namespace: kept");
+                if self.chunks.reserve_above(c.handle) {
+                    debug!(chunk = c.handle.0, "replica of a chunk from another namespace: kept");
+                } else {
+                    warn!(chunk = c.handle.0, server = %self.cluster.get(idx).addr, "replica with a handle no namespace allocates: kept, handle not reserved");
+                }
             }
         }
         outcome
