@@ -302,6 +302,12 @@ async fn errors_are_one_line_and_failed_jobs_leave_no_success() {
     let err = submit(&c, &["wordcount", "--input", "/missing", "--output", "/o"])
         .assert_fails(1, "mapred-examples: error: ");
     assert!(err.contains("input path /missing does not exist"), "{err}");
+    // A reducer count no cluster could run is refused, and the coordinator lives on.
+    // (Generated input: nothing else stands between the count and the core.)
+    let huge =
+        ["fail", "--output", "/o", "-D", "mapred.generate.maps=1", "--reducers", "4294967295"];
+    let err = submit(&c, &huge).assert_fails(1, "mapred-examples: error: ");
+    assert!(err.contains("4294967295 reducers asked for, at most 10000"), "{err}");
     let err = submit(&c, &["nosuchjob", "--input", "/x", "--output", "/o"])
         .assert_fails(1, "mapred-examples: error: ");
     assert!(err.contains("unknown job \"nosuchjob\""), "{err}");

@@ -431,12 +431,23 @@ impl Coordinator for CoordinatorService {
     }
 }
 
+/// Most reduce tasks a job may ask for.
+pub const MAX_REDUCERS: u32 = 10_000;
+
 impl CoordinatorService {
     /// Checks a submission and turns it into a job for the core.
     async fn prepare(&self, r: pb::SubmitJobRequest) -> Result<NewJob> {
         let client = &self.shared.client;
         if r.name.is_empty() || r.binary_path.is_empty() {
             return Err(Error::InvalidArgument("a job needs a name and a binary".into()));
+        }
+        // Every reduce task is a record in the core: a count from the request must not
+        // become a multi-gigabyte allocation.
+        if r.reducers > MAX_REDUCERS {
+            return Err(Error::InvalidArgument(format!(
+                "{} reducers asked for, at most {MAX_REDUCERS} are allowed",
+                r.reducers
+            )));
         }
         let output = client.resolve(r.output.as_str())?.to_string();
         if output == "/" {
