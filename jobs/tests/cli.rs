@@ -46,3 +46,45 @@ fn an_unknown_job_is_a_one_line_error() {
     assert_eq!(lines.len(), 1, "{err}");
     assert!(err.contains("no-such-job") && !err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn lists_every_framework_option_with_its_default() {
+    let out = examples(&["options"]);
+    assert!(out.status.success());
+    let listed = String::from_utf8_lossy(&out.stdout);
+    // README's table is the same list: keep it true.
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    for o in mapred::config::OPTIONS {
+        let line = listed.lines().find(|l| l.starts_with(o.key)).unwrap_or_default();
+        assert!(line.split_whitespace().nth(1) == Some(o.default), "{}: {listed}", o.key);
+        let row = format!("| `{}` | `{}` | {} |", o.key, o.default, o.help);
+        assert!(readme.contains(&row), "README.md lacks the row {row}");
+    }
+}
+
+#[test]
+fn a_mistyped_option_is_refused_before_anything_is_contacted() {
+    let out = examples(&[
+        "submit",
+        "wordcount",
+        "--input",
+        "/in",
+        "--output",
+        "/out",
+        "-D",
+        "mapred.task.timout.ms=5000",
+        "--coordinator",
+        "127.0.0.1:1",
+        "--master",
+        "127.0.0.1:1",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "unknown job option mapred.task.timout.ms; did you mean mapred.task.timeout.ms?"
+        ),
+        "{err}"
+    );
+}

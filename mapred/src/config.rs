@@ -152,7 +152,110 @@ pub mod keys {
     /// Longest a reducer waits for a lost map output to be produced again before it
     /// fails, in ms (default 600000).
     pub const FETCH_WAIT_MS: &str = "mapred.reduce.fetch.wait.ms";
+    /// Map tasks of a job with generated input (default 1, at most 100000).
+    pub const GENERATE_MAPS: &str = "mapred.generate.maps";
 }
+
+/// A job option the framework reads: its key, default and meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionDoc {
+    /// The key, under `mapred.`.
+    pub key: &'static str,
+    /// Its default, as text.
+    pub default: &'static str,
+    /// What it does, in one line.
+    pub help: &'static str,
+}
+
+/// Every `mapred.*` option the framework reads, in the order `options` lists them. A key
+/// under `mapred.` that is not here is refused at submit (a typo must not pass silently);
+/// a job's own options live under its own prefix.
+pub const OPTIONS: &[OptionDoc] = &[
+    OptionDoc { key: keys::INPUT_FORMAT, default: "text", help: "input format: text or records" },
+    OptionDoc {
+        key: keys::READ_RANGE,
+        default: "16777216",
+        help: "bytes per DFS read request of a map task (at least 65536)",
+    },
+    OptionDoc {
+        key: keys::GENERATE_MAPS,
+        default: "1",
+        help: "map tasks of a job with generated input (at most 100000)",
+    },
+    OptionDoc { key: keys::SORT_MB, default: "100", help: "map-side sort buffer, MiB (1 to 2047)" },
+    OptionDoc {
+        key: keys::REDUCE_MEMORY_MB,
+        default: "512",
+        help: "fetched map output a reducer holds in memory before spilling, MiB",
+    },
+    OptionDoc {
+        key: keys::PARALLEL_FETCHES,
+        default: "5",
+        help: "map output fetches a reducer keeps in flight",
+    },
+    OptionDoc {
+        key: keys::FETCH_RETRIES,
+        default: "3",
+        help: "tries per map output before it is reported lost (1 to 100)",
+    },
+    OptionDoc {
+        key: keys::FETCH_BACKOFF_MS,
+        default: "250",
+        help: "first back-off between fetch tries, doubled each time, ms",
+    },
+    OptionDoc {
+        key: keys::FETCH_TIMEOUT_MS,
+        default: "30000",
+        help: "a fetch that receives nothing this long fails, ms (at least 100)",
+    },
+    OptionDoc {
+        key: keys::FETCH_WAIT_MS,
+        default: "600000",
+        help: "longest wait for a lost map output to be made again, ms",
+    },
+    OptionDoc { key: keys::OUTPUT_FORMAT, default: "text", help: "output format: text or records" },
+    OptionDoc {
+        key: keys::OUTPUT_SEPARATOR,
+        default: "\\t",
+        help: "separator between key and value in text output",
+    },
+    OptionDoc {
+        key: keys::OUTPUT_REPLICATION,
+        default: "0",
+        help: "replication of output files (0 = the cluster default)",
+    },
+    OptionDoc {
+        key: keys::MAX_ATTEMPTS,
+        default: "4",
+        help: "attempts per task before the job fails (1 to 100; default: the coordinator's --max-attempts)",
+    },
+    OptionDoc {
+        key: keys::TASK_TIMEOUT_MS,
+        default: "600000",
+        help: "an attempt without progress this long is killed, ms (0 = never; default: the coordinator's --task-timeout-ms)",
+    },
+    OptionDoc { key: keys::SPECULATIVE, default: "true", help: "backup attempts for stragglers" },
+    OptionDoc {
+        key: keys::SKIP_ENABLED,
+        default: "true",
+        help: "skip records and key groups shown to crash deterministically",
+    },
+    OptionDoc {
+        key: keys::SKIP_AFTER,
+        default: "2",
+        help: "crashed attempts that make a record a suspect (1 to 100)",
+    },
+    OptionDoc {
+        key: keys::SKIP_REPLAYS,
+        default: "3",
+        help: "isolated replays of a suspect that must all crash before it is skipped (1 to 20)",
+    },
+    OptionDoc {
+        key: keys::SKIP_ALLOWED,
+        default: "0",
+        help: "skipped records a job may have and still exit 0",
+    },
+];
 
 /// A job's configuration: key/value strings set at submit (`-D key=value`) and by the job
 /// definition, readable by every task.
@@ -219,6 +322,31 @@ impl JobConf {
         }
     }
 
+    /// Refuses a key under `mapred.` that the framework does not read ([`OPTIONS`]),
+    /// suggesting the nearest known one: a mistyped option must not be ignored silently.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the first unknown key and, if one is close, the
+    /// option it probably meant.
+    pub fn check_known(&self) -> Result<()> {
+        for (key, _) in self.iter() {
+            if !key.starts_with("mapred.") || OPTIONS.iter().any(|o| o.key == key) {
+                continue;
+            }
+            let nearest = OPTIONS
+                .iter()
+                .map(|o| (strsim::levenshtein(key, o.key), o.key))
+                .min()
+                .filter(|&(d, _)| d <= 3.max(key.len() / 5));
+            let hint = match nearest {
+                Some((_, k)) => format!("; did you mean {k}?"),
+                None => " (see `options` for the list)".to_owned(),
+            };
+            return Err(Error::InvalidArgument(format!("unknown job option {key}{hint}")));
+        }
+        Ok(())
+    }
+
     /// Every entry, sorted by key.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
@@ -249,6 +377,27 @@ mod tests {
         assert!(c.get_bool("bad", false).is_err());
         assert_eq!(JobConf::parse_assignment("k=v=w").unwrap(), ("k".into(), "v=w".into()));
         assert!(JobConf::parse_assignment("=v").is_err());
+    }
+
+    #[test]
+    fn unknown_framework_options_are_refused_with_the_nearest_known_one() {
+        let mut c = JobConf::new();
+        c.set(keys::TASK_TIMEOUT_MS, "5");
+        c.set("grep.pattern", "x");
+        assert!(c.check_known().is_ok(), "known keys and a job's own keys pass");
+        c.set("mapred.task.timout.ms", "5");
+        let err = c.check_known().expect_err("a typo").to_string();
+        assert!(err.contains("unknown job option mapred.task.timout.ms"), "{err}");
+        assert!(err.contains("did you mean mapred.task.timeout.ms?"), "{err}");
+        let mut c = JobConf::new();
+        c.set("mapred.something.else.entirely", "1");
+        let err = c.check_known().expect_err("unknown").to_string();
+        assert!(err.contains("see `options`"), "{err}");
+        // Every documented key is one the code reads, once.
+        let mut seen: Vec<&str> = OPTIONS.iter().map(|o| o.key).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), OPTIONS.len());
     }
 
     #[test]

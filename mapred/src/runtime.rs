@@ -62,6 +62,8 @@ enum Cmd {
     Submit(SubmitArgs),
     /// List the jobs this binary carries.
     Jobs,
+    /// List every framework option (`-D mapred.KEY=VALUE`) with its default.
+    Options,
 }
 
 #[derive(Debug, clap::Args)]
@@ -137,12 +139,25 @@ async fn run_cli(registry: Registry, cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Options => {
+            for o in crate::config::OPTIONS {
+                println!("{:<34} {:<10} {}", o.key, o.default, o.help);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Submit(args) => submit(registry, args).await,
     }
 }
 
 async fn submit(registry: Registry, args: SubmitArgs) -> Result<ExitCode> {
     let def = registry.find(&args.name)?;
+    // Options first: a typo is reported before anything is contacted.
+    let mut conf = def.defaults.clone();
+    for d in &args.define {
+        let (k, v) = JobConf::parse_assignment(d)?;
+        conf.set(k, v);
+    }
+    conf.check_known()?;
     let coordinator = coordinator_addr(args.coordinator.clone())?;
     let master = args.master.clone().filter(|m| !m.is_empty()).ok_or_else(|| {
         Error::InvalidArgument("no master address: use --master or set DFS_MASTER".into())
@@ -153,11 +168,6 @@ async fn submit(registry: Registry, args: SubmitArgs) -> Result<ExitCode> {
         ..dfs::ClientConfig::default()
     };
     let client = dfs::Client::connect(&master, dfs_cfg).await?;
-    let mut conf = def.defaults.clone();
-    for d in &args.define {
-        let (k, v) = JobConf::parse_assignment(d)?;
-        conf.set(k, v);
-    }
     let reducers = if def.has_reducer() { args.reducers.unwrap_or(def.reducers) } else { 0 };
     let input_format = match conf.get(keys::INPUT_FORMAT) {
         Some(f) => InputFormat::parse(f)?,

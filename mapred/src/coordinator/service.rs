@@ -23,7 +23,7 @@ use tracing::{info, warn};
 
 use super::core::{Action, Core, CoreConfig, Job, JobState, NewJob, Outcome};
 use super::journal::{Entry, Journal};
-use crate::config::{CoordinatorConfig, JobConf};
+use crate::config::{CoordinatorConfig, JobConf, keys};
 use crate::counters::Counters;
 use crate::error::{Error, Result};
 use crate::format::compute_splits;
@@ -457,10 +457,11 @@ impl CoordinatorService {
             return Err(Error::AlreadyExists(format!("output directory {output} already exists")));
         }
         let conf: JobConf = r.conf.into_iter().collect();
+        conf.check_known()?;
         let input_format = InputFormat::parse(&r.input_format)?;
         let splits = match input_format {
             InputFormat::Generate => {
-                let n = conf.get_u64("mapred.generate.maps", 1)?.clamp(1, 100_000);
+                let n = conf.get_u64(keys::GENERATE_MAPS, 1)?.clamp(1, 100_000);
                 (0..n).map(|_| Split::default()).collect()
             }
             _ => {
