@@ -56,4 +56,6 @@ pub fn job() -> Job<GrepMapper> {
     })
     .combiner(|_| crate::sum)
     .reducer(|_| Ok(crate::wordcount::Sum))
+    // A missing or broken pattern fails the submit, not every map attempt on every worker.
+    .validate(|conf| GrepMapper::new(conf).map(drop))
 }

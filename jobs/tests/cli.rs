@@ -88,3 +88,29 @@ fn a_mistyped_option_is_refused_before_anything_is_contacted() {
         "{err}"
     );
 }
+
+/// `submit JOB ARGS` against addresses where nothing listens: what fails must fail
+/// before anything is contacted.
+fn submit_offline(job: &str, extra: &[&str]) -> (Option<i32>, String) {
+    let mut args = vec!["submit", job, "--input", "/in", "--output", "/out"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--coordinator", "127.0.0.1:1", "--master", "127.0.0.1:1"]);
+    let out = examples(&args);
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn a_job_checks_its_own_options_and_reducer_count_at_submit() {
+    let (code, err) = submit_offline("grep", &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("grep needs -D grep.pattern=REGEX"), "{err}");
+    let (code, err) = submit_offline("grep", &["-D", "grep.pattern=err["]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("bad pattern \"err[\""), "{err}");
+    let (code, err) = submit_offline("wordcount", &["--reducers", "0"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("job wordcount has a reducer: --reducers 0 would silently drop it"),
+        "{err}"
+    );
+}

@@ -108,6 +108,32 @@ impl Error {
     }
 }
 
+/// `?` on I/O in job code: the error is the task's, retried like any I/O failure.
+impl From<std::io::Error> for Error {
+    fn from(source: std::io::Error) -> Error {
+        Error::Io { what: "i/o in job code".to_owned(), source }
+    }
+}
+
+/// `?` on parsing in job code: a record that does not parse fails its task.
+macro_rules! task_error_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Error {
+                Error::Task(e.to_string())
+            }
+        }
+    )*};
+}
+
+task_error_from!(
+    std::num::ParseIntError,
+    std::num::ParseFloatError,
+    std::str::ParseBoolError,
+    std::str::Utf8Error,
+    std::string::FromUtf8Error
+);
+
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or_default().to_owned()
 }
@@ -135,6 +161,21 @@ impl From<Error> for tonic::Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn question_mark_works_on_io_and_parsing_in_job_code() {
+        fn parse(b: &[u8]) -> Result<u64> {
+            let s = std::str::from_utf8(b)?;
+            Ok(s.trim().parse::<u64>()?)
+        }
+        fn open() -> Result<std::fs::File> {
+            Ok(std::fs::File::open("/no/such/file/anywhere")?)
+        }
+        assert_eq!(parse(b" 42 ").unwrap(), 42);
+        assert!(matches!(parse(b"x"), Err(Error::Task(_))));
+        assert!(matches!(parse(&[0xff]), Err(Error::Task(_))));
+        assert!(matches!(open(), Err(Error::Io { .. })));
+    }
 
     #[test]
     fn statuses_round_trip_to_the_same_kind() {

@@ -63,6 +63,48 @@ type MapWith<M> =
 /// Runs on the submitting side before the job is submitted (e.g. TeraSort's sampling).
 pub type SubmitHook = Arc<dyn Fn(&mut SubmitContext) -> Result<()> + Send + Sync>;
 
+/// A check of a job's options run in the submitting process (see [`Job::validate`]).
+pub type Validator = Arc<dyn Fn(&JobConf) -> Result<()> + Send + Sync>;
+
+/// How a job's number of reduce tasks may be chosen at submit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReduceTasks {
+    /// No reducer: a map-only job (`--reducers` must be absent or 0).
+    None,
+    /// This many unless `--reducers N` (N >= 1) says otherwise.
+    Default(u32),
+    /// Exactly this many (a global top-k needs one); `--reducers` may only repeat it.
+    Exactly(u32),
+}
+
+impl ReduceTasks {
+    /// The reduce tasks of a run of job `job` given `--reducers` (`asked`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a contradiction: reducers asked of a map-only job,
+    /// 0 asked of a job with a reducer, or another count than a job's exact one.
+    pub fn choose(self, job: &str, asked: Option<u32>) -> Result<u32> {
+        match (self, asked) {
+            (ReduceTasks::None, None | Some(0)) => Ok(0),
+            (ReduceTasks::None, Some(n)) => Err(Error::InvalidArgument(format!(
+                "job {job} is map-only: --reducers {n} has nothing to run"
+            ))),
+            (ReduceTasks::Default(n) | ReduceTasks::Exactly(n), None) => Ok(n),
+            (ReduceTasks::Default(_) | ReduceTasks::Exactly(_), Some(0)) => {
+                Err(Error::InvalidArgument(format!(
+                    "job {job} has a reducer: --reducers 0 would silently drop it"
+                )))
+            }
+            (ReduceTasks::Default(_), Some(n)) => Ok(n),
+            (ReduceTasks::Exactly(n), Some(m)) if m == n => Ok(n),
+            (ReduceTasks::Exactly(n), Some(m)) => Err(Error::InvalidArgument(format!(
+                "job {job} needs exactly {n} reduce task{}: --reducers {m} contradicts it",
+                if n == 1 { "" } else { "s" }
+            ))),
+        }
+    }
+}
+
 /// What a [`SubmitHook`] can see and change.
 #[derive(Debug)]
 pub struct SubmitContext {
@@ -113,8 +155,10 @@ pub struct Job<M: Mapper> {
     partitioner: Factory<Arc<dyn Partitioner>>,
     defaults: JobConf,
     reducers: u32,
+    exact_reducers: bool,
     input_format: InputFormat,
     before_submit: Option<SubmitHook>,
+    validate: Option<Validator>,
 }
 
 impl<M: Mapper> std::fmt::Debug for Job<M> {
@@ -139,8 +183,10 @@ impl<M: Mapper> Job<M> {
             partitioner: Arc::new(|_| Ok(Arc::new(HashPartitioner) as Arc<dyn Partitioner>)),
             defaults: JobConf::new(),
             reducers: 0,
+            exact_reducers: false,
             input_format: InputFormat::Text,
             before_submit: None,
+            validate: None,
         }
     }
 
@@ -187,9 +233,28 @@ impl<M: Mapper> Job<M> {
         self
     }
 
-    /// Sets the default number of reduce tasks (`--reducers` overrides it).
+    /// Sets the default number of reduce tasks (`--reducers N`, N >= 1, overrides it).
     pub fn reducers(mut self, n: u32) -> Job<M> {
         self.reducers = n;
+        self
+    }
+
+    /// Requires exactly `n` reduce tasks (say 1, for a global top-k): a submit asking
+    /// for another count is refused.
+    pub fn exact_reducers(mut self, n: u32) -> Job<M> {
+        self.reducers = n;
+        self.exact_reducers = true;
+        self
+    }
+
+    /// Checks the job's options in the submitting process, before anything is contacted:
+    /// a missing or malformed option fails the submit with one message instead of every
+    /// attempt on every worker.
+    pub fn validate(
+        mut self,
+        check: impl Fn(&JobConf) -> Result<()> + Send + Sync + 'static,
+    ) -> Job<M> {
+        self.validate = Some(Arc::new(check));
         self
     }
 
@@ -221,10 +286,14 @@ pub struct JobDef {
     pub defaults: JobConf,
     /// Default number of reduce tasks.
     pub reducers: u32,
+    /// How the number of reduce tasks may be chosen.
+    pub reduce_tasks: ReduceTasks,
     /// How input is read.
     pub input_format: InputFormat,
     /// Submit-time hook.
     pub before_submit: Option<SubmitHook>,
+    /// Submit-time check of the options.
+    pub validate: Option<Validator>,
 }
 
 impl std::fmt::Debug for JobDef {
@@ -254,8 +323,10 @@ impl<M: Mapper> From<Job<M>> for JobDef {
             partitioner,
             defaults,
             reducers,
+            exact_reducers,
             input_format,
             before_submit,
+            validate,
         } = j;
         let map: Runner = Arc::new(move |env: &mut TaskEnv| {
             let m = mapper(&env.spec.conf)?;
@@ -266,6 +337,11 @@ impl<M: Mapper> From<Job<M>> for JobDef {
             }
         });
         let reducers = if reducer.is_some() { reducers } else { 0 };
+        let reduce_tasks = match (reducer.is_some(), exact_reducers) {
+            (false, _) => ReduceTasks::None,
+            (true, false) => ReduceTasks::Default(reducers),
+            (true, true) => ReduceTasks::Exactly(reducers),
+        };
         JobDef {
             name,
             about,
@@ -273,8 +349,10 @@ impl<M: Mapper> From<Job<M>> for JobDef {
             reduce: reducer,
             defaults,
             reducers,
+            reduce_tasks,
             input_format,
             before_submit,
+            validate,
         }
     }
 }
@@ -324,6 +402,22 @@ impl Registry {
 mod tests {
     use super::*;
     use crate::api::{Context, Input, Values};
+
+    #[test]
+    fn reduce_task_counts_refuse_contradictions() {
+        assert_eq!(ReduceTasks::None.choose("m", None).unwrap(), 0);
+        assert_eq!(ReduceTasks::None.choose("m", Some(0)).unwrap(), 0);
+        let err = ReduceTasks::None.choose("m", Some(3)).unwrap_err().to_string();
+        assert!(err.contains("map-only"), "{err}");
+        assert_eq!(ReduceTasks::Default(2).choose("wc", None).unwrap(), 2);
+        assert_eq!(ReduceTasks::Default(2).choose("wc", Some(8)).unwrap(), 8);
+        let err = ReduceTasks::Default(2).choose("wc", Some(0)).unwrap_err().to_string();
+        assert!(err.contains("--reducers 0 would silently drop it"), "{err}");
+        assert_eq!(ReduceTasks::Exactly(1).choose("top", None).unwrap(), 1);
+        assert_eq!(ReduceTasks::Exactly(1).choose("top", Some(1)).unwrap(), 1);
+        let err = ReduceTasks::Exactly(1).choose("top", Some(4)).unwrap_err().to_string();
+        assert_eq!(err, "job top needs exactly 1 reduce task: --reducers 4 contradicts it");
+    }
 
     struct Words;
     impl Mapper for Words {

@@ -158,6 +158,10 @@ async fn submit(registry: Registry, args: SubmitArgs) -> Result<ExitCode> {
         conf.set(k, v);
     }
     conf.check_known()?;
+    if let Some(check) = &def.validate {
+        check(&conf)?;
+    }
+    let reducers = def.reduce_tasks.choose(&def.name, args.reducers)?;
     let coordinator = coordinator_addr(args.coordinator.clone())?;
     let master = args.master.clone().filter(|m| !m.is_empty()).ok_or_else(|| {
         Error::InvalidArgument("no master address: use --master or set DFS_MASTER".into())
@@ -168,7 +172,6 @@ async fn submit(registry: Registry, args: SubmitArgs) -> Result<ExitCode> {
         ..dfs::ClientConfig::default()
     };
     let client = dfs::Client::connect(&master, dfs_cfg).await?;
-    let reducers = if def.has_reducer() { args.reducers.unwrap_or(def.reducers) } else { 0 };
     let input_format = match conf.get(keys::INPUT_FORMAT) {
         Some(f) => InputFormat::parse(f)?,
         None => def.input_format,
