@@ -176,11 +176,16 @@ async fn submit(registry: Registry, args: SubmitArgs) -> Result<ExitCode> {
         Some(f) => InputFormat::parse(f)?,
         None => def.input_format,
     };
-    let inputs: Vec<String> = args
-        .input
-        .iter()
-        .map(|i| client.resolve(i.as_str()).map(|p| p.to_string()))
-        .collect::<dfs::Result<_>>()?;
+    // Patterns (`/logs/2026-*`) expand as `dfs` expands them; one that matches nothing
+    // is an error of its own rather than a missing path named `*`.
+    let mut inputs: Vec<String> = Vec::with_capacity(args.input.len());
+    for i in &args.input {
+        let matched = client.glob(i.as_str()).await?;
+        if matched.is_empty() {
+            return Err(Error::NotFound(format!("input pattern {i} matches no path")));
+        }
+        inputs.extend(matched.into_iter().map(|p| p.to_string()));
+    }
     if let Some(hook) = def.before_submit.clone() {
         let mut ctx = SubmitContext {
             client: client.clone(),

@@ -109,7 +109,8 @@ async fn wordcount_matches_an_independent_count() {
         }
     }
     assert!(files[0].1.len() > 2 << 20, "input spans several chunks");
-    let out = submit(&c, &["wordcount", "--input", "/in", "--output", "/out", "--reducers", "3"]);
+    // A pattern, expanded at submit as `dfs` expands it.
+    let out = submit(&c, &["wordcount", "--input", "/i?", "--output", "/out", "--reducers", "3"]);
     let stdout = out.assert_ok().stdout_str();
     let parts = read_parts(&c, "/out").await;
     assert_eq!(parts.len(), 3, "{stdout}");
@@ -302,6 +303,9 @@ async fn errors_are_one_line_and_failed_jobs_leave_no_success() {
     let err = submit(&c, &["wordcount", "--input", "/missing", "--output", "/o"])
         .assert_fails(1, "mapred-examples: error: ");
     assert!(err.contains("input path /missing does not exist"), "{err}");
+    let err = submit(&c, &["wordcount", "--input", "/miss*", "--output", "/o"])
+        .assert_fails(1, "mapred-examples: error: ");
+    assert!(err.contains("input pattern /miss* matches no path"), "{err}");
     // A reducer count no cluster could run is refused, and the coordinator lives on.
     // (Generated input: nothing else stands between the count and the core.)
     let huge =
