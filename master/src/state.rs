@@ -260,10 +260,11 @@ impl MasterState {
             .map(|(idx, s)| Candidate::of(idx, s))
             .collect();
         if candidates.is_empty() {
-            // The writer saw every server fail once; some may be back. Better a try than
-            // a refusal: a pipeline recovery copes if they are not.
+            // The writer saw every server fail once, or every live one missed a heartbeat
+            // or two (a busy machine): some may be fine. Better a try than a refusal: a
+            // pipeline recovery copes if they are not.
             candidates =
-                self.cluster.accepting(now).map(|(idx, s)| Candidate::of(idx, s)).collect();
+                self.cluster.in_service(now).map(|(idx, s)| Candidate::of(idx, s)).collect();
         }
         let live = candidates.len();
         let targets = placement::choose_targets(
@@ -644,6 +645,25 @@ mod tests {
         // Ranged lookups return only the chunks they overlap.
         let (_, tail, _) = st.locations(&f, (1 << 20) + 1, 1, "", now).expect("range");
         assert_eq!(tail.len(), 1);
+    }
+
+    #[test]
+    fn quiet_servers_are_passed_over_but_never_leave_a_writer_with_none() {
+        let (mut st, now) = state_with_servers(2);
+        let load = Load { capacity: 1 << 30, remaining: 1 << 30, ..Load::default() };
+        // Three heartbeat intervals on, only cs1 has heartbeated: cs0 missed two and a half,
+        // though it is far from dead.
+        let later = now + st.config.heartbeat_interval * 3;
+        st.heartbeat("cs1", load, later, 0);
+        st.create(&p("/f"), &req("c"), 0).expect("create");
+        let a = st.add_chunk(&p("/f"), "c", None, "", &[], later, 0).expect("chunk");
+        let on: Vec<&str> = a.replicas.iter().map(|&i| st.cluster.get(i).id.as_str()).collect();
+        assert_eq!(on, ["cs1"], "the quiet server gets no new replica");
+        // Both quiet, both still live: the writer still gets a pipeline.
+        let much_later = later + st.config.heartbeat_interval * 3;
+        st.create(&p("/g"), &req("c"), 0).expect("create");
+        let g = st.add_chunk(&p("/g"), "c", None, "", &[], much_later, 0).expect("a chunk anyway");
+        assert_eq!(g.replicas.len(), 2);
     }
 
     #[test]
