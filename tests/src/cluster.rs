@@ -323,6 +323,16 @@ impl MiniCluster {
         self.spec.chunkservers.iter().find(|c| c.addr == addr)
     }
 
+    /// The name (`cs-2`) of the chunkserver listening on `addr`.
+    ///
+    /// # Errors
+    /// [`Error::UnknownProcess`] if none does.
+    pub fn name_of(&self, addr: &str) -> Result<String> {
+        self.chunkserver_by_addr(addr)
+            .map(|c| c.name.clone())
+            .ok_or_else(|| Error::UnknownProcess(addr.to_owned()))
+    }
+
     /// Data directory of the process called `name`.
     ///
     /// # Errors
@@ -586,6 +596,22 @@ impl MiniCluster {
             .await
             .map(|r| r.into_inner())
             .map_err(|s| Error::Rpc { addr: self.spec.master.addr.clone(), status: Box::new(s) })
+    }
+
+    /// The last chunk of the file being written at `path` and its pipeline's addresses,
+    /// in order (fsck with open files).
+    ///
+    /// # Errors
+    /// [`Error::Connect`], [`Error::Rpc`]; [`Error::NotWriting`] if `path` is not a file
+    /// with a chunk being written.
+    pub async fn writing_pipeline(&self, path: &str) -> Result<(u64, Vec<String>)> {
+        let r = self.fsck("/").await?;
+        let ch =
+            r.files.iter().find(|f| f.path == path).and_then(|f| f.chunks.last()).ok_or_else(
+                || Error::UnknownProcess(format!("no chunk being written to {path}")),
+            )?;
+        let addrs = ch.replicas.iter().filter_map(|r| r.server.as_ref()).map(|s| s.addr.clone());
+        Ok((ch.handle, addrs.collect()))
     }
 
     /// Every chunk of the file at `path` with its readable replicas, as the master hands

@@ -102,6 +102,9 @@ pub enum Error {
         #[source]
         source: nix::Error,
     },
+    /// fsck lists no chunk being written for this path.
+    #[error("{0} is not a file with a chunk being written")]
+    NotWriting(String),
     /// The options describe a cluster that cannot exist.
     #[error("invalid cluster options: {0}")]
     InvalidOptions(String),

@@ -97,18 +97,6 @@ async fn wait_replicated(c: &MiniCluster, n: usize, racks: usize, gone: &[String
     assert!(done.is_ok(), "{}\nlast fsck: {}", done.unwrap_err(), last.borrow());
 }
 
-/// The replicas of the chunk being written to `path` (fsck -openforwrite).
-async fn writing_replicas(c: &MiniCluster, path: &str) -> (u64, Vec<String>) {
-    let r = c.fsck("/").await.expect("fsck");
-    let f = r.files.iter().find(|f| f.path == path).expect("open file listed");
-    let ch = f.chunks.last().expect("a chunk being written");
-    (ch.handle, ch.replicas.iter().filter_map(|r| r.server.clone()).map(|s| s.addr).collect())
-}
-
-fn name_of(c: &MiniCluster, addr: &str) -> String {
-    c.chunkserver_by_addr(addr).expect("a known chunkserver").name.clone()
-}
-
 #[tokio::test]
 async fn a_dead_chunkserver_is_replaced_and_every_file_reads_back() {
     let mut c = cluster(options()).await;
@@ -135,9 +123,9 @@ async fn a_chunkserver_killed_mid_put_does_not_fail_the_put() {
     let opts = dfs::CreateOptions { create_parents: true, ..Default::default() };
     let mut w = client.create("/mid/put", opts).await.unwrap();
     w.write_all(&data[..2 * MIB + MIB / 2]).await.unwrap();
-    let (_, pipeline) = writing_replicas(&c, "/mid/put").await;
+    let (_, pipeline) = c.writing_pipeline("/mid/put").await.expect("pipeline");
     assert_eq!(pipeline.len(), 3, "{pipeline:?}");
-    let victim = name_of(&c, &pipeline[1]);
+    let victim = c.name_of(&pipeline[1]).expect("a known chunkserver");
     c.kill(&victim).unwrap();
     w.write_all(&data[2 * MIB + MIB / 2..]).await.unwrap();
     assert_eq!(w.close().await.unwrap(), data.len() as u64);
@@ -159,8 +147,8 @@ async fn hung_chunkservers_are_timed_out_on_write_and_read_then_cleaned() {
     let opts = dfs::CreateOptions { create_parents: true, ..Default::default() };
     let mut w = client.create("/hang/during", opts).await.unwrap();
     w.write_all(&data[..MIB / 2]).await.unwrap();
-    let (stuck_chunk, pipeline) = writing_replicas(&c, "/hang/during").await;
-    let frozen = name_of(&c, &pipeline[1]);
+    let (stuck_chunk, pipeline) = c.writing_pipeline("/hang/during").await.expect("pipeline");
+    let frozen = c.name_of(&pipeline[1]).expect("a known chunkserver");
     c.stop(&frozen).unwrap();
     w.write_all(&data[MIB / 2..]).await.unwrap();
     assert_eq!(w.close().await.unwrap(), data.len() as u64);
@@ -175,7 +163,7 @@ async fn hung_chunkservers_are_timed_out_on_write_and_read_then_cleaned() {
     let reader = client.open("/hang/before").await.unwrap();
     let first = reader.chunks()[0].replicas[0].addr.clone();
     let mut frozen_all = vec![frozen.clone()];
-    let other = name_of(&c, &first);
+    let other = c.name_of(&first).expect("a known chunkserver");
     if other != frozen {
         c.stop(&other).unwrap();
         frozen_all.push(other);
@@ -219,7 +207,7 @@ async fn the_scrubber_finds_an_unread_corrupt_replica_and_it_is_repaired() {
     put(&c, "/scrub/f", &data);
     wait_replicated(&c, 3, 2, &[]).await;
     let chunk = c.locations("/scrub/f").await.expect("locations").remove(1);
-    let holder = name_of(&c, &chunk.replicas[0].addr);
+    let holder = c.name_of(&chunk.replicas[0].addr).expect("a known chunkserver");
     let path = c.replica_path(&holder, chunk.handle).unwrap();
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[4242] ^= 0x5a;
@@ -249,7 +237,9 @@ async fn a_read_of_a_chunk_whose_replicas_are_all_corrupt_says_so() {
     let chunk = c.locations("/rot/f").await.expect("locations").remove(0);
     assert_eq!(chunk.replicas.len(), 3);
     for r in &chunk.replicas {
-        let path = c.replica_path(&name_of(&c, &r.addr), chunk.handle).unwrap();
+        let path = c
+            .replica_path(&c.name_of(&r.addr).expect("a known chunkserver"), chunk.handle)
+            .unwrap();
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[1234] ^= 0x5a;
         std::fs::write(&path, &bytes).unwrap();

@@ -84,18 +84,6 @@ async fn wait_healthy(c: &MiniCluster, n: usize) {
     assert!(done.is_ok(), "{}\nlast fsck (handle, states): {}", done.unwrap_err(), last.borrow());
 }
 
-/// The chunk being written to `path` and its pipeline's addresses, in order.
-async fn writing_pipeline(c: &MiniCluster, path: &str) -> (u64, Vec<String>) {
-    let r = c.fsck("/").await.expect("fsck");
-    let f = r.files.iter().find(|f| f.path == path).expect("open file listed");
-    let ch = f.chunks.last().expect("a chunk being written");
-    (ch.handle, ch.replicas.iter().filter_map(|r| r.server.clone()).map(|s| s.addr).collect())
-}
-
-fn name_of(c: &MiniCluster, addr: &str) -> String {
-    c.chunkserver_by_addr(addr).expect("a known chunkserver").name.clone()
-}
-
 /// When, during a put, the chunkserver is killed.
 #[derive(Debug, Clone, Copy)]
 enum Moment {
@@ -164,9 +152,9 @@ async fn a_late_report_of_the_old_version_deletes_nothing_current() {
     let opts = dfs::CreateOptions { create_parents: true, ..Default::default() };
     let mut w = client.create("/late/f", opts).await.expect("create");
     w.write_all(&data[..MIB / 2]).await.expect("write");
-    let (handle, pipeline) = writing_pipeline(&c, "/late/f").await;
+    let (handle, pipeline) = c.writing_pipeline("/late/f").await.expect("pipeline");
     assert_eq!(pipeline.len(), 3, "{pipeline:?}");
-    let victim = name_of(&c, &pipeline[2]);
+    let victim = c.name_of(&pipeline[2]).expect("a known chunkserver");
     c.kill(&victim).expect("kill");
     w.write_all(&data[MIB / 2..]).await.expect("write");
     assert_eq!(w.close().await.expect("close"), data.len() as u64);
@@ -196,7 +184,7 @@ async fn a_late_report_of_the_old_version_deletes_nothing_current() {
     // Many heartbeats later both survivors still hold the current replica on disk.
     tokio::time::sleep(Duration::from_secs(2)).await;
     for r in &recovered.replicas {
-        let name = name_of(&c, &r.addr);
+        let name = c.name_of(&r.addr).expect("a known chunkserver");
         let path = c.replica_path(&name, handle).expect("replica path");
         assert!(path.exists(), "{name} lost the recovered replica {}", path.display());
     }
@@ -215,7 +203,9 @@ async fn two_corrupt_replicas_heal_on(chunkservers: usize) {
     wait_healthy(&c, 3).await;
     let chunk = c.locations("/corrupt/f").await.expect("locations").remove(0);
     for r in &chunk.replicas[..2] {
-        let path = c.replica_path(&name_of(&c, &r.addr), chunk.handle).expect("path");
+        let path = c
+            .replica_path(&c.name_of(&r.addr).expect("a known chunkserver"), chunk.handle)
+            .expect("path");
         let mut bytes = std::fs::read(&path).expect("replica");
         bytes[4242] ^= 0x5a;
         std::fs::write(&path, &bytes).expect("corrupt");
@@ -262,9 +252,9 @@ async fn frozen_node_at(position: usize) {
     let opts = dfs::CreateOptions { create_parents: true, ..Default::default() };
     let mut w = client.create(path.as_str(), opts).await.expect("create");
     w.write_all(&data[..MIB / 4]).await.expect("write");
-    let (handle, pipeline) = writing_pipeline(&c, &path).await;
+    let (handle, pipeline) = c.writing_pipeline(&path).await.expect("pipeline");
     assert_eq!(pipeline.len(), 3, "{pipeline:?}");
-    let frozen = name_of(&c, &pipeline[position]);
+    let frozen = c.name_of(&pipeline[position]).expect("a known chunkserver");
     let frozen_addr = pipeline[position].clone();
     c.stop(&frozen).expect("SIGSTOP");
     let started = Instant::now();
