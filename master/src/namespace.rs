@@ -787,7 +787,9 @@ impl Namespace {
         }
         // Every path below the moved directory must stay within the limit too: the tree
         // never holds a path that no request could name (and `path_of` relies on it).
-        let deepest = target.as_str().len() + self.longest_below(id);
+        // Only a longer name can push them over, so the walk is skipped otherwise.
+        let longer = target.as_str().len() > src.as_str().len();
+        let deepest = if longer { target.as_str().len() + self.longest_below(id) } else { 0 };
         if deepest > MAX_PATH_LEN {
             return Err(Error::InvalidArgument(format!(
                 "renaming {src} to {target} would make paths below it {deepest} bytes long, over the limit of {MAX_PATH_LEN}"
