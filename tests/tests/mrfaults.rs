@@ -135,7 +135,7 @@ async fn random_crashes_and_hangs_with_workers_killed_and_restarted() {
             "-D",
             "faulty.rate=0.33",
             "-D",
-            "faulty.seed=5",
+            "faulty.seed=17",
             "-D",
             "faulty.hang.ms=60000",
             "-D",
