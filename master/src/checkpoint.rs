@@ -18,19 +18,21 @@
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use prost::Message;
 use proto::gfs::{self as pb, checkpoint_record::Entry};
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
-use crate::chunks::{ChunkHandle, ChunkMap, ChunkVersions};
+use crate::chunks::{ChunkMap, ChunkVersions};
+use crate::core::Core;
+use crate::driver::Driver;
 use crate::error::{Error, Result};
-use crate::namespace::{FileMeta, InodeId, InodeImage, InodeKind, Namespace, NamespaceBuilder};
+use crate::ids::{ChunkHandle, InodeId};
+use crate::namespace::{FileMeta, InodeImage, InodeKind, Namespace, NamespaceBuilder};
 use crate::oplog::frame::{self, Frame, Frames};
 use crate::oplog::segment;
-use crate::state::MasterState;
 
 /// Format version written in the header.
 pub const FORMAT: u32 = 1;
@@ -85,9 +87,9 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Copies what a checkpoint keeps (never replicas) as of the last logged transaction.
-    pub fn take(st: &MasterState, time_ms: i64) -> Snapshot {
+    pub fn take(st: &Core, txid: u64, time_ms: i64) -> Snapshot {
         Snapshot {
-            txid: st.journal.last_txid(),
+            txid,
             time_ms,
             ns: st.ns.clone(),
             chunks: st.chunks.persistent(),
@@ -308,7 +310,7 @@ fn remove(path: &Path) {
 /// Takes checkpoints, one at a time: on demand and when the log passes its threshold.
 #[derive(Debug, Clone)]
 pub struct Checkpointer {
-    state: Arc<Mutex<MasterState>>,
+    driver: Driver,
     dir: PathBuf,
     /// Txid of the newest checkpoint on disk; held while one is being taken.
     last: Arc<tokio::sync::Mutex<u64>>,
@@ -316,8 +318,8 @@ pub struct Checkpointer {
 
 impl Checkpointer {
     /// A checkpointer writing into `dir` whose newest checkpoint includes `last_txid`.
-    pub fn new(state: Arc<Mutex<MasterState>>, dir: PathBuf, last_txid: u64) -> Checkpointer {
-        Checkpointer { state, dir, last: Arc::new(tokio::sync::Mutex::new(last_txid)) }
+    pub fn new(driver: Driver, dir: PathBuf, last_txid: u64) -> Checkpointer {
+        Checkpointer { driver, dir, last: Arc::new(tokio::sync::Mutex::new(last_txid)) }
     }
 
     /// Writes a checkpoint of the current state (unless the newest one is current) and
@@ -328,13 +330,14 @@ impl Checkpointer {
     pub async fn checkpoint(&self, time_ms: i64) -> Result<u64> {
         let mut last = self.last.lock().await;
         let (snap, rolled) = {
-            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            if st.journal.last_txid() == *last {
+            let mut m = self.driver.lock()?;
+            let txid = m.journal.last_txid();
+            if txid == *last {
                 return Ok(*last);
             }
-            st.journal.writable()?;
-            let rolled = st.journal.roll_for_checkpoint();
-            (Snapshot::take(&st, time_ms), rolled)
+            m.journal.writable()?;
+            let rolled = m.journal.roll_for_checkpoint();
+            (Snapshot::take(&m.core, txid, time_ms), rolled)
         };
         rolled.wait().await?;
         let (dir, previous, txid) = (self.dir.clone(), *last, snap.txid());
@@ -365,11 +368,11 @@ impl Checkpointer {
                 _ = wanted.notified() => {}
                 _ = stop.changed() => return,
             }
-            let due = {
-                let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-                st.journal.since_checkpoint() >= every
+            let due = match self.driver.lock() {
+                Ok(m) => m.journal.since_checkpoint() >= every,
+                Err(_) => return,
             };
-            if due && let Err(e) = self.checkpoint(crate::server::now_ms()).await {
+            if due && let Err(e) = self.checkpoint(crate::clock::wall_ms()).await {
                 warn!(error = %e, "checkpoint failed; the log keeps growing until one succeeds");
             }
         }

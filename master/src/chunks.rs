@@ -44,8 +44,7 @@
 use hashbrown::HashMap;
 use smallvec::SmallVec;
 
-use crate::cluster::ServerIdx;
-use crate::namespace::InodeId;
+use crate::ids::{InodeId, ServerIdx};
 
 /// Handles are below this: a quarter of the handle space, more than any cluster
 /// allocates (a million chunks a second for 146,000 years), so the counter never wraps.
@@ -55,9 +54,7 @@ pub const MAX_HANDLE: u64 = 1 << 62;
 pub const PAGE: usize = 256;
 const PAGE_BITS: u32 = PAGE.trailing_zeros();
 
-/// Names a chunk for the lifetime of the cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ChunkHandle(pub u64);
+pub use crate::ids::ChunkHandle;
 
 /// What the master knows of one replica.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

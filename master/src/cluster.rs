@@ -10,11 +10,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::chunks::ChunkHandle;
+use crate::ids::ChunkHandle;
 
-/// Index of a chunkserver in the master's table; stable while the master runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ServerIdx(pub u32);
+pub use crate::ids::ServerIdx;
 
 /// Load figures a chunkserver sends with every heartbeat.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

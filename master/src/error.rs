@@ -121,6 +121,10 @@ pub enum Error {
         /// Its panic message, or why it ended.
         cause: String,
     },
+    /// An earlier call panicked inside the core: the state may hold a change the log
+    /// does not, so nothing more is served from it; a restart rebuilds it from the log.
+    #[error("the master's state is unusable after an internal error: restart the master")]
+    CoreFailed,
     /// Binding or serving failed.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -160,7 +164,8 @@ impl From<Error> for tonic::Status {
             | Error::Io { .. }
             | Error::Corrupt { .. }
             | Error::CheckpointLost { .. }
-            | Error::TaskDied { .. } => Status::internal(msg),
+            | Error::TaskDied { .. }
+            | Error::CoreFailed => Status::internal(msg),
         }
     }
 }

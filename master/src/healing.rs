@@ -1,4 +1,4 @@
-//! The master's self-healing operations on [`MasterState`]: pipeline recovery
+//! The master's self-healing operations on [`Core`]: pipeline recovery
 //! (`UpdatePipeline`), the replication monitor's tick (copies, deletions, decommission
 //! progress, orphans found in safe mode), decommissioning and the balancer's controls.
 //!
@@ -10,16 +10,22 @@ use std::time::Instant;
 use proto::path::DfsPath;
 use tracing::{info, warn};
 
-use crate::chunks::{ChunkHandle, ReplicaStatus};
-use crate::cluster::{AdminState, ReplicateCmd, ServerIdx};
+use crate::chunks::ReplicaStatus;
+use crate::cluster::{AdminState, ReplicateCmd};
+use crate::core::Core;
 use crate::error::{Error, Result};
+use crate::ids::{ChunkHandle, ServerIdx};
 use crate::replication::Command;
-use crate::state::{Located, MasterState};
 
-impl MasterState {
+impl Core {
     /// Checks `handle` is the last chunk of `path`, open for writing by `client`, and
     /// still being written.
-    fn writing_chunk(&self, path: &DfsPath, client: &str, handle: ChunkHandle) -> Result<()> {
+    pub(crate) fn writing_chunk(
+        &self,
+        path: &DfsPath,
+        client: &str,
+        handle: ChunkHandle,
+    ) -> Result<()> {
         let id = self.ns.open_for_write(path, client)?;
         let last = self.ns.file(id).and_then(|f| f.chunks.last().copied());
         if last != Some(handle) {
@@ -28,23 +34,23 @@ impl MasterState {
         Ok(())
     }
 
-    /// Pipeline recovery: the chunk `handle` being written to `path` by `client` gets a
-    /// new version, and its replicas become `survivors` (chunkserver ids, pipeline
-    /// order). Nodes left out keep the old version and are deleted as stale when they
-    /// report it. Returns the chunk to resume writing, at the new version.
+    /// Decides a pipeline recovery: `handle` must be the last chunk of `path`, open for
+    /// writing by `client` and still being written; `survivors` (chunkserver ids,
+    /// pipeline order) must be known. Returns the chunk's next version, its offset in the
+    /// file and the survivors. Nodes left out keep the old version and are deleted as
+    /// stale when they report it.
     ///
     /// # Errors
     /// As [`crate::namespace::Namespace::open_for_write`]; [`Error::WrongChunk`];
     /// [`Error::InvalidArgument`] for no survivors or a finished chunk;
     /// [`Error::UnknownChunkserver`] for an id the master does not know.
-    pub fn update_pipeline(
-        &mut self,
+    pub(crate) fn plan_pipeline(
+        &self,
         path: &DfsPath,
         client: &str,
         handle: ChunkHandle,
         survivors: &[String],
-        now: Instant,
-    ) -> Result<Located> {
+    ) -> Result<(u64, u64, Vec<ServerIdx>)> {
         self.writing_chunk(path, client, handle)?;
         if survivors.is_empty() {
             return Err(Error::InvalidArgument(format!(
@@ -58,63 +64,25 @@ impl MasterState {
                 self.cluster.lookup(id).ok_or_else(|| Error::UnknownChunkserver(id.clone()))?,
             );
         }
-        let (version, offset) = match self.chunks.get(handle) {
+        match self.chunks.get(handle) {
             Some(c) if c.length == 0 => {
-                let index = self
+                let offset = self
                     .ns
                     .file(c.file)
                     .map_or(0, |f| f.chunks.len().saturating_sub(1) as u64 * f.chunk_size);
-                (c.version + 1, index)
+                Ok((c.version + 1, offset, idxs))
             }
-            _ => {
-                return Err(Error::InvalidArgument(format!(
-                    "{path}: chunk {:#x} is not being written",
-                    handle.0
-                )));
-            }
-        };
-        self.chunks.set_pipeline(handle, version, &idxs);
-        self.leases.touch(client, now);
-        info!(path = %path, chunk = handle.0, version, survivors = idxs.len(), "pipeline recovered");
-        Ok(Located { handle, version, offset, length: 0, replicas: idxs })
-    }
-
-    /// Replays a version bump (pipeline or lease recovery) from the log.
-    ///
-    /// # Errors
-    /// As [`MasterState::update_pipeline`] without the survivors.
-    pub fn set_chunk_version(
-        &mut self,
-        path: &DfsPath,
-        client: &str,
-        handle: ChunkHandle,
-        version: u64,
-    ) -> Result<()> {
-        self.writing_chunk(path, client, handle)?;
-        self.chunks.set_version(handle, version);
-        Ok(())
-    }
-
-    /// Drops the last chunk of a file being written (lease recovery found none of its
-    /// bytes anywhere); its replicas are deleted.
-    ///
-    /// # Errors
-    /// As [`crate::namespace::Namespace::abandon_last_chunk`].
-    pub fn abandon_last_chunk(
-        &mut self,
-        path: &DfsPath,
-        client: &str,
-        handle: ChunkHandle,
-    ) -> Result<()> {
-        self.ns.abandon_last_chunk(path, client, handle)?;
-        self.drop_chunk(handle);
-        Ok(())
+            _ => Err(Error::InvalidArgument(format!(
+                "{path}: chunk {:#x} is not being written",
+                handle.0
+            ))),
+        }
     }
 
     /// One replication monitor pass: applies [`crate::replication::Replicator::tick`]'s
     /// commands (copies and deletes ride the next heartbeat replies), moves finished
     /// decommissions on, and deletes orphans reported during safe mode.
-    pub fn replication_tick(&mut self, now: Instant) {
+    pub(crate) fn replication_tick(&mut self, now: Instant) {
         self.release_deferred_orphans();
         let safemode = self.safemode.is_on();
         let cmds = self.replication.tick(
@@ -191,7 +159,7 @@ impl MasterState {
     ///
     /// # Errors
     /// [`Error::UnknownChunkserver`].
-    pub fn decommission(
+    pub(crate) fn decommission(
         &mut self,
         who: &str,
         recommission: bool,
@@ -236,15 +204,17 @@ mod tests {
 
     use super::*;
     use crate::cluster::{DeleteCmd, Identity, Load};
+    use crate::command::CreateRequest;
     use crate::config::Config;
-    use crate::state::{CreateRequest, ReportedReplica};
+    use crate::core::ReportedReplica;
+    use crate::oplog::Op;
 
     fn p(s: &str) -> DfsPath {
         DfsPath::parse(s).expect("path")
     }
 
-    fn state(n: u32) -> (MasterState, Instant) {
-        let mut st = MasterState::new(Config { chunk_size: 1 << 20, ..Config::default() });
+    fn state(n: u32) -> (Core, Instant) {
+        let mut st = Core::new(Config { chunk_size: 1 << 20, ..Config::default() });
         let now = Instant::now();
         let load = Load { capacity: 1 << 30, remaining: 1 << 30, ..Load::default() };
         for i in 0..n {
@@ -255,7 +225,7 @@ mod tests {
         (st, now)
     }
 
-    fn create(st: &mut MasterState, path: &str) {
+    fn create(st: &mut Core, path: &str) {
         let req = CreateRequest {
             replication: 0,
             chunk_size: 0,
@@ -289,8 +259,10 @@ mod tests {
         let c = st.chunks.get(a.handle).expect("chunk");
         assert_eq!(c.replicas.len(), 2);
         assert!(c.replicas.iter().all(|r| r.version == 2));
-        // Replaying the logged bump gives the same version.
-        st.set_chunk_version(&p("/f"), "w", a.handle, 3).expect("replay");
+        // Replaying a logged bump gives its version.
+        let bump =
+            Op::UpdatePipeline { path: p("/f"), client: "w".into(), handle: a.handle, version: 3 };
+        st.apply_op(&bump, 0).expect("replay");
         assert_eq!(st.chunks.get(a.handle).map(|c| c.version), Some(3));
         // Only the writer, only the last chunk, only with survivors.
         assert!(st.update_pipeline(&p("/f"), "x", a.handle, &ids, now).is_err());

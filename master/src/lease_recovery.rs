@@ -1,10 +1,10 @@
 //! Lease recovery: closing the files of a writer that stopped renewing its lease.
 //!
-//! Once a writer is past the hard limit ([`crate::leases`]), [`MasterState::lease_tick`]
+//! Once a writer is past the hard limit ([`crate::leases`]), [`Core::lease_tick`]
 //! looks at each of its open files. A file with no chunk, or whose last chunk is already
 //! finished, is simply closed. A file whose last chunk is still being written needs its
-//! replicas settled, which takes RPCs to chunkservers and so happens outside the lock
-//! ([`recover`]):
+//! replicas settled, which takes RPCs to chunkservers: the core returns a [`RecoveryPlan`], the driver
+//! ([`crate::driver::settle`]) makes the calls and feeds the answers back:
 //!
 //! 1. under the lock, the chunk gets a new version (logged like a pipeline recovery), so a
 //!    writer that is not dead after all can no longer add to any replica;
@@ -20,22 +20,15 @@
 //! If no replica answers (all down), nothing changes and the recovery is retried one
 //! dead interval later; the file stays open and shows in `fsck -openforwrite`.
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use proto::gfs::chunkserver_client::ChunkserverClient;
-use proto::gfs::{FinalizeReplicaRequest, RecoverReplicaRequest};
-use tonic::transport::Endpoint;
 use tracing::{info, warn};
 
-use crate::chunks::ChunkHandle;
-use crate::cluster::ServerIdx;
-use crate::namespace::InodeId;
-use crate::oplog::{Durable, Op};
-use crate::state::MasterState;
+use crate::command::Now;
+use crate::core::Core;
+use crate::ids::{ChunkHandle, InodeId, ServerIdx};
+use crate::oplog::Op;
 
-/// How long one chunkserver call of a recovery may take.
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a recovery counts as under way before another may start.
 const IN_PROGRESS: Duration = Duration::from_secs(600);
 
@@ -52,19 +45,17 @@ pub struct RecoveryPlan {
     pub version: u64,
     /// Known replicas: index and address.
     pub replicas: Vec<(ServerIdx, String)>,
-    /// The version bump's log record.
-    pub durable: Durable,
 }
 
-impl MasterState {
+impl Core {
     /// Finds writers past the hard limit and starts recovering their files: files that
-    /// need no chunkserver are closed here; the others are returned as plans for
-    /// [`recover`].
-    pub fn lease_tick(&mut self, now: Instant, now_ms: i64) -> Vec<RecoveryPlan> {
-        if self.safemode.is_on() || self.journal.writable().is_err() {
+    /// need no chunkserver are closed here; the others are returned as plans for the
+    /// driver to settle with the chunkservers. Appends the records of what it changed.
+    pub(crate) fn lease_tick(&mut self, now: Now, records: &mut Vec<Op>) -> Vec<RecoveryPlan> {
+        if self.safemode.is_on() {
             return Vec::new();
         }
-        let expired = self.leases.expired(now);
+        let expired = self.leases.expired(now.mono);
         if expired.is_empty() {
             return Vec::new();
         }
@@ -79,10 +70,10 @@ impl MasterState {
                 continue;
             }
             for id in files {
-                if !self.leases.may_recover(id, now) {
+                if !self.leases.may_recover(id, now.mono) {
                     continue;
                 }
-                if let Some(plan) = self.start_recovery(id, &client, now, now_ms) {
+                if let Some(plan) = self.start_recovery(id, &client, now, records) {
                     plans.push(plan);
                 }
             }
@@ -94,22 +85,22 @@ impl MasterState {
         &mut self,
         id: InodeId,
         client: &str,
-        now: Instant,
-        now_ms: i64,
+        now: Now,
+        records: &mut Vec<Op>,
     ) -> Option<RecoveryPlan> {
         let path = self.ns.path_of(id);
         let last = self.ns.file(id).and_then(|f| f.chunks.last().copied());
         info!(path = %path, client, "lease expired: recovering the file");
         let (h, c) = match last.map(|h| (h, self.chunks.get(h))) {
-            None => return self.close_recovered(id, client, None, now_ms),
+            None => return self.close_recovered(id, client, None, now.wall_ms, records),
             Some((h, Some(c))) if c.length > 0 => {
                 let len = c.length;
-                return self.close_recovered(id, client, Some((h, len)), now_ms);
+                return self.close_recovered(id, client, Some((h, len)), now.wall_ms, records);
             }
             Some((h, Some(c))) => (h, c),
             Some((h, None)) => {
                 // Allocated before a crash and replayed: no replica is known yet.
-                self.leases.recovering(id, now + self.config.dead_after);
+                self.leases.recovering(id, now.mono + self.config.dead_after);
                 warn!(path = %path, chunk = h.0, "no replica known for the last chunk yet");
                 return None;
             }
@@ -120,21 +111,14 @@ impl MasterState {
             .iter()
             .map(|r| (r.server, self.cluster.get(r.server).addr.clone()))
             .collect();
-        if let Err(e) = self.set_chunk_version(&path, client, h, version) {
-            warn!(path = %path, error = %e, "cannot start lease recovery");
+        let op = Op::UpdatePipeline { path, client: client.to_owned(), handle: h, version };
+        if let Err(e) = self.apply_op(&op, now.wall_ms) {
+            warn!(error = %e, "cannot start lease recovery");
             return None;
         }
-        let op = Op::UpdatePipeline { path, client: client.to_owned(), handle: h, version };
-        let durable = self.journal.append(op, now_ms);
-        self.leases.recovering(id, now + IN_PROGRESS);
-        Some(RecoveryPlan {
-            file: id,
-            client: client.to_owned(),
-            handle: h,
-            version,
-            replicas,
-            durable,
-        })
+        records.push(op);
+        self.leases.recovering(id, now.mono + IN_PROGRESS);
+        Some(RecoveryPlan { file: id, client: client.to_owned(), handle: h, version, replicas })
     }
 
     /// Closes a recovered file with `last` as its last chunk and length (logged).
@@ -144,14 +128,15 @@ impl MasterState {
         client: &str,
         last: Option<(ChunkHandle, u64)>,
         now_ms: i64,
+        records: &mut Vec<Op>,
     ) -> Option<RecoveryPlan> {
         let path = self.ns.path_of(id);
-        match self.complete(&path, client, last, now_ms) {
-            Ok(()) => {
+        let op = Op::Complete { path: path.clone(), client: client.to_owned(), last };
+        match self.apply_op(&op, now_ms) {
+            Ok(_) => {
                 let length = self.ns.file(id).map_or(0, |f| f.length);
                 info!(path = %path, length, "file closed by lease recovery");
-                let op = Op::Complete { path, client: client.to_owned(), last };
-                drop(self.journal.append(op, now_ms));
+                records.push(op);
                 self.leases.recovered(id);
             }
             Err(e) => warn!(path = %path, error = %e, "lease recovery cannot close the file"),
@@ -160,17 +145,18 @@ impl MasterState {
     }
 
     /// Ends a recovery with the replicas' answers (`settled`: those finalized at
-    /// `length`; empty = none answered, retry later).
+    /// `length`; empty = none answered, retry later). Appends the records of what it
+    /// changed.
     #[allow(clippy::too_many_arguments)]
-    pub fn finish_recovery(
+    pub(crate) fn finish_recovery(
         &mut self,
         id: InodeId,
         client: &str,
         h: ChunkHandle,
         length: u64,
         settled: &[ServerIdx],
-        now: Instant,
-        now_ms: i64,
+        now: Now,
+        records: &mut Vec<Op>,
     ) {
         let still = self
             .ns
@@ -183,83 +169,23 @@ impl MasterState {
         }
         if settled.is_empty() && length > 0 {
             warn!(chunk = h.0, "no replica of the last chunk answered: retrying later");
-            self.leases.recovering(id, now + self.config.dead_after);
+            self.leases.recovering(id, now.mono + self.config.dead_after);
             return;
         }
         let path = self.ns.path_of(id);
         if length == 0 {
-            if let Err(e) = self.abandon_last_chunk(&path, client, h) {
+            let op = Op::AbandonChunk { path: path.clone(), client: client.to_owned(), handle: h };
+            if let Err(e) = self.apply_op(&op, now.wall_ms) {
                 warn!(path = %path, error = %e, "lease recovery cannot drop the empty chunk");
                 return;
             }
-            let op = Op::AbandonChunk { path: path.clone(), client: client.to_owned(), handle: h };
-            drop(self.journal.append(op, now_ms));
+            records.push(op);
             let prev = self.ns.file(id).and_then(|f| f.chunks.last().copied());
             let last = prev.map(|p| (p, self.chunks.get(p).map_or(0, |c| c.length)));
-            self.close_recovered(id, client, last, now_ms);
+            self.close_recovered(id, client, last, now.wall_ms, records);
             return;
         }
         self.chunks.settle(h, length, settled);
-        self.close_recovered(id, client, Some((h, length)), now_ms);
+        self.close_recovered(id, client, Some((h, length)), now.wall_ms, records);
     }
-}
-
-/// Steps 2-4 of a recovery (see the module documentation), then
-/// [`MasterState::finish_recovery`].
-pub async fn recover(state: Arc<Mutex<MasterState>>, plan: RecoveryPlan) {
-    let RecoveryPlan { file, client, handle, version, replicas, durable } = plan;
-    info!(
-        chunk = handle.0,
-        version,
-        replicas = replicas.len(),
-        "settling the last chunk of a recovered file"
-    );
-    if let Err(e) = durable.wait().await {
-        warn!(error = %e, "lease recovery: the version bump is not durable");
-        return;
-    }
-    let mut answered = Vec::new();
-    for (idx, addr) in &replicas {
-        let Some(mut cs) = client_for(addr) else { continue };
-        let req = RecoverReplicaRequest { handle: handle.0, new_version: version };
-        match tokio::time::timeout(CALL_TIMEOUT, cs.recover_replica(req)).await {
-            Ok(Ok(r)) => answered.push((*idx, addr.clone(), r.into_inner().length)),
-            Ok(Err(s)) => {
-                warn!(%addr, chunk = handle.0, error = %s.message(), "recover replica failed")
-            }
-            Err(_) => warn!(%addr, chunk = handle.0, "recover replica timed out"),
-        }
-    }
-    let length = answered.iter().map(|a| a.2).min();
-    let mut settled = Vec::new();
-    if let Some(len) = length.filter(|&l| l > 0) {
-        for (idx, addr, _) in &answered {
-            let Some(mut cs) = client_for(addr) else { continue };
-            let req = FinalizeReplicaRequest { handle: handle.0, version, length: len };
-            match tokio::time::timeout(CALL_TIMEOUT, cs.finalize_replica(req)).await {
-                Ok(Ok(_)) => settled.push(*idx),
-                Ok(Err(s)) => {
-                    warn!(%addr, chunk = handle.0, error = %s.message(), "finalize replica failed")
-                }
-                Err(_) => warn!(%addr, chunk = handle.0, "finalize replica timed out"),
-            }
-        }
-    }
-    let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-    // None answered: report a positive length with nobody settled, so it is retried.
-    let len = length.unwrap_or(1);
-    st.finish_recovery(
-        file,
-        &client,
-        handle,
-        len,
-        &settled,
-        Instant::now(),
-        crate::server::now_ms(),
-    );
-}
-
-fn client_for(addr: &str) -> Option<ChunkserverClient<tonic::transport::Channel>> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}")).ok()?;
-    Some(ChunkserverClient::new(endpoint.connect_timeout(Duration::from_secs(5)).connect_lazy()))
 }

@@ -7,7 +7,7 @@
 //!
 //! Limits: a writer renews every soft limit / 2 (the master tells it the interval); once
 //! past the *hard* limit the master recovers its files (see
-//! [`crate::state::MasterState::lease_tick`]): the last chunk is settled to the length every
+//! [`crate::core::Core::lease_tick`]): the last chunk is settled to the length every
 //! surviving replica holds durably and the file is closed. The soft limit is the renewal
 //! contract only: another client asking for the file gets "lease held" until the hard
 //! limit, which keeps a slow but live writer safe.
@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::namespace::InodeId;
+use crate::ids::InodeId;
 
 /// Lease times and recoveries under way.
 #[derive(Debug)]

@@ -1,26 +1,38 @@
 //! The master of the chunk store: the namespace, the chunk map, replica placement and
 //! cluster membership, served over gRPC (`gfs.v1.Master`).
 //!
-//! Layout: [`namespace`] (directory tree, no I/O), [`chunks`] (chunk -> replicas),
-//! [`cluster`] (chunkservers and liveness), [`placement`] (rack-aware policy),
-//! [`state`] (the operations across them), [`report`] (fsck and cluster report), [`metasave`] (a debugging dump),
-//! [`server`] (the gRPC edge). Durability: [`oplog`] (every mutation logged and synced
-//! before it is acknowledged, with group commit), [`checkpoint`] (the whole namespace,
-//! written beside the log), [`recovery`] (checkpoint + log replay at start-up),
-//! [`safemode`] (read-only until chunkservers report in), [`retry_cache`] (answers of
-//! recent calls, so retried mutations apply once). Self-healing: [`replication`] (the
-//! monitor deciding copies and deletions), [`balancer`], [`healing`] (pipeline recovery,
-//! decommission, applying the monitor's decisions), [`leases`] and [`lease_recovery`]
-//! (closing a dead writer's files). [`run`] wires them to a listener.
+//! Layout, from the inside out:
+//! - **The core** (no I/O, no clock, no tokio): [`core::Core`] holds the state and
+//!   [`command`] is its one entry point, `Core::apply(Command, Now) -> Outcome`, for
+//!   client calls, chunkserver messages, admin calls, ticks and replayed log records.
+//!   Its parts: [`ids`] (the identifiers), [`namespace`] (directory tree), [`chunks`]
+//!   (chunk -> replicas, versions), [`cluster`] (chunkservers and liveness), [`placement`]
+//!   (rack-aware policy), [`replication`] (the monitor deciding copies and deletions, and
+//!   its [`replication::balancer`]), [`healing`] (pipeline recovery planning,
+//!   decommission, applying the monitor's decisions), [`leases`] and [`lease_recovery`]
+//!   (closing a dead writer's files), [`safemode`], [`retry_cache`] (answers of recent
+//!   calls, so retried mutations apply once), [`report`] and [`metasave`] (read-only views).
+//! - **The driver** ([`driver`]): the core and the log's handle under one lock, the
+//!   [`clock`], the monitor loop and the chunkserver calls of lease recovery behind a
+//!   trait. Durability: [`oplog`] (every record synced before the answer, with group
+//!   commit), [`checkpoint`] (the whole namespace, written beside the log), [`recovery`]
+//!   (checkpoint + replay through `Core::apply` at start-up).
+//! - **The edge** ([`server`]): protobuf <-> commands and replies, errors -> status codes.
+//!
+//! [`run`] wires them to a listener.
 #![warn(missing_docs)]
 
-pub mod balancer;
 pub mod checkpoint;
 pub mod chunks;
+pub mod clock;
 pub mod cluster;
+pub mod command;
 pub mod config;
+pub mod core;
+pub mod driver;
 pub mod error;
 pub mod healing;
+pub mod ids;
 pub mod lease_recovery;
 pub mod leases;
 pub mod metasave;
@@ -33,10 +45,9 @@ pub mod report;
 pub mod retry_cache;
 pub mod safemode;
 pub mod server;
-pub mod state;
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use proto::gfs::master_server::MasterServer;
@@ -49,7 +60,7 @@ use tracing::{error, info, warn};
 pub use config::Config;
 pub use error::{Error, Result};
 
-use state::MasterState;
+use driver::Driver;
 
 /// Recovers the namespace from the metadata directory, then serves the master on
 /// `listener` until `shutdown` completes.
@@ -89,20 +100,22 @@ pub async fn run_with_ready(
                 source: std::io::Error::other(e.to_string()),
             }
         })??;
-    let recovery::Recovered { mut state, log, checkpoint_txid } = recovered;
+    let recovery::Recovered { mut core, journal, log, checkpoint_txid } = recovered;
     // Leases are not persisted: every file open at start-up gets a fresh one.
     let writers: Vec<String> =
-        state.ns.open_files().into_iter().map(|(_, w)| w.to_owned()).collect();
-    state.leases.adopt(writers.iter().map(String::as_str), Instant::now());
-    let wanted = state.journal.checkpoint_wanted();
+        core.ns.open_files().into_iter().map(|(_, w)| w.to_owned()).collect();
+    core.leases.adopt(writers.iter().map(String::as_str), Instant::now());
+    let wanted = journal.checkpoint_wanted();
     let addr = listener
         .local_addr()
         .map_err(|source| Error::Io { what: "reading the bound address".into(), source })?;
     ready(addr).map_err(|source| Error::Io { what: "announcing the address".into(), source })?;
-    let state = Arc::new(Mutex::new(state));
-    let checkpointer = checkpoint::Checkpointer::new(state.clone(), dir, checkpoint_txid);
+    let driver = Driver::new(core, journal);
+    let checkpointer = checkpoint::Checkpointer::new(driver.clone(), dir, checkpoint_txid);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let monitor = tokio::spawn(monitor(state.clone(), heartbeat, stop_rx.clone()));
+    let settler = Arc::new(driver::GrpcSettler);
+    let monitor =
+        tokio::spawn(driver::monitor(driver.clone(), settler, heartbeat, stop_rx.clone()));
     let checkpoints = tokio::spawn(checkpointer.clone().run(wanted, every, stop_rx));
     info!(%addr, "master serving");
     // Accepted sockets get TCP_NODELAY: a gRPC answer is several small HTTP/2 frames,
@@ -117,7 +130,7 @@ pub async fn run_with_ready(
         conn
     });
     let serve = tonic::transport::Server::builder()
-        .add_service(MasterServer::new(server::MasterService::new(state, checkpointer)))
+        .add_service(MasterServer::new(server::MasterService::new(driver, checkpointer)))
         .serve_with_incoming_shutdown(incoming, shutdown);
     let (mut monitor, mut checkpoints) = (monitor, checkpoints);
     let outcome =
@@ -167,46 +180,6 @@ fn task_died(task: &'static str, ended: std::result::Result<(), tokio::task::Joi
         Err(e) => e.to_string(),
     };
     Error::TaskDied { task, cause }
-}
-
-/// Once per heartbeat interval: logs chunkserver liveness transitions, lets safe mode end
-/// once its extension has run out, runs the replication monitor and starts the recovery
-/// of files whose writer's lease expired.
-async fn monitor(
-    state: Arc<Mutex<MasterState>>,
-    every: std::time::Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut was_live: Vec<bool> = Vec::new();
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => return,
-        }
-        let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        st.update_safemode(now);
-        st.replication_tick(now);
-        for plan in st.lease_tick(now, server::now_ms()) {
-            tokio::spawn(lease_recovery::recover(state.clone(), plan));
-        }
-        for (idx, s) in st.cluster.iter() {
-            let live = st.cluster.is_live(idx, now);
-            let i = idx.0 as usize;
-            if was_live.len() <= i {
-                was_live.resize(i + 1, true);
-            }
-            if was_live[i] != live {
-                if live {
-                    info!(id = %s.id, addr = %s.addr, "chunkserver is live again");
-                } else {
-                    warn!(id = %s.id, addr = %s.addr, "chunkserver declared dead: no heartbeat within the dead interval");
-                }
-                was_live[i] = live;
-            }
-        }
-    }
 }
 
 #[cfg(test)]

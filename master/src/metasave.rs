@@ -10,13 +10,14 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 use crate::chunks::{ChunkInfo, ReplicaStatus};
+use crate::core::Core;
+use crate::driver::Master;
 use crate::namespace::InodeKind;
-use crate::state::MasterState;
 
 /// Chunks and open files listed at most, so a damaged large cluster still dumps quickly.
 pub const MAX_LISTED: usize = 10_000;
 
-fn replica_list(st: &MasterState, c: &ChunkInfo, now: Instant) -> String {
+fn replica_list(st: &Core, c: &ChunkInfo, now: Instant) -> String {
     let mut out = Vec::with_capacity(c.replicas.len());
     for r in &c.replicas {
         let s = st.cluster.get(r.server);
@@ -37,7 +38,8 @@ fn replica_list(st: &MasterState, c: &ChunkInfo, now: Instant) -> String {
 }
 
 /// The dump (see the module documentation).
-pub fn meta_save(st: &MasterState, now: Instant, now_ms: i64) -> String {
+pub fn meta_save(m: &Master, now: Instant, now_ms: i64) -> String {
+    let (st, journal) = (&m.core, &m.journal);
     let mut t = String::new();
     let counts = st.reported_chunks();
     let _ = writeln!(t, "metasave at {now_ms} ms since the epoch");
@@ -46,10 +48,10 @@ pub fn meta_save(st: &MasterState, now: Instant, now_ms: i64) -> String {
     let _ = writeln!(
         t,
         "operation log: last txid {}, {} records since the last checkpoint, {} syncs, {}",
-        st.journal.last_txid(),
-        st.journal.since_checkpoint(),
-        st.journal.sync_count(),
-        match st.journal.writable() {
+        journal.last_txid(),
+        journal.since_checkpoint(),
+        journal.sync_count(),
+        match journal.writable() {
             Ok(()) => "writable".to_owned(),
             Err(e) => format!("FAILED: {e}"),
         }
@@ -153,8 +155,9 @@ mod tests {
 
     use super::*;
     use crate::cluster::{Identity, Load};
+    use crate::command::CreateRequest;
     use crate::config::Config;
-    use crate::state::CreateRequest;
+    use crate::oplog::Journal;
 
     fn p(s: &str) -> DfsPath {
         DfsPath::parse(s).expect("path")
@@ -162,7 +165,7 @@ mod tests {
 
     #[test]
     fn lists_servers_problem_chunks_and_open_files() {
-        let mut st = MasterState::new(Config { replication: 2, ..Config::default() });
+        let mut st = Core::new(Config { replication: 2, ..Config::default() });
         let now = Instant::now();
         let load = Load { capacity: 1 << 40, remaining: 1 << 40, ..Load::default() };
         for i in 0..2 {
@@ -183,7 +186,8 @@ mod tests {
         st.create(&p("/d/open"), &req, 0).expect("create");
         let bad = st.cluster.get(a.replicas[0]).id.clone();
         st.report_bad_replica(a.handle, &bad, "checksum").expect("report");
-        let text = meta_save(&st, now + Duration::from_millis(1), 42);
+        let m = Master { core: st, journal: Journal::in_memory() };
+        let text = meta_save(&m, now + Duration::from_millis(1), 42);
         assert!(text.contains("safe mode: OFF"), "{text}");
         assert!(text.contains("chunkservers: 2"), "{text}");
         assert!(text.contains("127.0.0.2:7 id=cs0 rack=/r live"), "{text}");

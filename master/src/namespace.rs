@@ -14,8 +14,8 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 use proto::path::{DfsPath, MAX_PATH_LEN};
 use smallvec::SmallVec;
 
-use crate::chunks::ChunkHandle;
 use crate::error::{Error, Result};
+use crate::ids::ChunkHandle;
 
 mod image;
 mod name;
@@ -23,25 +23,7 @@ mod name;
 pub use image::{InodeImage, NamespaceBuilder};
 pub use name::Name;
 
-/// Identifies an inode while it exists: its slot in the inode table (low 32 bits) and
-/// the slot's generation (high 32 bits), so an id kept past its inode's deletion never
-/// names the inode that reuses the slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct InodeId(pub u64);
-
-impl InodeId {
-    fn new(slot: u32, generation: u32) -> InodeId {
-        InodeId(u64::from(generation) << 32 | u64::from(slot))
-    }
-
-    fn slot(self) -> usize {
-        (self.0 & 0xffff_ffff) as usize
-    }
-
-    fn generation(self) -> u32 {
-        (self.0 >> 32) as u32
-    }
-}
+pub use crate::ids::InodeId;
 
 /// The root directory's inode.
 pub const ROOT: InodeId = InodeId(1);

@@ -11,7 +11,8 @@
 use rand::Rng;
 use rand::seq::SliceRandom;
 
-use crate::cluster::{Chunkserver, ServerIdx};
+use crate::cluster::Chunkserver;
+use crate::ids::ServerIdx;
 
 /// A chunkserver that could take a replica.
 #[derive(Debug, Clone)]

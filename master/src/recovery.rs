@@ -4,9 +4,9 @@
 //! segments [`checkpoint::prune`] keeps for exactly this; start-up stops only when what
 //! remains does not reach everything the damaged one held.
 //!
-//! Replay goes through the same [`MasterState`] methods as live requests, with the
-//! arguments the records hold ([`MasterState::apply`]), so the rebuilt state is the one
-//! the master had. A record that no longer applies means the files disagree with each
+//! Replay goes through the core's one entry point ([`Core::apply`] with
+//! [`Command::Replay`]), which changes the state through the same function as the live
+//! call did, so the rebuilt state is the one the master had. A record that no longer applies means the files disagree with each
 //! other: start-up stops naming the file and offset rather than guess.
 
 use std::path::Path;
@@ -14,73 +14,25 @@ use std::path::Path;
 use tracing::{info, warn};
 
 use crate::checkpoint;
+use crate::clock::Now;
+use crate::command::Command;
 use crate::config::Config;
+use crate::core::Core;
 use crate::error::{Error, Result};
-use crate::oplog::{Journal, LogThread, Op, segment};
-use crate::retry_cache::{Cached, Reply};
+use crate::oplog::{Journal, LogThread, segment};
 use crate::safemode::SafeMode;
-use crate::state::{CreateRequest, MasterState};
 
 /// The state rebuilt at start-up and the log writer now serving it.
 #[derive(Debug)]
 pub struct Recovered {
-    /// The state, its journal open, in safe mode if it has chunks.
-    pub state: MasterState,
+    /// The state, in safe mode if it has chunks.
+    pub core: Core,
+    /// The log's handle, open after the last record.
+    pub journal: Journal,
     /// The log writer thread.
     pub log: LogThread,
     /// The txid of the checkpoint loaded (0 = none).
     pub checkpoint_txid: u64,
-}
-
-impl MasterState {
-    /// Applies a logged mutation, as replay does.
-    ///
-    /// # Errors
-    /// Whatever the mutation returns: on replay that means log and state disagree.
-    pub fn apply(&mut self, op: &Op, time_ms: i64) -> Result<()> {
-        match op {
-            Op::Mkdir { path, parents, owner } => self.mkdir(path, *parents, owner, time_ms),
-            Op::Create {
-                path,
-                replication,
-                chunk_size,
-                overwrite,
-                create_parents,
-                owner,
-                client,
-            } => {
-                let req = CreateRequest {
-                    replication: u32::from(*replication),
-                    chunk_size: *chunk_size,
-                    overwrite: *overwrite,
-                    create_parents: *create_parents,
-                    owner,
-                    client,
-                };
-                self.create(path, &req, time_ms).map(drop)
-            }
-            Op::AddChunk { path, client, previous, handle } => {
-                let (file, _) = self.ns.add_chunk(path, client, *previous, *handle, time_ms)?;
-                self.chunks.restore(*handle, file, 1, 0);
-                if let Some((prev, len)) = previous {
-                    self.chunks.finish(*prev, *len);
-                }
-                Ok(())
-            }
-            Op::Complete { path, client, last } => self.complete(path, client, *last, time_ms),
-            Op::Rename { src, dst } => self.rename(src, dst, time_ms).map(drop),
-            Op::Delete { path, recursive } => self.delete(path, *recursive, time_ms),
-            Op::SetReplication { path, replication } => {
-                self.set_replication(path, u32::from(*replication)).map(drop)
-            }
-            Op::UpdatePipeline { path, client, handle, version } => {
-                self.set_chunk_version(path, client, *handle, *version)
-            }
-            Op::AbandonChunk { path, client, handle } => {
-                self.abandon_last_chunk(path, client, *handle)
-            }
-        }
-    }
 }
 
 fn create_dir(dir: &Path) -> Result<()> {
@@ -159,25 +111,22 @@ pub fn recover(config: Config) -> Result<Recovered> {
     let (mut state, checkpoint_txid) = match loaded {
         Some((path, loaded)) => {
             info!(file = %path.display(), txid = loaded.txid, "checkpoint loaded");
-            let mut st = MasterState::new(config);
+            let mut st = Core::new(config);
             st.ns = loaded.ns;
             st.chunks = loaded.chunks;
             (st, loaded.txid)
         }
-        None => (MasterState::new(config), 0),
+        None => (Core::new(config), 0),
     };
+    let mono = std::time::Instant::now();
     let replayed = segment::replay(&log_dir, checkpoint_txid, |file, offset, rec| {
-        state.apply(&rec.op, rec.time_ms).map_err(|e| Error::Corrupt {
+        let (txid, now) = (rec.txid, Now { mono, wall_ms: rec.time_ms });
+        let out = state.apply(Command::Replay(rec), now);
+        out.reply.map(drop).map_err(|e| Error::Corrupt {
             file: file.display().to_string(),
             offset,
-            reason: format!("txid {} does not apply: {e}", rec.txid),
-        })?;
-        // A client retrying a call whose answer the crash swallowed gets that answer.
-        if let Some(call) = rec.call {
-            let cached = Cached { reply: Reply::Ok(call.reply), txid: rec.txid };
-            state.retry_cache.insert(call.key, cached, rec.time_ms);
-        }
-        Ok(())
+            reason: format!("txid {txid} does not apply: {e}"),
+        })
     });
     let last = match (replayed, &damaged) {
         (Ok(last), None) => last,
@@ -206,7 +155,6 @@ pub fn recover(config: Config) -> Result<Recovered> {
         }
     };
     let (journal, log) = Journal::open(&log_dir, last, segment_size, every)?;
-    state.journal = journal;
     state.safemode = SafeMode::new(threshold, extension, !state.chunks.is_empty());
     info!(
         checkpoint_txid,
@@ -218,13 +166,12 @@ pub fn recover(config: Config) -> Result<Recovered> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "namespace recovered"
     );
-    Ok(Recovered { state, log, checkpoint_txid })
+    Ok(Recovered { core: state, journal, log, checkpoint_txid })
 }
 
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
-    use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
 
     use proto::path::DfsPath;
@@ -232,7 +179,9 @@ mod tests {
     use super::*;
     use crate::checkpoint::Checkpointer;
     use crate::cluster::{Identity, Load};
-    use crate::state::ReportedReplica;
+    use crate::command::{Mutation, Reply};
+    use crate::core::ReportedReplica;
+    use crate::driver::Driver;
 
     fn p(s: &str) -> DfsPath {
         DfsPath::parse(s).expect("path")
@@ -249,14 +198,14 @@ mod tests {
     }
 
     /// Everything a restart must bring back: the namespace and the chunks' persistent fields.
-    fn persistent(st: &MasterState) -> (Vec<String>, Vec<(u64, u64, u64)>) {
+    fn persistent(st: &Core) -> (Vec<String>, Vec<(u64, u64, u64)>) {
         let mut chunks: Vec<_> =
             st.chunks.iter().map(|(h, c)| (h.0, c.version, c.length)).collect();
         chunks.sort_unstable();
         (st.ns.dump(), chunks)
     }
 
-    fn register(st: &mut MasterState, n: u32, chunks: &[ReportedReplica]) {
+    fn register(st: &mut Core, n: u32, chunks: &[ReportedReplica]) {
         let load = Load { capacity: 1 << 40, remaining: 1 << 40, ..Load::default() };
         for i in 0..n {
             let (id, addr) = (format!("cs{i}"), format!("127.0.0.{}:1", i + 2));
@@ -270,20 +219,14 @@ mod tests {
         }
     }
 
-    /// Applies and logs one mutation the way the gRPC edge does.
-    async fn mutate(state: &Arc<Mutex<MasterState>>, op: Op, t: i64) {
-        let durable = {
-            let mut st = state.lock().expect("lock");
-            st.writable().expect("writable");
-            st.apply(&op, t).expect("apply");
-            st.journal.append(op, t)
-        };
-        durable.wait().await.expect("durable");
+    /// Applies and logs one mutation the way the gRPC edge does; returns its answer.
+    async fn mutate(d: &Driver, m: Mutation) -> Reply {
+        d.apply(Command::Mutate(m)).await.expect("durable").reply.expect("applied")
     }
 
     /// Writes a file with `chunks` chunks through the live allocation path.
-    async fn write_file(state: &Arc<Mutex<MasterState>>, path: &str, chunks: usize, t: i64) {
-        let create = Op::Create {
+    async fn write_file(d: &Driver, path: &str, chunks: usize) {
+        let create = Mutation::Create {
             path: p(path),
             replication: 2,
             chunk_size: 1 << 20,
@@ -292,64 +235,59 @@ mod tests {
             owner: "u".into(),
             client: "w".into(),
         };
-        mutate(state, create, t).await;
+        mutate(d, create).await;
         let mut prev = None;
         for _ in 0..chunks {
-            let durable = {
-                let mut st = state.lock().expect("lock");
-                let l =
-                    st.add_chunk(&p(path), "w", prev, "", &[], Instant::now(), t).expect("chunk");
-                let op = Op::AddChunk {
-                    path: p(path),
-                    client: "w".into(),
-                    previous: prev,
-                    handle: l.handle,
-                };
-                prev = Some((l.handle, 1 << 20));
-                st.journal.append(op, t)
+            let add = Mutation::AddChunk {
+                path: p(path),
+                client: "w".into(),
+                previous: prev,
+                client_host: String::new(),
+                excluded: Vec::new(),
             };
-            durable.wait().await.expect("durable");
+            let Reply::Chunk(l) = mutate(d, add).await else { panic!("not a chunk") };
+            prev = Some((l.handle, 1 << 20));
         }
         let last = prev.map(|(h, _)| (h, 7));
-        mutate(state, Op::Complete { path: p(path), client: "w".into(), last }, t).await;
+        mutate(d, Mutation::Complete { path: p(path), client: "w".into(), last }).await;
     }
 
-    async fn workload(state: &Arc<Mutex<MasterState>>, round: i64) {
+    async fn workload(d: &Driver, round: i64) {
         let base = format!("/r{round}");
-        mutate(
-            state,
-            Op::Mkdir { path: p(&format!("{base}/a/b")), parents: true, owner: "u".into() },
-            round,
-        )
-        .await;
-        write_file(state, &format!("{base}/a/f"), 2, round).await;
-        write_file(state, &format!("{base}/a/g"), 1, round).await;
-        write_file(state, &format!("{base}/gone"), 1, round).await;
-        mutate(
-            state,
-            Op::Rename { src: p(&format!("{base}/a/f")), dst: p(&format!("{base}/a/b")) },
-            round,
-        )
-        .await;
-        mutate(state, Op::SetReplication { path: p(&format!("{base}/a")), replication: 1 }, round)
-            .await;
-        mutate(state, Op::Delete { path: p(&format!("{base}/gone")), recursive: false }, round)
-            .await;
+        let mkdir =
+            Mutation::Mkdir { path: p(&format!("{base}/a/b")), parents: true, owner: "u".into() };
+        mutate(d, mkdir).await;
+        write_file(d, &format!("{base}/a/f"), 2).await;
+        write_file(d, &format!("{base}/a/g"), 1).await;
+        write_file(d, &format!("{base}/gone"), 1).await;
+        let rename =
+            Mutation::Rename { src: p(&format!("{base}/a/f")), dst: p(&format!("{base}/a/b")) };
+        mutate(d, rename).await;
+        mutate(d, Mutation::SetReplication { path: p(&format!("{base}/a")), replication: 1 }).await;
+        mutate(d, Mutation::Delete { path: p(&format!("{base}/gone")), recursive: false }).await;
         // Overwrite releases the old file's chunks.
-        write_file(state, &format!("{base}/a/g"), 1, round + 1).await;
+        write_file(d, &format!("{base}/a/g"), 1).await;
     }
 
-    fn start(dir: &Path) -> (Arc<Mutex<MasterState>>, LogThread, u64) {
+    fn start(dir: &Path) -> (Driver, LogThread, u64) {
         let r = recover(cfg(dir)).expect("recover");
-        let mut st = r.state;
+        let mut st = r.core;
         // Chunkservers for placement; the safe mode they end is tested on its own.
         register(&mut st, 3, &[]);
         st.safemode.leave();
-        (Arc::new(Mutex::new(st)), r.log, r.checkpoint_txid)
+        (Driver::new(st, r.journal), r.log, r.checkpoint_txid)
     }
 
-    fn restart(dir: &Path) -> MasterState {
-        recover(cfg(dir)).expect("recover").state
+    fn restart(dir: &Path) -> Core {
+        recover(cfg(dir)).expect("recover").core
+    }
+
+    fn live(d: &Driver) -> (Vec<String>, Vec<(u64, u64, u64)>) {
+        persistent(&d.lock().expect("lock").core)
+    }
+
+    fn last_txid(d: &Driver) -> u64 {
+        d.lock().expect("lock").journal.last_txid()
     }
 
     #[tokio::test]
@@ -359,15 +297,17 @@ mod tests {
         let cp = Checkpointer::new(state.clone(), dir.path().to_owned(), ckpt);
         workload(&state, 1).await;
         let first = cp.checkpoint(0).await.expect("checkpoint");
-        assert_eq!(first, state.lock().expect("lock").journal.last_txid());
+        assert_eq!(first, last_txid(&state));
         workload(&state, 3).await;
         let second = cp.checkpoint(0).await.expect("checkpoint");
         workload(&state, 5).await;
-        let live = persistent(&state.lock().expect("lock"));
+        let live = live(&state);
         log.stop();
-        let back = restart(dir.path());
-        assert_eq!(persistent(&back), live);
-        assert_eq!(back.journal.last_txid(), state.lock().expect("lock").journal.last_txid());
+        let r = recover(cfg(dir.path())).expect("recover");
+        assert_eq!(persistent(&r.core), live);
+        assert_eq!(r.journal.last_txid(), last_txid(&state));
+        r.log.stop();
+        let back = r.core;
         // New handles continue above every recovered one.
         assert!(back.chunks.next_handle() > live.1.iter().map(|c| c.0).max().unwrap_or(0));
         // Both checkpoints are kept; segments up to the first one are gone.
@@ -389,7 +329,7 @@ mod tests {
         workload(&state, 1).await;
         let txid = cp.checkpoint(0).await.expect("checkpoint");
         workload(&state, 2).await;
-        let live = persistent(&state.lock().expect("lock"));
+        let live = live(&state);
         log.stop();
         // A later checkpoint that crashed half-way: the first bytes of a valid one.
         let good = std::fs::read(dir.path().join(checkpoint::file_name(txid))).expect("read");
@@ -417,7 +357,7 @@ mod tests {
         workload(&state, 3).await;
         let second = cp.checkpoint(0).await.expect("checkpoint");
         workload(&state, 5).await;
-        let live = persistent(&state.lock().expect("lock"));
+        let live = live(&state);
         log.stop();
         (first, second, live)
     }
@@ -430,7 +370,7 @@ mod tests {
         flip_middle(&newest);
         let r = recover(cfg(dir.path())).expect("falls back");
         assert_eq!(r.checkpoint_txid, first, "the previous checkpoint was loaded");
-        assert_eq!(persistent(&r.state), live);
+        assert_eq!(persistent(&r.core), live);
         r.log.stop();
         // The damaged file is left for the operator; the next checkpoint supersedes it.
         assert!(newest.is_file());
@@ -444,7 +384,7 @@ mod tests {
         workload(&state, 1).await;
         let txid = cp.checkpoint(0).await.expect("checkpoint");
         workload(&state, 2).await;
-        let live = persistent(&state.lock().expect("lock"));
+        let live = live(&state);
         log.stop();
         let path = dir.path().join(checkpoint::file_name(txid));
         // Cut short: the trailer is missing.
@@ -452,7 +392,7 @@ mod tests {
         std::fs::write(&path, &good[..good.len() - 3]).expect("write");
         let r = recover(cfg(dir.path())).expect("falls back");
         assert_eq!(r.checkpoint_txid, 0);
-        assert_eq!(persistent(&r.state), live);
+        assert_eq!(persistent(&r.core), live);
     }
 
     #[tokio::test]
@@ -489,6 +429,7 @@ mod tests {
         let held: Vec<ReportedReplica> = state
             .lock()
             .expect("lock")
+            .core
             .chunks
             .iter()
             .map(|(handle, c)| ReportedReplica {
@@ -518,7 +459,7 @@ mod tests {
         assert!(st.report_chunks("cs0", &[stale], &[], &[]));
         assert_eq!(
             st.heartbeat("cs0", Load::default(), Instant::now(), 0),
-            Some(crate::state::HeartbeatReply::default())
+            Some(crate::core::HeartbeatReply::default())
         );
         register(&mut st, 1, &held);
         st.update_safemode(Instant::now());
@@ -530,10 +471,11 @@ mod tests {
     async fn the_log_passing_its_threshold_triggers_a_checkpoint() {
         let dir = tempfile::tempdir().expect("tempdir");
         let r = recover(Config { checkpoint_records: 10, ..cfg(dir.path()) }).expect("recover");
-        let wanted = r.state.journal.checkpoint_wanted();
-        let mut st = r.state;
+        let wanted = r.journal.checkpoint_wanted();
+        let mut st = r.core;
         register(&mut st, 3, &[]);
-        let state = Arc::new(Mutex::new(st));
+        st.safemode.leave();
+        let state = Driver::new(st, r.journal);
         let cp = Checkpointer::new(state.clone(), dir.path().to_owned(), 0);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(cp.run(wanted, 10, stop_rx));
@@ -549,7 +491,7 @@ mod tests {
         assert!(!written.is_empty(), "no checkpoint after the threshold");
         let _ = stop_tx.send(true);
         task.await.expect("checkpointer");
-        let live = persistent(&state.lock().expect("lock"));
+        let live = live(&state);
         r.log.stop();
         assert_eq!(persistent(&restart(dir.path())), live);
     }
@@ -558,7 +500,7 @@ mod tests {
     fn an_empty_namespace_starts_out_of_safe_mode() {
         let dir = tempfile::tempdir().expect("tempdir");
         let r = recover(cfg(dir.path())).expect("recover");
-        assert!(!r.state.safemode.is_on());
-        r.state.writable().expect("writable");
+        assert!(!r.core.safemode.is_on());
+        r.core.writable().expect("writable");
     }
 }

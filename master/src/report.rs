@@ -15,18 +15,19 @@ use proto::gfs::{
 use proto::path::DfsPath;
 
 use crate::chunks::{ChunkInfo, ReplicaStatus};
-use crate::cluster::{AdminState, ServerIdx};
+use crate::cluster::AdminState;
+use crate::core::Core;
 use crate::error::Result;
-use crate::state::MasterState;
+use crate::ids::ServerIdx;
 
 /// The wire form of a chunkserver's identity.
-pub fn server_info(st: &MasterState, idx: ServerIdx) -> ChunkserverInfo {
+pub fn server_info(st: &Core, idx: ServerIdx) -> ChunkserverInfo {
     let s = st.cluster.get(idx);
     ChunkserverInfo { id: s.id.clone(), addr: s.addr.clone(), rack: s.rack.clone() }
 }
 
 fn replica_state(
-    st: &MasterState,
+    st: &Core,
     c: &ChunkInfo,
     r: &crate::chunks::Replica,
     writing: bool,
@@ -59,7 +60,7 @@ pub fn admin_state(a: AdminState) -> pb::AdminState {
 }
 
 /// The balancer's progress as the `Balance` RPC and the cluster report show it.
-pub fn balancer_status(st: &MasterState) -> pb::BalanceResponse {
+pub fn balancer_status(st: &Core) -> pb::BalanceResponse {
     let b = &st.replication.balancer;
     pb::BalanceResponse {
         running: b.running,
@@ -106,12 +107,7 @@ pub fn chunk_health(
 ///
 /// # Errors
 /// If `path` does not exist.
-pub fn fsck(
-    st: &MasterState,
-    path: &DfsPath,
-    include_open: bool,
-    now: Instant,
-) -> Result<FsckResponse> {
+pub fn fsck(st: &Core, path: &DfsPath, include_open: bool, now: Instant) -> Result<FsckResponse> {
     let (file_count, dir_count) = st.ns.count_under(path)?;
     let live_racks = st.cluster.live_racks(now);
     let mut summary =
@@ -187,7 +183,7 @@ pub fn fsck(
 }
 
 /// The cluster report: every chunkserver with its state and load, and namespace totals.
-pub fn cluster_report(st: &MasterState, now: Instant) -> ClusterReportResponse {
+pub fn cluster_report(st: &Core, now: Instant) -> ClusterReportResponse {
     let chunkservers = st
         .cluster
         .iter()

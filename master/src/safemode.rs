@@ -6,7 +6,7 @@
 //! recovered namespace has chunks; left once the reported fraction reaches the threshold
 //! and stays there for the extension, or at once when no complete chunk is expected) and
 //! the manual one (an administrator's `enter`, kept until `leave`). The counts come from
-//! [`crate::state::MasterState`]; time is passed in, so tests drive it.
+//! [`crate::core::Core`]; time is passed in, so tests drive it.
 
 use std::time::{Duration, Instant};
 

@@ -1,57 +1,55 @@
-//! The gRPC edge of the master: translates `gfs.v1.Master` requests into
-//! [`MasterState`] calls and the results back into protos. Holds no logic of its own.
+//! The gRPC edge of the master: translates `gfs.v1.Master` requests into core
+//! [`Command`]s and [`Reply`]s back into protos, and maps errors to status codes. Holds
+//! no logic of its own: every change goes through [`crate::core::Core::apply`].
 //!
-//! Every mutation follows one pattern: under the state lock, check the master is
-//! writable (not in safe mode, log healthy), apply the change, and hand its record to the
-//! journal; then, with the lock released, wait for the record to be durable before
-//! answering. Nothing is acknowledged that a crash could lose.
+//! Every mutation follows one pattern: under the driver's lock, check the log is
+//! writable, apply the command, and hand the record the core produced to the journal;
+//! then, with the lock released, wait for the record to be durable before answering.
+//! Nothing is acknowledged that a crash could lose.
 //!
 //! Non-idempotent mutations that carry a `client_id` and `call_id` go through the retry
 //! cache ([`crate::retry_cache`]) first: a retried call gets its original answer, after
 //! that original is durable, and the change is not applied again.
 
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use proto::gfs::master_server::Master;
 use proto::gfs::{self as pb, ChunkCommand, DeleteChunks, ReplicateChunk, chunk_command};
 use proto::path::DfsPath;
 use tonic::{Request, Response, Status};
-use tracing::{debug, info};
+use tracing::debug;
 
 use crate::checkpoint::Checkpointer;
-use crate::chunks::{ChunkHandle, ReplicaStatus};
-use crate::cluster::{Identity, Load};
+use crate::chunks::ReplicaStatus;
+use crate::cluster::Load;
+use crate::command::{BalanceAction, Command, Mutation, Reply, SafeModeAction, ServerName};
 use crate::config;
+use crate::core::{Core, Located, ReportedReplica};
+use crate::driver::Driver;
 use crate::error::Error;
-use crate::namespace::{InodeId, InodeKind, Namespace};
-use crate::oplog::{Durable, LoggedCall, Op};
+use crate::ids::{ChunkHandle, InodeId};
+use crate::namespace::{InodeKind, Namespace};
+use crate::oplog::{Durable, LoggedCall};
 use crate::report;
-use crate::retry_cache::{Cached, CallKey, Reply};
-use crate::state::{CreateRequest, Located, MasterState, ReportedReplica};
+use crate::retry_cache::{Cached, CallKey, Reply as CachedReply};
 
-/// The `Master` service over shared state.
+/// The `Master` service over the driver.
 #[derive(Debug, Clone)]
 pub struct MasterService {
-    state: Arc<Mutex<MasterState>>,
+    driver: Driver,
     checkpointer: Checkpointer,
 }
 
 /// What a mutation did under the lock, still to be made durable.
 enum Step<R> {
     /// A retried call: its cached answer, given once everything logged so far is durable.
-    Cached(Reply, Durable),
+    Cached(CachedReply, Durable),
     /// A new call: its answer and its record's durability.
     Applied(R, Durable),
 }
 
 /// How often `safemode wait` re-checks.
 const SAFE_MODE_POLL: Duration = Duration::from_millis(100);
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
 
 fn path(s: &str) -> Result<DfsPath, Status> {
     DfsPath::parse(s).map_err(|e| Error::from(e).into())
@@ -103,49 +101,77 @@ pub fn file_status(ns: &Namespace, path: &DfsPath, id: InodeId) -> pb::FileStatu
     st
 }
 
+/// The core answered something its call never answers: a bug, reported as one.
+fn unexpected(reply: &Reply) -> Status {
+    Status::internal(format!("the master answered {reply:?} to the wrong call"))
+}
+
+fn located(st: &Core, l: &Located) -> pb::LocatedChunk {
+    let corrupt = st
+        .chunks
+        .get(l.handle)
+        .map_or(0, |c| c.replicas.iter().filter(|r| r.status == ReplicaStatus::Corrupt).count());
+    pb::LocatedChunk {
+        handle: l.handle.0,
+        version: l.version,
+        offset: l.offset,
+        length: l.length,
+        replicas: l.replicas.iter().map(|&i| report::server_info(st, i)).collect(),
+        corrupt_replicas: u32::try_from(corrupt).unwrap_or(u32::MAX),
+    }
+}
+
+/// A chunk answer as the wire has it.
+fn chunk_reply(st: &Core, reply: Reply) -> Result<Option<pb::LocatedChunk>, Status> {
+    match reply {
+        Reply::Chunk(l) => Ok(Some(located(st, &l))),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn load(capacity: u64, used: u64, remaining: u64, active_writes: u32, chunk_count: u64) -> Load {
+    Load { capacity, used, remaining, active_writes, chunk_count }
+}
+
 impl MasterService {
-    /// A service over `state`, taking checkpoints on demand with `checkpointer`.
-    pub fn new(state: Arc<Mutex<MasterState>>, checkpointer: Checkpointer) -> MasterService {
-        MasterService { state, checkpointer }
+    /// A service over `driver`, taking checkpoints on demand with `checkpointer`.
+    pub fn new(driver: Driver, checkpointer: Checkpointer) -> MasterService {
+        MasterService { driver, checkpointer }
     }
 
-    fn state(&self) -> MutexGuard<'_, MasterState> {
-        // A panic while holding the lock is a bug that already failed its request; the
-        // state itself is only ever changed by operations that complete or fail whole.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Applies a command that logs nothing (a chunkserver message, an admin call) and
+    /// answers with `answer` built from its reply under the same lock.
+    fn command<R>(
+        &self,
+        cmd: Command,
+        answer: impl FnOnce(&Core, Reply) -> Result<R, Status>,
+    ) -> Result<R, Status> {
+        let mut m = self.driver.lock()?;
+        let (out, _) = m.apply(cmd, self.driver.now());
+        answer(&m.core, out.reply?)
     }
 
-    /// The state, locked, once it is known to accept a mutation.
-    fn writable(&self) -> Result<MutexGuard<'_, MasterState>, Status> {
-        let st = self.state();
-        st.writable()?;
-        Ok(st)
-    }
-
-    /// Runs one non-idempotent mutation: answers a retried call from the retry cache
-    /// (once its original is durable), otherwise checks the master is writable, applies
-    /// the change, logs it with the call's cache entry and waits until it is durable.
+    /// Runs one client mutation: answers a retried call from the retry cache (once its
+    /// original is durable), otherwise checks the log is writable, applies the change,
+    /// logs its record with the call's cache entry and waits until it is durable.
     async fn mutate<R>(
         &self,
         call: Option<CallKey>,
-        t: i64,
-        apply: impl FnOnce(&mut MasterState, i64) -> Result<(R, Op), Error>,
+        mutation: Mutation,
+        answer: impl FnOnce(&Core, Reply) -> Result<R, Status>,
     ) -> Result<R, Status>
     where
         R: prost::Message + Default,
     {
-        let step = {
-            let mut st = self.state();
-            Self::step(&mut st, call, t, apply)?
-        };
+        let step = self.step(call, mutation, answer)?;
         match step {
             Step::Cached(reply, durable) => {
                 durable.wait().await?;
                 match reply {
-                    Reply::Ok(bytes) => R::decode(bytes).map_err(|e| {
+                    CachedReply::Ok(bytes) => R::decode(bytes).map_err(|e| {
                         Status::internal(format!("retry cache holds an undecodable answer: {e}"))
                     }),
-                    Reply::Err { code, message } => Err(Status::new(code, message)),
+                    CachedReply::Err { code, message } => Err(Status::new(code, message)),
                 }
             }
             Step::Applied(resp, durable) => {
@@ -155,46 +181,56 @@ impl MasterService {
         }
     }
 
-    /// The part of [`MasterService::mutate`] done under the state lock.
+    /// The part of [`MasterService::mutate`] done under the lock.
     fn step<R: prost::Message>(
-        st: &mut MasterState,
+        &self,
         call: Option<CallKey>,
-        t: i64,
-        apply: impl FnOnce(&mut MasterState, i64) -> Result<(R, Op), Error>,
+        mutation: Mutation,
+        answer: impl FnOnce(&Core, Reply) -> Result<R, Status>,
     ) -> Result<Step<R>, Status> {
+        let mut m = self.driver.lock()?;
+        let now = self.driver.now();
+        let t = now.wall_ms;
         if let Some(key) = &call
-            && let Some(cached) = st.retry_cache.get(key, t)
+            && let Some(cached) = m.core.retry_cache.get(key, t)
         {
             let reply = cached.reply.clone();
             debug!(client = %key.client_id, call = key.call_id, txid = cached.txid, "answering a retried call from the retry cache");
             // The original may still be waiting for its sync: answer no earlier than it.
-            return Ok(Step::Cached(reply, st.journal.barrier()));
+            return Ok(Step::Cached(reply, m.journal.barrier()));
         }
-        st.writable()?;
-        match apply(st, t) {
-            Ok((resp, op)) => {
-                let logged = call.map(|key| LoggedCall { key, reply: resp.encode_to_vec().into() });
-                let entry = logged.as_ref().map(|l| (l.key.clone(), l.reply.clone()));
-                let durable = st.journal.append_call(op, t, logged);
-                if let Some((key, reply)) = entry {
-                    let txid = st.journal.last_txid();
-                    st.retry_cache.insert(key, Cached { reply: Reply::Ok(reply), txid }, t);
-                }
-                Ok(Step::Applied(resp, durable))
-            }
+        m.journal.writable()?;
+        let mut out = m.core.apply(Command::Mutate(mutation), now);
+        let reply = match out.reply {
+            Ok(reply) => reply,
             Err(e) => {
                 let status = Status::from(e);
                 if let Some(key) = call
-                    && let Some(reply) = Reply::refusal(&status)
+                    && let Some(reply) = CachedReply::refusal(&status)
                 {
-                    st.retry_cache.insert(key, Cached { reply, txid: 0 }, t);
+                    m.core.retry_cache.insert(key, Cached { reply, txid: 0 }, t);
                 }
-                Err(status)
+                return Err(status);
             }
+        };
+        let resp = answer(&m.core, reply)?;
+        let logged = call.map(|key| LoggedCall { key, reply: resp.encode_to_vec().into() });
+        let entry = logged.as_ref().map(|l| (l.key.clone(), l.reply.clone()));
+        // A client mutation makes one record; the call's cache entry rides on it.
+        let Some(op) = out.records.pop() else {
+            return Err(Status::internal("a mutation produced no log record"));
+        };
+        let earlier = m.journal.append_all(std::mem::take(&mut out.records), t);
+        drop(earlier);
+        let durable = m.journal.append_call(op, t, logged);
+        if let Some((key, reply)) = entry {
+            let txid = m.journal.last_txid();
+            m.core.retry_cache.insert(key, Cached { reply: CachedReply::Ok(reply), txid }, t);
         }
+        Ok(Step::Applied(resp, durable))
     }
 
-    fn safe_mode_status(st: &MasterState) -> pb::SafeModeResponse {
+    fn safe_mode_status(st: &Core) -> pb::SafeModeResponse {
         let counts = st.reported_chunks();
         pb::SafeModeResponse {
             on: st.safemode.is_on(),
@@ -205,24 +241,6 @@ impl MasterService {
             message: st.safemode.message(counts),
         }
     }
-
-    fn located(st: &MasterState, l: &Located) -> pb::LocatedChunk {
-        let corrupt = st.chunks.get(l.handle).map_or(0, |c| {
-            c.replicas.iter().filter(|r| r.status == ReplicaStatus::Corrupt).count()
-        });
-        pb::LocatedChunk {
-            handle: l.handle.0,
-            version: l.version,
-            offset: l.offset,
-            length: l.length,
-            replicas: l.replicas.iter().map(|&i| report::server_info(st, i)).collect(),
-            corrupt_replicas: u32::try_from(corrupt).unwrap_or(u32::MAX),
-        }
-    }
-}
-
-fn load(capacity: u64, used: u64, remaining: u64, active_writes: u32, chunk_count: u64) -> Load {
-    Load { capacity, used, remaining, active_writes, chunk_count }
 }
 
 #[tonic::async_trait]
@@ -235,15 +253,8 @@ impl Master for MasterService {
         let p = path(&r.path)?;
         config::check_principal("owner", &r.owner)?;
         let call = CallKey::from_request(&r.client_id, r.call_id);
-        let resp = self
-            .mutate(call, now_ms(), move |st, t| {
-                st.mkdir(&p, r.parents, &r.owner, t)?;
-                Ok((
-                    pb::MkdirResponse {},
-                    Op::Mkdir { path: p, parents: r.parents, owner: r.owner },
-                ))
-            })
-            .await?;
+        let m = Mutation::Mkdir { path: p, parents: r.parents, owner: r.owner };
+        let resp = self.mutate(call, m, |_, _| Ok(pb::MkdirResponse {})).await?;
         Ok(Response::new(resp))
     }
 
@@ -259,33 +270,21 @@ impl Master for MasterService {
         config::check_principal("owner", &r.owner)?;
         config::check_principal("client name", &r.client_name)?;
         let call = CallKey::from_request(&r.client_id, r.call_id);
+        let m = Mutation::Create {
+            path: p,
+            replication: r.replication,
+            chunk_size: r.chunk_size,
+            overwrite: r.overwrite,
+            create_parents: r.create_parents,
+            owner: r.owner,
+            client: r.client_name,
+        };
         let resp = self
-            .mutate(call, now_ms(), move |st, t| {
-                let create = CreateRequest {
-                    replication: r.replication,
-                    chunk_size: r.chunk_size,
-                    overwrite: r.overwrite,
-                    create_parents: r.create_parents,
-                    owner: &r.owner,
-                    client: &r.client_name,
-                };
-                let id = st.create(&p, &create, t)?;
-                st.leases.touch(&r.client_name, Instant::now());
-                let status = file_status(&st.ns, &p, id);
-                // The record holds the defaults as resolved, so a replay under another
-                // configuration creates the same file.
-                let (replication, chunk_size) =
-                    st.ns.file(id).map_or((0, 0), |f| (f.replication, f.chunk_size));
-                let op = Op::Create {
-                    path: p,
-                    replication,
-                    chunk_size,
-                    overwrite: r.overwrite,
-                    create_parents: r.create_parents,
-                    owner: r.owner,
-                    client: r.client_name,
-                };
-                Ok((pb::CreateResponse { status: Some(status) }, op))
+            .mutate(call, m, |st, reply| match reply {
+                Reply::Created { path, id } => {
+                    Ok(pb::CreateResponse { status: Some(file_status(&st.ns, &path, id)) })
+                }
+                other => Err(unexpected(&other)),
             })
             .await?;
         Ok(Response::new(resp))
@@ -297,22 +296,17 @@ impl Master for MasterService {
     ) -> Result<Response<pb::AddChunkResponse>, Status> {
         let host = client_host(&req, &req.get_ref().client_host);
         let r = req.into_inner();
-        let p = path(&r.path)?;
-        let prev = handle_len(r.previous_handle, r.previous_length);
+        let m = Mutation::AddChunk {
+            path: path(&r.path)?,
+            client: r.client_name,
+            previous: handle_len(r.previous_handle, r.previous_length),
+            client_host: host,
+            excluded: r.excluded,
+        };
         let call = CallKey::from_request(&r.client_id, r.call_id);
         let resp = self
-            .mutate(call, now_ms(), move |st, t| {
-                let l =
-                    st.add_chunk(&p, &r.client_name, prev, &host, &r.excluded, Instant::now(), t)?;
-                // (add_chunk renews the writer's lease.)
-                let chunk = Self::located(st, &l);
-                let op = Op::AddChunk {
-                    path: p,
-                    client: r.client_name,
-                    previous: prev,
-                    handle: l.handle,
-                };
-                Ok((pb::AddChunkResponse { chunk: Some(chunk) }, op))
+            .mutate(call, m, |st, reply| {
+                Ok(pb::AddChunkResponse { chunk: chunk_reply(st, reply)? })
             })
             .await?;
         Ok(Response::new(resp))
@@ -323,15 +317,13 @@ impl Master for MasterService {
         req: Request<pb::CompleteRequest>,
     ) -> Result<Response<pb::CompleteResponse>, Status> {
         let r = req.into_inner();
-        let p = path(&r.path)?;
-        let last = handle_len(r.last_handle, r.last_length);
+        let m = Mutation::Complete {
+            path: path(&r.path)?,
+            client: r.client_name,
+            last: handle_len(r.last_handle, r.last_length),
+        };
         let call = CallKey::from_request(&r.client_id, r.call_id);
-        let resp = self
-            .mutate(call, now_ms(), move |st, t| {
-                st.complete(&p, &r.client_name, last, t)?;
-                Ok((pb::CompleteResponse {}, Op::Complete { path: p, client: r.client_name, last }))
-            })
-            .await?;
+        let resp = self.mutate(call, m, |_, _| Ok(pb::CompleteResponse {})).await?;
         Ok(Response::new(resp))
     }
 
@@ -340,9 +332,9 @@ impl Master for MasterService {
         req: Request<pb::GetFileInfoRequest>,
     ) -> Result<Response<pb::GetFileInfoResponse>, Status> {
         let p = path(&req.get_ref().path)?;
-        let st = self.state();
-        let id = st.ns.lookup(&p)?;
-        Ok(Response::new(pb::GetFileInfoResponse { status: Some(file_status(&st.ns, &p, id)) }))
+        let m = self.driver.lock()?;
+        let id = m.core.ns.lookup(&p)?;
+        Ok(Response::new(pb::GetFileInfoResponse { status: Some(file_status(&m.core.ns, &p, id)) }))
     }
 
     async fn list_dir(
@@ -350,8 +342,9 @@ impl Master for MasterService {
         req: Request<pb::ListDirRequest>,
     ) -> Result<Response<pb::ListDirResponse>, Status> {
         let p = path(&req.get_ref().path)?;
-        let st = self.state();
-        let entries = st.ns.list(&p)?.iter().map(|(cp, id)| file_status(&st.ns, cp, *id)).collect();
+        let m = self.driver.lock()?;
+        let ns = &m.core.ns;
+        let entries = ns.list(&p)?.iter().map(|(cp, id)| file_status(ns, cp, *id)).collect();
         Ok(Response::new(pb::ListDirResponse { entries }))
     }
 
@@ -362,10 +355,11 @@ impl Master for MasterService {
         let host = client_host(&req, &req.get_ref().client_host);
         let r = req.into_inner();
         let p = path(&r.path)?;
-        let mut st = self.state();
+        let mut m = self.driver.lock()?;
+        let now = self.driver.now().mono;
         let (file_length, chunks, under_construction) =
-            st.locations(&p, r.offset, r.length, &host, Instant::now())?;
-        let chunks = chunks.iter().map(|l| Self::located(&st, l)).collect();
+            m.core.locations(&p, r.offset, r.length, &host, now)?;
+        let chunks = chunks.iter().map(|l| located(&m.core, l)).collect();
         Ok(Response::new(pb::GetChunkLocationsResponse { file_length, chunks, under_construction }))
     }
 
@@ -374,12 +368,12 @@ impl Master for MasterService {
         req: Request<pb::RenameRequest>,
     ) -> Result<Response<pb::RenameResponse>, Status> {
         let r = req.into_inner();
-        let (src, dst) = (path(&r.src)?, path(&r.dst)?);
+        let m = Mutation::Rename { src: path(&r.src)?, dst: path(&r.dst)? };
         let call = CallKey::from_request(&r.client_id, r.call_id);
         let resp = self
-            .mutate(call, now_ms(), move |st, t| {
-                let new_path = st.rename(&src, &dst, t)?;
-                Ok((pb::RenameResponse { new_path: new_path.to_string() }, Op::Rename { src, dst }))
+            .mutate(call, m, |_, reply| match reply {
+                Reply::Renamed(to) => Ok(pb::RenameResponse { new_path: to.to_string() }),
+                other => Err(unexpected(&other)),
             })
             .await?;
         Ok(Response::new(resp))
@@ -390,14 +384,9 @@ impl Master for MasterService {
         req: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let r = req.into_inner();
-        let p = path(&r.path)?;
+        let m = Mutation::Delete { path: path(&r.path)?, recursive: r.recursive };
         let call = CallKey::from_request(&r.client_id, r.call_id);
-        let resp = self
-            .mutate(call, now_ms(), move |st, t| {
-                st.delete(&p, r.recursive, t)?;
-                Ok((pb::DeleteResponse {}, Op::Delete { path: p, recursive: r.recursive }))
-            })
-            .await?;
+        let resp = self.mutate(call, m, |_, _| Ok(pb::DeleteResponse {})).await?;
         Ok(Response::new(resp))
     }
 
@@ -406,16 +395,15 @@ impl Master for MasterService {
         req: Request<pb::SetReplicationRequest>,
     ) -> Result<Response<pb::SetReplicationResponse>, Status> {
         let r = req.into_inner();
-        let p = path(&r.path)?;
-        let replication = crate::config::check_replication(r.replication)?;
-        let t = now_ms();
-        let (durable, files) = {
-            let mut st = self.writable()?;
-            let files = st.set_replication(&p, r.replication)?;
-            (st.journal.append(Op::SetReplication { path: p, replication }, t), files)
-        };
-        durable.wait().await?;
-        Ok(Response::new(pb::SetReplicationResponse { files }))
+        let m = Mutation::SetReplication { path: path(&r.path)?, replication: r.replication };
+        // Idempotent: no retry-cache entry.
+        let resp = self
+            .mutate(None, m, |_, reply| match reply {
+                Reply::Files(files) => Ok(pb::SetReplicationResponse { files }),
+                other => Err(unexpected(&other)),
+            })
+            .await?;
+        Ok(Response::new(resp))
     }
 
     async fn get_content_summary(
@@ -423,11 +411,12 @@ impl Master for MasterService {
         req: Request<pb::GetContentSummaryRequest>,
     ) -> Result<Response<pb::GetContentSummaryResponse>, Status> {
         let p = path(&req.get_ref().path)?;
-        let st = self.state();
-        let (file_count, directory_count) = st.ns.count_under(&p)?;
+        let m = self.driver.lock()?;
+        let ns = &m.core.ns;
+        let (file_count, directory_count) = ns.count_under(&p)?;
         let (mut length, mut space_consumed) = (0u64, 0u64);
-        for (_, id) in st.ns.files_under(&p)? {
-            if let Some(f) = st.ns.file(id) {
+        for (_, id) in ns.files_under(&p)? {
+            if let Some(f) = ns.file(id) {
                 length += f.length;
                 space_consumed += f.length * u64::from(f.replication);
             }
@@ -446,16 +435,16 @@ impl Master for MasterService {
     ) -> Result<Response<pb::FsckResponse>, Status> {
         let r = req.into_inner();
         let p = path(if r.path.is_empty() { "/" } else { &r.path })?;
-        let st = self.state();
-        Ok(Response::new(report::fsck(&st, &p, r.include_open, Instant::now())?))
+        let m = self.driver.lock()?;
+        Ok(Response::new(report::fsck(&m.core, &p, r.include_open, self.driver.now().mono)?))
     }
 
     async fn cluster_report(
         &self,
         _req: Request<pb::ClusterReportRequest>,
     ) -> Result<Response<pb::ClusterReportResponse>, Status> {
-        let st = self.state();
-        Ok(Response::new(report::cluster_report(&st, Instant::now())))
+        let m = self.driver.lock()?;
+        Ok(Response::new(report::cluster_report(&m.core, self.driver.now().mono)))
     }
 
     async fn report_bad_replica(
@@ -463,7 +452,12 @@ impl Master for MasterService {
         req: Request<pb::ReportBadReplicaRequest>,
     ) -> Result<Response<pb::ReportBadReplicaResponse>, Status> {
         let r = req.into_inner();
-        self.state().report_bad_replica(ChunkHandle(r.handle), &r.chunkserver_id, &r.reason)?;
+        let cmd = Command::ReportBadReplica {
+            handle: ChunkHandle(r.handle),
+            server_id: r.chunkserver_id,
+            reason: r.reason,
+        };
+        self.command(cmd, |_, _| Ok(()))?;
         Ok(Response::new(pb::ReportBadReplicaResponse {}))
     }
 
@@ -472,21 +466,16 @@ impl Master for MasterService {
         req: Request<pb::UpdatePipelineRequest>,
     ) -> Result<Response<pb::UpdatePipelineResponse>, Status> {
         let r = req.into_inner();
-        let p = path(&r.path)?;
+        let m = Mutation::UpdatePipeline {
+            path: path(&r.path)?,
+            client: r.client_name,
+            handle: ChunkHandle(r.handle),
+            survivors: r.survivors,
+        };
         let call = CallKey::from_request(&r.client_id, r.call_id);
         let resp = self
-            .mutate(call, now_ms(), move |st, _| {
-                let handle = ChunkHandle(r.handle);
-                let l =
-                    st.update_pipeline(&p, &r.client_name, handle, &r.survivors, Instant::now())?;
-                let chunk = Self::located(st, &l);
-                let op = Op::UpdatePipeline {
-                    path: p,
-                    client: r.client_name,
-                    handle,
-                    version: l.version,
-                };
-                Ok((pb::UpdatePipelineResponse { chunk: Some(chunk) }, op))
+            .mutate(call, m, |st, reply| {
+                Ok(pb::UpdatePipelineResponse { chunk: chunk_reply(st, reply)? })
             })
             .await?;
         Ok(Response::new(resp))
@@ -501,9 +490,10 @@ impl Master for MasterService {
             return Err(Status::invalid_argument("renew lease: client_name is required"));
         }
         config::check_principal("client name", &r.client_name)?;
-        let mut st = self.state();
-        st.leases.touch(&r.client_name, Instant::now());
-        let renew_interval_ms = st.leases.renew_interval().as_millis() as u64;
+        let renew_interval_ms = self
+            .command(Command::RenewLease { client: r.client_name }, |st, _| {
+                Ok(st.leases.renew_interval().as_millis() as u64)
+            })?;
         Ok(Response::new(pb::RenewLeaseResponse { renew_interval_ms }))
     }
 
@@ -512,13 +502,16 @@ impl Master for MasterService {
         req: Request<pb::DecommissionRequest>,
     ) -> Result<Response<pb::DecommissionResponse>, Status> {
         let r = req.into_inner();
-        let mut st = self.state();
-        let (idx, state, left) = st.decommission(&r.addr, r.recommission, Instant::now())?;
-        Ok(Response::new(pb::DecommissionResponse {
-            server: Some(report::server_info(&st, idx)),
-            state: report::admin_state(state) as i32,
-            chunks_to_copy: left,
-        }))
+        let cmd = Command::Decommission { who: r.addr, recommission: r.recommission };
+        let resp = self.command(cmd, |st, reply| match reply {
+            Reply::Decommission { server, state, left } => Ok(pb::DecommissionResponse {
+                server: Some(report::server_info(st, server)),
+                state: report::admin_state(state) as i32,
+                chunks_to_copy: left,
+            }),
+            other => Err(unexpected(&other)),
+        })?;
+        Ok(Response::new(resp))
     }
 
     async fn balance(
@@ -526,27 +519,23 @@ impl Master for MasterService {
         req: Request<pb::BalanceRequest>,
     ) -> Result<Response<pb::BalanceResponse>, Status> {
         let r = req.into_inner();
-        let mut st = self.state();
-        if r.stop {
-            st.replication.balancer.stop("stopped by an administrator");
-        } else if !r.query {
-            if !(r.threshold_pct > 0.0 && r.threshold_pct <= 100.0) {
-                return Err(Status::invalid_argument(format!(
-                    "balance: threshold {} is outside (0, 100] percentage points",
-                    r.threshold_pct
-                )));
-            }
-            st.replication.balancer.start(r.threshold_pct);
-            info!(threshold_pct = r.threshold_pct, "balancer started");
-        }
-        Ok(Response::new(report::balancer_status(&st)))
+        let action = if r.stop {
+            BalanceAction::Stop
+        } else if r.query {
+            BalanceAction::Query
+        } else {
+            BalanceAction::Start(r.threshold_pct)
+        };
+        let resp =
+            self.command(Command::Balance(action), |st, _| Ok(report::balancer_status(st)))?;
+        Ok(Response::new(resp))
     }
 
     async fn checkpoint(
         &self,
         _req: Request<pb::CheckpointRequest>,
     ) -> Result<Response<pb::CheckpointResponse>, Status> {
-        let txid = self.checkpointer.checkpoint(now_ms()).await?;
+        let txid = self.checkpointer.checkpoint(self.driver.now().wall_ms).await?;
         Ok(Response::new(pb::CheckpointResponse { txid }))
     }
 
@@ -558,37 +547,30 @@ impl Master for MasterService {
         let action = A::try_from(req.get_ref().action).map_err(|_| {
             Status::invalid_argument(format!("safe mode: unknown action {}", req.get_ref().action))
         })?;
-        match action {
-            A::Unspecified | A::Get => {}
-            A::Enter => {
-                self.state().safemode.enter();
-                info!("safe mode entered by an administrator");
+        let action = match action {
+            A::Unspecified | A::Get | A::Wait => SafeModeAction::Check,
+            A::Enter => SafeModeAction::Enter,
+            A::Leave => SafeModeAction::Leave,
+        };
+        loop {
+            let status =
+                self.command(Command::SafeMode(action), |st, _| Ok(Self::safe_mode_status(st)))?;
+            if !(status.on && req.get_ref().action == A::Wait as i32) {
+                return Ok(Response::new(status));
             }
-            A::Leave => {
-                self.state().safemode.leave();
-                info!("safe mode left by an administrator");
-            }
-            A::Wait => loop {
-                {
-                    let mut st = self.state();
-                    st.update_safemode(Instant::now());
-                    if !st.safemode.is_on() {
-                        break;
-                    }
-                }
-                // Reports arrive by RPC; re-checking a few times a second is plenty for
-                // an administrator's wait, and the client's deadline bounds it.
-                tokio::time::sleep(SAFE_MODE_POLL).await;
-            },
+            // Reports arrive by RPC; re-checking a few times a second is plenty for an
+            // administrator's wait, and the client's deadline bounds it.
+            tokio::time::sleep(SAFE_MODE_POLL).await;
         }
-        Ok(Response::new(Self::safe_mode_status(&self.state())))
     }
 
     async fn meta_save(
         &self,
         _req: Request<pb::MetaSaveRequest>,
     ) -> Result<Response<pb::MetaSaveResponse>, Status> {
-        let text = crate::metasave::meta_save(&self.state(), Instant::now(), now_ms());
+        let now = self.driver.now();
+        let m = self.driver.lock()?;
+        let text = crate::metasave::meta_save(&m, now.mono, now.wall_ms);
         Ok(Response::new(pb::MetaSaveResponse { text }))
     }
 
@@ -605,19 +587,14 @@ impl Master for MasterService {
         }
         let chunks: Vec<ReportedReplica> = r.chunks.iter().map(reported).collect();
         let load = load(r.capacity, r.used, r.remaining, 0, chunks.len() as u64);
-        let mut st = self.state();
-        let now = Instant::now();
-        st.register(
-            Identity { id: &server.id, addr: &server.addr, rack: &server.rack },
-            load,
-            &chunks,
-            now,
-            now_ms(),
-        );
-        st.update_safemode(now);
-        let heartbeat_interval_ms = st.config.heartbeat_interval.as_millis() as u64;
-        let chunk_size = st.config.chunk_size;
-        Ok(Response::new(pb::RegisterResponse { heartbeat_interval_ms, chunk_size }))
+        let server = ServerName { id: server.id, addr: server.addr, rack: server.rack };
+        let resp = self.command(Command::Register { server, load, chunks }, |st, _| {
+            Ok(pb::RegisterResponse {
+                heartbeat_interval_ms: st.config.heartbeat_interval.as_millis() as u64,
+                chunk_size: st.config.chunk_size,
+            })
+        })?;
+        Ok(Response::new(resp))
     }
 
     async fn heartbeat(
@@ -626,36 +603,42 @@ impl Master for MasterService {
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let r = req.into_inner();
         let load = load(r.capacity, r.used, r.remaining, r.active_writes, r.chunk_count);
-        let st = &mut *self.state();
-        let Some(reply) = st.heartbeat(&r.id, load, Instant::now(), now_ms()) else {
-            return Ok(Response::new(pb::HeartbeatResponse { commands: vec![], reregister: true }));
-        };
-        let mut commands = Vec::new();
-        if !reply.deletes.is_empty() {
-            let replicas = reply
-                .deletes
-                .into_iter()
-                .map(|d| pb::DeleteReplica {
-                    handle: d.handle.0,
-                    version: d.version,
-                    rbw_only: d.rbw_only,
-                })
-                .collect();
-            commands.push(ChunkCommand {
-                command: Some(chunk_command::Command::Delete(DeleteChunks { replicas })),
-            });
-        }
-        for c in reply.replicates {
-            commands.push(ChunkCommand {
-                command: Some(chunk_command::Command::Replicate(ReplicateChunk {
-                    handle: c.handle.0,
-                    version: c.version,
-                    length: c.length,
-                    source: Some(report::server_info(st, c.source)),
-                })),
-            });
-        }
-        Ok(Response::new(pb::HeartbeatResponse { commands, reregister: reply.reregister }))
+        let resp = self.command(Command::Heartbeat { id: r.id, load }, |st, reply| {
+            let reply = match reply {
+                Reply::Heartbeat(Some(reply)) => reply,
+                Reply::Heartbeat(None) => {
+                    return Ok(pb::HeartbeatResponse { commands: vec![], reregister: true });
+                }
+                other => return Err(unexpected(&other)),
+            };
+            let mut commands = Vec::new();
+            if !reply.deletes.is_empty() {
+                let replicas = reply
+                    .deletes
+                    .into_iter()
+                    .map(|d| pb::DeleteReplica {
+                        handle: d.handle.0,
+                        version: d.version,
+                        rbw_only: d.rbw_only,
+                    })
+                    .collect();
+                commands.push(ChunkCommand {
+                    command: Some(chunk_command::Command::Delete(DeleteChunks { replicas })),
+                });
+            }
+            for c in reply.replicates {
+                commands.push(ChunkCommand {
+                    command: Some(chunk_command::Command::Replicate(ReplicateChunk {
+                        handle: c.handle.0,
+                        version: c.version,
+                        length: c.length,
+                        source: Some(report::server_info(st, c.source)),
+                    })),
+                });
+            }
+            Ok(pb::HeartbeatResponse { commands, reregister: reply.reregister })
+        })?;
+        Ok(Response::new(resp))
     }
 
     async fn report_chunks(
@@ -663,15 +646,16 @@ impl Master for MasterService {
         req: Request<pb::ReportChunksRequest>,
     ) -> Result<Response<pb::ReportChunksResponse>, Status> {
         let r = req.into_inner();
-        let received: Vec<ReportedReplica> = r.received.iter().map(reported).collect();
-        let deleted: Vec<ChunkHandle> = r.deleted.iter().map(|&h| ChunkHandle(h)).collect();
-        let corrupt: Vec<ChunkHandle> = r.corrupt.iter().map(|&h| ChunkHandle(h)).collect();
-        let known = {
-            let mut st = self.state();
-            let known = st.report_chunks(&r.id, &received, &deleted, &corrupt);
-            st.update_safemode(Instant::now());
-            known
+        let cmd = Command::ReportChunks {
+            id: r.id,
+            received: r.received.iter().map(reported).collect(),
+            deleted: r.deleted.iter().map(|&h| ChunkHandle(h)).collect(),
+            corrupt: r.corrupt.iter().map(|&h| ChunkHandle(h)).collect(),
         };
+        let known = self.command(cmd, |_, reply| match reply {
+            Reply::Known(known) => Ok(known),
+            other => Err(unexpected(&other)),
+        })?;
         Ok(Response::new(pb::ReportChunksResponse { reregister: !known }))
     }
 }
@@ -680,7 +664,10 @@ impl Master for MasterService {
 mod tests {
     use std::path::Path;
 
+    use std::time::Instant;
+
     use super::*;
+    use crate::cluster::Identity;
     use crate::config::Config;
     use crate::oplog::LogThread;
     use crate::recovery::recover;
@@ -694,14 +681,14 @@ mod tests {
             ..Config::default()
         };
         let r = recover(cfg).expect("recover");
-        let mut st = r.state;
+        let mut st = r.core;
         let load = Load { capacity: 1 << 40, remaining: 1 << 40, ..Load::default() };
         let now = Instant::now();
         st.register(Identity { id: "cs0", addr: "127.0.0.2:1", rack: "/r" }, load, &[], now, 0);
         st.safemode.leave();
-        let state = Arc::new(Mutex::new(st));
-        let cp = Checkpointer::new(state.clone(), dir.to_owned(), r.checkpoint_txid);
-        (MasterService::new(state, cp), r.log)
+        let driver = Driver::new(st, r.journal);
+        let cp = Checkpointer::new(driver.clone(), dir.to_owned(), r.checkpoint_txid);
+        (MasterService::new(driver, cp), r.log)
     }
 
     fn create(path: &str, call_id: u64) -> Request<pb::CreateRequest> {
@@ -725,7 +712,7 @@ mod tests {
     }
 
     fn last_txid(svc: &MasterService) -> u64 {
-        svc.state().journal.last_txid()
+        svc.driver.lock().expect("lock").journal.last_txid()
     }
 
     #[tokio::test]
@@ -813,11 +800,12 @@ mod tests {
         assert_eq!(svc.add_chunk(add(2)).await.expect("retry").into_inner(), chunk);
         assert_eq!(svc.rename(rename("/f", "/g", 3)).await.expect("retry").into_inner(), moved);
         assert_eq!(last_txid(&svc), txid, "nothing applied twice");
-        let st = svc.state();
+        let m = svc.driver.lock().expect("lock");
+        let st = &m.core;
         assert!(st.ns.lookup(&DfsPath::parse("/g").expect("path")).is_ok());
         assert_eq!(st.ns.file_count(), 1);
         assert_eq!(st.chunks.len(), 1);
-        drop(st);
+        drop(m);
         log.stop();
     }
 
@@ -825,10 +813,10 @@ mod tests {
     async fn safe_mode_refusals_are_not_cached() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (svc, log) = start(dir.path());
-        svc.state().safemode.enter();
+        svc.driver.lock().expect("lock").core.safemode.enter();
         let err = svc.create(create("/f", 1)).await.expect_err("safe mode");
         assert!(err.message().contains("safe mode"), "{}", err.message());
-        svc.state().safemode.leave();
+        svc.driver.lock().expect("lock").core.safemode.leave();
         // The retry after safe mode ends is applied.
         svc.create(create("/f", 1)).await.expect("created once writable");
         log.stop();

@@ -197,7 +197,7 @@ mod tests {
     use proto::path::DfsPath;
 
     use super::*;
-    use crate::chunks::ChunkHandle;
+    use crate::ids::ChunkHandle;
     use crate::namespace::CreateArgs;
 
     fn p(s: &str) -> DfsPath {

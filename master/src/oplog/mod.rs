@@ -1,7 +1,7 @@
 //! The operation log: every namespace mutation becomes a [`Record`] that is durable on
 //! disk before its caller is answered.
 //!
-//! Flow: a gRPC handler applies a mutation to [`crate::state::MasterState`] under the
+//! Flow: a gRPC handler applies a mutation to [`crate::core::Core`] under the
 //! state lock and, *still holding the lock*, hands the record to the [`Journal`] (part of
 //! that state). The journal numbers it (transaction ids are therefore in the order the
 //! mutations were applied) and queues it for the writer thread ([`writer`]), which encodes
@@ -65,7 +65,7 @@ impl Durable {
 }
 
 /// The master's handle on its operation log: numbers records and queues them for the
-/// writer. Lives inside [`crate::state::MasterState`], so it is used under the state lock.
+/// writer. Lives beside the core in [`crate::driver::Master`], under the same lock.
 #[derive(Debug)]
 pub struct Journal {
     /// `None` for an in-memory master (tests): records are dropped and nothing persists.
@@ -134,6 +134,16 @@ impl Journal {
     /// Logs a mutation just applied (call with the state lock held, in apply order).
     pub fn append(&mut self, op: Op, time_ms: i64) -> Durable {
         self.append_call(op, time_ms, None)
+    }
+
+    /// Logs mutations just applied, in order; resolves once the last (and so every one)
+    /// is durable, at once if there are none.
+    pub fn append_all(&mut self, ops: Vec<Op>, time_ms: i64) -> Durable {
+        let mut last = Durable(DurableInner::Ready(Ok(())));
+        for op in ops {
+            last = self.append(op, time_ms);
+        }
+        last
     }
 
     /// Logs a mutation just applied together with the retry-cache entry of the call that

@@ -3,19 +3,19 @@
 //!
 //! A record holds exactly the arguments the mutation was applied with, defaults already
 //! resolved and the new chunk handle included, so replaying it through the same
-//! [`crate::state::MasterState`] methods rebuilds the same state.
+//! [`crate::core::Core`] methods rebuilds the same state.
 
 use prost::Message;
 use proto::gfs::{self as pb, log_record};
 use proto::path::DfsPath;
 
-use crate::chunks::ChunkHandle;
+use crate::ids::ChunkHandle;
 use crate::retry_cache::CallKey;
 
 /// One namespace mutation as it was applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    /// [`crate::state::MasterState::mkdir`].
+    /// [`crate::core::Core::mkdir`].
     Mkdir {
         /// Directory created.
         path: DfsPath,
@@ -24,7 +24,7 @@ pub enum Op {
         /// Owner of what it creates.
         owner: String,
     },
-    /// [`crate::state::MasterState::create`], with defaults resolved.
+    /// [`crate::core::Core::create`], with defaults resolved.
     Create {
         /// File created.
         path: DfsPath,
@@ -52,7 +52,7 @@ pub enum Op {
         /// The handle allocated for the new chunk.
         handle: ChunkHandle,
     },
-    /// [`crate::state::MasterState::complete`].
+    /// [`crate::core::Core::complete`].
     Complete {
         /// The file.
         path: DfsPath,
@@ -61,21 +61,21 @@ pub enum Op {
         /// The last chunk and its final length.
         last: Option<(ChunkHandle, u64)>,
     },
-    /// [`crate::state::MasterState::rename`].
+    /// [`crate::core::Core::rename`].
     Rename {
         /// Source.
         src: DfsPath,
         /// Destination as the client gave it.
         dst: DfsPath,
     },
-    /// [`crate::state::MasterState::delete`].
+    /// [`crate::core::Core::delete`].
     Delete {
         /// Path deleted.
         path: DfsPath,
         /// Recursively.
         recursive: bool,
     },
-    /// [`crate::state::MasterState::set_replication`].
+    /// [`crate::core::Core::set_replication`].
     SetReplication {
         /// File or directory.
         path: DfsPath,

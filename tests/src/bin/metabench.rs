@@ -8,7 +8,7 @@
 //!    (chunk locations of a one-chunk file), rename, delete, listing (a 100-entry
 //!    directory). A fake chunkserver is registered through the Register RPC so one-chunk
 //!    files can be made with AddChunk/Complete without writing any data.
-//! 2. **in-process**: the same operations straight on `MasterState` on one thread (no
+//! 2. **in-process**: the same operations straight on `Core` on one thread (no
 //!    RPC, no log, no lock), to show what RPC and fsync cost.
 //! 3. **scale**: RSS growth per one-chunk file at `--files` files, the time to write their
 //!    checkpoint, and the master's restart time from that checkpoint plus 100,000 log
@@ -22,9 +22,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Parser;
 use master::checkpoint::{self, Snapshot};
-use master::cluster::{Identity, Load};
-use master::oplog::{Journal, Op, segment};
-use master::state::{CreateRequest, MasterState};
+use master::clock::{Clock, Now, SystemClock};
+use master::cluster::Load;
+use master::command::{Command, Mutation, Reply, ServerName};
+use master::core::Core;
+use master::oplog::{Journal, segment};
 use proto::gfs::{self as pb, master_client::MasterClient};
 use proto::path::DfsPath;
 use tokio::sync::oneshot;
@@ -95,31 +97,59 @@ fn load() -> Load {
 
 // ---------------------------------------------------------------- in-process
 
-fn create_req(client: &str) -> CreateRequest<'_> {
-    CreateRequest {
+/// Applies one client mutation to the core, as the gRPC edge does (without the log).
+fn mutate(st: &mut Core, m: Mutation, now: Now) -> Result<Reply> {
+    Ok(st.apply(Command::Mutate(m), now).reply?)
+}
+
+fn create(path: &DfsPath) -> Mutation {
+    Mutation::Create {
+        path: path.clone(),
         replication: 0,
         chunk_size: 0,
         overwrite: false,
         create_parents: false,
-        owner: "bench",
-        client,
+        owner: "bench".into(),
+        client: "w".into(),
     }
 }
 
+fn mkdir(path: &str, parents: bool) -> Result<Mutation> {
+    Ok(Mutation::Mkdir { path: p(path)?, parents, owner: "bench".into() })
+}
+
+fn complete(path: &DfsPath, last: Option<(master::chunks::ChunkHandle, u64)>) -> Mutation {
+    Mutation::Complete { path: path.clone(), client: "w".into(), last }
+}
+
 /// Creates a one-chunk file (create, add chunk, complete with 1 byte).
-fn one_chunk_file(st: &mut MasterState, path: &DfsPath, now: Instant) -> Result<()> {
-    st.create(path, &create_req("w"), 0)?;
-    let l = st.add_chunk(path, "w", None, "", &[], now, 0)?;
-    st.complete(path, "w", Some((l.handle, 1)), 0)?;
+fn one_chunk_file(st: &mut Core, path: &DfsPath, now: Now) -> Result<()> {
+    mutate(st, create(path), now)?;
+    let add = Mutation::AddChunk {
+        path: path.clone(),
+        client: "w".into(),
+        previous: None,
+        client_host: String::new(),
+        excluded: Vec::new(),
+    };
+    let Reply::Chunk(l) = mutate(st, add, now)? else { anyhow::bail!("add chunk gave no chunk") };
+    mutate(st, complete(path, Some((l.handle, 1))), now)?;
     Ok(())
 }
 
+/// A core with one (fake) chunkserver to place chunks on.
+fn core_with_a_server(cfg: master::Config, now: Now) -> Core {
+    let mut st = Core::seeded(cfg, 1);
+    let server = ServerName { id: "fake".into(), addr: "127.0.0.2:1".into(), rack: "/r".into() };
+    st.apply(Command::Register { server, load: load(), chunks: vec![] }, now);
+    st
+}
+
 fn in_process(ops: u64, rows: &mut Vec<Row>) -> Result<()> {
-    let mut st = MasterState::new(config(Path::new("/nonexistent")));
-    let now = Instant::now();
-    st.register(Identity { id: "fake", addr: "127.0.0.2:1", rack: "/r" }, load(), &[], now, 0);
-    st.mkdir(&p("/m")?, false, "bench", 0)?;
-    st.mkdir(&p("/c")?, false, "bench", 0)?;
+    let now = SystemClock.now();
+    let mut st = core_with_a_server(config(Path::new("/nonexistent")), now);
+    mutate(&mut st, mkdir("/m", false)?, now)?;
+    mutate(&mut st, mkdir("/c", false)?, now)?;
     let mut timed = |name: &str, f: &mut dyn FnMut(u64) -> Result<()>| -> Result<()> {
         let t = Instant::now();
         for i in 0..ops {
@@ -128,37 +158,44 @@ fn in_process(ops: u64, rows: &mut Vec<Row>) -> Result<()> {
         rows.push(Row {
             what: format!("in-process {name}"),
             value: rate(ops, t.elapsed()),
-            note: "one thread on MasterState: no RPC, no log".into(),
+            note: "one thread on Core: no RPC, no log".into(),
         });
         Ok(())
     };
     timed("create (create + complete)", &mut |i| {
         let path = p(&format!("/c/f{i}"))?;
-        st.create(&path, &create_req("w"), 0)?;
-        st.complete(&path, "w", None, 0)?;
+        mutate(&mut st, create(&path), now)?;
+        mutate(&mut st, complete(&path, None), now)?;
         Ok(())
     })?;
-    timed("mkdir", &mut |i| Ok(st.mkdir(&p(&format!("/m/d{i}"))?, false, "bench", 0)?))?;
+    timed("mkdir", &mut |i| {
+        mutate(&mut st, mkdir(&format!("/m/d{i}"), false)?, now)?;
+        Ok(())
+    })?;
     let files = ops.min(10_000);
     for i in 0..files {
         one_chunk_file(&mut st, &p(&format!("/o{i}"))?, now)?;
     }
     timed("open (chunk locations)", &mut |i| {
-        st.locations(&p(&format!("/o{}", i % files))?, 0, 0, "127.0.0.9", now)?;
+        st.locations(&p(&format!("/o{}", i % files))?, 0, 0, "127.0.0.9", now.mono)?;
         Ok(())
     })?;
     timed("rename", &mut |i| {
-        st.rename(&p(&format!("/c/f{i}"))?, &p(&format!("/c/r{i}"))?, 0)?;
+        let m = Mutation::Rename { src: p(&format!("/c/f{i}"))?, dst: p(&format!("/c/r{i}"))? };
+        mutate(&mut st, m, now)?;
         Ok(())
     })?;
-    timed("delete", &mut |i| Ok(st.delete(&p(&format!("/c/r{i}"))?, false, 0)?))?;
-    st.mkdir(&p("/l")?, false, "bench", 0)?;
+    timed("delete", &mut |i| {
+        mutate(&mut st, Mutation::Delete { path: p(&format!("/c/r{i}"))?, recursive: false }, now)?;
+        Ok(())
+    })?;
+    mutate(&mut st, mkdir("/l", false)?, now)?;
     for i in 0..LIST_ENTRIES {
-        st.mkdir(&p(&format!("/l/e{i}"))?, false, "bench", 0)?;
+        mutate(&mut st, mkdir(&format!("/l/e{i}"), false)?, now)?;
     }
     let list = p("/l")?;
     timed("listing (100 entries)", &mut |_| {
-        st.ns.list(&list)?;
+        st.namespace().list(&list)?;
         Ok(())
     })?;
     Ok(())
@@ -170,23 +207,20 @@ fn scale(files: u64, replay: u64, rows: &mut Vec<Row>) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let cfg = config(dir.path());
     let before = rss();
-    let mut st = MasterState::new(cfg.clone());
-    let now = Instant::now();
-    st.register(Identity { id: "fake", addr: "127.0.0.2:1", rack: "/r" }, load(), &[], now, 0);
-    // 1000 files per directory, as a real namespace spreads them.
+    let now = SystemClock.now();
+    let mut st = core_with_a_server(cfg.clone(), now);
+    // 1000 files per directory, as a real namespace spreads them. Transactions are
+    // counted, not logged: the log is measured below.
     let t = Instant::now();
+    let mut txid = 0;
     for d in 0..files.div_ceil(1000) {
-        st.mkdir(&p(&format!("/s/d{d}"))?, true, "bench", 0)?;
-        let _ = st.journal.append(Op::Mkdir { path: p("/")?, parents: true, owner: "x".into() }, 0);
+        mutate(&mut st, mkdir(&format!("/s/d{d}"), true)?, now)?;
+        txid += 1;
     }
     for i in 0..files {
         let path = p(&format!("/s/d{}/f{i}", i / 1000))?;
         one_chunk_file(&mut st, &path, now)?;
-        // Count the three transactions (the in-memory journal only numbers them).
-        for _ in 0..3 {
-            let _ =
-                st.journal.append(Op::Mkdir { path: p("/")?, parents: true, owner: "x".into() }, 0);
-        }
+        txid += 3;
     }
     let build = t.elapsed();
     let grown = rss().saturating_sub(before);
@@ -200,7 +234,7 @@ fn scale(files: u64, replay: u64, rows: &mut Vec<Row>) -> Result<()> {
         ),
     });
     let t = Instant::now();
-    let snap = Snapshot::take(&st, 0);
+    let snap = Snapshot::take(&st, txid, 0);
     let taken = t.elapsed();
     let path = checkpoint::write(dir.path(), &snap)?;
     let written = t.elapsed();
@@ -218,16 +252,13 @@ fn scale(files: u64, replay: u64, rows: &mut Vec<Row>) -> Result<()> {
     // 100,000 more records in the log after the checkpoint, durable.
     let log_dir = segment::log_dir(dir.path());
     std::fs::create_dir_all(&log_dir)?;
-    let (journal, log) =
-        Journal::open(&log_dir, st.journal.last_txid(), cfg.segment_size, u64::MAX)?;
-    st.journal = journal;
+    let (mut journal, log) = Journal::open(&log_dir, txid, cfg.segment_size, u64::MAX)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let mut pending = Vec::with_capacity(replay as usize);
     for i in 0..replay {
-        let path = p(&format!("/replay/d{i}"))?;
-        let op = Op::Mkdir { path, parents: true, owner: "bench".into() };
-        st.apply(&op, 0)?;
-        pending.push(st.journal.append(op, 0));
+        let out = st.apply(Command::Mutate(mkdir(&format!("/replay/d{i}"), true)?), now);
+        out.reply?;
+        pending.push(journal.append_all(out.records, now.wall_ms));
     }
     rt.block_on(async {
         for d in pending {
@@ -245,8 +276,8 @@ fn scale(files: u64, replay: u64, rows: &mut Vec<Row>) -> Result<()> {
         value: format!("{:.2} s", restart.as_secs_f64()),
         note: format!(
             "checkpoint load + replay; recovered {} files, {} chunks",
-            recovered.state.ns.file_count(),
-            recovered.state.chunks.len()
+            recovered.core.namespace().file_count(),
+            recovered.core.chunk_map().len()
         ),
     });
     recovered.log.stop();
@@ -502,7 +533,7 @@ fn main() -> Result<()> {
     eprintln!("metabench: gRPC against a real master ({} ops per kind)...", cli.ops);
     rt.block_on(grpc(&cli, &mut rows))?;
     drop(rt);
-    eprintln!("metabench: in-process MasterState...");
+    eprintln!("metabench: in-process Core...");
     in_process(cli.ops, &mut rows)?;
     eprintln!("metabench: {} one-chunk files for memory, checkpoint and restart...", cli.files);
     scale(cli.files, cli.replay, &mut rows)?;

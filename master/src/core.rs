@@ -1,11 +1,15 @@
-//! The master's core: namespace, chunk map and cluster behind one lock, and the
-//! operations that touch more than one of them (allocating a chunk on placed replicas,
-//! releasing a deleted file's chunks, taking chunkserver reports).
+//! The master's core: namespace, chunk map, cluster, leases, safe mode, the replication
+//! monitor and the retry cache, and every decision across them. It does no I/O: no
+//! clock, no network, no files, no threads. [`Core::apply`] ([`crate::command`]) is its
+//! one entry point for change: a client call, a chunkserver message, an administrator's
+//! call, a tick of the monitor or a replayed log record goes in with the time, and the
+//! answer, the log records to make durable before answering and the orders to send to
+//! chunkservers come out. Read-only queries (listings, locations, reports) are plain
+//! `&self` methods.
 //!
-//! No I/O happens here: the gRPC edge ([`crate::server`]) translates requests into these
-//! calls and passes the time in, so the logic is driven and tested without a network.
-//! The [`Journal`] held here only queues records for the log writer thread; it lives
-//! under the same lock so that records are numbered in the order mutations are applied.
+//! Durability and messaging are the driver's ([`crate::driver`]): it holds the core and
+//! the operation log's [`crate::oplog::Journal`] under one lock, appends the records an
+//! outcome carries in the order they were applied, and answers once they are durable.
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -15,20 +19,20 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tracing::{debug, info, warn};
 
-use crate::chunks::{ChunkHandle, ChunkMap, ReportKind, ReportOutcome, ReportedState};
-use crate::cluster::{Chunkserver, Cluster, DeleteCmd, Identity, Load, ReplicateCmd, ServerIdx};
-use crate::config::{self, Config};
+use crate::chunks::{ChunkMap, ReportKind, ReportOutcome, ReportedState};
+use crate::cluster::{Cluster, DeleteCmd, Identity, Load, ReplicateCmd};
+use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::ids::{ChunkHandle, ServerIdx};
 use crate::leases::Leases;
-use crate::namespace::{CreateArgs, InodeId, Namespace};
-use crate::oplog::Journal;
-use crate::placement::{self, Candidate, Distance};
+use crate::namespace::Namespace;
+use crate::placement::{self, Distance};
 use crate::replication::{Replicator, Settings};
 use crate::retry_cache::RetryCache;
 use crate::safemode::{Reported, SafeMode};
 
 /// A chunk of a file with the replicas a client should use, in order.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Located {
     /// The chunk.
     pub handle: ChunkHandle,
@@ -40,23 +44,6 @@ pub struct Located {
     pub length: u64,
     /// Replicas: nearest first for reads, pipeline order for writes.
     pub replicas: Vec<ServerIdx>,
-}
-
-/// Arguments of [`MasterState::create`] as a client sends them (0 = default).
-#[derive(Debug, Clone)]
-pub struct CreateRequest<'a> {
-    /// Requested replication (0 = the cluster default).
-    pub replication: u32,
-    /// Requested chunk size (0 = the cluster default).
-    pub chunk_size: u64,
-    /// Replace an existing file.
-    pub overwrite: bool,
-    /// Create missing parents.
-    pub create_parents: bool,
-    /// Owner of the file.
-    pub owner: &'a str,
-    /// Writer of the file.
-    pub client: &'a str,
 }
 
 /// A chunk replica as a chunkserver reports it.
@@ -79,35 +66,36 @@ impl ReportedReplica {
     }
 }
 
-/// Everything the master holds in memory.
+/// Everything the master holds in memory. The fields are the crate's, not the edge's:
+/// outside the crate the core changes only through [`Core::apply`].
 #[derive(Debug)]
-pub struct MasterState {
+pub struct Core {
     /// Defaults and timing.
-    pub config: Config,
+    pub(crate) config: Config,
     /// The directory tree.
-    pub ns: Namespace,
+    pub(crate) ns: Namespace,
     /// Chunks and replicas.
-    pub chunks: ChunkMap,
+    pub(crate) chunks: ChunkMap,
     /// Chunkservers.
-    pub cluster: Cluster,
-    /// The operation log's handle (records mutations applied here).
-    pub journal: Journal,
+    pub(crate) cluster: Cluster,
     /// Whether changes are refused until chunkservers report in.
-    pub safemode: SafeMode,
+    pub(crate) safemode: SafeMode,
     /// Answers of recent non-idempotent calls, for retries.
-    pub retry_cache: RetryCache,
+    pub(crate) retry_cache: RetryCache,
     /// The replication monitor's pending copies and the balancer.
-    pub replication: Replicator,
+    pub(crate) replication: Replicator,
     /// Writer lease times.
-    pub leases: Leases,
+    pub(crate) leases: Leases,
     /// Orphan replicas reported during safe mode, deleted once it ends (see
-    /// [`MasterState::take_report`]).
-    pub deferred_orphans: Vec<(ServerIdx, ChunkHandle)>,
+    /// [`Core::take_report`]).
+    pub(crate) deferred_orphans: Vec<(ServerIdx, ChunkHandle)>,
     pub(crate) rng: StdRng,
+    /// Each chunkserver's liveness at the last tick, to log its changes once.
+    was_live: Vec<bool>,
 }
 
 /// What a heartbeat reply carries.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HeartbeatReply {
     /// Replicas to delete.
     pub deletes: Vec<DeleteCmd>,
@@ -118,10 +106,20 @@ pub struct HeartbeatReply {
     pub reregister: bool,
 }
 
-impl MasterState {
-    /// A master with an empty namespace and no chunkservers, out of safe mode, whose
-    /// journal persists nothing ([`crate::recovery::recover`] builds the durable one).
-    pub fn new(config: Config) -> MasterState {
+impl Core {
+    /// A master core with an empty namespace and no chunkservers, out of safe mode
+    /// ([`crate::recovery::recover`] rebuilds one from the metadata directory).
+    pub fn new(config: Config) -> Core {
+        Core::with_rng(config, StdRng::from_os_rng())
+    }
+
+    /// As [`Core::new`], with placement and read-order choices drawn from `seed`: the
+    /// same commands then give the same outcomes (the simulator's runs, replayable tests).
+    pub fn seeded(config: Config, seed: u64) -> Core {
+        Core::with_rng(config, StdRng::seed_from_u64(seed))
+    }
+
+    fn with_rng(config: Config, rng: StdRng) -> Core {
         let mut cluster = Cluster::new(config.dead_after);
         // Two missed heartbeats and a half: placement looks elsewhere.
         cluster.set_quiet_after(config.heartbeat_interval * 5 / 2);
@@ -131,7 +129,7 @@ impl MasterState {
             pending_timeout: config.pending_copy_timeout(),
         });
         let leases = Leases::new(config.lease_soft_limit, config.lease_hard_limit);
-        MasterState {
+        Core {
             replication,
             leases,
             deferred_orphans: Vec::new(),
@@ -139,22 +137,23 @@ impl MasterState {
             ns: Namespace::new(),
             chunks: ChunkMap::new(),
             cluster,
-            journal: Journal::in_memory(),
             safemode,
             retry_cache: RetryCache::default(),
-            rng: StdRng::from_os_rng(),
+            rng,
+            was_live: Vec::new(),
         }
     }
 
-    /// Fails unless a mutation may be made now: not in safe mode, log writable.
+    /// Fails unless a namespace change may be made now: not in safe mode. (Whether the
+    /// log can take the record is the driver's to check.)
     ///
     /// # Errors
-    /// [`Error::SafeMode`] saying why and until when; [`Error::LogFailed`].
+    /// [`Error::SafeMode`] saying why and until when.
     pub fn writable(&self) -> Result<()> {
         if self.safemode.is_on() {
             return Err(Error::SafeMode(self.safemode.message(self.reported_chunks())));
         }
-        self.journal.writable()
+        Ok(())
     }
 
     /// Complete chunks, and those of them with a readable replica reported (what safe
@@ -171,7 +170,7 @@ impl MasterState {
     }
 
     /// Lets safe mode leave by itself once enough chunks are reported.
-    pub fn update_safemode(&mut self, now: Instant) {
+    pub(crate) fn update_safemode(&mut self, now: Instant) {
         if !self.safemode.waiting() {
             return;
         }
@@ -181,167 +180,53 @@ impl MasterState {
         }
     }
 
+    /// The directory tree (read-only: changes go through [`Core::apply`]).
+    pub fn namespace(&self) -> &Namespace {
+        &self.ns
+    }
+
+    /// The chunk map (read-only).
+    pub fn chunk_map(&self) -> &ChunkMap {
+        &self.chunks
+    }
+
+    /// The chunkservers (read-only).
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// Safe mode (read-only).
+    pub fn safe_mode(&self) -> &SafeMode {
+        &self.safemode
+    }
+
+    /// Logs chunkservers that were declared dead or came back since the last call.
+    pub(crate) fn log_liveness_changes(&mut self, now: Instant) {
+        for (idx, s) in self.cluster.iter() {
+            let live = self.cluster.is_live(idx, now);
+            let i = idx.0 as usize;
+            if self.was_live.len() <= i {
+                self.was_live.resize(i + 1, true);
+            }
+            if self.was_live[i] != live {
+                if live {
+                    info!(id = %s.id, addr = %s.addr, "chunkserver is live again");
+                } else {
+                    warn!(id = %s.id, addr = %s.addr, "chunkserver declared dead: no heartbeat within the dead interval");
+                }
+                self.was_live[i] = live;
+            }
+        }
+    }
+
     /// The rack of the chunkserver on `host`, if one runs there.
     pub fn rack_of_host(&self, host: &str) -> Option<&str> {
         self.cluster.iter().find(|(_, s)| s.host == host).map(|(_, s)| s.rack.as_str())
     }
 
-    /// Creates a directory.
-    ///
-    /// # Errors
-    /// As [`Namespace::mkdir`].
-    pub fn mkdir(&mut self, path: &DfsPath, parents: bool, owner: &str, now_ms: i64) -> Result<()> {
-        self.ns.mkdir(path, parents, owner, now_ms)
-    }
-
-    /// Creates a file open for writing, replacing (and releasing) an old one on overwrite.
-    ///
-    /// # Errors
-    /// Bad replication or chunk size, and as [`Namespace::create`].
-    pub fn create(
-        &mut self,
-        path: &DfsPath,
-        req: &CreateRequest<'_>,
-        now_ms: i64,
-    ) -> Result<InodeId> {
-        let replication = match req.replication {
-            0 => self.config.replication,
-            r => config::check_replication(r)?,
-        };
-        let chunk_size = match req.chunk_size {
-            0 => self.config.chunk_size,
-            c => {
-                config::check_chunk_size(c)?;
-                c
-            }
-        };
-        let args = CreateArgs {
-            replication,
-            chunk_size,
-            overwrite: req.overwrite,
-            create_parents: req.create_parents,
-            owner: req.owner,
-            client: req.client,
-            now_ms,
-        };
-        let (id, released) = self.ns.create(path, &args)?;
-        self.release(&released);
-        Ok(id)
-    }
-
-    /// Finishes the previous chunk (if any) and allocates the next one on replicas chosen
-    /// by the placement policy among live chunkservers.
-    ///
-    /// # Errors
-    /// As [`Namespace::add_chunk`]; [`Error::NoChunkservers`] when no chunkserver is live,
-    /// [`Error::NoSpace`] when none of the live ones has room for a chunk.
-    #[allow(clippy::too_many_arguments)]
-    pub fn add_chunk(
-        &mut self,
-        path: &DfsPath,
-        client: &str,
-        previous: Option<(ChunkHandle, u64)>,
-        client_host: &str,
-        excluded: &[String],
-        now: Instant,
-        now_ms: i64,
-    ) -> Result<Located> {
-        let id = self.ns.open_for_write(path, client)?;
-        let (replication, chunk_size) = match self.ns.file(id) {
-            Some(f) => (usize::from(f.replication), f.chunk_size),
-            None => return Err(Error::IsADirectory(path.to_string())),
-        };
-        self.leases.touch(client, now);
-        let is_excluded = |s: &Chunkserver| excluded.iter().any(|e| *e == s.id || *e == s.addr);
-        let mut candidates: Vec<Candidate<'_>> = self
-            .cluster
-            .accepting(now)
-            .filter(|(_, s)| !is_excluded(s))
-            .map(|(idx, s)| Candidate::of(idx, s))
-            .collect();
-        if candidates.is_empty() {
-            // The writer saw every server fail once, or every live one missed a heartbeat
-            // or two (a busy machine): some may be fine. Better a try than a refusal: a
-            // pipeline recovery copes if they are not.
-            candidates =
-                self.cluster.in_service(now).map(|(idx, s)| Candidate::of(idx, s)).collect();
-        }
-        let live = candidates.len();
-        let targets = placement::choose_targets(
-            &candidates,
-            Some(client_host),
-            replication,
-            chunk_size,
-            &mut self.rng,
-        );
-        if targets.is_empty() {
-            let most_free = candidates.iter().map(|c| c.remaining).max();
-            return Err(match most_free {
-                None => Error::NoChunkservers,
-                Some(most_free) => Error::NoSpace { chunk_size, live, most_free },
-            });
-        }
-        if targets.len() < replication {
-            warn!(path = %path, wanted = replication, got = targets.len(), "placing a chunk on fewer replicas than asked");
-        }
-        // The handle is allocated before the namespace is touched so a refused request
-        // (wrong previous chunk) wastes a number, never leaves a half-added chunk.
-        let handle = self.chunks.allocate(id, &targets);
-        let offset = match self.ns.add_chunk(path, client, previous, handle, now_ms) {
-            Ok((_, offset)) => offset,
-            Err(e) => {
-                self.chunks.remove(handle);
-                return Err(e);
-            }
-        };
-        if let Some((prev, len)) = previous {
-            self.chunks.finish(prev, len);
-        }
-        for &t in &targets {
-            self.cluster.note_write(t, chunk_size);
-        }
-        Ok(Located { handle, version: 1, offset, length: 0, replicas: targets })
-    }
-
-    /// Finishes the last chunk and closes the file.
-    ///
-    /// # Errors
-    /// As [`Namespace::complete`].
-    pub fn complete(
-        &mut self,
-        path: &DfsPath,
-        client: &str,
-        last: Option<(ChunkHandle, u64)>,
-        now_ms: i64,
-    ) -> Result<()> {
-        self.ns.complete(path, client, last, now_ms)?;
-        if let Some((h, len)) = last {
-            self.chunks.finish(h, len);
-        }
-        Ok(())
-    }
-
-    /// Renames a file or directory.
-    ///
-    /// # Errors
-    /// As [`Namespace::rename`].
-    pub fn rename(&mut self, src: &DfsPath, dst: &DfsPath, now_ms: i64) -> Result<DfsPath> {
-        self.ns.rename(src, dst, now_ms)
-    }
-
-    /// Deletes a path and queues its chunks for deletion on their chunkservers.
-    ///
-    /// # Errors
-    /// As [`Namespace::delete`].
-    pub fn delete(&mut self, path: &DfsPath, recursive: bool, now_ms: i64) -> Result<()> {
-        let released = self.ns.delete(path, recursive, now_ms)?;
-        self.release(&released);
-        Ok(())
-    }
-
     /// Forgets chunks and tells their chunkservers to delete them (lazily, with their next
     /// heartbeat reply).
-    fn release(&mut self, handles: &[ChunkHandle]) {
+    pub(crate) fn release(&mut self, handles: &[ChunkHandle]) {
         for &h in handles {
             self.drop_chunk(h);
         }
@@ -355,15 +240,6 @@ impl MasterState {
                 self.cluster.queue_delete(r.server, DeleteCmd::upto(h, u64::MAX));
             }
         }
-    }
-
-    /// Sets the replication factor of a file or of every file below a directory.
-    ///
-    /// # Errors
-    /// Bad factor, and as [`Namespace::set_replication`].
-    pub fn set_replication(&mut self, path: &DfsPath, replication: u32) -> Result<u64> {
-        let r = config::check_replication(replication)?;
-        Ok(self.ns.set_replication(path, r)?.len() as u64)
     }
 
     /// The file's chunks overlapping `[offset, offset + length)` (`length` 0 = to the end)
@@ -424,7 +300,7 @@ impl MasterState {
 
     /// Registers a chunkserver and takes its full report: replicas it no longer lists are
     /// forgotten, stale ones are queued for deletion.
-    pub fn register(
+    pub(crate) fn register(
         &mut self,
         who: Identity<'_>,
         load: Load,
@@ -463,7 +339,7 @@ impl MasterState {
     /// a namespace this master never had: a master started on an empty or wrong `--dir`
     /// must never wipe its chunkservers, so such replicas are kept (and handles are
     /// reserved above them so they are never reused). Orphans seen in safe mode wait in
-    /// [`MasterState::deferred_orphans`].
+    /// [`Core::deferred_orphans`].
     fn take_report(
         &mut self,
         idx: ServerIdx,
@@ -509,7 +385,7 @@ impl MasterState {
 
     /// Queues the deletes of orphans reported during safe mode (once it is off), if the
     /// master still does not know them.
-    pub fn release_deferred_orphans(&mut self) {
+    pub(crate) fn release_deferred_orphans(&mut self) {
         if self.safemode.is_on() || self.deferred_orphans.is_empty() {
             return;
         }
@@ -523,7 +399,7 @@ impl MasterState {
 
     /// Records a heartbeat; returns the commands for the server, or `None` if it must
     /// register first.
-    pub fn heartbeat(
+    pub(crate) fn heartbeat(
         &mut self,
         id: &str,
         load: Load,
@@ -547,7 +423,7 @@ impl MasterState {
     }
 
     /// Takes an incremental report. Returns false if the server must register first.
-    pub fn report_chunks(
+    pub(crate) fn report_chunks(
         &mut self,
         id: &str,
         received: &[ReportedReplica],
@@ -573,7 +449,7 @@ impl MasterState {
     ///
     /// # Errors
     /// [`Error::UnknownChunkserver`] for an id the master does not know.
-    pub fn report_bad_replica(
+    pub(crate) fn report_bad_replica(
         &mut self,
         handle: ChunkHandle,
         server_id: &str,
@@ -595,14 +471,15 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::command::CreateRequest;
 
     fn p(s: &str) -> DfsPath {
         DfsPath::parse(s).expect("path")
     }
 
-    fn state_with_servers(n: u32) -> (MasterState, Instant) {
+    fn state_with_servers(n: u32) -> (Core, Instant) {
         let cfg = Config { chunk_size: 1 << 20, ..Config::default() };
-        let mut st = MasterState::new(cfg);
+        let mut st = Core::new(cfg);
         let now = Instant::now();
         let load = Load { capacity: 1 << 30, remaining: 1 << 30, ..Load::default() };
         for i in 0..n {

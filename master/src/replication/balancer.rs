@@ -19,8 +19,9 @@ use std::time::Instant;
 use rand::Rng;
 use rand::seq::SliceRandom;
 
-use crate::chunks::{ChunkHandle, ChunkMap, ReplicaStatus};
-use crate::cluster::{Cluster, ServerIdx};
+use crate::chunks::{ChunkMap, ReplicaStatus};
+use crate::cluster::Cluster;
+use crate::ids::{ChunkHandle, ServerIdx};
 use crate::replication::PendingCopy;
 
 /// Moves planned per source chunkserver per tick at most, so a long list of small chunks
@@ -227,7 +228,7 @@ mod tests {
 
     use super::*;
     use crate::cluster::{Identity, Load};
-    use crate::namespace::InodeId;
+    use crate::ids::InodeId;
 
     #[test]
     fn moves_from_full_to_empty_and_stops_when_balanced() {

@@ -33,23 +33,26 @@
 //!
 //! Why a pure core: the decisions are the subtle part (priorities, rack spread, never the
 //! last replica, nothing in safe mode) and are unit-tested here with a hand-built cluster;
-//! [`crate::state::MasterState::replication_tick`] applies the [`Command`]s it returns.
+//! [`crate::core::Core::replication_tick`] applies the [`Command`]s it returns.
 //! Nothing is done in safe mode: the master does not yet know where replicas are, so
 //! every chunk would look under-replicated and real replicas would look like orphans.
 //!
-//! The balancer ([`crate::balancer`]) schedules its moves through the same pending table
+//! The balancer ([`crate::replication::balancer`]) schedules its moves through the same pending table
 //! and throttle, after the repairs.
+
+pub mod balancer;
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 
-use crate::balancer::Balancer;
-use crate::chunks::{ChunkHandle, ChunkInfo, ChunkMap, ReplicaStatus};
-use crate::cluster::{AdminState, Cluster, DeleteCmd, ServerIdx};
+use crate::chunks::{ChunkInfo, ChunkMap, ReplicaStatus};
+use crate::cluster::{AdminState, Cluster, DeleteCmd};
+use crate::ids::{ChunkHandle, ServerIdx};
 use crate::namespace::Namespace;
 use crate::placement::{self, Candidate};
+use balancer::Balancer;
 
 /// Something the monitor wants done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
