@@ -42,6 +42,10 @@
 //!   that finalized meanwhile survives) and may pick that server as a copy target.
 
 use hashbrown::HashMap;
+
+/// Pages are hashed with a fixed seed: the map is iterated by the replication monitor,
+/// and the same commands must give the same decisions (replay, the simulator's seeds).
+type Pages<P> = HashMap<u64, P, foldhash::fast::FixedState>;
 use smallvec::SmallVec;
 
 use crate::ids::{InodeId, ServerIdx};
@@ -159,7 +163,7 @@ struct Page {
 /// Version and length of every chunk, copied for a checkpoint ([`ChunkMap::persistent`]).
 #[derive(Debug, Default)]
 pub struct ChunkVersions {
-    pages: HashMap<u64, Box<[(u64, u64)]>>,
+    pages: Pages<Box<[(u64, u64)]>>,
 }
 
 impl ChunkVersions {
@@ -175,7 +179,7 @@ impl ChunkVersions {
 #[derive(Debug, Default)]
 pub struct ChunkMap {
     /// Pages by `handle >> PAGE_BITS`.
-    pages: HashMap<u64, Page>,
+    pages: Pages<Page>,
     len: usize,
     next_handle: u64,
 }
@@ -187,7 +191,7 @@ fn split(h: ChunkHandle) -> (u64, usize) {
 impl ChunkMap {
     /// An empty map whose first handle will be 1.
     pub fn new() -> ChunkMap {
-        ChunkMap { pages: HashMap::new(), len: 0, next_handle: 1 }
+        ChunkMap { pages: Pages::default(), len: 0, next_handle: 1 }
     }
 
     /// Number of chunks.

@@ -47,7 +47,7 @@ pub struct Located {
 }
 
 /// A chunk replica as a chunkserver reports it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReportedReplica {
     /// The chunk.
     pub handle: ChunkHandle,
@@ -142,6 +142,16 @@ impl Core {
             rng,
             was_live: Vec::new(),
         }
+    }
+
+    /// Makes a core rebuilt from checkpoint and log ready to serve: in safe mode if it
+    /// holds chunks (until chunkservers report them), and a fresh lease for the writer of
+    /// every file left open (leases are not logged).
+    pub fn start(&mut self, now: Instant) {
+        let c = &self.config;
+        self.safemode = SafeMode::new(c.safemode_threshold, c.safemode_extension, !self.chunks.is_empty());
+        let writers: Vec<String> = self.ns.open_files().into_iter().map(|(_, w)| w.to_owned()).collect();
+        self.leases.adopt(writers.iter().map(String::as_str), now);
     }
 
     /// Fails unless a namespace change may be made now: not in safe mode. (Whether the

@@ -33,7 +33,7 @@ use crate::oplog::Op;
 const IN_PROGRESS: Duration = Duration::from_secs(600);
 
 /// A last chunk whose replicas must be settled (step 2 onwards).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RecoveryPlan {
     /// The file.
     pub file: InodeId,

@@ -48,7 +48,6 @@ pub mod server;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
 
 use proto::gfs::master_server::MasterServer;
 use tokio::net::TcpListener;
@@ -100,11 +99,7 @@ pub async fn run_with_ready(
                 source: std::io::Error::other(e.to_string()),
             }
         })??;
-    let recovery::Recovered { mut core, journal, log, checkpoint_txid } = recovered;
-    // Leases are not persisted: every file open at start-up gets a fresh one.
-    let writers: Vec<String> =
-        core.ns.open_files().into_iter().map(|(_, w)| w.to_owned()).collect();
-    core.leases.adopt(writers.iter().map(String::as_str), Instant::now());
+    let recovery::Recovered { core, journal, log, checkpoint_txid } = recovered;
     let wanted = journal.checkpoint_wanted();
     let addr = listener
         .local_addr()

@@ -20,7 +20,6 @@ use crate::config::Config;
 use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::oplog::{Journal, LogThread, segment};
-use crate::safemode::SafeMode;
 
 /// The state rebuilt at start-up and the log writer now serving it.
 #[derive(Debug)]
@@ -105,7 +104,6 @@ pub fn recover(config: Config) -> Result<Recovered> {
             warn!(file = %dir.join(&*name).display(), "ignoring a half-written checkpoint");
         }
     }
-    let (threshold, extension) = (config.safemode_threshold, config.safemode_extension);
     let (segment_size, every) = (config.segment_size, config.checkpoint_records);
     let (loaded, damaged) = newest_readable_checkpoint(&dir)?;
     let (mut state, checkpoint_txid) = match loaded {
@@ -155,7 +153,7 @@ pub fn recover(config: Config) -> Result<Recovered> {
         }
     };
     let (journal, log) = Journal::open(&log_dir, last, segment_size, every)?;
-    state.safemode = SafeMode::new(threshold, extension, !state.chunks.is_empty());
+    state.start(mono);
     info!(
         checkpoint_txid,
         replayed = last - checkpoint_txid,

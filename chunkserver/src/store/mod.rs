@@ -61,6 +61,7 @@ use crate::reports::ReportQueue;
 
 mod reader;
 mod recover;
+pub mod rules;
 mod scan;
 mod writer;
 
@@ -112,6 +113,12 @@ struct Replica {
     corrupt: bool,
     /// Generation of the writer producing this replica, if one is active.
     writer: Option<u64>,
+}
+
+impl Replica {
+    fn held(&self) -> rules::Held {
+        rules::Held { version: self.version, finalized: self.finalized, corrupt: self.corrupt }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -340,12 +347,7 @@ impl Store {
             .map_err(|e| Error::io(format!("statvfs {}", inner.root.display()), e))?;
         let mut st = inner.lock();
         if let Some(old) = st.replicas.get(&handle).copied() {
-            if old.version > version {
-                return Err(Error::NewerStored { handle, stored: old.version, requested: version });
-            }
-            if old.finalized && !old.corrupt && old.version == version {
-                return Err(Error::AlreadyExists { handle, version: old.version });
-            }
+            rules::may_write(handle, Some(old.held()), version)?;
             // A failed or older write of this chunk: the new one supersedes it (an active
             // writer of it notices through its generation).
             inner.remove_files(old.finalized, handle)?;
@@ -444,7 +446,7 @@ impl Store {
         let mut st = inner.lock();
         let outcome = match st.replicas.get(&handle).copied() {
             None => Deleted::Absent,
-            Some(r) if r.version > version || (r.version == version && rbw_only && r.finalized) => {
+            Some(r) if !rules::delete_removes(r.held(), version, rbw_only) => {
                 let info = ReplicaInfo {
                     handle,
                     version: r.version,

@@ -1,0 +1,59 @@
+//! A deterministic cluster simulator, in the spirit of FoundationDB's simulation and
+//! TigerBeetle's VOPR: one seed drives the master's real core ([`master::core::Core`])
+//! with its log, N in-memory chunkservers applying the real replica rules
+//! ([`chunkserver::store::rules`]), writing and reading clients, lease recoveries, and a
+//! network that delays, drops, duplicates and reorders, on a virtual clock. The master
+//! crashes (and is rebuilt from its log alone), chunkservers die, freeze and come back
+//! with stale replicas, bits flip and disks fill.
+//!
+//! After every step the invariants are checked ([`world`]): every acknowledged file is
+//! there whole and keeps a good replica of each chunk, the state rebuilt from the log
+//! equals the acknowledged one, versions only grow, handles belong to one file, lease
+//! recovery closes a file at a length its settled replicas hold; once faults stop, every
+//! complete chunk converges to its factor on two racks. A failing seed prints the
+//! invariant and the events before it, and `sim --seed N` replays it exactly.
+//!
+//! Layout: [`net`] (messages in flight), [`chunkserver`] (a chunkserver's replicas and
+//! reports), [`world`] (the cluster, the actors, the faults and the invariants).
+
+pub mod chunkserver;
+pub mod net;
+pub mod world;
+
+use std::fmt;
+
+pub use world::{Stats, Violation, World};
+
+/// Chunkservers in a simulated cluster.
+pub const CHUNKSERVERS: usize = 5;
+/// Writing clients.
+pub const WRITERS: usize = 3;
+
+/// Runs seed `seed` for `steps` faulty steps plus the settling phase.
+///
+/// # Errors
+/// The first invariant broken, with the seed.
+pub fn run(seed: u64, steps: u64) -> Result<Stats, Failure> {
+    World::new(seed, CHUNKSERVERS, WRITERS).run(steps).map_err(|violation| Failure { seed, violation })
+}
+
+/// A seed that broke an invariant.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// The seed.
+    pub seed: u64,
+    /// What broke, and the events before it.
+    pub violation: Violation,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = &self.violation;
+        writeln!(f, "seed {} broke an invariant at step {} (t={} ms): {}", self.seed, v.step, v.t, v.what)?;
+        writeln!(f, "last {} events:", v.trace.len())?;
+        for line in &v.trace {
+            writeln!(f, "  {line}")?;
+        }
+        write!(f, "replay: cargo run -p sim --bin sim -- --seed {}", self.seed)
+    }
+}
