@@ -211,3 +211,98 @@ mod tests {
         assert!(!p("/a/b").is_ancestor_of(&p("/a")));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A valid component: no `/`, NUL or `:`, not `.` or `..`, 1 to 255 bytes.
+    fn component() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-zA-Z0-9_.-]{1,12}",
+            "[^/:\u{0}]{1,20}",
+            Just("x".repeat(MAX_COMPONENT_LEN)),
+        ]
+        .prop_filter("not . or ..", |c| c != "." && c != "..")
+    }
+
+    /// Strings made mostly of the characters that matter to the parser.
+    fn pathish() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop_oneof![
+                Just("/".to_owned()),
+                Just("//".to_owned()),
+                Just(".".to_owned()),
+                Just("..".to_owned()),
+                Just(":".to_owned()),
+                Just("\0".to_owned()),
+                Just("é".to_owned()),
+                "[a-z]{1,3}",
+                Just("y".repeat(200)),
+            ],
+            0..48,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
+    /// What every accepted path must look like.
+    fn check_normal(p: &DfsPath) -> Result<(), TestCaseError> {
+        let s = p.as_str();
+        prop_assert!(s.starts_with('/'), "{:?}", s);
+        prop_assert!(s.len() <= MAX_PATH_LEN);
+        prop_assert!(p.is_root() || !s.ends_with('/'), "{:?}", s);
+        prop_assert!(!s.contains("//") && !s.contains('\0') && !s.contains(':'), "{:?}", s);
+        for c in p.components() {
+            prop_assert!(c != "." && c != ".." && !c.is_empty() && c.len() <= MAX_COMPONENT_LEN);
+        }
+        // Display is the normal form, and the normal form parses to itself.
+        prop_assert_eq!(&p.to_string(), s);
+        prop_assert_eq!(&DfsPath::parse(&p.to_string()).expect("normal form parses"), p);
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Paths arrive in every request: no string makes the parser panic, and whatever
+        /// it accepts is in normal form and survives Display.
+        #[test]
+        fn parse_never_panics_and_accepted_paths_round_trip(s in prop_oneof![any::<String>(), pathish()]) {
+            if let Ok(p) = DfsPath::parse(&s) {
+                check_normal(&p)?;
+                // Parsing folds only repeated and trailing slashes.
+                let folded: Vec<&str> = s.split('/').filter(|c| !c.is_empty()).collect();
+                prop_assert_eq!(p.components().collect::<Vec<_>>(), folded);
+            }
+        }
+
+        /// Paths built from valid components are accepted exactly, however many slashes
+        /// separate them, until they pass the length limit.
+        #[test]
+        fn valid_components_are_accepted(parts in prop::collection::vec(component(), 0..40), slashes in 1..3usize) {
+            let sep = "/".repeat(slashes);
+            let s = format!("{sep}{}", parts.join(&sep));
+            let normal = format!("/{}", parts.join("/"));
+            match DfsPath::parse(&s) {
+                Ok(p) => {
+                    check_normal(&p)?;
+                    prop_assert_eq!(p.as_str(), normal.as_str());
+                    let rebuilt = parts.iter().try_fold(DfsPath::root(), |d, c| d.join(c));
+                    prop_assert_eq!(rebuilt.as_ref(), Ok(&p));
+                }
+                Err(e) => prop_assert!(s.len() > MAX_PATH_LEN, "{} refused: {}", normal, e),
+            }
+        }
+
+        /// Relative paths typed at a shell resolve without panicking, to a normal path.
+        #[test]
+        fn resolve_never_panics(cwd in prop::collection::vec(component(), 0..4), s in pathish()) {
+            let cwd = DfsPath::parse(&format!("/{}", cwd.join("/"))).expect("valid cwd");
+            if let Ok(p) = DfsPath::resolve(&cwd, &s) {
+                check_normal(&p)?;
+            }
+        }
+    }
+}
