@@ -23,6 +23,27 @@ pub struct PathError {
     pub reason: &'static str,
 }
 
+/// Checks that `name` can be one component of a path: not empty, `.` or `..`, no `/`,
+/// NUL or `:`, at most [`MAX_COMPONENT_LEN`] bytes.
+///
+/// # Errors
+/// What is wrong with it.
+pub fn check_component(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.contains('/') {
+        return Err("not a single path component");
+    }
+    if name == "." || name == ".." {
+        return Err("'.' and '..' are not allowed");
+    }
+    if name.contains('\0') || name.contains(':') {
+        return Err("NUL and ':' are not allowed");
+    }
+    if name.len() > MAX_COMPONENT_LEN {
+        return Err("a component is longer than 255 bytes");
+    }
+    Ok(())
+}
+
 /// A normalized absolute path: `/` or `/a/b` (no trailing slash).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DfsPath(String);
@@ -51,15 +72,7 @@ impl DfsPath {
         }
         let mut out = String::with_capacity(s.len());
         for c in s.split('/').filter(|c| !c.is_empty()) {
-            if c == "." || c == ".." {
-                return Err(err("'.' and '..' are not allowed"));
-            }
-            if c.contains('\0') || c.contains(':') {
-                return Err(err("NUL and ':' are not allowed"));
-            }
-            if c.len() > MAX_COMPONENT_LEN {
-                return Err(err("a component is longer than 255 bytes"));
-            }
+            check_component(c).map_err(err)?;
             out.push('/');
             out.push_str(c);
         }
@@ -294,6 +307,15 @@ mod proptests {
                 }
                 Err(e) => prop_assert!(s.len() > MAX_PATH_LEN, "{} refused: {}", normal, e),
             }
+        }
+
+        /// A name the namespace stores (a checkpoint's inode names) is checked by
+        /// `check_component`, which must accept exactly what parsing accepts as one.
+        #[test]
+        fn check_component_agrees_with_parse(c in prop_oneof![any::<String>(), pathish()]) {
+            let parsed = DfsPath::parse(&format!("/{c}"));
+            let one = parsed.as_ref().is_ok_and(|p| p.components().eq([c.as_str()]));
+            prop_assert_eq!(check_component(&c).is_ok(), one, "{:?}", c);
         }
 
         /// Relative paths typed at a shell resolve without panicking, to a normal path.
