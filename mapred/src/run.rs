@@ -324,7 +324,10 @@ mod proptests {
 
     use super::*;
 
-    fn records() -> impl Strategy<Value = Vec<(Vec<u8>, Vec<u8>)>> {
+    /// Key and value pairs.
+    type Records = Vec<(Vec<u8>, Vec<u8>)>;
+
+    fn records() -> impl Strategy<Value = Records> {
         let bytes = || prop::collection::vec(any::<u8>(), 0..300);
         prop::collection::vec((bytes(), bytes()), 0..12)
     }
@@ -338,7 +341,7 @@ mod proptests {
     }
 
     /// Reads a run to its end or first error.
-    fn read_all(mut run: Run) -> (Vec<(Vec<u8>, Vec<u8>)>, Result<()>) {
+    fn read_all(mut run: Run) -> (Records, Result<()>) {
         let mut out = Vec::new();
         loop {
             match run.advance() {
