@@ -230,6 +230,9 @@ pub fn read(path: &Path) -> Result<Loaded> {
     loop {
         match next(&mut frames)? {
             (offset, Entry::Inode(i)) => {
+                if i.is_dir && !i.chunks.is_empty() {
+                    return Err(bad(offset, format!("directory inode {} lists chunks", i.id)));
+                }
                 let file =
                     if i.is_dir { None } else { Some(file_meta(&i).map_err(|r| bad(offset, r))?) };
                 let permission =
@@ -684,6 +687,11 @@ mod proptests {
             let err = read_bytes(&checkpoint_of(3, vec![file(2, twist)])).expect_err("refused");
             assert!(matches!(err, Error::Corrupt { .. }), "{twist:?}: {err}");
         }
+        // Found later by the same property: a directory's record listing a chunk put it
+        // in the chunk map, owned by the directory, and a checkpoint then dropped it.
+        let dir_with_chunk = pb::CheckpointInode { is_dir: true, ..file(2, Twist::None) };
+        let err = read_bytes(&checkpoint_of(3, vec![dir_with_chunk])).expect_err("refused");
+        assert!(err.to_string().contains("directory inode 2 lists chunks"), "{err}");
         let shared = vec![file(2, Twist::None), file(3, Twist::None)];
         let err = read_bytes(&checkpoint_of(4, shared)).expect_err("shared chunk");
         assert!(err.to_string().contains("another file holds"), "{err}");
