@@ -37,6 +37,10 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{info, warn};
 
+#[cfg(test)]
+#[global_allocator]
+static ALLOC: proto::alloc_probe::Probe = proto::alloc_probe::Probe;
+
 pub use config::Config;
 pub use error::{Error, Result};
 

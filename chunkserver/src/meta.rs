@@ -147,3 +147,41 @@ mod tests {
         assert_eq!(encode_crcs(&[0x0403_0201]), vec![1, 2, 3, 4]);
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn headers_round_trip(handle in any::<u64>(), version in any::<u64>(), length in any::<u64>()) {
+            let h = Header { handle, version, length };
+            prop_assert_eq!(Header::decode(&h.encode(), "x").ok(), Some(h));
+        }
+
+        /// The header CRC covers every field: a header decodes only from exactly the bytes
+        /// its encoding gives, whatever follows them, and one flipped bit is always caught.
+        #[test]
+        fn only_a_true_header_decodes(
+            bytes in prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..64),
+                (any::<(u64, u64, u64)>(), any::<prop::sample::Index>(), 0..8u8, prop::collection::vec(any::<u8>(), 0..8))
+                    .prop_map(|((handle, version, length), at, bit, tail)| {
+                        let mut b = Header { handle, version, length }.encode().to_vec();
+                        let i = at.index(b.len());
+                        b[i] ^= 1 << bit;
+                        b.extend(tail);
+                        b
+                    }),
+            ],
+        ) {
+            if let Ok(h) = Header::decode(&bytes, "x") {
+                prop_assert_eq!(&h.encode()[..], &bytes[..HEADER_LEN as usize]);
+            }
+        }
+    }
+}

@@ -598,3 +598,131 @@ mod tests {
         assert_eq!(n, 0);
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+    use proto::alloc_probe::largest_allocation;
+
+    use super::*;
+
+    /// Feeds `data[from..]` in pieces of `size` bytes.
+    fn pieces(data: &[u8], from: u64, size: usize) -> impl FnMut() -> Result<Option<Bytes>> {
+        let mut at = (from as usize).min(data.len());
+        let data = data.to_vec();
+        move || {
+            if at >= data.len() {
+                return Ok(None);
+            }
+            let n = size.min(data.len() - at);
+            at += n;
+            Ok(Some(Bytes::copy_from_slice(&data[at - n..at])))
+        }
+    }
+
+    /// Every record of a whole record file, read as one split.
+    fn read_file(file: &[u8], piece: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let sync = parse_record_header(file, "f")?;
+        let mut got = Vec::new();
+        read_record_split(
+            pieces(file, RECORD_HEADER, piece),
+            &sync,
+            0,
+            file.len() as u64,
+            |k, v| {
+                got.push((k.to_vec(), v.to_vec()));
+                Ok(())
+            },
+        )?;
+        Ok(got)
+    }
+
+    fn records() -> impl Strategy<Value = Vec<(Vec<u8>, Vec<u8>)>> {
+        let bytes = || prop::collection::vec(any::<u8>(), 0..40);
+        prop::collection::vec((bytes(), bytes()), 0..20)
+    }
+
+    fn record_file(records: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+        let mut b = RecordFileBuilder::new();
+        let mut file = Vec::new();
+        for (k, v) in records {
+            b.push(k, v, &mut file);
+        }
+        b.finish(&mut file);
+        file
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// Text splits: whatever the split points and piece sizes, every line is read
+        /// exactly once, at its offset.
+        #[test]
+        fn every_line_is_read_once(
+            text in prop::collection::vec(prop_oneof![Just(b'\n'), Just(b'\r'), Just(b'a'), Just(b'b')], 0..80),
+            splits in prop::collection::vec(any::<Index>(), 0..4),
+            piece in 1..20usize,
+        ) {
+            let len = text.len() as u64;
+            let mut want = Vec::new();
+            let mut off = 0u64;
+            for l in text.split_inclusive(|&b| b == b'\n') {
+                let body = l.strip_suffix(b"\n").unwrap_or(l);
+                want.push((off, trim_cr(body).to_vec()));
+                off += l.len() as u64;
+            }
+            let mut bounds: Vec<u64> = splits.iter().map(|s| s.index(text.len() + 1) as u64).collect();
+            bounds.extend([0, len]);
+            bounds.sort_unstable();
+            bounds.dedup();
+            let mut got = Vec::new();
+            for w in bounds.windows(2) {
+                read_text_split(pieces(&text, w[0].saturating_sub(1), piece), w[0], w[1], |o, l| {
+                    got.push((o, l.to_vec()));
+                    Ok(())
+                })
+                .expect("read");
+            }
+            prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn record_files_round_trip(records in records(), piece in 1..200usize) {
+            prop_assert_eq!(read_file(&record_file(&records), piece).expect("read"), records);
+        }
+
+        /// A damaged record file (no checksum of its own: the DFS verifies its blocks) may
+        /// read as other records, but never panics, never allocates for a length it
+        /// cannot hold, and fails only as not a record file or corrupt.
+        #[test]
+        fn damaged_record_files_never_panic(
+            records in records(),
+            at in any::<Index>(),
+            how in prop_oneof![
+                (0..8u8).prop_map(|b| (Some(b), None, None)),
+                any::<Index>().prop_map(|c| (None, Some(c), None)),
+                prop_oneof![Just(u32::MAX), Just(1 << 31), 0..64u32].prop_map(|l| (None, None, Some(l))),
+            ],
+        ) {
+            let mut file = record_file(&records);
+            match how {
+                (Some(bit), _, _) => {
+                    let i = at.index(file.len());
+                    file[i] ^= 1 << bit;
+                }
+                (_, Some(cut), _) => file.truncate(cut.index(file.len() + 1)),
+                (_, _, Some(len)) if file.len() >= 44 => {
+                    // The first block's length field.
+                    file[40..44].copy_from_slice(&len.to_le_bytes());
+                }
+                _ => {}
+            }
+            let (read, largest) = largest_allocation(|| read_file(&file, 64));
+            prop_assert!(largest <= 4096 + 2 * file.len(), "{} bytes allocated {}", file.len(), largest);
+            if let Err(e) = read {
+                prop_assert!(matches!(e, Error::Corrupt(_) | Error::Decode(_)), "{}", e);
+            }
+        }
+    }
+}

@@ -559,3 +559,115 @@ mod tests {
         assert_eq!(out, b"w\t3");
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+    use proto::alloc_probe::largest_allocation;
+    use serde::de::DeserializeOwned;
+
+    use super::*;
+
+    /// Round-trips `v`, and checks that any bytes decoding as a `T` are exactly the
+    /// encoding of what they decode to: a key has one encoding, so a damaged one decodes
+    /// to nothing rather than to another key.
+    fn check_key<T>(v: &T, hostile: &[u8]) -> std::result::Result<(), TestCaseError>
+    where
+        T: EncodeKey + DecodeKey + std::fmt::Debug,
+    {
+        let enc = v.to_key_bytes();
+        let back = T::decode_key(&enc).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(back.to_key_bytes(), enc);
+        if let Ok(w) = T::decode_key(hostile) {
+            prop_assert_eq!(w.to_key_bytes(), hostile.to_vec(), "{:?}", w);
+        }
+        Ok(())
+    }
+
+    /// Bytes made mostly of the ones the escapes use.
+    fn key_bytes() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(prop_oneof![Just(0u8), Just(1), Just(0xff), any::<u8>()], 0..24)
+    }
+
+    fn check_value<T>(v: &T, hostile: &[u8]) -> std::result::Result<(), TestCaseError>
+    where
+        T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        let mut enc = Vec::new();
+        encode_value(v, &mut enc).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(
+            &decode_value::<T>(&enc).map_err(|e| TestCaseError::fail(e.to_string()))?,
+            v
+        );
+        let (_, largest) = largest_allocation(|| decode_value::<T>(hostile));
+        prop_assert!(
+            largest <= (1 << 20) + 64 * hostile.len(),
+            "{} bytes allocated {}",
+            hostile.len(),
+            largest
+        );
+        Ok(())
+    }
+
+    /// Values as they may arrive: random, or with a length prefix claiming 2^40 items.
+    fn value_bytes() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..32),
+            (
+                prop::collection::vec(any::<u8>(), 0..4),
+                prop_oneof![Just(1u64 << 40), Just(u64::MAX), Just(1 << 31)],
+                prop::collection::vec(any::<u8>(), 0..8)
+            )
+                .prop_map(|(head, len, tail)| {
+                    let mut b = head;
+                    crate::run::put_varint(&mut b, len);
+                    b.extend(tail);
+                    b
+                }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn keys_round_trip_and_have_one_encoding(
+            s in ".{0,8}",
+            b in key_bytes(),
+            i in any::<i64>(),
+            u in any::<u32>(),
+            f in any::<u64>().prop_map(f64::from_bits),
+            flag in any::<bool>(),
+            hostile in key_bytes(),
+        ) {
+            check_key(&s, &hostile)?;
+            check_key(&b, &hostile)?;
+            check_key(&i, &hostile)?;
+            check_key(&u, &hostile)?;
+            check_key(&f, &hostile)?;
+            check_key(&flag, &hostile)?;
+            check_key(&(b.clone(), i), &hostile)?;
+            check_key(&(s.clone(), b.clone(), flag), &hostile)?;
+            check_key(&(b.clone(), s.clone(), u, i), &hostile)?;
+            check_key(&(i, s), &hostile)?;
+        }
+
+        /// Values carry no checksum (the shuffle's CRC covers them), so damaged bytes may
+        /// decode to some value; they must never panic or make the decoder allocate for
+        /// a length they cannot hold.
+        #[test]
+        fn values_round_trip_and_decode_hostile_bytes_cheaply(
+            n in any::<u64>(),
+            s in ".{0,8}",
+            blob in prop::collection::vec(any::<u8>(), 0..32),
+            list in prop::collection::vec(any::<u32>(), 0..8),
+            hostile in value_bytes(),
+        ) {
+            check_value(&n, &hostile)?;
+            check_value(&(n, s.clone()), &hostile)?;
+            check_value(&BlobBuf(blob), &hostile)?;
+            check_value(&list, &hostile)?;
+            check_value(&(s, list.clone(), vec![list]), &hostile)?;
+        }
+    }
+}

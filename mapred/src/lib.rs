@@ -40,6 +40,10 @@ pub mod spec;
 pub mod task;
 pub mod worker;
 
+#[cfg(test)]
+#[global_allocator]
+static ALLOC: proto::alloc_probe::Probe = proto::alloc_probe::Probe;
+
 pub use api::{
     Combiner, Context, HashPartitioner, Input, Mapper, Partitioner, RangePartitioner, Reducer,
     TaskInfo, Values,

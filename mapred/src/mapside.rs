@@ -658,3 +658,43 @@ mod tests {
         assert!(segs.iter().all(|s| s.length == 0 && s.records == 0));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn segment() -> impl Strategy<Value = Segment> {
+        any::<(u64, u64, u64, u32)>().prop_map(|(offset, length, records, crc32)| Segment {
+            offset,
+            length,
+            records,
+            crc32,
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The partition index round-trips, and a damaged one is `Decode`, never a panic.
+        #[test]
+        fn indexes_round_trip_and_damage_is_an_error(
+            segments in prop::collection::vec(segment(), 0..6),
+            flip in any::<prop::sample::Index>(),
+            bit in 0..8u8,
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            write_index(dir.path(), &segments).expect("write");
+            prop_assert_eq!(read_index(dir.path()).expect("read"), segments);
+            let path = dir.path().join(INDEX_FILE);
+            let mut bytes = std::fs::read(&path).expect("read");
+            let i = flip.index(bytes.len());
+            bytes[i] ^= 1 << bit;
+            std::fs::write(&path, &bytes).expect("write");
+            if let Err(e) = read_index(dir.path()) {
+                prop_assert!(matches!(e, Error::Decode(_)), "{}", e);
+            }
+        }
+    }
+}

@@ -397,10 +397,8 @@ async fn fetch_one(
         .map_err(|_| stalled())?
         .map_err(|s| Error::from_status("worker", addr, s))?
         .into_inner();
-    let mut total = None;
-    let mut crc = crc32fast::Hasher::new();
-    let mut want_crc = 0;
-    let mut got = 0u64;
+    let what = format!("map output {} partition {partition} from {addr}", m.attempt_id);
+    let mut framing: Option<Framing> = None;
     let mut mem: Option<BytesMut> = None;
     let mut file: Option<(std::fs::File, PathBuf)> = None;
     while let Some(msg) = tokio::time::timeout(stall, stream.message())
@@ -408,24 +406,24 @@ async fn fetch_one(
         .map_err(|_| stalled())?
         .map_err(|s| Error::from_status("worker", addr, s))?
     {
-        if total.is_none() {
-            total = Some(msg.total_length);
-            want_crc = msg.crc32;
-            let after = used.fetch_add(msg.total_length, Ordering::SeqCst) + msg.total_length;
-            if after <= memory {
-                *reserved = msg.total_length;
-                mem = Some(BytesMut::with_capacity(msg.total_length as usize));
-            } else {
-                used.fetch_sub(msg.total_length, Ordering::SeqCst);
-                let path = spill_dir.join(format!("shuffle-{:05}", m.map));
-                let f = std::fs::File::create(&path)
-                    .map_err(Error::io(format!("cannot create {}", path.display())))?;
-                debug!(map = m.map, bytes = msg.total_length, "fetching to disk");
-                file = Some((f, path));
+        let f = match framing.as_mut() {
+            Some(f) => f,
+            None => {
+                let total = msg.total_length;
+                if reserve(used, total, memory) {
+                    *reserved = total;
+                    mem = Some(BytesMut::with_capacity(total as usize));
+                } else {
+                    let path = spill_dir.join(format!("shuffle-{:05}", m.map));
+                    let f = std::fs::File::create(&path)
+                        .map_err(Error::io(format!("cannot create {}", path.display())))?;
+                    debug!(map = m.map, bytes = total, "fetching to disk");
+                    file = Some((f, path));
+                }
+                framing.insert(Framing::new(&msg))
             }
-        }
-        crc.update(&msg.data);
-        got += msg.data.len() as u64;
+        };
+        f.take(&msg.data, &what)?;
         if let Some(b) = mem.as_mut() {
             b.extend_from_slice(&msg.data);
         } else if let Some((f, path)) = file.as_mut() {
@@ -433,20 +431,12 @@ async fn fetch_one(
                 .map_err(Error::io(format!("cannot write {}", path.display())))?;
         }
     }
-    let total = total.unwrap_or(0);
-    if got != total {
-        return Err(Error::Corrupt(format!(
-            "map output {} partition {partition} from {addr}: got {got} of {total} bytes",
-            m.attempt_id
-        )));
-    }
-    if total > 0 && crc.finalize() != want_crc {
-        warn!(attempt = %m.attempt_id, partition, worker = addr, "map output failed its checksum");
-        return Err(Error::Corrupt(format!(
-            "map output {} partition {partition} from {addr} failed its checksum",
-            m.attempt_id
-        )));
-    }
+    let total = match framing {
+        Some(f) => f.finish(&what).inspect_err(|_| {
+            warn!(attempt = %m.attempt_id, partition, worker = addr, "map output failed its checks");
+        })?,
+        None => 0,
+    };
     match (mem, file) {
         (_, Some((f, path))) => {
             drop(f);
@@ -457,9 +447,97 @@ async fn fetch_one(
     }
 }
 
+/// Reserves `total` bytes of the attempt's in-memory budget `memory`, of which `used`
+/// are taken; false (nothing reserved) when they do not fit. The length comes from the
+/// serving worker, so the sum is checked rather than trusted not to wrap.
+fn reserve(used: &AtomicU64, total: u64, memory: u64) -> bool {
+    used.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |u| {
+        u.checked_add(total).filter(|&after| after <= memory)
+    })
+    .is_ok()
+}
+
+/// The framing of one fetched segment: the first message announces its length and CRC32,
+/// every message carries some of its bytes. Bytes are counted in before they are kept, so
+/// a worker streaming past the length it announced is refused then, not after its bytes
+/// filled the reducer's memory.
+#[derive(Debug)]
+struct Framing {
+    total: u64,
+    want_crc: u32,
+    crc: crc32fast::Hasher,
+    got: u64,
+}
+
+impl Framing {
+    /// The framing `first` (the stream's first message) announces.
+    fn new(first: &pb::FetchPartitionChunk) -> Framing {
+        Framing {
+            total: first.total_length,
+            want_crc: first.crc32,
+            crc: crc32fast::Hasher::new(),
+            got: 0,
+        }
+    }
+
+    /// Counts in the bytes of one message.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] if they run past the announced length.
+    fn take(&mut self, data: &[u8], what: &str) -> Result<()> {
+        let got = self.got.saturating_add(data.len() as u64);
+        if got > self.total {
+            return Err(Error::Corrupt(format!(
+                "{what}: {got} bytes sent of the {} announced",
+                self.total
+            )));
+        }
+        self.got = got;
+        self.crc.update(data);
+        Ok(())
+    }
+
+    /// Checks the whole segment arrived intact; returns its length.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] if bytes are missing or fail the checksum.
+    fn finish(self, what: &str) -> Result<u64> {
+        if self.got != self.total {
+            return Err(Error::Corrupt(format!(
+                "{what}: got {} of {} bytes",
+                self.got, self.total
+            )));
+        }
+        if self.total > 0 && self.crc.finalize() != self.want_crc {
+            return Err(Error::Corrupt(format!("{what} failed its checksum")));
+        }
+        Ok(self.total)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A worker announcing 2^64 - 3 bytes while 5 were taken overflowed the budget's sum
+    /// (a panic in debug builds; in release it wrapped, "fit", and sized the buffer).
+    #[test]
+    fn a_huge_announced_length_reserves_nothing() {
+        let used = AtomicU64::new(5);
+        assert!(!reserve(&used, u64::MAX - 2, 10));
+        assert_eq!(used.load(Ordering::SeqCst), 5);
+        assert!(reserve(&used, 5, 10));
+        assert!(!reserve(&used, 1, 10));
+    }
+
+    /// Bytes past the announced length were kept in memory until the stream ended.
+    #[test]
+    fn bytes_past_the_announced_length_are_refused_at_once() {
+        let first = pb::FetchPartitionChunk { total_length: 3, ..Default::default() };
+        let mut f = Framing::new(&first);
+        f.take(b"abc", "segment").unwrap();
+        assert!(matches!(f.take(b"d", "segment"), Err(Error::Corrupt(_))));
+    }
 
     #[test]
     fn ids_cannot_escape_the_directory() {
@@ -467,5 +545,141 @@ mod tests {
         assert!(safe_name("../etc", "attempt").is_err());
         assert!(safe_name("a/b", "attempt").is_err());
         assert!(safe_name("", "attempt").is_err());
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
+    use super::*;
+
+    /// A segment as a worker streams it: the first message announces it.
+    fn messages(
+        data: &[u8],
+        cuts: &[Index],
+        total: u64,
+        crc32: u32,
+    ) -> Vec<pb::FetchPartitionChunk> {
+        let mut at: Vec<usize> = cuts.iter().map(|c| c.index(data.len() + 1)).collect();
+        at.extend([0, data.len()]);
+        at.sort_unstable();
+        at.dedup();
+        let mut out: Vec<pb::FetchPartitionChunk> = at
+            .windows(2)
+            .map(|w| pb::FetchPartitionChunk {
+                data: Bytes::copy_from_slice(&data[w[0]..w[1]]),
+                ..Default::default()
+            })
+            .collect();
+        if out.is_empty() {
+            out.push(pb::FetchPartitionChunk::default());
+        }
+        out[0].total_length = total;
+        out[0].crc32 = crc32;
+        out
+    }
+
+    /// What the fetcher concludes from a stream: the bytes it would keep, or an error.
+    fn receive(msgs: &[pb::FetchPartitionChunk]) -> Result<Vec<u8>> {
+        let mut framing = Framing::new(&msgs[0]);
+        let mut kept = Vec::new();
+        for m in msgs {
+            framing.take(&m.data, "segment")?;
+            kept.extend_from_slice(&m.data);
+        }
+        let total = framing.finish("segment")?;
+        assert_eq!(total, kept.len() as u64);
+        Ok(kept)
+    }
+
+    /// How a stream can go wrong on the wire or at a faulty worker.
+    #[derive(Debug, Clone)]
+    enum Damage {
+        None,
+        Total(u64),
+        Crc(u32),
+        Flip(Index, u8),
+        Drop(Index),
+        Extra(Vec<u8>),
+    }
+
+    fn damage() -> impl Strategy<Value = Damage> {
+        prop_oneof![
+            Just(Damage::None),
+            prop_oneof![Just(u64::MAX), Just(1 << 40), 0..600u64].prop_map(Damage::Total),
+            any::<u32>().prop_map(Damage::Crc),
+            (any::<Index>(), 0..8u8).prop_map(|(i, b)| Damage::Flip(i, b)),
+            any::<Index>().prop_map(Damage::Drop),
+            prop::collection::vec(any::<u8>(), 1..64).prop_map(Damage::Extra),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// However the segment is cut into messages and however it is damaged, the
+        /// fetcher keeps exactly the bytes the worker's file held or refuses it as
+        /// `Corrupt`, and never takes in more bytes than were announced.
+        #[test]
+        fn a_fetched_segment_is_whole_or_refused(
+            data in prop::collection::vec(any::<u8>(), 0..512),
+            cuts in prop::collection::vec(any::<Index>(), 0..5),
+            damage in damage(),
+        ) {
+            let (total, crc) = (data.len() as u64, crc32fast::hash(&data));
+            let mut msgs = messages(&data, &cuts, total, crc);
+            match &damage {
+                Damage::None => {}
+                Damage::Total(t) => msgs[0].total_length = *t,
+                Damage::Crc(c) => msgs[0].crc32 = *c,
+                Damage::Flip(at, bit) => {
+                    if !data.is_empty() {
+                        let i = at.index(msgs.len());
+                        let mut d = msgs[i].data.to_vec();
+                        if !d.is_empty() {
+                            d[0] ^= 1 << bit;
+                        }
+                        msgs[i].data = d.into();
+                    }
+                }
+                Damage::Drop(at) => {
+                    let i = at.index(msgs.len());
+                    msgs[i].data = Bytes::new();
+                }
+                Damage::Extra(tail) => msgs.push(pb::FetchPartitionChunk { data: Bytes::copy_from_slice(tail), ..Default::default() }),
+            }
+            let mut framing = Framing::new(&msgs[0]);
+            let mut taken = 0u64;
+            for m in &msgs {
+                if framing.take(&m.data, "segment").is_err() {
+                    break;
+                }
+                taken += m.data.len() as u64;
+            }
+            prop_assert!(taken <= msgs[0].total_length);
+            match receive(&msgs) {
+                Ok(kept) => prop_assert_eq!(kept, data),
+                Err(e) => prop_assert!(matches!(e, Error::Corrupt(_)), "{}", e),
+            }
+        }
+
+        /// Reservations never wrap the budget, whatever lengths workers announce.
+        #[test]
+        fn reservations_stay_within_the_budget(
+            memory in prop_oneof![Just(u64::MAX), any::<u64>(), 0..1000u64],
+            totals in prop::collection::vec(prop_oneof![any::<u64>(), Just(u64::MAX), 0..400u64], 0..8),
+        ) {
+            let used = AtomicU64::new(0);
+            let mut sum = 0u128;
+            for t in totals {
+                if reserve(&used, t, memory) {
+                    sum += u128::from(t);
+                }
+                prop_assert_eq!(u128::from(used.load(Ordering::SeqCst)), sum);
+                prop_assert!(sum <= u128::from(memory));
+            }
+        }
     }
 }

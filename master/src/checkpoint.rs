@@ -26,6 +26,7 @@ use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
 use crate::chunks::{ChunkMap, ChunkVersions};
+use crate::config;
 use crate::core::Core;
 use crate::driver::Driver;
 use crate::error::{Error, Result};
@@ -88,12 +89,17 @@ pub struct Snapshot {
 impl Snapshot {
     /// Copies what a checkpoint keeps (never replicas) as of the last logged transaction.
     pub fn take(st: &Core, txid: u64, time_ms: i64) -> Snapshot {
+        Snapshot::of(txid, time_ms, st.ns.clone(), &st.chunks)
+    }
+
+    /// A snapshot of `ns` and `chunks` as of transaction `txid`.
+    pub fn of(txid: u64, time_ms: i64, ns: Namespace, chunks: &ChunkMap) -> Snapshot {
         Snapshot {
             txid,
             time_ms,
-            ns: st.ns.clone(),
-            chunks: st.chunks.persistent(),
-            next_handle: st.chunks.next_handle(),
+            ns,
+            chunks: chunks.persistent(),
+            next_handle: chunks.next_handle(),
         }
     }
 
@@ -217,20 +223,24 @@ pub fn read(path: &Path) -> Result<Loaded> {
         (offset, _) => return Err(bad(offset, "missing header".into())),
     };
     let mut builder = NamespaceBuilder::new();
-    builder.reserve(usize::try_from(header.next_inode).unwrap_or(0).min(1 << 28));
+    // The header's count is a hint, not a promise: every inode takes at least a frame
+    // header of the file, so a count beyond that cannot be true and must not be reserved.
+    let most = buf.len() / frame::HEADER_LEN;
+    builder.reserve(usize::try_from(header.next_inode).unwrap_or(usize::MAX).min(most));
     let mut chunks = ChunkMap::new();
     let mut inodes = 0u64;
     loop {
         match next(&mut frames)? {
             (offset, Entry::Inode(i)) => {
-                let file = (!i.is_dir).then(|| FileMeta {
-                    replication: u16::try_from(i.replication).unwrap_or(u16::MAX),
-                    chunk_size: i.chunk_size,
-                    chunks: i.chunks.iter().map(|c| ChunkHandle(c.handle)).collect(),
-                    length: i.length,
-                    writer: i.writer.map(Into::into),
-                });
-                let permission = u16::try_from(i.permission).unwrap_or(u16::MAX);
+                if i.is_dir && !i.chunks.is_empty() {
+                    return Err(bad(offset, format!("directory inode {} lists chunks", i.id)));
+                }
+                let file =
+                    if i.is_dir { None } else { Some(file_meta(&i).map_err(|r| bad(offset, r))?) };
+                let permission =
+                    u16::try_from(i.permission).ok().filter(|p| *p <= 0o7777).ok_or_else(|| {
+                        bad(offset, format!("inode {} has permission {:#o}", i.id, i.permission))
+                    })?;
                 let id = builder
                     .insert(InodeImage {
                         id: InodeId(i.id),
@@ -243,7 +253,18 @@ pub fn read(path: &Path) -> Result<Loaded> {
                     })
                     .map_err(|r| bad(offset, r))?;
                 for c in &i.chunks {
-                    chunks.restore(ChunkHandle(c.handle), id, c.version, c.length);
+                    let h = ChunkHandle(c.handle);
+                    if c.handle == 0 || c.version == 0 || chunks.get(h).is_some() {
+                        return Err(bad(
+                            offset,
+                            format!(
+                                "inode {} lists chunk {:#x} version {}: handle or version 0, \
+                                 or a chunk another file holds",
+                                i.id, c.handle, c.version
+                            ),
+                        ));
+                    }
+                    chunks.restore(h, id, c.version, c.length);
                 }
                 inodes += 1;
             }
@@ -270,6 +291,19 @@ pub fn read(path: &Path) -> Result<Loaded> {
     }
     let _ = chunks.reserve_above(ChunkHandle(header.next_handle.saturating_sub(1)));
     Ok(Loaded { txid: header.txid, ns: builder.finish(), chunks })
+}
+
+/// The file metadata of an inode record, checked as a create would check it.
+fn file_meta(i: &pb::CheckpointInode) -> std::result::Result<FileMeta, String> {
+    let replication = config::check_replication(i.replication).map_err(|e| e.to_string())?;
+    config::check_chunk_size(i.chunk_size).map_err(|e| e.to_string())?;
+    Ok(FileMeta {
+        replication,
+        chunk_size: i.chunk_size,
+        chunks: i.chunks.iter().map(|c| ChunkHandle(c.handle)).collect(),
+        length: i.length,
+        writer: i.writer.as_deref().map(Into::into),
+    })
 }
 
 /// Removes checkpoints older than `previous` and `.tmp` leftovers, and the log segments
@@ -388,5 +422,336 @@ mod tests {
         assert_eq!(file_name(7), "checkpoint-00000000000000000007.ckpt");
         assert_eq!(parse_name(&file_name(7)), Some(7));
         assert_eq!(parse_name(&tmp_name(7)), None);
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+    use proto::alloc_probe::largest_allocation;
+    use proto::path::MAX_PATH_LEN;
+
+    use super::*;
+    use crate::namespace::ROOT;
+    use crate::namespace::proptests::{Run, steps};
+    use crate::oplog::frame::proptests::{damage, starts};
+
+    /// Every chunk's persistent fields, by handle.
+    fn chunk_fields(chunks: &ChunkMap) -> Vec<(u64, u64, u64)> {
+        let mut out: Vec<_> = chunks.iter().map(|(h, c)| (h.0, c.version, c.length)).collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// A namespace that random operations built, and its chunks.
+    fn built() -> impl Strategy<Value = Run> {
+        steps(30).prop_map(|steps| {
+            let mut run = Run::new();
+            for (i, s) in steps.iter().enumerate() {
+                run.step(s, i as i64 + 1).expect("namespace agrees with its model");
+            }
+            run
+        })
+    }
+
+    /// Reading allocates in proportion to the file, whatever its fields claim.
+    fn read_bounded(path: &Path) -> std::result::Result<Result<Loaded>, TestCaseError> {
+        let len = fs::metadata(path).expect("stat").len() as usize;
+        let (loaded, largest) = largest_allocation(|| read(path));
+        prop_assert!(largest <= 32 * len + (1 << 20), "{} bytes allocated {}", len, largest);
+        Ok(loaded)
+    }
+
+    /// What a forged inode record gets wrong, if anything.
+    #[derive(Debug, Clone, Copy)]
+    enum Twist {
+        None,
+        Name(&'static str),
+        Replication(u32),
+        ChunkSize(u64),
+        Permission(u32),
+        Handle(u64),
+        Version0,
+        RepeatedChunk,
+        Parent(u64),
+    }
+
+    fn twist() -> impl Strategy<Value = Twist> {
+        let hostile = prop_oneof![
+            prop_oneof![Just(""), Just("."), Just(".."), Just("a/b"), Just("a:b"), Just("a\0b")]
+                .prop_map(Twist::Name),
+            Just(Twist::Name("long")),
+            prop_oneof![Just(0u32), Just(513), Just(u32::MAX)].prop_map(Twist::Replication),
+            prop_oneof![Just(0u64), Just(65537)].prop_map(Twist::ChunkSize),
+            prop_oneof![Just(0o10000u32), Just(u32::MAX)].prop_map(Twist::Permission),
+            prop_oneof![Just(0u64), Just(u64::MAX)].prop_map(Twist::Handle),
+            Just(Twist::Version0),
+            Just(Twist::RepeatedChunk),
+            prop_oneof![Just(0u64), Just(999)].prop_map(Twist::Parent),
+        ];
+        prop_oneof![40 => Just(Twist::None), 1 => hostile]
+    }
+
+    /// One forged inode: directory or file, where it hangs, whether its name is long
+    /// (chains of long names pass the path limit), and what it gets wrong.
+    type Spec = (bool, usize, bool, bool, Twist);
+
+    fn forge(specs: &[Spec]) -> Vec<pb::CheckpointInode> {
+        let mut dirs = vec![ROOT.0];
+        let mut handle = 0;
+        let mut out = Vec::new();
+        for (i, &(is_dir, at, chain, long, twist)) in specs.iter().enumerate() {
+            let id = i as u64 + 2;
+            let parent =
+                if chain { *dirs.last().unwrap_or(&ROOT.0) } else { dirs[at % dirs.len()] };
+            // Names are unique, so only a twist repeats one.
+            let name = if long { format!("{}{id:03}", "n".repeat(250)) } else { format!("f{id}") };
+            let mut i = pb::CheckpointInode {
+                id,
+                parent,
+                name,
+                mtime_ms: id as i64,
+                owner: "u".into(),
+                permission: if is_dir { 0o755 } else { 0o644 },
+                is_dir,
+                ..pb::CheckpointInode::default()
+            };
+            if !is_dir {
+                handle += 1;
+                i.replication = 2;
+                i.chunk_size = 64 << 10;
+                i.length = 10;
+                i.chunks = vec![pb::CheckpointChunk { handle, version: 1, length: 10 }];
+            }
+            match twist {
+                Twist::None => {}
+                Twist::Name("long") => i.name = "n".repeat(256),
+                Twist::Name(n) => i.name = n.into(),
+                Twist::Replication(r) => i.replication = r,
+                Twist::ChunkSize(c) => i.chunk_size = c,
+                Twist::Permission(p) => i.permission = p,
+                Twist::Handle(h) => {
+                    i.chunks = vec![pb::CheckpointChunk { handle: h, version: 1, length: 0 }]
+                }
+                Twist::Version0 => {
+                    i.chunks =
+                        vec![pb::CheckpointChunk { handle: 1000 + id, version: 0, length: 0 }]
+                }
+                Twist::RepeatedChunk => {
+                    i.chunks = vec![pb::CheckpointChunk { handle: 1, version: 1, length: 0 }]
+                }
+                Twist::Parent(p) => i.parent = p,
+            }
+            if is_dir {
+                dirs.push(id);
+            }
+            out.push(i);
+        }
+        out
+    }
+
+    /// Checkpoints whose every frame checks out but whose records may say anything a
+    /// bug could write: bad names, paths over the limit, fields out of range, chunks held
+    /// twice, a header promising 2^40 inodes, a trailer that miscounts.
+    fn forged() -> impl Strategy<Value = Vec<u8>> {
+        let spec = (
+            any::<bool>(),
+            any::<usize>(),
+            prop::bool::weighted(0.3),
+            prop::bool::weighted(0.3),
+            twist(),
+        );
+        let header = (
+            prop_oneof![19 => Just(FORMAT), 1 => any::<u32>()],
+            0..4u64,
+            prop_oneof![0..64u64, Just(1 << 40), Just(u64::MAX)],
+            any::<u64>(),
+        );
+        (
+            header,
+            prop::collection::vec(spec, 0..80),
+            prop::bool::weighted(0.9),
+            prop::bool::weighted(0.05),
+        )
+            .prop_map(
+                |((format, txid, next_inode, next_handle), specs, true_count, extra)| {
+                    let mut buf = Vec::new();
+                    let mut emit = |entry| {
+                        frame::push_message(&pb::CheckpointRecord { entry: Some(entry) }, &mut buf)
+                    };
+                    emit(Entry::Header(pb::CheckpointHeader {
+                        format,
+                        txid,
+                        next_handle,
+                        next_inode,
+                        time_ms: 0,
+                    }));
+                    let count =
+                        if true_count { specs.len() as u64 + 1 } else { specs.len() as u64 / 2 };
+                    emit(Entry::Inode(pb::CheckpointInode {
+                        id: ROOT.0,
+                        parent: ROOT.0,
+                        owner: "root".into(),
+                        permission: 0o755,
+                        is_dir: true,
+                        ..Default::default()
+                    }));
+                    for i in forge(&specs) {
+                        emit(Entry::Inode(i));
+                    }
+                    emit(Entry::Trailer(pb::CheckpointTrailer { inodes: count, txid }));
+                    if extra {
+                        emit(Entry::Trailer(pb::CheckpointTrailer { inodes: count, txid }));
+                    }
+                    buf
+                },
+            )
+    }
+
+    /// A checkpoint holding the root and `inodes`, whose header promises `next_inode`.
+    fn checkpoint_of(next_inode: u64, inodes: Vec<pb::CheckpointInode>) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let mut emit =
+            |entry| frame::push_message(&pb::CheckpointRecord { entry: Some(entry) }, &mut buf);
+        emit(Entry::Header(pb::CheckpointHeader {
+            format: FORMAT,
+            txid: 1,
+            next_handle: 1,
+            next_inode,
+            time_ms: 0,
+        }));
+        let count = inodes.len() as u64;
+        for i in inodes {
+            emit(Entry::Inode(i));
+        }
+        emit(Entry::Trailer(pb::CheckpointTrailer { inodes: count, txid: 1 }));
+        buf
+    }
+
+    fn read_bytes(bytes: &[u8]) -> Result<Loaded> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(file_name(1));
+        fs::write(&path, bytes).expect("write");
+        read(&path)
+    }
+
+    /// Found by `forged_checkpoints_load_only_as_sound_namespaces`: a header promising
+    /// 2^40 inodes made the reader reserve room for 2^28 of them (32 GiB) before reading
+    /// one.
+    #[test]
+    fn a_header_promising_2_to_the_40_inodes_reserves_no_more_than_the_file_holds() {
+        let bytes = checkpoint_of(1 << 40, forge(&[]));
+        let (loaded, largest) = largest_allocation(|| read_bytes(&bytes));
+        assert!(loaded.is_ok());
+        assert!(largest < 1 << 20, "allocated {largest} bytes");
+    }
+
+    /// Found by the same property: names and paths that no request could make loaded,
+    /// and `path_of` panicked on them later.
+    #[test]
+    fn names_no_path_may_hold_are_refused() {
+        let dir = |id, parent, name: &str| pb::CheckpointInode {
+            id,
+            parent,
+            name: name.into(),
+            permission: 0o755,
+            is_dir: true,
+            ..pb::CheckpointInode::default()
+        };
+        for bad in ["..", ".", "a:b", "a\0b", &"n".repeat(256)] {
+            let err = read_bytes(&checkpoint_of(3, vec![dir(2, 1, bad)])).expect_err(bad);
+            assert!(err.to_string().contains("invalid name"), "{err}");
+        }
+        // 32 directories of 255-byte names: the last path is 8192 bytes long.
+        let long: Vec<_> = (2..34).map(|id| dir(id, (id - 1).max(1), &"n".repeat(255))).collect();
+        let err = read_bytes(&checkpoint_of(40, long)).expect_err("path too long");
+        assert!(err.to_string().contains("over the limit"), "{err}");
+    }
+
+    /// Fields a create would refuse were clamped (a replication of 2^32 - 1 became
+    /// 65535) or taken as they were; a chunk two files list was silently given to one.
+    #[test]
+    fn file_fields_out_of_range_and_shared_chunks_are_refused() {
+        let file = |id, twist: Twist| {
+            forge(&[(false, 0, false, false, twist)])
+                .into_iter()
+                .map(move |i| pb::CheckpointInode { id, name: format!("f{id}"), ..i })
+                .next()
+                .expect("one inode")
+        };
+        for twist in [
+            Twist::Replication(u32::MAX),
+            Twist::Replication(0),
+            Twist::ChunkSize(65537),
+            Twist::Permission(u32::MAX),
+            Twist::Handle(0),
+            Twist::Version0,
+        ] {
+            let err = read_bytes(&checkpoint_of(3, vec![file(2, twist)])).expect_err("refused");
+            assert!(matches!(err, Error::Corrupt { .. }), "{twist:?}: {err}");
+        }
+        // Found later by the same property: a directory's record listing a chunk put it
+        // in the chunk map, owned by the directory, and a checkpoint then dropped it.
+        let dir_with_chunk = pb::CheckpointInode { is_dir: true, ..file(2, Twist::None) };
+        let err = read_bytes(&checkpoint_of(3, vec![dir_with_chunk])).expect_err("refused");
+        assert!(err.to_string().contains("directory inode 2 lists chunks"), "{err}");
+        let shared = vec![file(2, Twist::None), file(3, Twist::None)];
+        let err = read_bytes(&checkpoint_of(4, shared)).expect_err("shared chunk");
+        assert!(err.to_string().contains("another file holds"), "{err}");
+        assert!(read_bytes(&checkpoint_of(3, vec![file(2, Twist::None)])).is_ok());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn checkpoints_round_trip(run in built(), txid in any::<u64>()) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let chunks = run.chunks();
+            let path = write(dir.path(), &Snapshot::of(txid, 7, run.ns.clone(), &chunks)).expect("write");
+            let loaded = read_bounded(&path)?.expect("read back");
+            prop_assert_eq!(loaded.txid, txid);
+            prop_assert_eq!(loaded.ns.dump(), run.ns.dump());
+            prop_assert_eq!(chunk_fields(&loaded.chunks), chunk_fields(&chunks));
+            prop_assert_eq!(loaded.chunks.next_handle(), chunks.next_handle());
+        }
+
+        /// Every frame is checksummed and the trailer counts them, so damage anywhere is
+        /// `Corrupt`: never a panic, and never a namespace other than the one written.
+        #[test]
+        fn damaged_checkpoints_are_refused(run in built(), damage in damage()) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = write(dir.path(), &Snapshot::of(3, 7, run.ns.clone(), &run.chunks())).expect("write");
+            let mut buf = fs::read(&path).expect("read");
+            let frames = starts(&buf);
+            let changed = damage.apply(&mut buf, &frames).is_some();
+            fs::write(&path, &buf).expect("write");
+            match read_bounded(&path)? {
+                Ok(loaded) => {
+                    prop_assert!(!changed, "{:?} went unnoticed", damage);
+                    prop_assert_eq!(loaded.ns.dump(), run.ns.dump());
+                }
+                Err(e) => prop_assert!(changed && matches!(e, Error::Corrupt { .. }), "{}", e),
+            }
+        }
+
+        /// A checkpoint whose checksums hold but whose records were written by a bug (or
+        /// an attacker) loads only as a namespace every request could have built: each
+        /// path valid and within the limit, so nothing later panics on it.
+        #[test]
+        fn forged_checkpoints_load_only_as_sound_namespaces(bytes in forged()) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join(file_name(1));
+            fs::write(&path, &bytes).expect("write");
+            let Ok(loaded) = read_bounded(&path)? else { return Ok(()) };
+            for (id, _) in loaded.ns.parent_first() {
+                let p = loaded.ns.path_of(id);
+                prop_assert!(p.as_str().len() <= MAX_PATH_LEN);
+            }
+            let again = write(dir.path(), &Snapshot::of(loaded.txid, 0, loaded.ns.clone(), &loaded.chunks)).expect("write");
+            let reread = read(&again).expect("a loaded checkpoint writes back readable");
+            prop_assert_eq!(reread.ns.dump(), loaded.ns.dump());
+            prop_assert_eq!(chunk_fields(&reread.chunks), chunk_fields(&loaded.chunks));
+        }
     }
 }

@@ -56,6 +56,10 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{error, info, warn};
 
+#[cfg(test)]
+#[global_allocator]
+static ALLOC: proto::alloc_probe::Probe = proto::alloc_probe::Probe;
+
 pub use config::Config;
 pub use error::{Error, Result};
 

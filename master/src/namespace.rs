@@ -19,6 +19,8 @@ use crate::ids::ChunkHandle;
 
 mod image;
 mod name;
+#[cfg(test)]
+pub(crate) mod proptests;
 
 pub use image::{InodeImage, NamespaceBuilder};
 pub use name::Name;

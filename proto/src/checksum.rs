@@ -113,3 +113,60 @@ mod tests {
         assert_eq!(verify(&[], &[]), Ok(()));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// `len` bytes drawn from `seed` (filling them through proptest is slow at 64 KiB).
+    fn bytes(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        /// A chunkserver trusts packet data only through `verify`: every single flipped
+        /// bit is caught, in the block it hit, and any other count of CRCs is refused.
+        #[test]
+        fn verify_catches_every_flip_and_count(
+            len in 0..3 * BLOCK_SIZE + 100,
+            seed in any::<u64>(),
+            flip in any::<prop::sample::Index>(),
+            bit in 0..8u8,
+            extra in 1..3usize,
+        ) {
+            let mut data = bytes(len, seed);
+            let crcs = block_crcs(&data);
+            prop_assert_eq!(crcs.len(), block_count(len));
+            prop_assert_eq!(verify(&data, &crcs), Ok(()));
+            let mut more = crcs.clone();
+            more.extend(std::iter::repeat_n(0, extra));
+            let is_count_mismatch = matches!(verify(&data, &more), Err(ChecksumError::CountMismatch { .. }));
+            prop_assert!(is_count_mismatch);
+            if !crcs.is_empty() {
+                let fewer = &crcs[..crcs.len() - 1];
+                let is_count_mismatch = matches!(verify(&data, fewer), Err(ChecksumError::CountMismatch { .. }));
+                prop_assert!(is_count_mismatch);
+            }
+            if len > 0 {
+                let at = flip.index(len);
+                data[at] ^= 1 << bit;
+                match verify(&data, &crcs) {
+                    Err(ChecksumError::Mismatch { block, .. }) => prop_assert_eq!(block, at / BLOCK_SIZE),
+                    other => prop_assert!(false, "flip at {} not caught: {:?}", at, other),
+                }
+            }
+        }
+    }
+}

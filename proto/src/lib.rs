@@ -7,11 +7,17 @@
 //! and [`size`] (byte sizes on command lines).
 #![warn(missing_docs)]
 
+#[cfg(any(test, feature = "alloc-probe"))]
+pub mod alloc_probe;
 pub mod checksum;
 pub mod logging;
 pub mod path;
 pub mod process;
 pub mod size;
+
+#[cfg(test)]
+#[global_allocator]
+static ALLOC: alloc_probe::Probe = alloc_probe::Probe;
 
 /// Generated code for package `gfs.v1` (master and chunkserver services).
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

@@ -23,6 +23,27 @@ pub struct PathError {
     pub reason: &'static str,
 }
 
+/// Checks that `name` can be one component of a path: not empty, `.` or `..`, no `/`,
+/// NUL or `:`, at most [`MAX_COMPONENT_LEN`] bytes.
+///
+/// # Errors
+/// What is wrong with it.
+pub fn check_component(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.contains('/') {
+        return Err("not a single path component");
+    }
+    if name == "." || name == ".." {
+        return Err("'.' and '..' are not allowed");
+    }
+    if name.contains('\0') || name.contains(':') {
+        return Err("NUL and ':' are not allowed");
+    }
+    if name.len() > MAX_COMPONENT_LEN {
+        return Err("a component is longer than 255 bytes");
+    }
+    Ok(())
+}
+
 /// A normalized absolute path: `/` or `/a/b` (no trailing slash).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DfsPath(String);
@@ -51,15 +72,7 @@ impl DfsPath {
         }
         let mut out = String::with_capacity(s.len());
         for c in s.split('/').filter(|c| !c.is_empty()) {
-            if c == "." || c == ".." {
-                return Err(err("'.' and '..' are not allowed"));
-            }
-            if c.contains('\0') || c.contains(':') {
-                return Err(err("NUL and ':' are not allowed"));
-            }
-            if c.len() > MAX_COMPONENT_LEN {
-                return Err(err("a component is longer than 255 bytes"));
-            }
+            check_component(c).map_err(err)?;
             out.push('/');
             out.push_str(c);
         }
@@ -209,5 +222,109 @@ mod tests {
         assert!(p("/a").is_ancestor_of(&p("/a/b")));
         assert!(!p("/a").is_ancestor_of(&p("/ab")));
         assert!(!p("/a/b").is_ancestor_of(&p("/a")));
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A valid component: no `/`, NUL or `:`, not `.` or `..`, 1 to 255 bytes.
+    fn component() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-zA-Z0-9_.-]{1,12}",
+            "[^/:\u{0}]{1,20}",
+            Just("x".repeat(MAX_COMPONENT_LEN)),
+        ]
+        .prop_filter("not . or ..", |c| c != "." && c != "..")
+    }
+
+    /// Strings made mostly of the characters that matter to the parser.
+    fn pathish() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop_oneof![
+                Just("/".to_owned()),
+                Just("//".to_owned()),
+                Just(".".to_owned()),
+                Just("..".to_owned()),
+                Just(":".to_owned()),
+                Just("\0".to_owned()),
+                Just("é".to_owned()),
+                "[a-z]{1,3}",
+                Just("y".repeat(200)),
+            ],
+            0..48,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
+    /// What every accepted path must look like.
+    fn check_normal(p: &DfsPath) -> Result<(), TestCaseError> {
+        let s = p.as_str();
+        prop_assert!(s.starts_with('/'), "{:?}", s);
+        prop_assert!(s.len() <= MAX_PATH_LEN);
+        prop_assert!(p.is_root() || !s.ends_with('/'), "{:?}", s);
+        prop_assert!(!s.contains("//") && !s.contains('\0') && !s.contains(':'), "{:?}", s);
+        for c in p.components() {
+            prop_assert!(c != "." && c != ".." && !c.is_empty() && c.len() <= MAX_COMPONENT_LEN);
+        }
+        // Display is the normal form, and the normal form parses to itself.
+        prop_assert_eq!(&p.to_string(), s);
+        prop_assert_eq!(&DfsPath::parse(&p.to_string()).expect("normal form parses"), p);
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Paths arrive in every request: no string makes the parser panic, and whatever
+        /// it accepts is in normal form and survives Display.
+        #[test]
+        fn parse_never_panics_and_accepted_paths_round_trip(s in prop_oneof![any::<String>(), pathish()]) {
+            if let Ok(p) = DfsPath::parse(&s) {
+                check_normal(&p)?;
+                // Parsing folds only repeated and trailing slashes.
+                let folded: Vec<&str> = s.split('/').filter(|c| !c.is_empty()).collect();
+                prop_assert_eq!(p.components().collect::<Vec<_>>(), folded);
+            }
+        }
+
+        /// Paths built from valid components are accepted exactly, however many slashes
+        /// separate them, until they pass the length limit.
+        #[test]
+        fn valid_components_are_accepted(parts in prop::collection::vec(component(), 0..40), slashes in 1..3usize) {
+            let sep = "/".repeat(slashes);
+            let s = format!("{sep}{}", parts.join(&sep));
+            let normal = format!("/{}", parts.join("/"));
+            match DfsPath::parse(&s) {
+                Ok(p) => {
+                    check_normal(&p)?;
+                    prop_assert_eq!(p.as_str(), normal.as_str());
+                    let rebuilt = parts.iter().try_fold(DfsPath::root(), |d, c| d.join(c));
+                    prop_assert_eq!(rebuilt.as_ref(), Ok(&p));
+                }
+                Err(e) => prop_assert!(s.len() > MAX_PATH_LEN, "{} refused: {}", normal, e),
+            }
+        }
+
+        /// A name the namespace stores (a checkpoint's inode names) is checked by
+        /// `check_component`, which must accept exactly what parsing accepts as one.
+        #[test]
+        fn check_component_agrees_with_parse(c in prop_oneof![any::<String>(), pathish()]) {
+            let parsed = DfsPath::parse(&format!("/{c}"));
+            let one = parsed.as_ref().is_ok_and(|p| p.components().eq([c.as_str()]));
+            prop_assert_eq!(check_component(&c).is_ok(), one, "{:?}", c);
+        }
+
+        /// Relative paths typed at a shell resolve without panicking, to a normal path.
+        #[test]
+        fn resolve_never_panics(cwd in prop::collection::vec(component(), 0..4), s in pathish()) {
+            let cwd = DfsPath::parse(&format!("/{}", cwd.join("/"))).expect("valid cwd");
+            if let Ok(p) = DfsPath::resolve(&cwd, &s) {
+                check_normal(&p)?;
+            }
+        }
     }
 }

@@ -203,3 +203,115 @@ pub(super) fn verified_prefix(dir: &Path, h: u64) -> Result<(u64, u64)> {
     }
     Ok((header.version, length))
 }
+
+#[cfg(test)]
+mod proptests {
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+    use proto::alloc_probe::largest_allocation;
+
+    use super::*;
+    use crate::reports::ReportQueue;
+    use crate::store::tests::{data, write};
+
+    /// How a replica's files are found at start-up.
+    #[derive(Debug, Clone)]
+    enum Damage {
+        None,
+        Flip {
+            meta: bool,
+            at: Index,
+            bit: u8,
+        },
+        Cut {
+            meta: bool,
+            at: Index,
+        },
+        Append {
+            meta: bool,
+            bytes: Vec<u8>,
+        },
+        /// A header rewritten whole, its CRC correct, claiming this length.
+        Length(u64),
+    }
+
+    fn damage() -> impl Strategy<Value = Damage> {
+        prop_oneof![
+            1 => Just(Damage::None),
+            3 => (any::<bool>(), any::<Index>(), 0..8u8).prop_map(|(meta, at, bit)| Damage::Flip { meta, at, bit }),
+            2 => (any::<bool>(), any::<Index>()).prop_map(|(meta, at)| Damage::Cut { meta, at }),
+            1 => (any::<bool>(), prop::collection::vec(any::<u8>(), 1..9)).prop_map(|(meta, bytes)| Damage::Append { meta, bytes }),
+            1 => prop_oneof![Just(1u64 << 40), Just(u64::MAX), 0..4 * B].prop_map(Damage::Length),
+        ]
+    }
+
+    fn apply(damage: &Damage, dir: &Path, h: u64) {
+        let path = |meta: bool| dir.join(name(h, if meta { "meta" } else { "data" }));
+        let edit = |meta: bool, f: &dyn Fn(&mut Vec<u8>)| {
+            let mut b = fs::read(path(meta)).expect("read");
+            f(&mut b);
+            fs::write(path(meta), b).expect("write");
+        };
+        match damage {
+            Damage::None => {}
+            Damage::Flip { meta, at, bit } => edit(*meta, &|b| {
+                if !b.is_empty() {
+                    let i = at.index(b.len());
+                    b[i] ^= 1 << bit;
+                }
+            }),
+            Damage::Cut { meta, at } => edit(*meta, &|b| b.truncate(at.index(b.len() + 1))),
+            Damage::Append { meta, bytes } => edit(*meta, &|b| b.extend_from_slice(bytes)),
+            Damage::Length(length) => edit(true, &|b| {
+                let header = Header::decode(b, "meta").expect("a true header");
+                b[..HEADER_LEN as usize]
+                    .copy_from_slice(&Header { length: *length, ..header }.encode());
+            }),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Whatever happened to a replica's `.meta` or `.data` file, start-up never fails
+        /// or panics over it and never serves other bytes than were written: a finalized
+        /// replica loads whole (reads then give its bytes or a checksum error) or as
+        /// corrupt; one being written keeps a prefix of what was written.
+        #[test]
+        fn start_up_never_serves_other_bytes(
+            len in 0..3 * BLOCK_SIZE + 100,
+            seed in any::<u8>(),
+            finalized in any::<bool>(),
+            damage in damage(),
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let bytes = data(len, seed);
+            let store = crate::store::tests::open(dir.path(), None);
+            write(&store, 7, 3, &bytes, finalized);
+            drop(store);
+            let sub = dir.path().join(if finalized { "finalized" } else { "rbw" });
+            apply(&damage, &sub, 7);
+            let (store, largest) = largest_allocation(|| Store::open(dir.path(), None, Arc::new(ReportQueue::new())));
+            let store = store.expect("start-up never fails over a replica");
+            prop_assert!(largest <= 8 << 20, "start-up allocated {} bytes", largest);
+            if store.corrupt().contains(&7) {
+                prop_assert!(!matches!(damage, Damage::None));
+                return Ok(());
+            }
+            let info = store.get(7).expect("loaded");
+            prop_assert_eq!((info.version, info.finalized), (3, finalized));
+            if finalized {
+                prop_assert_eq!(info.length, len as u64);
+            } else {
+                prop_assert!(info.length <= len as u64);
+            }
+            let reader = store.open_reader(7).expect("open");
+            match reader.read(0, info.length) {
+                Ok(got) => prop_assert_eq!(&got[..], &bytes[..info.length as usize]),
+                Err(e) => prop_assert!(matches!(e, Error::Corrupt { .. } | Error::ReplicaCorrupt { .. }), "{}", e),
+            }
+        }
+    }
+}

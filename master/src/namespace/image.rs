@@ -9,6 +9,8 @@
 
 use std::collections::HashMap;
 
+use proto::path::{MAX_PATH_LEN, check_component};
+
 use super::{Children, FileMeta, Inode, InodeId, InodeKind, Namespace, ROOT};
 
 /// One inode as a checkpoint stores it.
@@ -102,8 +104,9 @@ impl Namespace {
 #[derive(Debug)]
 pub struct NamespaceBuilder {
     ns: Namespace,
-    /// Directories by the id the images give them, to the id they have here.
-    dirs: HashMap<u64, InodeId>,
+    /// Directories by the id the images give them, to the id they have here and the
+    /// length of their path below the root (0 for the root itself).
+    dirs: HashMap<u64, (InodeId, usize)>,
 }
 
 impl Default for NamespaceBuilder {
@@ -115,7 +118,7 @@ impl Default for NamespaceBuilder {
 impl NamespaceBuilder {
     /// A builder holding just the root.
     pub fn new() -> NamespaceBuilder {
-        NamespaceBuilder { ns: Namespace::new(), dirs: HashMap::from([(ROOT.0, ROOT)]) }
+        NamespaceBuilder { ns: Namespace::new(), dirs: HashMap::from([(ROOT.0, (ROOT, 0))]) }
     }
 
     /// Adds one inode and returns the id it has in the rebuilt namespace; the root's image
@@ -123,7 +126,9 @@ impl NamespaceBuilder {
     ///
     /// # Errors
     /// A message saying why the image does not fit the tree built so far (unknown or
-    /// non-directory parent, repeated id or name, a root that is a file).
+    /// non-directory parent, repeated id or name, a root that is a file), or names what
+    /// no path can (a name that is not a valid component, a path over [`MAX_PATH_LEN`]):
+    /// the namespace never holds a path that no request could name.
     pub fn insert(&mut self, img: InodeImage) -> Result<InodeId, String> {
         let owner = self.ns.intern(&img.owner);
         if img.id == ROOT {
@@ -136,10 +141,13 @@ impl NamespaceBuilder {
             root.permission = img.permission;
             return Ok(ROOT);
         }
-        if img.name.is_empty() || img.name.contains('/') {
-            return Err(format!("inode {} has the invalid name {:?}", img.id.0, img.name));
+        if let Err(reason) = check_component(&img.name) {
+            return Err(format!(
+                "inode {} has the invalid name {:?}: {reason}",
+                img.id.0, img.name
+            ));
         }
-        let Some(&parent) = self.dirs.get(&img.parent.0) else {
+        let Some(&(parent, parent_len)) = self.dirs.get(&img.parent.0) else {
             return Err(format!(
                 "inode {}'s parent {} is not a directory recorded before it",
                 img.id.0, img.parent.0
@@ -147,6 +155,13 @@ impl NamespaceBuilder {
         };
         if self.dirs.contains_key(&img.id.0) {
             return Err(format!("inode {} appears twice", img.id.0));
+        }
+        let path_len = parent_len + 1 + img.name.len();
+        if path_len > MAX_PATH_LEN {
+            return Err(format!(
+                "inode {}'s path is {path_len} bytes long, over the limit of {MAX_PATH_LEN}",
+                img.id.0
+            ));
         }
         if self.ns.child(parent, &img.name).is_some() {
             return Err(format!(
@@ -176,7 +191,7 @@ impl NamespaceBuilder {
         });
         self.ns.link(parent, id);
         if is_dir {
-            self.dirs.insert(img.id.0, id);
+            self.dirs.insert(img.id.0, (id, path_len));
         }
         Ok(id)
     }

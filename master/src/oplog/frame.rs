@@ -186,3 +186,165 @@ mod tests {
         assert!(matches!(records(&huge).1, Frame::Corrupt { offset: 0, .. }));
     }
 }
+
+/// Damage generators shared by the property tests of everything framed (log segments,
+/// checkpoints).
+#[cfg(test)]
+pub(crate) mod proptests {
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+    use proto::alloc_probe::largest_allocation;
+
+    use super::*;
+
+    /// One way a framed file can go bad on disk.
+    #[derive(Debug, Clone)]
+    pub(crate) enum Damage {
+        /// One bit of one byte flipped.
+        Flip { at: Index, bit: u8 },
+        /// The file cut short (a crash, a lost tail).
+        Cut(Index),
+        /// Bytes after the end (a zero-filled or reused tail).
+        Append(Vec<u8>),
+        /// A frame's length field replaced.
+        Length { frame: Index, len: u32 },
+    }
+
+    /// Any [`Damage`], with lengths that run past the end or over [`MAX_PAYLOAD`].
+    pub(crate) fn damage() -> impl Strategy<Value = Damage> {
+        let len = prop_oneof![0..64u32, any::<u32>(), MAX_PAYLOAD + 1..=u32::MAX, Just(u32::MAX)];
+        prop_oneof![
+            (any::<Index>(), 0..8u8).prop_map(|(at, bit)| Damage::Flip { at, bit }),
+            any::<Index>().prop_map(Damage::Cut),
+            prop_oneof![
+                prop::collection::vec(any::<u8>(), 1..40),
+                (1..40usize).prop_map(|n| vec![0; n]),
+            ]
+            .prop_map(Damage::Append),
+            (any::<Index>(), len).prop_map(|(frame, len)| Damage::Length { frame, len }),
+        ]
+    }
+
+    /// Where the frames of `buf` start (a walk up to its end or first bad frame).
+    pub(crate) fn starts(buf: &[u8]) -> Vec<usize> {
+        let mut f = Frames::new(buf);
+        let mut out = Vec::new();
+        while let Frame::Record { offset, .. } = f.next_frame() {
+            out.push(offset as usize);
+        }
+        out
+    }
+
+    impl Damage {
+        /// Damages `buf`, whose frames start at `starts`. Returns the first frame no
+        /// longer as written (`starts.len()` when only bytes after the last were added),
+        /// or `None` when nothing changed.
+        pub(crate) fn apply(&self, buf: &mut Vec<u8>, starts: &[usize]) -> Option<usize> {
+            let frame_of = |at: usize| starts.iter().rposition(|&s| s <= at).unwrap_or(0);
+            match self {
+                Damage::Flip { at, bit } => {
+                    if buf.is_empty() {
+                        return None;
+                    }
+                    let at = at.index(buf.len());
+                    buf[at] ^= 1 << bit;
+                    Some(frame_of(at))
+                }
+                Damage::Cut(at) => {
+                    if buf.is_empty() {
+                        return None;
+                    }
+                    let at = at.index(buf.len());
+                    buf.truncate(at);
+                    Some(frame_of(at))
+                }
+                Damage::Append(bytes) => {
+                    buf.extend_from_slice(bytes);
+                    Some(starts.len())
+                }
+                Damage::Length { frame, len } => {
+                    if starts.is_empty() {
+                        return None;
+                    }
+                    let i = frame.index(starts.len());
+                    let field = &mut buf[starts[i]..starts[i] + 4];
+                    if field == len.to_le_bytes() {
+                        return None;
+                    }
+                    field.copy_from_slice(&len.to_le_bytes());
+                    Some(i)
+                }
+            }
+        }
+    }
+
+    fn framed(payloads: &[Vec<u8>]) -> (Vec<u8>, Vec<usize>) {
+        let mut out = Vec::new();
+        let mut starts = Vec::new();
+        for p in payloads {
+            starts.push(out.len());
+            push(p, &mut out);
+        }
+        (out, starts)
+    }
+
+    /// Every frame of `buf` up to the first that is not a record.
+    fn walk(buf: &[u8]) -> (Vec<(usize, Vec<u8>)>, Frame<'_>) {
+        let mut f = Frames::new(buf);
+        let mut out = Vec::new();
+        loop {
+            match f.next_frame() {
+                Frame::Record { offset, payload } => out.push((offset as usize, payload.to_vec())),
+                other => return (out, other),
+            }
+        }
+    }
+
+    fn payloads() -> impl Strategy<Value = Vec<Vec<u8>>> {
+        prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 0..8)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn frames_round_trip(payloads in payloads()) {
+            let (buf, starts) = framed(&payloads);
+            let (got, end) = walk(&buf);
+            prop_assert_eq!(end, Frame::End);
+            let want: Vec<(usize, Vec<u8>)> = starts.into_iter().zip(payloads).collect();
+            prop_assert_eq!(got, want);
+        }
+
+        /// Damage is never read as a record: the frames before it come back as written,
+        /// the damaged one is torn or corrupt at its own offset (a cut exactly between
+        /// frames is a clean end), and nothing is allocated for a length field.
+        #[test]
+        fn damaged_frames_are_never_records(payloads in payloads(), damage in damage()) {
+            let (mut buf, starts) = framed(&payloads);
+            let hit = damage.apply(&mut buf, &starts);
+            let ((got, end), largest) = largest_allocation(|| walk(&buf));
+            prop_assert!(largest <= 1024, "walking {} bytes allocated {}", buf.len(), largest);
+            let written: Vec<(usize, Vec<u8>)> = starts.iter().copied().zip(payloads.iter().cloned()).collect();
+            let Some(i) = hit else {
+                prop_assert_eq!(got, written);
+                prop_assert_eq!(end, Frame::End);
+                return Ok(());
+            };
+            // Appended bytes may by chance hold frames (eight zero bytes are an empty one).
+            let kept = i.min(got.len());
+            prop_assert_eq!(&got[..kept], &written[..kept]);
+            if i == payloads.len() {
+                prop_assert!(got.len() >= i);
+                return Ok(());
+            }
+            prop_assert_eq!(got.len(), i, "damaged frame {} read as a record", i);
+            let at = starts[i] as u64;
+            match (&damage, end) {
+                (Damage::Cut(_), Frame::End) => prop_assert_eq!(buf.len() as u64, at),
+                (_, Frame::Torn { offset, .. } | Frame::Corrupt { offset, .. }) => prop_assert_eq!(offset, at),
+                (_, other) => prop_assert!(false, "damage at frame {} gave {:?}", i, other),
+            }
+        }
+    }
+}

@@ -359,3 +359,145 @@ mod tests {
         assert!(Record::decode(&empty).is_err());
     }
 }
+
+/// Record generators shared by the property tests of the log.
+#[cfg(test)]
+pub(crate) mod proptests {
+    use proptest::prelude::*;
+    use proto::alloc_probe::largest_allocation;
+
+    use super::*;
+
+    /// A valid path component, mostly short ASCII, sometimes any other character.
+    pub(crate) fn name() -> impl Strategy<Value = String> {
+        prop_oneof![4 => "[a-z0-9_-][a-z0-9._-]{0,7}", 1 => "[^/:\u{0}.][^/:\u{0}]{0,9}"]
+    }
+
+    /// A valid path up to four components deep.
+    pub(crate) fn path() -> impl Strategy<Value = DfsPath> {
+        prop::collection::vec(name(), 0..4)
+            .prop_map(|c| DfsPath::parse(&format!("/{}", c.join("/"))).expect("valid path"))
+    }
+
+    fn finished() -> impl Strategy<Value = Option<(ChunkHandle, u64)>> {
+        // Handle 0 is the encoding's "none": no chunk has it.
+        prop::option::of((1..=u64::MAX, any::<u64>()).prop_map(|(h, l)| (ChunkHandle(h), l)))
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let s = any::<String>;
+        prop_oneof![
+            (path(), any::<bool>(), s()).prop_map(|(path, parents, owner)| Op::Mkdir {
+                path,
+                parents,
+                owner
+            }),
+            (path(), any::<u16>(), any::<u64>(), any::<(bool, bool)>(), s(), s()).prop_map(
+                |(path, replication, chunk_size, (overwrite, create_parents), owner, client)| {
+                    Op::Create {
+                        path,
+                        replication,
+                        chunk_size,
+                        overwrite,
+                        create_parents,
+                        owner,
+                        client,
+                    }
+                }
+            ),
+            (path(), s(), finished(), any::<u64>()).prop_map(|(path, client, previous, h)| {
+                Op::AddChunk { path, client, previous, handle: ChunkHandle(h) }
+            }),
+            (path(), s(), finished()).prop_map(|(path, client, last)| Op::Complete {
+                path,
+                client,
+                last
+            }),
+            (path(), path()).prop_map(|(src, dst)| Op::Rename { src, dst }),
+            (path(), any::<bool>()).prop_map(|(path, recursive)| Op::Delete { path, recursive }),
+            (path(), any::<u16>())
+                .prop_map(|(path, replication)| Op::SetReplication { path, replication }),
+            (path(), s(), any::<u64>(), any::<u64>()).prop_map(|(path, client, h, version)| {
+                Op::UpdatePipeline { path, client, handle: ChunkHandle(h), version }
+            }),
+            (path(), s(), any::<u64>()).prop_map(|(path, client, h)| Op::AbandonChunk {
+                path,
+                client,
+                handle: ChunkHandle(h)
+            }),
+        ]
+    }
+
+    /// Any record; a call, when there is one, has the non-empty id and non-zero number
+    /// every call that is cached has.
+    pub(crate) fn record() -> impl Strategy<Value = Record> {
+        let call = prop::option::of(
+            (".+", 1..=u64::MAX, prop::collection::vec(any::<u8>(), 0..16)).prop_map(
+                |(id, call_id, reply): (String, u64, Vec<u8>)| LoggedCall {
+                    key: CallKey { client_id: id.into(), call_id },
+                    reply: reply.into(),
+                },
+            ),
+        );
+        (any::<u64>(), any::<i64>(), op(), call).prop_map(|(txid, time_ms, op, call)| Record {
+            txid,
+            time_ms,
+            op,
+            call,
+        })
+    }
+
+    /// Bytes no decoder may trust: random, or a valid record flipped, cut, extended, or
+    /// followed by a length-delimited field claiming far more bytes than there are.
+    fn hostile() -> impl Strategy<Value = Vec<u8>> {
+        let huge =
+            prop_oneof![Just(1u64 << 40), Just(1 << 32), Just(u64::MAX), 1u64 << 20..1 << 62];
+        prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..64),
+            (record(), any::<prop::sample::Index>(), 0..8u8).prop_map(|(r, at, bit)| {
+                let mut b = r.encode();
+                let i = at.index(b.len());
+                b[i] ^= 1 << bit;
+                b
+            }),
+            (record(), any::<prop::sample::Index>()).prop_map(|(r, at)| {
+                let mut b = r.encode();
+                b.truncate(at.index(b.len()));
+                b
+            }),
+            (record(), prop::collection::vec(any::<u8>(), 1..16)).prop_map(|(r, tail)| {
+                let mut b = r.encode();
+                b.extend(tail);
+                b
+            }),
+            (record(), 1..20u64, huge).prop_map(|(r, field, len)| {
+                let mut b = r.encode();
+                prost::encoding::encode_varint(field << 3 | 2, &mut b);
+                prost::encoding::encode_varint(len, &mut b);
+                b.extend_from_slice(b"tail");
+                b
+            }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn records_round_trip(rec in record()) {
+            prop_assert_eq!(Record::decode(&rec.encode()), Ok(rec));
+        }
+
+        /// The log's frames hold the checksum, so a record alone may decode to another
+        /// value; it must never panic, allocate more than its bytes call for, or decode
+        /// to something that does not encode back to itself.
+        #[test]
+        fn hostile_records_never_panic(bytes in hostile()) {
+            let (decoded, largest) = largest_allocation(|| Record::decode(&bytes));
+            prop_assert!(largest <= 4096 + 4 * bytes.len(), "{} bytes allocated {}", bytes.len(), largest);
+            if let Ok(rec) = decoded {
+                prop_assert_eq!(Record::decode(&rec.encode()), Ok(rec));
+            }
+        }
+    }
+}
