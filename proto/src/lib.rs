@@ -3,14 +3,16 @@
 //!
 //! Generated types stay here; each service translates them to its own domain types at its
 //! edge. The small modules beside them are conventions every process must agree on:
-//! [`checksum`] (packets carry one CRC32 per 64 KiB block), [`path`] (what a valid path is)
-//! and [`size`] (byte sizes on command lines).
+//! [`checksum`] (packets carry one CRC32 per 64 KiB block), [`path`] (what a valid path is),
+//! [`reason`] (the machine-readable reason an error status carries) and [`size`] (byte sizes
+//! on command lines).
 #![warn(missing_docs)]
 
 pub mod checksum;
 pub mod logging;
 pub mod path;
 pub mod process;
+pub mod reason;
 pub mod size;
 
 /// Generated code for package `gfs.v1` (master and chunkserver services).
