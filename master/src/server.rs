@@ -145,7 +145,7 @@ impl MasterService {
                     Reply::Ok(bytes) => R::decode(bytes).map_err(|e| {
                         Status::internal(format!("retry cache holds an undecodable answer: {e}"))
                     }),
-                    Reply::Err { code, message } => Err(Status::new(code, message)),
+                    Reply::Err(refusal) => Err(refusal.into()),
                 }
             }
             Step::Applied(resp, durable) => {
