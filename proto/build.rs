@@ -3,10 +3,12 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/gfs/v1/common.proto",
+        "proto/gfs/v1/errors.proto",
         "proto/gfs/v1/master.proto",
         "proto/gfs/v1/chunkserver.proto",
         "proto/gfs/v1/oplog.proto",
         "proto/mapred/v1/mapred.proto",
+        "proto/google/rpc/status.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");

@@ -1,8 +1,10 @@
-//! Errors of the chunkserver and their mapping to gRPC status codes.
+//! Errors of the chunkserver and their mapping to gRPC status codes and the
+//! [`ErrorReason`] clients branch on ([`proto::reason`]).
 //!
 //! Store errors do not know the server's address; [`crate::server`] prefixes it when it
 //! turns an error into a [`tonic::Status`], so every message a client sees names the node.
 
+use proto::reason::{self, ErrorReason};
 use thiserror::Error;
 
 /// Anything that can go wrong in the chunkserver.
@@ -119,6 +121,24 @@ impl Error {
         }
     }
 
+    /// The machine-readable reason a client sees for this error, beside its gRPC code.
+    pub fn reason(&self) -> ErrorReason {
+        match self {
+            _ if self.is_no_space() => ErrorReason::NoSpace,
+            Error::Io { .. } | Error::Transport(_) => ErrorReason::Internal,
+            Error::BadMeta { .. } | Error::Corrupt { .. } | Error::ReplicaCorrupt { .. } => {
+                ErrorReason::Corrupt
+            }
+            Error::NotFound { .. } => ErrorReason::NotFound,
+            Error::AlreadyExists { .. } => ErrorReason::AlreadyExists,
+            Error::Stale { .. } => ErrorReason::StaleVersion,
+            Error::NewerStored { .. } => ErrorReason::NewerStored,
+            Error::Superseded { .. } => ErrorReason::Superseded,
+            Error::DiskFull { .. } => ErrorReason::NoSpace,
+            Error::InvalidArgument(_) | Error::Config(_) => ErrorReason::InvalidArgument,
+        }
+    }
+
     /// The gRPC code this error maps to.
     pub fn code(&self) -> tonic::Code {
         use tonic::Code;
@@ -143,7 +163,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl From<Error> for tonic::Status {
     fn from(err: Error) -> tonic::Status {
-        tonic::Status::new(err.code(), err.to_string())
+        reason::status(err.code(), err.to_string(), err.reason())
     }
 }
 
@@ -164,5 +184,19 @@ mod tests {
         let status = tonic::Status::from(Error::DiskFull { need: 10, remaining: 5 });
         assert_eq!(status.code(), tonic::Code::ResourceExhausted);
         assert_eq!(status.message(), "disk full: need 10 bytes, 5 remaining");
+        assert_eq!(reason::of(&status), ErrorReason::NoSpace);
+    }
+
+    #[test]
+    fn reasons_tell_apart_what_codes_do_not() {
+        let stale = Error::Stale { handle: 1, stored: 1, requested: 2 };
+        let newer = Error::NewerStored { handle: 1, stored: 2, requested: 1 };
+        assert_eq!(stale.code(), newer.code());
+        assert_eq!(reason::of(&stale.into()), ErrorReason::StaleVersion);
+        assert_eq!(reason::of(&newer.into()), ErrorReason::NewerStored);
+        let enospc = Error::io("write", std::io::Error::from_raw_os_error(libc::ENOSPC));
+        assert_eq!(enospc.reason(), ErrorReason::NoSpace, "a full disk, however it shows");
+        let eio = Error::io("write", std::io::Error::from_raw_os_error(libc::EIO));
+        assert_eq!(eio.reason(), ErrorReason::Internal);
     }
 }

@@ -38,6 +38,7 @@ use proto::gfs::chunkserver_client::ChunkserverClient;
 use proto::gfs::write_chunk_request::Msg as ReqMsg;
 use proto::gfs::write_chunk_response::Msg as RespMsg;
 use proto::gfs::{Ack, Packet, PipelineError, WriteChunkRequest, WriteChunkResponse, WriteHeader};
+use proto::reason::{self, ErrorReason};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
@@ -126,19 +127,20 @@ struct Failure {
 }
 
 impl Failure {
-    fn here(addr: &str, code: Code, message: String) -> Failure {
+    fn here(addr: &str, code: Code, reason: ErrorReason, message: String) -> Failure {
         let message = format!("chunkserver {addr}: {message}");
         Failure {
             error: PipelineError { node_index: 0, addr: addr.to_owned(), message: message.clone() },
-            status: Status::new(code, message),
+            status: reason::status(code, message, reason),
         }
     }
 
     fn from_error(addr: &str, err: Error) -> Failure {
-        Failure::here(addr, err.code(), err.to_string())
+        Failure::here(addr, err.code(), err.reason(), err.to_string())
     }
 
-    /// The next node failed without a PipelineError of its own (unreachable, died).
+    /// The next node failed without a PipelineError of its own (unreachable, died). Its
+    /// status's reason, if it gave one, goes upstream unchanged.
     fn downstream(next: &str, status: &Status) -> Failure {
         let code = match status.code() {
             Code::Unknown | Code::Cancelled | Code::Internal => Code::Unavailable,
@@ -151,7 +153,7 @@ impl Failure {
         };
         Failure {
             error: PipelineError { node_index: 1, addr: next.to_owned(), message: message.clone() },
-            status: Status::new(code, message),
+            status: reason::status(code, message, reason::of(status)),
         }
     }
 
@@ -198,7 +200,12 @@ pub async fn run(
         Ok(Ok(w)) => w,
         Ok(Err(e)) => return Failure::from_error(&addr, e).send(&tx).await,
         Err(e) => {
-            let f = Failure::here(&addr, Code::Internal, format!("create replica: {e}"));
+            let f = Failure::here(
+                &addr,
+                Code::Internal,
+                ErrorReason::Internal,
+                format!("create replica: {e}"),
+            );
             return f.send(&tx).await;
         }
     };
@@ -279,7 +286,12 @@ async fn receive(
         let packet = match inbound.message().await {
             Ok(Some(WriteChunkRequest { msg: Some(ReqMsg::Packet(p)) })) => p,
             Ok(Some(_)) => {
-                let f = Failure::here(&addr, Code::InvalidArgument, "expected a packet".into());
+                let f = Failure::here(
+                    &addr,
+                    Code::InvalidArgument,
+                    ErrorReason::Protocol,
+                    "expected a packet".into(),
+                );
                 let _ = ev_tx.send(Event::Failed(f)).await;
                 return;
             }
@@ -290,8 +302,14 @@ async fn receive(
             }
         };
         if let Err(msg) = check_framing(&packet, expected, limit) {
-            let _ =
-                ev_tx.send(Event::Failed(Failure::here(&addr, Code::InvalidArgument, msg))).await;
+            let _ = ev_tx
+                .send(Event::Failed(Failure::here(
+                    &addr,
+                    Code::InvalidArgument,
+                    ErrorReason::Protocol,
+                    msg,
+                )))
+                .await;
             return;
         }
         expected += packet.data.len() as u64;
@@ -347,7 +365,12 @@ fn disk_worker(
                 "chunk {handle:016x} packet {}: checksum mismatch in block {block}",
                 p.seqno
             );
-            let _ = ev_tx.blocking_send(Event::Failed(Failure::here(addr, Code::DataLoss, msg)));
+            let _ = ev_tx.blocking_send(Event::Failed(Failure::here(
+                addr,
+                Code::DataLoss,
+                ErrorReason::Corrupt,
+                msg,
+            )));
             return;
         }
         let (seqno, last) = (p.seqno, p.last);
@@ -409,7 +432,7 @@ async fn ack(
         let event = tokio::select! {
             ev = events.recv() => ev,
             _ = crate::stopped(&mut shutdown) => {
-                let f = Failure::here(addr, Code::Unavailable, "shutting down".into());
+                let f = Failure::here(addr, Code::Unavailable, ErrorReason::Unspecified, "shutting down".into());
                 return f.send(tx).await;
             }
         };

@@ -16,6 +16,7 @@ use proto::gfs::{
     FinalizeReplicaRequest, FinalizeReplicaResponse, ReadChunkRequest, ReadChunkResponse,
     RecoverReplicaRequest, RecoverReplicaResponse, WriteChunkRequest, WriteChunkResponse,
 };
+use proto::reason;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -61,12 +62,13 @@ impl ChunkserverService {
 
 /// Turns an error into a status naming this node.
 fn status(addr: &str, err: Error) -> Status {
-    match err {
-        Error::Corrupt { handle, block } => Status::data_loss(format!(
-            "chunk {handle:016x} on {addr}: checksum mismatch in block {block}"
-        )),
-        other => Status::new(other.code(), format!("chunkserver {addr}: {other}")),
-    }
+    let message = match &err {
+        Error::Corrupt { handle, block } => {
+            format!("chunk {handle:016x} on {addr}: checksum mismatch in block {block}")
+        }
+        other => format!("chunkserver {addr}: {other}"),
+    };
+    reason::status(err.code(), message, err.reason())
 }
 
 #[tonic::async_trait]

@@ -10,6 +10,7 @@ use proto::gfs::write_chunk_response::Msg as RespMsg;
 use proto::gfs::{
     ChunkserverInfo, Packet, PipelineError, ReadChunkRequest, WriteChunkRequest, WriteHeader,
 };
+use proto::reason::{self, ErrorReason};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -173,6 +174,7 @@ async fn a_pipeline_of_three_stores_the_chunk_on_every_node() {
     let status = c.read_chunk(stale).await.unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition, "{status}");
     assert!(status.message().contains("stale"), "{status}");
+    assert_eq!(reason::of(&status), ErrorReason::StaleVersion, "the reason crosses the wire");
     assert_eq!(read(a, 0x43, 0, 0).await.unwrap_err().code(), Code::NotFound);
     assert_eq!(read(a, 0x42, n + 1, 0).await.unwrap_err().code(), Code::InvalidArgument);
 
@@ -189,6 +191,7 @@ async fn a_pipeline_of_three_stores_the_chunk_on_every_node() {
     assert_eq!(status.code(), Code::DataLoss);
     assert!(status.message().contains("checksum mismatch in block 5"), "{status}");
     assert!(status.message().contains(&nodes[1].addr), "{status}");
+    assert_eq!(reason::of(&status), ErrorReason::Corrupt);
 
     for node in nodes {
         node.stop().await;

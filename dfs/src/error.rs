@@ -1,5 +1,11 @@
 //! Errors of the client library: what failed and where (path, master or chunkserver
-//! address), and the mapping from the `tonic::Status` codes the servers send.
+//! address), and the mapping from the `tonic::Status` the servers send.
+//!
+//! A status maps to a variant by its [`ErrorReason`] ([`proto::reason`]) where the reason
+//! tells apart what the gRPC code does not (a directory not empty, not a directory, is a
+//! directory: all `failed_precondition`), and by its code otherwise; never by its message,
+//! which servers may reword. [`Error::reason`] keeps the reason for callers that branch
+//! further (retries: [`crate::retry`]).
 //!
 //! The master and chunkservers answer with one-line lowercase messages that already name
 //! the path or chunk; those messages are kept as they are. Transport failures (nothing
@@ -11,6 +17,7 @@ use std::fmt::Write as _;
 use std::io;
 
 use proto::path::PathError;
+use proto::reason::{self, ErrorReason};
 use tonic::{Code, Status};
 
 use crate::chunk::ChunkHandle;
@@ -70,13 +77,16 @@ pub enum Error {
         /// Full message.
         message: String,
     },
-    /// Another precondition failed (a lease held by another writer, a stale replica, ...).
+    /// Another precondition failed (a lease held by another writer, a stale replica, the
+    /// master in safe mode, ...): [`Error::reason`] says which.
     #[error("{message}")]
     FailedPrecondition {
         /// Path of the operation.
         path: String,
         /// Full message.
         message: String,
+        /// Which precondition, as the server gave it.
+        reason: ErrorReason,
     },
     /// A path that is not valid in the namespace.
     #[error(transparent)]
@@ -103,11 +113,14 @@ pub enum Error {
         /// Why, e.g. `connection refused`.
         cause: String,
     },
-    /// The cluster cannot serve the request now (no chunkservers, safe mode, ...).
+    /// The cluster cannot serve the request now (no chunkservers, a failed operation log,
+    /// ...): [`Error::reason`] says why.
     #[error("{message}")]
     Unavailable {
         /// Full message.
         message: String,
+        /// Why, as the server gave it.
+        reason: ErrorReason,
     },
     /// A replica's data failed its checksum.
     #[error("corrupt replica on chunkserver {addr}: {message}")]
@@ -231,25 +244,49 @@ impl Error {
     fn from_status_code(status: Status, path: &str, what: &str) -> Error {
         let path = path.to_owned();
         let message = status.message().to_owned();
-        match status.code() {
-            Code::NotFound => Error::NotFound { path, message },
-            Code::AlreadyExists => Error::AlreadyExists { path, message },
-            // The master uses failed_precondition for several namespace conditions; the
-            // message tells them apart ("is not a directory" must be tested first).
-            Code::FailedPrecondition if message.contains("not empty") => {
-                Error::DirectoryNotEmpty { path, message }
+        let reason = reason::of(&status);
+        // The master answers failed_precondition for several namespace conditions: the
+        // reason tells them apart, and names the others where the code is enough.
+        match (reason, status.code()) {
+            (ErrorReason::DirectoryNotEmpty, _) => Error::DirectoryNotEmpty { path, message },
+            (ErrorReason::NotADirectory, _) => Error::NotADirectory { path, message },
+            (ErrorReason::IsADirectory, _) => Error::IsADirectory { path, message },
+            (ErrorReason::NotFound, _) | (_, Code::NotFound) => Error::NotFound { path, message },
+            (ErrorReason::AlreadyExists, _) | (_, Code::AlreadyExists) => {
+                Error::AlreadyExists { path, message }
             }
-            Code::FailedPrecondition if message.contains("not a directory") => {
-                Error::NotADirectory { path, message }
-            }
-            Code::FailedPrecondition if message.contains("is a directory") => {
-                Error::IsADirectory { path, message }
-            }
-            Code::FailedPrecondition => Error::FailedPrecondition { path, message },
-            Code::InvalidArgument => Error::InvalidArgument { message },
-            Code::Unavailable => Error::Unavailable { message },
-            Code::DataLoss => Error::Corrupt { addr: what.to_owned(), message },
+            (_, Code::FailedPrecondition) => Error::FailedPrecondition { path, message, reason },
+            (_, Code::InvalidArgument) => Error::InvalidArgument { message },
+            (_, Code::Unavailable) => Error::Unavailable { message, reason },
+            (_, Code::DataLoss) => Error::Corrupt { addr: what.to_owned(), message },
             _ => Error::Rpc { what: what.to_owned(), status },
+        }
+    }
+
+    /// The machine-readable reason of this error: the one the server gave, or the one its
+    /// variant stands for; [`ErrorReason::Unspecified`] for errors of this client alone
+    /// (local I/O, a failed pipeline) and statuses that gave none.
+    pub fn reason(&self) -> ErrorReason {
+        match self {
+            Error::NotFound { .. } => ErrorReason::NotFound,
+            Error::AlreadyExists { .. } => ErrorReason::AlreadyExists,
+            Error::IsADirectory { .. } => ErrorReason::IsADirectory,
+            Error::NotADirectory { .. } => ErrorReason::NotADirectory,
+            Error::DirectoryNotEmpty { .. } => ErrorReason::DirectoryNotEmpty,
+            Error::FailedPrecondition { reason, .. } | Error::Unavailable { reason, .. } => *reason,
+            Error::InvalidPath(_) => ErrorReason::InvalidPath,
+            Error::InvalidArgument { .. } => ErrorReason::InvalidArgument,
+            Error::MasterUnreachable { .. }
+            | Error::ChunkserverUnreachable { .. }
+            | Error::NoLiveReplica { .. } => ErrorReason::Unreachable,
+            Error::Corrupt { .. } | Error::AllReplicasCorrupt { .. } => ErrorReason::Corrupt,
+            Error::DiskFull { .. } => ErrorReason::NoSpace,
+            Error::Protocol { .. } => ErrorReason::Protocol,
+            Error::Rpc { status, .. } => reason::of(status),
+            Error::Pipeline { .. }
+            | Error::Io { .. }
+            | Error::Output { .. }
+            | Error::WriterFailed { .. } => ErrorReason::Unspecified,
         }
     }
 
@@ -309,7 +346,7 @@ impl From<Status> for Error {
     /// Maps a status with no known path or server (prefer the `from_*_status` constructors).
     fn from(status: Status) -> Error {
         if let Some(cause) = transport_cause(&status) {
-            return Error::Unavailable { message: cause };
+            return Error::Unavailable { message: cause, reason: ErrorReason::Unreachable };
         }
         Error::from_status_code(status, "", "server")
     }
@@ -317,7 +354,7 @@ impl From<Status> for Error {
 
 impl From<Error> for Status {
     fn from(err: Error) -> Status {
-        Status::new(err.code(), err.to_string())
+        reason::status(err.code(), err.to_string(), err.reason())
     }
 }
 
@@ -395,6 +432,10 @@ fn format_tried(tried: &[ReplicaFailure]) -> String {
 mod tests {
     use super::*;
 
+    fn with(code: Code, message: &str, r: ErrorReason) -> Status {
+        reason::status(code, message, r)
+    }
+
     #[test]
     fn master_codes_map_to_variants() {
         let m = |s: Status| Error::from_master_status(s, "/x", "127.0.0.1:9000");
@@ -407,24 +448,65 @@ mod tests {
             Error::AlreadyExists { .. }
         ));
         assert!(matches!(
-            m(Status::failed_precondition("/x: directory is not empty")),
-            Error::DirectoryNotEmpty { .. }
-        ));
-        assert!(matches!(
-            m(Status::failed_precondition("/x/y: /x is not a directory")),
-            Error::NotADirectory { .. }
-        ));
-        assert!(matches!(
-            m(Status::failed_precondition("/x: is a directory")),
-            Error::IsADirectory { .. }
-        ));
-        assert!(matches!(
-            m(Status::failed_precondition("/x: lease held by c1")),
-            Error::FailedPrecondition { .. }
+            m(with(Code::FailedPrecondition, "/x: lease held by c1", ErrorReason::LeaseHeld)),
+            Error::FailedPrecondition { reason: ErrorReason::LeaseHeld, .. }
         ));
         assert!(matches!(m(Status::invalid_argument("bad")), Error::InvalidArgument { .. }));
-        assert!(matches!(m(Status::unavailable("no chunkservers")), Error::Unavailable { .. }));
+        assert!(matches!(
+            m(with(Code::Unavailable, "no chunkservers", ErrorReason::NoChunkservers)),
+            Error::Unavailable { reason: ErrorReason::NoChunkservers, .. }
+        ));
         assert!(matches!(m(Status::internal("boom")), Error::Rpc { .. }));
+    }
+
+    /// The three namespace conditions the master answers with `failed_precondition` were
+    /// told apart by words in the message; now only the reason tells them apart.
+    #[test]
+    fn namespace_preconditions_follow_the_reason_not_the_words() {
+        let m = |s: Status| Error::from_master_status(s, "/x", "127.0.0.1:9000");
+        let fp = Code::FailedPrecondition;
+        // The reason with a reworded message: classified by the reason.
+        let e = m(with(fp, "/x still has children", ErrorReason::DirectoryNotEmpty));
+        assert!(matches!(e, Error::DirectoryNotEmpty { .. }), "{e:?}");
+        let e = m(with(fp, "/x/y: /x is a plain file", ErrorReason::NotADirectory));
+        assert!(matches!(e, Error::NotADirectory { .. }), "{e:?}");
+        let e = m(with(fp, "/x: wanted a file, found a folder", ErrorReason::IsADirectory));
+        assert!(matches!(e, Error::IsADirectory { .. }), "{e:?}");
+        // The old words without a reason: a precondition like any other.
+        for words in
+            ["/x: directory is not empty", "/x/y: /x is not a directory", "/x: is a directory"]
+        {
+            let e = m(Status::failed_precondition(words));
+            assert!(
+                matches!(e, Error::FailedPrecondition { reason: ErrorReason::Unspecified, .. }),
+                "{words}: {e:?}"
+            );
+            assert_eq!(e.to_string(), words, "the message is kept as it is");
+        }
+    }
+
+    #[test]
+    fn the_reason_is_kept_and_passed_on() {
+        let e = Error::from_master_status(
+            with(Code::FailedPrecondition, "/x: in use", ErrorReason::LeaseHeld),
+            "/x",
+            "a:1",
+        );
+        assert_eq!(e.reason(), ErrorReason::LeaseHeld);
+        let s = Status::from(e);
+        assert_eq!((s.code(), reason::of(&s)), (Code::FailedPrecondition, ErrorReason::LeaseHeld));
+        let e = Error::from_chunkserver_status(
+            with(Code::FailedPrecondition, "older", ErrorReason::StaleVersion),
+            "h:1",
+        );
+        assert_eq!(e.reason(), ErrorReason::StaleVersion);
+        let e = Error::from_master_status(
+            with(Code::Internal, "boom", ErrorReason::Internal),
+            "/",
+            "a:1",
+        );
+        assert!(matches!(e, Error::Rpc { .. }));
+        assert_eq!(e.reason(), ErrorReason::Internal);
     }
 
     #[test]

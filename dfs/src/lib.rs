@@ -45,6 +45,7 @@ pub use error::{Error, ReplicaFailure, Result};
 pub use fsck::{ChunkHealth, FsckReport, FsckStatus, FsckSummary, ReplicaState};
 pub use path::PathArg;
 pub use proto::path::DfsPath;
+pub use proto::reason::ErrorReason;
 pub use reader::FileReader;
 pub use report::{ChunkserverState, ChunkserverStatus, ClusterReport};
 pub use retry::{Backoff, CallKind, WaitNotice};

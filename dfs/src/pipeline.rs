@@ -28,6 +28,7 @@ use proto::gfs;
 use proto::gfs::write_chunk_request::Msg as ReqMsg;
 use proto::gfs::write_chunk_response::Msg as RespMsg;
 use proto::path::DfsPath;
+use proto::reason::ErrorReason;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
@@ -106,6 +107,7 @@ impl ChunkPipeline {
         if chunk.replicas.is_empty() {
             return Err(Error::Unavailable {
                 message: format!("the master gave no replica for new chunk {}", chunk.handle),
+                reason: ErrorReason::Unspecified,
             });
         }
         let cfg = client.config();

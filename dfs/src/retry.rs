@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use proto::reason::ErrorReason;
 use tonic::Code;
 
 use crate::error::Error;
@@ -35,18 +36,22 @@ pub enum CallKind {
 }
 
 /// True when `err` from a call of `kind` may succeed if tried again later.
+///
+/// Decided from the variant and the [`ErrorReason`] the master gave, never from the
+/// message: a mutation is retried through safe mode ([`ErrorReason::SafeMode`]) and while
+/// the master is unavailable for any reason but [`ErrorReason::LogFailed`].
 pub fn is_retryable(err: &Error, kind: CallKind) -> bool {
     match err {
         Error::MasterUnreachable { .. } => true,
         Error::Rpc { status, .. } => {
             matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded)
         }
-        Error::FailedPrecondition { message, .. } => {
-            kind == CallKind::Mutation && message.contains("safe mode")
+        Error::FailedPrecondition { reason, .. } => {
+            kind == CallKind::Mutation && *reason == ErrorReason::SafeMode
         }
         // A failed operation log stays failed until the master restarts: say so at once.
-        Error::Unavailable { message } => {
-            kind == CallKind::Mutation && !message.contains("operation log")
+        Error::Unavailable { reason, .. } => {
+            kind == CallKind::Mutation && *reason != ErrorReason::LogFailed
         }
         _ => false,
     }
@@ -137,13 +142,14 @@ pub(crate) fn wait_cause(err: &Error) -> String {
     match err {
         Error::MasterUnreachable { cause, .. } => cause.clone(),
         Error::FailedPrecondition { .. } => "in safe mode".to_owned(),
-        Error::Unavailable { message } => message.clone(),
+        Error::Unavailable { message, .. } => message.clone(),
         other => other.to_string(),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use proto::reason;
     use tonic::Status;
 
     use super::*;
@@ -195,15 +201,39 @@ mod tests {
 
     #[test]
     fn safe_mode_is_retried_for_mutations_only() {
-        let e = from(Status::failed_precondition(
+        let e = from(reason::status(
+            Code::FailedPrecondition,
             "master is in safe mode: 0 of 3 chunks reported (threshold 99.9%)",
+            ErrorReason::SafeMode,
         ));
         assert!(is_retryable(&e, CallKind::Mutation));
         assert!(!is_retryable(&e, CallKind::Read));
-        let none = from(Status::unavailable("no live chunkserver can take a chunk"));
+        let none = from(reason::status(
+            Code::Unavailable,
+            "no live chunkserver can take a chunk",
+            ErrorReason::NoChunkservers,
+        ));
         assert!(is_retryable(&none, CallKind::Mutation));
-        let log = from(Status::unavailable("operation log at /m cannot be written: full"));
+        let log = from(reason::status(
+            Code::Unavailable,
+            "operation log at /m cannot be written: full",
+            ErrorReason::LogFailed,
+        ));
         assert!(!is_retryable(&log, CallKind::Mutation));
+    }
+
+    #[test]
+    fn retries_follow_the_reason_not_the_words() {
+        // Reworded messages, same reasons: same decisions.
+        let safe = reason::status(Code::FailedPrecondition, "read-only", ErrorReason::SafeMode);
+        assert!(is_retryable(&from(safe), CallKind::Mutation));
+        let log = reason::status(Code::Unavailable, "journal lost", ErrorReason::LogFailed);
+        assert!(!is_retryable(&from(log), CallKind::Mutation));
+        // The old words without a reason decide nothing.
+        let safe = from(Status::failed_precondition("master is in safe mode"));
+        assert!(!is_retryable(&safe, CallKind::Mutation), "a precondition like any other");
+        let log = from(Status::unavailable("operation log at /m cannot be written: full"));
+        assert!(is_retryable(&log, CallKind::Mutation), "unavailable like any other");
     }
 
     #[test]
@@ -212,6 +242,12 @@ mod tests {
             Status::not_found("/x: no such file or directory"),
             Status::already_exists("/x: file exists"),
             Status::failed_precondition("/x: file is being written by c"),
+            reason::status(Code::FailedPrecondition, "/x: held by c", ErrorReason::LeaseHeld),
+            reason::status(
+                Code::FailedPrecondition,
+                "/x: not empty",
+                ErrorReason::DirectoryNotEmpty,
+            ),
             Status::invalid_argument("bad"),
         ] {
             let e = from(s);

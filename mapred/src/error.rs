@@ -1,6 +1,8 @@
-//! Errors of the MapReduce runtime, one enum for the library, with the gRPC status each
-//! maps to at a service edge and [`Error::is_retryable`] for callers that retry.
+//! Errors of the MapReduce runtime, one enum for the library, with the gRPC status and
+//! [`ErrorReason`] ([`proto::reason`]) each maps to at a service edge and
+//! [`Error::is_retryable`] for callers that retry.
 
+use proto::reason::{self, ErrorReason};
 use thiserror::Error;
 
 /// Result of runtime operations.
@@ -63,6 +65,8 @@ pub enum Error {
         code: tonic::Code,
         /// The status message.
         message: String,
+        /// The reason the status carried.
+        reason: ErrorReason,
     },
     /// Data failed its checksum (a map output segment).
     #[error("corrupt data: {0}")]
@@ -92,9 +96,33 @@ impl Error {
         }
     }
 
+    /// The machine-readable reason a client sees for this error, beside its gRPC code: a
+    /// chunk store error passes on the store's reason, an error a peer answered with passes
+    /// on the peer's.
+    pub fn reason(&self) -> ErrorReason {
+        match self {
+            Error::Dfs(d) => d.reason(),
+            Error::Io { .. } => ErrorReason::Internal,
+            Error::Decode(_) | Error::Encode(_) | Error::InvalidArgument(_) => {
+                ErrorReason::InvalidArgument
+            }
+            Error::Task(_) => ErrorReason::TaskFailed,
+            Error::NotFound(_) => ErrorReason::NotFound,
+            Error::AlreadyExists(_) => ErrorReason::AlreadyExists,
+            // The state that refuses it (a job over, a file closed) is in the message; no
+            // caller branches on which.
+            Error::FailedPrecondition(_) => ErrorReason::Unspecified,
+            Error::Unavailable { .. } => ErrorReason::Unreachable,
+            Error::Rpc { reason, .. } => *reason,
+            Error::Corrupt(_) => ErrorReason::Corrupt,
+            Error::Protocol(_) => ErrorReason::Protocol,
+        }
+    }
+
     /// Maps a status answered by a peer.
     pub fn from_status(what: &'static str, addr: &str, status: tonic::Status) -> Error {
         let message = status.message().to_owned();
+        let reason = reason::of(&status);
         match status.code() {
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
                 Error::Unavailable { what, addr: addr.to_owned(), cause: first_line(&message) }
@@ -103,7 +131,7 @@ impl Error {
             tonic::Code::AlreadyExists => Error::AlreadyExists(message),
             tonic::Code::InvalidArgument => Error::InvalidArgument(message),
             tonic::Code::FailedPrecondition => Error::FailedPrecondition(message),
-            code => Error::Rpc { what, addr: addr.to_owned(), code, message },
+            code => Error::Rpc { what, addr: addr.to_owned(), code, message, reason },
         }
     }
 }
@@ -140,21 +168,22 @@ fn first_line(s: &str) -> String {
 
 impl From<Error> for tonic::Status {
     fn from(e: Error) -> tonic::Status {
-        let msg = e.to_string();
-        match &e {
-            Error::NotFound(_) => tonic::Status::not_found(msg),
-            Error::AlreadyExists(_) => tonic::Status::already_exists(msg),
+        use tonic::Code;
+        let code = match &e {
+            Error::NotFound(_) => Code::NotFound,
+            Error::AlreadyExists(_) => Code::AlreadyExists,
             Error::InvalidArgument(_) | Error::Decode(_) | Error::Encode(_) => {
-                tonic::Status::invalid_argument(msg)
+                Code::InvalidArgument
             }
-            Error::FailedPrecondition(_) => tonic::Status::failed_precondition(msg),
-            Error::Unavailable { .. } => tonic::Status::unavailable(msg),
-            Error::Corrupt(_) => tonic::Status::data_loss(msg),
-            Error::Dfs(d) if d.is_not_found() => tonic::Status::not_found(msg),
-            Error::Dfs(_) => tonic::Status::unavailable(msg),
-            Error::Rpc { code, .. } => tonic::Status::new(*code, msg),
-            Error::Io { .. } | Error::Task(_) | Error::Protocol(_) => tonic::Status::internal(msg),
-        }
+            Error::FailedPrecondition(_) => Code::FailedPrecondition,
+            Error::Unavailable { .. } => Code::Unavailable,
+            Error::Corrupt(_) => Code::DataLoss,
+            Error::Dfs(d) if d.is_not_found() => Code::NotFound,
+            Error::Dfs(_) => Code::Unavailable,
+            Error::Rpc { code, .. } => *code,
+            Error::Io { .. } | Error::Task(_) | Error::Protocol(_) => Code::Internal,
+        };
+        reason::status(code, e.to_string(), e.reason())
     }
 }
 
@@ -187,5 +216,17 @@ mod tests {
         assert!(down.is_retryable());
         assert_eq!(down.to_string(), "cannot reach coordinator at h:1: x");
         assert!(!Error::InvalidArgument("bad".into()).is_retryable());
+    }
+
+    #[test]
+    fn reasons_cross_the_edge_both_ways() {
+        let s: tonic::Status = Error::Task("boom".into()).into();
+        assert_eq!((s.code(), reason::of(&s)), (tonic::Code::Internal, ErrorReason::TaskFailed));
+        let back = Error::from_status("worker", "h:2", s);
+        assert_eq!(back.reason(), ErrorReason::TaskFailed, "kept by Error::Rpc");
+        let dfs = dfs::Error::DirectoryNotEmpty { path: "/o".into(), message: "/o: x".into() };
+        let s: tonic::Status = Error::Dfs(dfs).into();
+        assert_eq!(s.code(), tonic::Code::Unavailable, "codes as before");
+        assert_eq!(reason::of(&s), ErrorReason::DirectoryNotEmpty, "the store's reason");
     }
 }

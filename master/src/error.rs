@@ -1,7 +1,10 @@
-//! The master's error type and its mapping to gRPC status codes.
+//! The master's error type and its mapping to gRPC status codes and the
+//! [`ErrorReason`] clients branch on ([`proto::reason`]).
 
 use proto::path::PathError;
+use proto::reason::{self, ErrorReason};
 use thiserror::Error;
+use tonic::Code;
 
 /// What can go wrong in a master operation.
 #[derive(Debug, Error)]
@@ -141,14 +144,41 @@ pub enum Error {
 /// Result of a master operation.
 pub type Result<T> = std::result::Result<T, Error>;
 
-impl From<Error> for tonic::Status {
-    fn from(e: Error) -> Self {
-        use tonic::Status;
-        let msg = e.to_string();
-        match e {
-            Error::InvalidPath(_) | Error::InvalidArgument(_) => Status::invalid_argument(msg),
-            Error::NotFound(_) => Status::not_found(msg),
-            Error::AlreadyExists(_) => Status::already_exists(msg),
+impl Error {
+    /// The machine-readable reason a client sees for this error, beside its gRPC code;
+    /// clients decide what to do from it, never from the message.
+    pub fn reason(&self) -> ErrorReason {
+        match self {
+            Error::InvalidPath(_) => ErrorReason::InvalidPath,
+            Error::InvalidArgument(_) => ErrorReason::InvalidArgument,
+            Error::NotFound(_) => ErrorReason::NotFound,
+            Error::AlreadyExists(_) => ErrorReason::AlreadyExists,
+            Error::NotADirectory(_) => ErrorReason::NotADirectory,
+            Error::IsADirectory(_) => ErrorReason::IsADirectory,
+            Error::DirectoryNotEmpty(_) => ErrorReason::DirectoryNotEmpty,
+            Error::Refused { .. } => ErrorReason::Refused,
+            Error::LeaseHeld { .. } => ErrorReason::LeaseHeld,
+            Error::NotLeaseHolder { .. } => ErrorReason::NotLeaseHolder,
+            Error::WrongChunk { .. } => ErrorReason::WrongChunk,
+            Error::NoChunkservers => ErrorReason::NoChunkservers,
+            Error::NoSpace { .. } => ErrorReason::NoSpace,
+            Error::UnknownChunkserver(_) => ErrorReason::UnknownChunkserver,
+            Error::SafeMode(_) => ErrorReason::SafeMode,
+            Error::LogFailed { .. } => ErrorReason::LogFailed,
+            Error::Corrupt { .. } | Error::CheckpointLost { .. } => ErrorReason::Corrupt,
+            Error::TaskDied { .. }
+            | Error::CoreFailed
+            | Error::Transport(_)
+            | Error::Io { .. } => ErrorReason::Internal,
+        }
+    }
+
+    /// The gRPC code this error maps to.
+    pub fn code(&self) -> Code {
+        match self {
+            Error::InvalidPath(_) | Error::InvalidArgument(_) => Code::InvalidArgument,
+            Error::NotFound(_) => Code::NotFound,
+            Error::AlreadyExists(_) => Code::AlreadyExists,
             Error::NotADirectory(_)
             | Error::IsADirectory(_)
             | Error::DirectoryNotEmpty(_)
@@ -157,15 +187,48 @@ impl From<Error> for tonic::Status {
             | Error::NotLeaseHolder { .. }
             | Error::WrongChunk { .. }
             | Error::UnknownChunkserver(_)
-            | Error::SafeMode(_) => Status::failed_precondition(msg),
-            Error::NoChunkservers | Error::LogFailed { .. } => Status::unavailable(msg),
-            Error::NoSpace { .. } => Status::resource_exhausted(msg),
+            | Error::SafeMode(_) => Code::FailedPrecondition,
+            Error::NoChunkservers | Error::LogFailed { .. } => Code::Unavailable,
+            Error::NoSpace { .. } => Code::ResourceExhausted,
             Error::Transport(_)
             | Error::Io { .. }
             | Error::Corrupt { .. }
             | Error::CheckpointLost { .. }
             | Error::TaskDied { .. }
-            | Error::CoreFailed => Status::internal(msg),
+            | Error::CoreFailed => Code::Internal,
+        }
+    }
+}
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> Self {
+        reason::status(e.code(), e.to_string(), e.reason())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_carry_the_code_and_the_reason() {
+        let cases = [
+            (Error::SafeMode("master is in safe mode".into()), Code::FailedPrecondition),
+            (Error::DirectoryNotEmpty("/d".into()), Code::FailedPrecondition),
+            (Error::NotADirectory("/f".into()), Code::FailedPrecondition),
+            (Error::IsADirectory("/d".into()), Code::FailedPrecondition),
+            (Error::NoChunkservers, Code::Unavailable),
+            (Error::LogFailed { path: "/m".into(), reason: "full".into() }, Code::Unavailable),
+            (Error::NoSpace { chunk_size: 1, live: 1, most_free: 0 }, Code::ResourceExhausted),
+            (Error::NotFound("/x".into()), Code::NotFound),
+        ];
+        for (err, code) in cases {
+            let (reason, message) = (err.reason(), err.to_string());
+            assert_ne!(reason, ErrorReason::Unspecified, "{err}");
+            let status = tonic::Status::from(err);
+            assert_eq!(status.code(), code, "{message}");
+            assert_eq!(status.message(), message);
+            assert_eq!(reason::of(&status), reason, "{message}");
         }
     }
 }

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use proto::reason::{self, ErrorReason};
 use tonic::{Code, Status};
 
 /// Identifies one call of one client.
@@ -46,25 +47,45 @@ impl CallKey {
 pub enum Reply {
     /// Success: the encoded response message.
     Ok(Bytes),
-    /// Refusal: the status code and message.
-    Err {
-        /// The gRPC code.
-        code: Code,
-        /// The message.
-        message: String,
-    },
+    /// Refusal, answered again as it was to the original.
+    Err(Refusal),
+}
+
+/// A cached refusal: everything a client reads from the status, so a retry is refused
+/// exactly as the original was (clients branch on the reason, see [`proto::reason`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The gRPC code.
+    pub code: Code,
+    /// The message.
+    pub message: String,
+    /// The machine-readable reason.
+    pub reason: ErrorReason,
 }
 
 impl Reply {
-    /// The refusal to cache for `status`, or `None` for one a retry may get past.
+    /// The refusal to cache for `status`, or `None` for one a retry may get past: the
+    /// master unavailable, failing inside or in safe mode. Decided from the code and the
+    /// reason, never from the message.
     pub fn refusal(status: &Status) -> Option<Reply> {
+        let reason = reason::of(status);
         let transient = matches!(
             status.code(),
             Code::Unavailable | Code::DeadlineExceeded | Code::Aborted | Code::Internal
-        ) || (status.code() == Code::FailedPrecondition
-            && status.message().contains("safe mode"));
-        (!transient)
-            .then(|| Reply::Err { code: status.code(), message: status.message().to_owned() })
+        ) || reason == ErrorReason::SafeMode;
+        (!transient).then(|| {
+            Reply::Err(Refusal {
+                code: status.code(),
+                message: status.message().to_owned(),
+                reason,
+            })
+        })
+    }
+}
+
+impl From<Refusal> for Status {
+    fn from(r: Refusal) -> Status {
+        reason::status(r.code, r.message, r.reason)
     }
 }
 
@@ -156,6 +177,7 @@ impl RetryCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
     fn key(c: &str, n: u64) -> CallKey {
         CallKey::from_request(c, n).expect("key")
@@ -212,15 +234,42 @@ mod tests {
 
     #[test]
     fn transient_refusals_are_not_cached() {
-        assert!(Reply::refusal(&Status::failed_precondition("master is in safe mode")).is_none());
-        assert!(Reply::refusal(&Status::unavailable("no chunkserver")).is_none());
-        let r = Reply::refusal(&Status::not_found("/x: no such file or directory"));
+        assert!(Reply::refusal(&Status::from(Error::SafeMode("read-only".into()))).is_none());
+        assert!(Reply::refusal(&Status::from(Error::NoChunkservers)).is_none());
+        let log = Error::LogFailed { path: "/m".into(), reason: "disk full".into() };
+        assert!(Reply::refusal(&Status::from(log)).is_none());
+        let r = Reply::refusal(&Status::from(Error::NotFound("/x".into())));
         assert_eq!(
             r,
-            Some(Reply::Err {
+            Some(Reply::Err(Refusal {
                 code: Code::NotFound,
-                message: "/x: no such file or directory".into()
-            })
+                message: "/x: no such file or directory".into(),
+                reason: ErrorReason::NotFound,
+            }))
         );
+    }
+
+    #[test]
+    fn safe_mode_is_told_by_its_reason_not_its_message() {
+        // Reworded: still safe mode, still not cached.
+        let reworded = reason::status(
+            Code::FailedPrecondition,
+            "read-only until chunkservers report",
+            ErrorReason::SafeMode,
+        );
+        assert!(Reply::refusal(&reworded).is_none());
+        // The old words without the reason: a refusal like any other, cached.
+        let words = Status::failed_precondition("master is in safe mode");
+        assert!(Reply::refusal(&words).is_some());
+    }
+
+    #[test]
+    fn a_cached_refusal_keeps_its_reason() {
+        let original = Status::from(Error::DirectoryNotEmpty("/d".into()));
+        let Some(Reply::Err(cached)) = Reply::refusal(&original) else { panic!("not cached") };
+        let replayed = Status::from(cached);
+        assert_eq!(replayed.code(), original.code());
+        assert_eq!(replayed.message(), original.message());
+        assert_eq!(reason::of(&replayed), ErrorReason::DirectoryNotEmpty);
     }
 }

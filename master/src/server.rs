@@ -171,7 +171,7 @@ impl MasterService {
                     CachedReply::Ok(bytes) => R::decode(bytes).map_err(|e| {
                         Status::internal(format!("retry cache holds an undecodable answer: {e}"))
                     }),
-                    CachedReply::Err { code, message } => Err(Status::new(code, message)),
+                    CachedReply::Err(refusal) => Err(refusal.into()),
                 }
             }
             Step::Applied(resp, durable) => {

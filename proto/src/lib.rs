@@ -3,8 +3,9 @@
 //!
 //! Generated types stay here; each service translates them to its own domain types at its
 //! edge. The small modules beside them are conventions every process must agree on:
-//! [`checksum`] (packets carry one CRC32 per 64 KiB block), [`path`] (what a valid path is)
-//! and [`size`] (byte sizes on command lines).
+//! [`checksum`] (packets carry one CRC32 per 64 KiB block), [`path`] (what a valid path is),
+//! [`reason`] (the machine-readable reason an error status carries) and [`size`] (byte sizes
+//! on command lines).
 #![warn(missing_docs)]
 
 #[cfg(any(test, feature = "alloc-probe"))]
@@ -13,6 +14,7 @@ pub mod checksum;
 pub mod logging;
 pub mod path;
 pub mod process;
+pub mod reason;
 pub mod size;
 
 #[cfg(test)]

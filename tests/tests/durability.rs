@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use dfs::{Client, ClientConfig, CreateOptions};
 use proto::gfs::{self, RenameRequest};
+use proto::reason::{self, ErrorReason};
 use rand::Rng;
 use tests::data::random_bytes;
 use tests::{ClusterOptions, DEFAULT_POLL, MiniCluster, wait_until};
@@ -242,7 +243,7 @@ async fn a_put_and_a_rename_in_flight_across_a_restart_complete_once() {
     let fresh = RenameRequest { call_id: 8, ..req };
     let err = loop {
         match master.rename(fresh.clone()).await {
-            Err(s) if s.message().contains("safe mode") => {
+            Err(s) if reason::of(&s) == ErrorReason::SafeMode => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             other => break other.expect_err("src is gone"),
