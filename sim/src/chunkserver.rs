@@ -54,18 +54,18 @@ pub enum Life {
     Down,
 }
 
-/// Work sent to a frozen chunkserver, done when it thaws.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Held2 {
-    /// A pipeline write of a whole chunk.
-    Write {
-        /// The chunk.
-        handle: u64,
-        /// Its version.
-        version: u64,
-        /// Bytes.
-        len: u64,
-    },
+/// A pipeline write that reached a frozen chunkserver: it runs when the chunkserver
+/// thaws, and is forwarded to the rest of its pipeline then, as a stalled stream is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldWrite {
+    /// The chunk.
+    pub handle: u64,
+    /// Its version.
+    pub version: u64,
+    /// Bytes.
+    pub len: u64,
+    /// The pipeline's nodes after this one.
+    pub downstream: Vec<usize>,
 }
 
 /// A copy under way.
@@ -111,7 +111,7 @@ pub struct SimChunkserver {
     /// Replicas by handle.
     pub replicas: BTreeMap<u64, Rep>,
     /// Work waiting for a thaw.
-    pub held: Vec<Held2>,
+    pub held: Vec<HeldWrite>,
     /// Reports owed to the master.
     pub pending: Pending,
     /// Copies under way.
@@ -120,6 +120,8 @@ pub struct SimChunkserver {
     pub registered: bool,
     /// Next heartbeat (virtual ms).
     pub next_heartbeat: u64,
+    /// Next periodic full report (virtual ms).
+    pub next_full_report: u64,
     /// Disk full: every write and copy fails.
     pub full: bool,
 }
@@ -139,6 +141,7 @@ impl SimChunkserver {
             copies: Vec::new(),
             registered: false,
             next_heartbeat: 0,
+            next_full_report: 60_000 + 7_000 * i as u64,
             full: false,
         }
     }
@@ -190,14 +193,16 @@ impl SimChunkserver {
         Ok(())
     }
 
-    /// Pipeline recovery: the survivor's replica is cut to `len`, restamped `version` and
-    /// finished again (the client resends what was not acknowledged).
+    /// Pipeline recovery: the survivor's replica is restamped `version` and finished
+    /// again (the client resends what was not acknowledged); a survivor that got nothing
+    /// yet is written afresh.
     ///
     /// # Errors
-    /// No replica, a corrupt or newer one, or fewer bytes than `len`.
+    /// A corrupt or newer replica, or a refused fresh write.
     pub fn resume(&mut self, handle: u64, version: u64, len: u64) -> Result<(), String> {
         match self.replicas.get_mut(&handle) {
-            Some(r) if !r.corrupt && r.version <= version && r.len >= len => {
+            None => return self.write(handle, version, len),
+            Some(r) if !r.corrupt && r.version <= version => {
                 *r = Rep { version, len, finalized: true, corrupt: false };
             }
             other => return Err(format!("cannot resume over {other:?}")),

@@ -2,7 +2,7 @@
 //! chunkservers, writers and readers, lease recoveries and a faulty network, all driven
 //! by one seeded RNG and a virtual clock; and the invariants checked after every step.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use master::chunks::ChunkHandle;
@@ -18,12 +18,13 @@ use proto::path::DfsPath;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::chunkserver::{Held2, Life, SimChunkserver};
+use crate::chunkserver::{HeldWrite, Life, SimChunkserver};
 use crate::net::{Msg, Network, Sent};
 
 /// Bytes in a full chunk (the master's chunk size).
 pub const CHUNK: u64 = 1 << 20;
 const HEARTBEAT_MS: u64 = 1000;
+const FULL_REPORT_MS: u64 = 60_000;
 const TRACE: usize = 400;
 
 /// How a run went wrong.
@@ -111,7 +112,9 @@ pub struct World {
     /// Acknowledged complete files.
     acked: BTreeMap<String, Acked>,
     /// Highest version seen per chunk.
-    versions: BTreeMap<u64, u64>,
+    versions: HashMap<u64, u64>,
+    /// Handles of acknowledged files: each belongs to one file only.
+    acked_handles: HashSet<u64>,
     trace: VecDeque<String>,
     faults: bool,
     /// Faults stopped and clients quiet: the cluster converges.
@@ -170,7 +173,8 @@ impl World {
                 .collect(),
             settles: Vec::new(),
             acked: BTreeMap::new(),
-            versions: BTreeMap::new(),
+            versions: HashMap::new(),
+            acked_handles: HashSet::new(),
             trace: VecDeque::new(),
             faults: false,
             settling: false,
@@ -368,6 +372,12 @@ impl World {
     }
 
     fn heartbeat(&mut self, i: usize) {
+        // A full report now and then, as the real chunkserver's `--full-report-secs`:
+        // anything the master missed (a lost or reordered report) is set right.
+        if self.t >= self.css[i].next_full_report {
+            self.css[i].next_full_report = self.t + FULL_REPORT_MS;
+            self.css[i].registered = false;
+        }
         if !self.css[i].registered {
             let chunks = self.css[i].full_report();
             self.css[i].registered = true;
@@ -456,10 +466,22 @@ impl World {
 
     fn thaw(&mut self, i: usize) {
         self.css[i].life = Life::Up;
-        for work in std::mem::take(&mut self.css[i].held) {
-            let Held2::Write { handle, version, len } = work;
-            let r = self.css[i].write(handle, version, len);
-            self.log(format!("cs{i} thaws and runs a queued write of {handle:#x} v{version}: {r:?}"));
+        for w in std::mem::take(&mut self.css[i].held) {
+            let r = self.css[i].write(w.handle, w.version, w.len);
+            self.log(format!("cs{i} thaws and runs a queued write of {:#x} v{}: {r:?}", w.handle, w.version));
+            if r.is_err() {
+                continue;
+            }
+            for &d in &w.downstream {
+                if self.css[d].life != Life::Up {
+                    break;
+                }
+                let r = self.css[d].write(w.handle, w.version, w.len);
+                self.log(format!("cs{i} forwards it to cs{d}: {r:?}"));
+                if r.is_err() {
+                    break;
+                }
+            }
         }
     }
 
@@ -514,6 +536,10 @@ impl World {
                             let id = self.master.core.namespace().lookup(&p).map_err(|e| {
                                 self.violation(format!("{p} completed but cannot be looked up: {e}"))
                             })?;
+                            if let Some(h) = written.iter().find(|c| !self.acked_handles.insert(c.0.0)) {
+                                let what = format!("chunk {:#x} of {p} already belongs to another file", h.0.0);
+                                return Err(self.violation(what));
+                            }
                             let acked = Acked { path: p.clone(), id, chunks: written };
                             self.acked.insert(p.to_string(), acked);
                             self.stats.acked_files += 1;
@@ -558,39 +584,43 @@ impl World {
         let mut nodes: Vec<usize> = located.replicas.iter().filter_map(|&i| self.server_of(i)).collect();
         self.log(format!("{name} writes {:#x} v{version} of {p} ({len} bytes) to {nodes:?}", h.0));
         for attempt in 0..3 {
-            let mut ok = Vec::new();
-            for &n in &nodes {
+            // The pipeline is a chain: the first node that fails stops the data there,
+            // and the client drops that node and recovers with all the others.
+            let mut bad = None;
+            for (k, &n) in nodes.iter().enumerate() {
                 let r = match self.css[n].life {
                     Life::Up if attempt == 0 => self.css[n].write(h.0, version, len),
                     Life::Up => self.css[n].resume(h.0, version, len),
                     Life::Frozen => {
-                        if attempt == 0 {
-                            self.css[n].held.push(Held2::Write { handle: h.0, version, len });
-                        }
+                        let downstream = nodes[k + 1..].to_vec();
+                        self.css[n].held.push(HeldWrite { handle: h.0, version, len, downstream });
                         Err("timed out (frozen)".into())
                     }
                     Life::Down => Err("connection refused".into()),
                 };
-                match r {
-                    Ok(()) => ok.push(n),
-                    Err(e) => self.log(format!("{name}: cs{n} fails {:#x} v{version}: {e}", h.0)),
+                if let Err(e) = r {
+                    self.log(format!("{name}: cs{n} fails {:#x} v{version}: {e}", h.0));
+                    bad = Some(k);
+                    break;
                 }
             }
-            if ok.len() == nodes.len() {
+            let Some(bad) = bad else {
                 written.push((h, len));
                 self.writers[w].state = WriterState::Open { path: p, lens, written };
                 return;
-            }
-            if ok.is_empty() {
+            };
+            let survivors: Vec<usize> =
+                nodes.iter().enumerate().filter(|&(k, _)| k != bad).map(|(_, &n)| n).collect();
+            if survivors.is_empty() {
                 break;
             }
-            let survivors: Vec<String> = ok.iter().map(|&n| self.css[n].id.clone()).collect();
-            let m = Mutation::UpdatePipeline { path: p.clone(), client: name.clone(), handle: h, survivors };
+            let ids: Vec<String> = survivors.iter().map(|&n| self.css[n].id.clone()).collect();
+            let m = Mutation::UpdatePipeline { path: p.clone(), client: name.clone(), handle: h, survivors: ids };
             match self.master_apply(Command::Mutate(m)).map(|o| o.reply) {
                 Some(Ok(Reply::Chunk(l))) => {
                     self.stats.pipeline_recoveries += 1;
                     version = l.version;
-                    nodes = ok;
+                    nodes = survivors;
                     self.log(format!("{name} recovers the pipeline of {:#x}: v{version} on {nodes:?}", h.0));
                 }
                 other => {
@@ -784,21 +814,14 @@ impl World {
     fn check(&mut self) -> Result<(), Violation> {
         let core = &self.master.core;
         let map = core.chunk_map();
-        // Versions only grow; handles are never reused by another file.
-        let mut owners: BTreeMap<u64, u64> = BTreeMap::new();
-        for (h, c) in map.iter() {
-            if let Some(&seen) = self.versions.get(&h.0)
-                && c.version < seen
-            {
-                return Err(self.violation(format!("chunk {:#x} went back from v{seen} to v{}", h.0, c.version)));
-            }
-            if let Some(other) = owners.insert(h.0, c.file.0) {
-                return Err(self.violation(format!("chunk {:#x} belongs to two files ({other}, {})", h.0, c.file.0)));
-            }
-        }
+        // Versions only grow.
         for (h, c) in map.iter() {
             let seen = self.versions.entry(h.0).or_insert(c.version);
-            *seen = (*seen).max(c.version);
+            if c.version < *seen {
+                let what = format!("chunk {:#x} went back from v{seen} to v{}", h.0, c.version);
+                return Err(self.violation(what));
+            }
+            *seen = c.version;
         }
         // Every acknowledged file is there, whole, and keeps a good replica of each chunk.
         let core = &self.master.core;
@@ -815,6 +838,9 @@ impl World {
                 let Some(c) = core.chunk_map().get(h) else {
                     return Err(self.violation(format!("chunk {:#x} of acknowledged {p} is forgotten", h.0)));
                 };
+                if c.file != a.id {
+                    return Err(self.violation(format!("chunk {:#x} of {p} is filed under inode {}", h.0, c.file.0)));
+                }
                 let good = self.css.iter().any(|cs| {
                     cs.replicas.get(&h.0).is_some_and(|r| r.version == c.version && r.finalized && !r.corrupt && r.len == len)
                 });
@@ -850,8 +876,13 @@ impl World {
             let racks: BTreeSet<&str> = holders.iter().map(|cs| cs.rack.as_str()).collect();
             if holders.len() < want || (want >= 2 && racks.len() < 2) {
                 let held: Vec<_> = self.css.iter().map(|cs| cs.replicas.get(&h.0).copied()).collect();
+                let known: Vec<String> = c
+                    .replicas
+                    .iter()
+                    .map(|r| format!("{}:v{}:{:?}", core.cluster().get(r.server).id, r.version, r.status))
+                    .collect();
                 return Err(self.violation(format!(
-                    "chunk {:#x} (v{}, {} bytes, replication {}) did not converge: {} good replicas on racks {racks:?}; held {held:?}",
+                    "chunk {:#x} (v{}, {} bytes, replication {}) did not converge: {} good replicas on racks {racks:?}; held {held:?}; the master knows {known:?}",
                     h.0, c.version, c.length, f.replication, holders.len()
                 )));
             }
