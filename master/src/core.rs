@@ -149,8 +149,10 @@ impl Core {
     /// every file left open (leases are not logged).
     pub fn start(&mut self, now: Instant) {
         let c = &self.config;
-        self.safemode = SafeMode::new(c.safemode_threshold, c.safemode_extension, !self.chunks.is_empty());
-        let writers: Vec<String> = self.ns.open_files().into_iter().map(|(_, w)| w.to_owned()).collect();
+        self.safemode =
+            SafeMode::new(c.safemode_threshold, c.safemode_extension, !self.chunks.is_empty());
+        let writers: Vec<String> =
+            self.ns.open_files().into_iter().map(|(_, w)| w.to_owned()).collect();
         self.leases.adopt(writers.iter().map(String::as_str), now);
     }
 

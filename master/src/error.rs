@@ -166,10 +166,9 @@ impl Error {
             Error::SafeMode(_) => ErrorReason::SafeMode,
             Error::LogFailed { .. } => ErrorReason::LogFailed,
             Error::Corrupt { .. } | Error::CheckpointLost { .. } => ErrorReason::Corrupt,
-            Error::TaskDied { .. }
-            | Error::CoreFailed
-            | Error::Transport(_)
-            | Error::Io { .. } => ErrorReason::Internal,
+            Error::TaskDied { .. } | Error::CoreFailed | Error::Transport(_) | Error::Io { .. } => {
+                ErrorReason::Internal
+            }
         }
     }
 

@@ -278,7 +278,12 @@ impl SimChunkserver {
             s.version == copy.cmd.version && s.finalized && !s.corrupt && s.len >= copy.cmd.length
         });
         if good {
-            let rep = Rep { version: copy.cmd.version, len: copy.cmd.length, finalized: true, corrupt: false };
+            let rep = Rep {
+                version: copy.cmd.version,
+                len: copy.cmd.length,
+                finalized: true,
+                corrupt: false,
+            };
             self.replicas.insert(h, rep);
             self.received(h);
         } else {

@@ -73,7 +73,11 @@ impl Network {
         if rng.random_bool(0.04) {
             return Sent::Dropped;
         }
-        let delay = if rng.random_bool(0.1) { rng.random_range(500..4000) } else { rng.random_range(1..300) };
+        let delay = if rng.random_bool(0.1) {
+            rng.random_range(500..4000)
+        } else {
+            rng.random_range(1..300)
+        };
         if rng.random_bool(0.03) {
             self.in_flight.push((now + rng.random_range(1..4000), msg.clone()));
         }
@@ -83,8 +87,13 @@ impl Network {
 
     /// A message due at `now`, chosen at random among those due.
     pub fn take_due(&mut self, rng: &mut StdRng, now: u64) -> Option<Msg> {
-        let due: Vec<usize> =
-            self.in_flight.iter().enumerate().filter(|(_, (at, _))| *at <= now).map(|(i, _)| i).collect();
+        let due: Vec<usize> = self
+            .in_flight
+            .iter()
+            .enumerate()
+            .filter(|(_, (at, _))| *at <= now)
+            .map(|(i, _)| i)
+            .collect();
         if due.is_empty() {
             return None;
         }

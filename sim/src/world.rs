@@ -125,7 +125,10 @@ pub struct World {
 
 /// Errors a client waits out and retries.
 fn transient(e: &master::Error) -> bool {
-    matches!(e, master::Error::SafeMode(_) | master::Error::NoChunkservers | master::Error::NoSpace { .. })
+    matches!(
+        e,
+        master::Error::SafeMode(_) | master::Error::NoChunkservers | master::Error::NoSpace { .. }
+    )
 }
 
 fn path(s: &str) -> DfsPath {
@@ -169,7 +172,11 @@ impl World {
             css: (0..chunkservers).map(|i| SimChunkserver::new(i, 2)).collect(),
             net: Network::default(),
             writers: (0..writers)
-                .map(|i| Writer { name: format!("client-{i}"), state: WriterState::Start, files: 0 })
+                .map(|i| Writer {
+                    name: format!("client-{i}"),
+                    state: WriterState::Start,
+                    files: 0,
+                })
                 .collect(),
             settles: Vec::new(),
             acked: BTreeMap::new(),
@@ -183,7 +190,10 @@ impl World {
     }
 
     fn now(&self) -> Now {
-        Now { mono: self.base + Duration::from_millis(self.t), wall_ms: 1_800_000_000_000 + self.t as i64 }
+        Now {
+            mono: self.base + Duration::from_millis(self.t),
+            wall_ms: 1_800_000_000_000 + self.t as i64,
+        }
     }
 
     fn log(&mut self, line: String) {
@@ -338,15 +348,23 @@ impl World {
                 self.css[i].next_heartbeat = self.t + HEARTBEAT_MS;
                 self.heartbeat(i);
             }
-            let due: Vec<_> = self.css[i].copies.iter().filter(|c| c.done_at <= self.t).copied().collect();
+            let due: Vec<_> =
+                self.css[i].copies.iter().filter(|c| c.done_at <= self.t).copied().collect();
             if self.css[i].life != Life::Up {
                 continue;
             }
             self.css[i].copies.retain(|c| c.done_at > self.t);
             for copy in due {
                 let src = &self.css[copy.source];
-                let source = if src.life == Life::Up { src.replicas.get(&copy.cmd.handle.0).copied() } else { None };
-                self.log(format!("cs{i} copy of {:#x} v{} from cs{} ends: {source:?}", copy.cmd.handle.0, copy.cmd.version, copy.source));
+                let source = if src.life == Life::Up {
+                    src.replicas.get(&copy.cmd.handle.0).copied()
+                } else {
+                    None
+                };
+                self.log(format!(
+                    "cs{i} copy of {:#x} v{} from cs{} ends: {source:?}",
+                    copy.cmd.handle.0, copy.cmd.version, copy.source
+                ));
                 self.css[i].finish_copy(copy, source);
             }
             if self.rng.random_bool(0.01) {
@@ -357,7 +375,10 @@ impl World {
             self.master.next_tick = self.t + HEARTBEAT_MS;
             if let Some(out) = self.master_apply(Command::Tick { log_writable: true }) {
                 for plan in out.recoveries {
-                    self.log(format!("lease recovery of {:#x} at v{} on {:?}", plan.handle.0, plan.version, plan.replicas));
+                    self.log(format!(
+                        "lease recovery of {:#x} at v{} on {:?}",
+                        plan.handle.0, plan.version, plan.replicas
+                    ));
                     let at = self.t + self.rng.random_range(10..2000);
                     self.settles.push(Settle { plan, at });
                 }
@@ -381,14 +402,21 @@ impl World {
         if !self.css[i].registered {
             let chunks = self.css[i].full_report();
             self.css[i].registered = true;
-            if self.net.send(&mut self.rng, self.t, Msg::Register { cs: i, chunks }) == Sent::Dropped {
+            if self.net.send(&mut self.rng, self.t, Msg::Register { cs: i, chunks })
+                == Sent::Dropped
+            {
                 self.css[i].registered = false;
             }
             return;
         }
         if !self.css[i].pending.is_empty() {
             let p = std::mem::take(&mut self.css[i].pending);
-            let msg = Msg::Report { cs: i, received: p.received.clone(), deleted: p.deleted.clone(), corrupt: p.corrupt.clone() };
+            let msg = Msg::Report {
+                cs: i,
+                received: p.received.clone(),
+                deleted: p.deleted.clone(),
+                corrupt: p.corrupt.clone(),
+            };
             if self.net.send(&mut self.rng, self.t, msg) == Sent::Dropped {
                 // The call failed: the reports are sent again with the next heartbeat.
                 self.css[i].pending = p;
@@ -401,7 +429,8 @@ impl World {
         match msg {
             Msg::Register { cs, chunks } => {
                 let c = &self.css[cs];
-                let server = ServerName { id: c.id.clone(), addr: c.addr.clone(), rack: c.rack.clone() };
+                let server =
+                    ServerName { id: c.id.clone(), addr: c.addr.clone(), rack: c.rack.clone() };
                 let load = c.load();
                 let n = chunks.len();
                 if self.master_apply(Command::Register { server, load, chunks }).is_none() {
@@ -419,7 +448,8 @@ impl World {
                     _ => HeartbeatReply { reregister: true, ..HeartbeatReply::default() },
                 };
                 if reply != HeartbeatReply::default() {
-                    let sources = reply.replicates.iter().map(|r| self.server_of(r.source)).collect();
+                    let sources =
+                        reply.replicates.iter().map(|r| self.server_of(r.source)).collect();
                     self.net.send(&mut self.rng, self.t, Msg::Reply { cs, reply, sources });
                 }
             }
@@ -447,13 +477,22 @@ impl World {
             self.css[cs].registered = false;
         }
         for d in reply.deletes {
-            self.log(format!("cs{cs} deletes {:#x} up to v{} rbw_only={}: holds {:?}", d.handle.0, d.version, d.rbw_only, self.css[cs].replicas.get(&d.handle.0)));
+            self.log(format!(
+                "cs{cs} deletes {:#x} up to v{} rbw_only={}: holds {:?}",
+                d.handle.0,
+                d.version,
+                d.rbw_only,
+                self.css[cs].replicas.get(&d.handle.0)
+            ));
             self.css[cs].delete(d);
         }
         for (r, source) in reply.replicates.into_iter().zip(sources) {
             let Some(source) = source else { continue };
             let done_at = self.t + self.rng.random_range(50..3000);
-            self.log(format!("cs{cs} starts a copy of {:#x} v{} from cs{source}", r.handle.0, r.version));
+            self.log(format!(
+                "cs{cs} starts a copy of {:#x} v{} from cs{source}",
+                r.handle.0, r.version
+            ));
             self.css[cs].start_copy(r, source, done_at);
         }
     }
@@ -468,7 +507,10 @@ impl World {
         self.css[i].life = Life::Up;
         for w in std::mem::take(&mut self.css[i].held) {
             let r = self.css[i].write(w.handle, w.version, w.len);
-            self.log(format!("cs{i} thaws and runs a queued write of {:#x} v{}: {r:?}", w.handle, w.version));
+            self.log(format!(
+                "cs{i} thaws and runs a queued write of {:#x} v{}: {r:?}",
+                w.handle, w.version
+            ));
             if r.is_err() {
                 continue;
             }
@@ -517,8 +559,11 @@ impl World {
                     let mut lens = vec![CHUNK; chunks - 1];
                     lens.push(self.rng.random_range(1..=CHUNK));
                     self.writers[w].files += 1;
-                    self.log(format!("{name} creates {p} ({chunks} chunks, replication {replication})"));
-                    self.writers[w].state = WriterState::Open { path: p, lens, written: Vec::new() };
+                    self.log(format!(
+                        "{name} creates {p} ({chunks} chunks, replication {replication})"
+                    ));
+                    self.writers[w].state =
+                        WriterState::Open { path: p, lens, written: Vec::new() };
                 }
             }
             WriterState::Open { path: p, lens, written } => {
@@ -534,10 +579,17 @@ impl World {
                         Some(Ok(_)) => {
                             self.log(format!("{name} completes {p}: acknowledged"));
                             let id = self.master.core.namespace().lookup(&p).map_err(|e| {
-                                self.violation(format!("{p} completed but cannot be looked up: {e}"))
+                                self.violation(format!(
+                                    "{p} completed but cannot be looked up: {e}"
+                                ))
                             })?;
-                            if let Some(h) = written.iter().find(|c| !self.acked_handles.insert(c.0.0)) {
-                                let what = format!("chunk {:#x} of {p} already belongs to another file", h.0.0);
+                            if let Some(h) =
+                                written.iter().find(|c| !self.acked_handles.insert(c.0.0))
+                            {
+                                let what = format!(
+                                    "chunk {:#x} of {p} already belongs to another file",
+                                    h.0.0
+                                );
                                 return Err(self.violation(what));
                             }
                             let acked = Acked { path: p.clone(), id, chunks: written };
@@ -561,7 +613,13 @@ impl World {
 
     /// Allocates and writes the next chunk of writer `w`'s file through its pipeline,
     /// recovering the pipeline when nodes fail.
-    fn write_chunk(&mut self, w: usize, p: DfsPath, lens: Vec<u64>, mut written: Vec<(ChunkHandle, u64)>) {
+    fn write_chunk(
+        &mut self,
+        w: usize,
+        p: DfsPath,
+        lens: Vec<u64>,
+        mut written: Vec<(ChunkHandle, u64)>,
+    ) {
         let name = self.writers[w].name.clone();
         let m = Mutation::AddChunk {
             path: p.clone(),
@@ -581,7 +639,8 @@ impl World {
         };
         let len = lens[written.len()];
         let (h, mut version) = (located.handle, located.version);
-        let mut nodes: Vec<usize> = located.replicas.iter().filter_map(|&i| self.server_of(i)).collect();
+        let mut nodes: Vec<usize> =
+            located.replicas.iter().filter_map(|&i| self.server_of(i)).collect();
         self.log(format!("{name} writes {:#x} v{version} of {p} ({len} bytes) to {nodes:?}", h.0));
         for attempt in 0..3 {
             // The pipeline is a chain: the first node that fails stops the data there,
@@ -615,16 +674,27 @@ impl World {
                 break;
             }
             let ids: Vec<String> = survivors.iter().map(|&n| self.css[n].id.clone()).collect();
-            let m = Mutation::UpdatePipeline { path: p.clone(), client: name.clone(), handle: h, survivors: ids };
+            let m = Mutation::UpdatePipeline {
+                path: p.clone(),
+                client: name.clone(),
+                handle: h,
+                survivors: ids,
+            };
             match self.master_apply(Command::Mutate(m)).map(|o| o.reply) {
                 Some(Ok(Reply::Chunk(l))) => {
                     self.stats.pipeline_recoveries += 1;
                     version = l.version;
                     nodes = survivors;
-                    self.log(format!("{name} recovers the pipeline of {:#x}: v{version} on {nodes:?}", h.0));
+                    self.log(format!(
+                        "{name} recovers the pipeline of {:#x}: v{version} on {nodes:?}",
+                        h.0
+                    ));
                 }
                 other => {
-                    self.log(format!("{name} cannot recover the pipeline of {:#x}: {other:?}", h.0));
+                    self.log(format!(
+                        "{name} cannot recover the pipeline of {:#x}: {other:?}",
+                        h.0
+                    ));
                     break;
                 }
             }
@@ -694,13 +764,19 @@ impl World {
             return Ok(());
         }
         let k = self.rng.random_range(0..self.acked.len());
-        let Some((p, chunks)) = self.acked.values().nth(k).map(|a| (a.path.clone(), a.chunks.clone())) else {
+        let Some((p, chunks)) =
+            self.acked.values().nth(k).map(|a| (a.path.clone(), a.chunks.clone()))
+        else {
             return Ok(());
         };
         let mono = self.now().mono;
         let located = match self.master.core.locations(&p, 0, 0, "", mono) {
             Ok((_, l, _)) => l,
-            Err(e) => return Err(self.violation(format!("acknowledged file {p} cannot be looked up: {e}"))),
+            Err(e) => {
+                return Err(
+                    self.violation(format!("acknowledged file {p} cannot be looked up: {e}"))
+                );
+            }
         };
         let mut whole = located.len() == chunks.len();
         for (l, &(h, len)) in located.iter().zip(&chunks) {
@@ -723,7 +799,11 @@ impl World {
                     }
                     Some(r) if r.corrupt && r.version == l.version => {
                         // The CRCs do not match: the reader reports it and fails over.
-                        let cmd = Command::ReportBadReplica { handle: h, server_id: self.css[i].id.clone(), reason: "checksum".into() };
+                        let cmd = Command::ReportBadReplica {
+                            handle: h,
+                            server_id: self.css[i].id.clone(),
+                            reason: "checksum".into(),
+                        };
                         self.master_apply(cmd);
                     }
                     _ => {}
@@ -755,7 +835,10 @@ impl World {
         let i = self.rng.random_range(0..n);
         let roll = self.rng.random_range(0..10_000);
         match roll {
-            0..=19 if self.css[i].life == Life::Up && self.css.iter().filter(|c| c.life == Life::Up).count() > 2 => {
+            0..=19
+                if self.css[i].life == Life::Up
+                    && self.css.iter().filter(|c| c.life == Life::Up).count() > 2 =>
+            {
                 self.log(format!("cs{i} is killed"));
                 self.stats.kills += 1;
                 self.css[i].crash();
@@ -789,7 +872,12 @@ impl World {
     /// Corrupts a finalized replica on `i`, unless it is the last good one of its chunk
     /// (bit rot on every replica at once is data loss no system survives).
     fn flip_a_bit(&mut self, i: usize) {
-        let handles: Vec<u64> = self.css[i].replicas.iter().filter(|(_, r)| r.finalized && !r.corrupt).map(|(&h, _)| h).collect();
+        let handles: Vec<u64> = self.css[i]
+            .replicas
+            .iter()
+            .filter(|(_, r)| r.finalized && !r.corrupt)
+            .map(|(&h, _)| h)
+            .collect();
         if handles.is_empty() {
             return;
         }
@@ -799,7 +887,12 @@ impl World {
             .css
             .iter()
             .enumerate()
-            .filter(|(j, c)| *j != i && c.replicas.get(&h).is_some_and(|r| r.version == rep.version && r.finalized && !r.corrupt && r.len == rep.len))
+            .filter(|(j, c)| {
+                *j != i
+                    && c.replicas.get(&h).is_some_and(|r| {
+                        r.version == rep.version && r.finalized && !r.corrupt && r.len == rep.len
+                    })
+            })
             .count();
         if others == 0 {
             return;
@@ -832,20 +925,29 @@ impl World {
             };
             let want: Vec<ChunkHandle> = chunks.iter().map(|c| c.0).collect();
             if file.chunks.as_slice() != want.as_slice() || file.writer.is_some() {
-                return Err(self.violation(format!("acknowledged file {p} changed: {:?}", file.chunks)));
+                return Err(
+                    self.violation(format!("acknowledged file {p} changed: {:?}", file.chunks))
+                );
             }
             for &(h, len) in chunks {
                 let Some(c) = core.chunk_map().get(h) else {
-                    return Err(self.violation(format!("chunk {:#x} of acknowledged {p} is forgotten", h.0)));
+                    return Err(self
+                        .violation(format!("chunk {:#x} of acknowledged {p} is forgotten", h.0)));
                 };
                 if c.file != a.id {
-                    return Err(self.violation(format!("chunk {:#x} of {p} is filed under inode {}", h.0, c.file.0)));
+                    return Err(self.violation(format!(
+                        "chunk {:#x} of {p} is filed under inode {}",
+                        h.0, c.file.0
+                    )));
                 }
                 let good = self.css.iter().any(|cs| {
-                    cs.replicas.get(&h.0).is_some_and(|r| r.version == c.version && r.finalized && !r.corrupt && r.len == len)
+                    cs.replicas.get(&h.0).is_some_and(|r| {
+                        r.version == c.version && r.finalized && !r.corrupt && r.len == len
+                    })
                 });
                 if !good {
-                    let held: Vec<_> = self.css.iter().map(|cs| cs.replicas.get(&h.0).copied()).collect();
+                    let held: Vec<_> =
+                        self.css.iter().map(|cs| cs.replicas.get(&h.0).copied()).collect();
                     return Err(self.violation(format!(
                         "the last good replica of chunk {:#x} (v{}, {len} bytes) of acknowledged {p} is gone: {held:?}",
                         h.0, c.version
@@ -871,15 +973,23 @@ impl World {
             let holders: Vec<&SimChunkserver> = self
                 .css
                 .iter()
-                .filter(|cs| cs.life == Life::Up && cs.replicas.get(&h.0).is_some_and(|r| r.version == c.version && r.finalized && !r.corrupt && r.len == c.length))
+                .filter(|cs| {
+                    cs.life == Life::Up
+                        && cs.replicas.get(&h.0).is_some_and(|r| {
+                            r.version == c.version && r.finalized && !r.corrupt && r.len == c.length
+                        })
+                })
                 .collect();
             let racks: BTreeSet<&str> = holders.iter().map(|cs| cs.rack.as_str()).collect();
             if holders.len() < want || (want >= 2 && racks.len() < 2) {
-                let held: Vec<_> = self.css.iter().map(|cs| cs.replicas.get(&h.0).copied()).collect();
+                let held: Vec<_> =
+                    self.css.iter().map(|cs| cs.replicas.get(&h.0).copied()).collect();
                 let known: Vec<String> = c
                     .replicas
                     .iter()
-                    .map(|r| format!("{}:v{}:{:?}", core.cluster().get(r.server).id, r.version, r.status))
+                    .map(|r| {
+                        format!("{}:v{}:{:?}", core.cluster().get(r.server).id, r.version, r.status)
+                    })
                     .collect();
                 return Err(self.violation(format!(
                     "chunk {:#x} (v{}, {} bytes, replication {}) did not converge: {} good replicas on racks {racks:?}; held {held:?}; the master knows {known:?}",
@@ -893,5 +1003,34 @@ impl World {
     /// The seed this world runs.
     pub fn seed(&self) -> u64 {
         self.seed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The checker is not blind: losing every replica of an acknowledged chunk, or an
+    /// acknowledged file, is reported at once.
+    #[test]
+    fn the_invariants_catch_a_lost_chunk_and_a_lost_file() {
+        let mut w = World::new(3, 5, 3);
+        w.faults = false;
+        while w.acked.is_empty() {
+            w.step().expect("a fault-free run keeps the invariants");
+        }
+        let (h, _) = w.acked.values().next().expect("acked").chunks[0];
+        let saved = w.css.clone();
+        for cs in &mut w.css {
+            cs.replicas.remove(&h.0);
+        }
+        let err = w.check().expect_err("a lost chunk");
+        assert!(err.what.contains("last good replica"), "{}", err.what);
+        w.css = saved;
+        w.check().expect("back to normal");
+        let p = w.acked.values().next().expect("acked").path.clone();
+        w.master_apply(Command::Mutate(Mutation::Delete { path: p, recursive: false }));
+        let err = w.check().expect_err("a lost file");
+        assert!(err.what.contains("is gone"), "{}", err.what);
     }
 }
