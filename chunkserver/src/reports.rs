@@ -10,7 +10,18 @@ use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
-use crate::store::ReplicaInfo;
+/// What the master is told about a replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaInfo {
+    /// Chunk handle.
+    pub handle: u64,
+    /// Chunk version the replica was written at.
+    pub version: u64,
+    /// Bytes held (for a replica being written: bytes verified so far).
+    pub length: u64,
+    /// False while being written or when left half-written by a crash.
+    pub finalized: bool,
+}
 
 /// Events not yet acknowledged by the master.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

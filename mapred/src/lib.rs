@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod attempt;
 pub mod client;
 pub mod config;
 pub mod coordinator;

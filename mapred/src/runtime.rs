@@ -110,7 +110,7 @@ pub fn main(registry: Registry) -> ExitCode {
             eprintln!("{}: error: __task needs a spec file", prog());
             return ExitCode::FAILURE;
         };
-        return crate::task::run_process(&registry, &PathBuf::from(spec));
+        return crate::attempt::run_process(&registry, &PathBuf::from(spec));
     }
     let cli = Cli::parse();
     proto::logging::init("warn");

@@ -21,15 +21,12 @@
 //! The user's code runs on the main thread; DFS and shuffle I/O run on a small tokio
 //! runtime, with input read ahead in large ranges while the mapper works.
 
-use std::path::Path;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::runtime::Runtime;
-use tracing::{error, info};
 
 use crate::api::{Combiner, Context, Input, Mapper, Partitioner, Reducer, TaskInfo};
 use crate::config::{JobConf, keys};
@@ -39,13 +36,12 @@ use crate::format::{
     OutputWriter, RECORD_HEADER, parse_record_header, read_record_split, read_text_split,
     spawn_reader,
 };
-use crate::job::Registry;
 use crate::mapside::{CombineBuffer, MapSink, SortBuffer};
 use crate::merge::Merger;
 use crate::progress::Skipper;
 use crate::reduceside::reduce_merged;
 use crate::shuffle::{FetchRecovery, fetch_partitions};
-use crate::spec::{InputFormat, OutputFormat, TaskKind, TaskResult, TaskSpec};
+use crate::spec::{InputFormat, OutputFormat, TaskSpec};
 
 pub use crate::progress::{Progress, stall_watch};
 
@@ -326,92 +322,4 @@ pub(crate) fn reduce_task<R: Reducer>(env: &mut TaskEnv, mut reducer: R) -> Resu
     env.counters.add(c::FS, c::DFS_BYTES_WRITTEN, len);
     env.save_skipped(&skipper, c::REDUCE_SKIPPED_GROUPS)?;
     Ok(Some(path))
-}
-
-/// `JOBBIN __task SPEC_FILE`: runs one attempt and returns the process exit code.
-pub fn run_process(registry: &Registry, spec_path: &Path) -> ExitCode {
-    let spec: TaskSpec = match std::fs::read(spec_path)
-        .map_err(Error::io(format!("cannot read {}", spec_path.display())))
-        .and_then(|b| {
-            serde_json::from_slice(&b)
-                .map_err(|e| Error::Decode(format!("{}: {e}", spec_path.display())))
-        }) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("task: error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result_file = spec.result_file();
-    let (counters, skipped_path, outcome) = run_spec(registry, spec);
-    let result = match outcome {
-        Ok(output_path) => TaskResult { counters, error: None, output_path, skipped_path },
-        Err(e) => {
-            error!(error = %e, "attempt failed");
-            eprintln!("task: error: {e}");
-            TaskResult { counters, error: Some(e.to_string()), ..TaskResult::default() }
-        }
-    };
-    if let Err(e) = result.save(&result_file) {
-        eprintln!("task: error: {e}");
-        return ExitCode::FAILURE;
-    }
-    if result.error.is_some() { ExitCode::FAILURE } else { ExitCode::SUCCESS }
-}
-
-type Ran = (Counters, Option<String>, Result<Option<String>>);
-
-fn run_spec(registry: &Registry, spec: TaskSpec) -> Ran {
-    let fail = |e| (Counters::new(), None, Err(e));
-    // Alive from the start: starting a runtime and connecting take a moment.
-    let progress = Arc::new(Progress::create(&spec.progress_file()));
-    let pulse = progress.pulse_while();
-    let kind = match spec.task_kind() {
-        Ok(k) => k,
-        Err(e) => return fail(e),
-    };
-    let Some(def) = registry.get(&spec.job_name) else {
-        return fail(Error::NotFound(format!("job {} is not in this binary", spec.job_name)));
-    };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(Error::io("cannot start the task's runtime"))
-    {
-        Ok(rt) => rt,
-        Err(e) => return fail(e),
-    };
-    let cfg = dfs::ClientConfig {
-        client_host: (!spec.host.is_empty()).then(|| spec.host.clone()),
-        read_range: 4 << 20,
-        read_prefetch: 4,
-        ..dfs::ClientConfig::default()
-    };
-    let client = match rt.block_on(dfs::Client::connect(&spec.master, cfg)) {
-        Ok(c) => c,
-        Err(e) => return fail(e.into()),
-    };
-    let info = TaskInfo {
-        job_id: spec.job_id.clone(),
-        attempt_id: spec.attempt_id.clone(),
-        index: spec.index,
-        reducers: spec.reducers,
-        input_path: spec.split.as_ref().map(|s| s.path.clone()).filter(|p| !p.is_empty()),
-    };
-    info!(attempt = %spec.attempt_id, job = %spec.job_name, "attempt starting");
-    drop(pulse);
-    let mut env =
-        TaskEnv { spec, rt, client, counters: Counters::new(), info, progress, skipped: None };
-    let outcome = match kind {
-        TaskKind::Map => (def.map)(&mut env),
-        TaskKind::Reduce => match &def.reduce {
-            Some(r) => r(&mut env),
-            None => Err(Error::InvalidArgument(format!(
-                "job {} has no reducer but was given a reduce task",
-                env.spec.job_name
-            ))),
-        },
-    };
-    (env.counters, env.skipped, outcome)
 }

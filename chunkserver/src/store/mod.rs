@@ -57,6 +57,7 @@ use proto::checksum::BLOCK_SIZE;
 
 use crate::error::{Error, Result};
 use crate::meta::Header;
+pub use crate::reports::ReplicaInfo;
 use crate::reports::ReportQueue;
 
 mod reader;
@@ -69,19 +70,6 @@ pub use reader::ReplicaReader;
 pub use writer::RbwWriter;
 
 const B: u64 = BLOCK_SIZE as u64;
-
-/// What the master is told about a replica.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReplicaInfo {
-    /// Chunk handle.
-    pub handle: u64,
-    /// Chunk version the replica was written at.
-    pub version: u64,
-    /// Bytes held (for a replica being written: bytes verified so far).
-    pub length: u64,
-    /// False while being written or when left half-written by a crash.
-    pub finalized: bool,
-}
 
 /// What [`Store::delete`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
