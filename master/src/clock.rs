@@ -3,7 +3,9 @@
 //! a clock; drivers pass the time in, read from a [`Clock`]: [`SystemClock`] in the
 //! master, a virtual one in the simulator.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
+
+pub use proto::clock::wall_ms;
 
 /// The time a command is applied at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,9 +30,4 @@ impl Clock for SystemClock {
     fn now(&self) -> Now {
         Now { mono: Instant::now(), wall_ms: wall_ms() }
     }
-}
-
-/// Milliseconds since the Unix epoch (0 if the clock is before it).
-pub fn wall_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

@@ -11,6 +11,7 @@
 #[cfg(any(test, feature = "alloc-probe"))]
 pub mod alloc_probe;
 pub mod checksum;
+pub mod clock;
 pub mod logging;
 pub mod path;
 pub mod process;

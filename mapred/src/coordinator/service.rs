@@ -11,7 +11,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use proto::mapred as pb;
 use proto::mapred::coordinator_server::{Coordinator, CoordinatorServer};
@@ -29,10 +28,7 @@ use crate::error::{Error, Result};
 use crate::format::compute_splits;
 use crate::spec::{InputFormat, Split};
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
+pub use proto::clock::wall_ms as now_ms;
 
 struct Shared {
     core: Mutex<Core>,
