@@ -144,6 +144,14 @@ impl Core {
         }
     }
 
+    /// This core with the namespace and chunk map of a checkpoint (before the log after
+    /// it is replayed).
+    pub fn with_image(mut self, ns: Namespace, chunks: ChunkMap) -> Core {
+        self.ns = ns;
+        self.chunks = chunks;
+        self
+    }
+
     /// Makes a core rebuilt from checkpoint and log ready to serve: in safe mode if it
     /// holds chunks (until chunkservers report them), and a fresh lease for the writer of
     /// every file left open (leases are not logged).

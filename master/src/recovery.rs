@@ -109,10 +109,7 @@ pub fn recover(config: Config) -> Result<Recovered> {
     let (mut state, checkpoint_txid) = match loaded {
         Some((path, loaded)) => {
             info!(file = %path.display(), txid = loaded.txid, "checkpoint loaded");
-            let mut st = Core::new(config);
-            st.ns = loaded.ns;
-            st.chunks = loaded.chunks;
-            (st, loaded.txid)
+            (Core::new(config).with_image(loaded.ns, loaded.chunks), loaded.txid)
         }
         None => (Core::new(config), 0),
     };

@@ -3,8 +3,8 @@
 //! with its log, N in-memory chunkservers applying the real replica rules
 //! ([`chunkserver::store::rules`]), writing and reading clients, lease recoveries, and a
 //! network that delays, drops, duplicates and reorders, on a virtual clock. The master
-//! crashes (and is rebuilt from its log alone), chunkservers die, freeze and come back
-//! with stale replicas, bits flip and disks fill.
+//! crashes (and is rebuilt from its newest real checkpoint file and the log after it),
+//! chunkservers die, freeze and come back with stale replicas, bits flip and disks fill.
 //!
 //! After every step the invariants are checked ([`world`]): every acknowledged file is
 //! there whole and keeps a good replica of each chunk, the state rebuilt from the log

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
+use master::checkpoint;
 use master::chunks::ChunkHandle;
 use master::clock::Now;
 use master::cluster::ServerIdx;
@@ -25,6 +26,7 @@ use crate::net::{Msg, Network, Sent};
 pub const CHUNK: u64 = 1 << 20;
 const HEARTBEAT_MS: u64 = 1000;
 const FULL_REPORT_MS: u64 = 60_000;
+const CHECKPOINT_MS: u64 = 15_000;
 const TRACE: usize = 400;
 
 /// How a run went wrong.
@@ -57,10 +59,13 @@ pub struct Stats {
     pub good_reads: u64,
 }
 
-/// The master: its core, and the log records synced so far.
+/// The master: its core, the log records synced so far, and its newest checkpoint.
 struct SimMaster {
     core: Core,
     log: Vec<Record>,
+    /// The newest checkpoint written (a real checkpoint file) and its last txid.
+    checkpoint: Option<(std::path::PathBuf, u64)>,
+    next_checkpoint: u64,
     /// Down until this time, if crashed.
     down_until: Option<u64>,
     next_tick: u64,
@@ -119,8 +124,16 @@ pub struct World {
     faults: bool,
     /// Faults stopped and clients quiet: the cluster converges.
     settling: bool,
+    /// Where the master's checkpoints are written.
+    dir: std::path::PathBuf,
     /// What the run did.
     pub stats: Stats,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// Errors a client waits out and retries.
@@ -168,7 +181,15 @@ impl World {
             step: 0,
             base: Instant::now(),
             config,
-            master: SimMaster { core, log: Vec::new(), down_until: None, next_tick: HEARTBEAT_MS },
+            master: SimMaster {
+                core,
+                log: Vec::new(),
+                checkpoint: None,
+                next_checkpoint: CHECKPOINT_MS,
+                down_until: None,
+                next_tick: HEARTBEAT_MS,
+            },
+            dir: std::env::temp_dir().join(format!("gfs-sim-{}-{seed}", std::process::id())),
             css: (0..chunkservers).map(|i| SimChunkserver::new(i, 2)).collect(),
             net: Network::default(),
             writers: (0..writers)
@@ -229,11 +250,41 @@ impl World {
         self.master.log.push(Record { txid, time_ms, op, call: None });
     }
 
-    /// Rebuilds the master from its log, checking it equals `expected`.
+    /// Writes a checkpoint of the master's state, as its checkpointer does.
+    fn checkpoint(&mut self) -> Result<(), Violation> {
+        let txid = self.master.log.len() as u64;
+        let snap = checkpoint::Snapshot::take(&self.master.core, txid, self.now().wall_ms);
+        let written = std::fs::create_dir_all(&self.dir)
+            .map_err(|e| e.to_string())
+            .and_then(|()| checkpoint::write(&self.dir, &snap).map_err(|e| e.to_string()));
+        match written {
+            Ok(path) => {
+                if let Some((old, _)) = self.master.checkpoint.replace((path, txid)) {
+                    let _ = std::fs::remove_file(old);
+                }
+                self.log(format!("checkpoint at txid {txid}"));
+                Ok(())
+            }
+            Err(e) => Err(self.violation(format!("a checkpoint cannot be written: {e}"))),
+        }
+    }
+
+    /// Rebuilds the master from its newest checkpoint and the log after it, checking it
+    /// equals `expected`.
     fn restart_master(&mut self, expected: &Durable) -> Result<(), Violation> {
         let now = self.now();
         let mut core = Core::seeded(self.config.clone(), self.rng.random());
-        for rec in self.master.log.clone() {
+        let mut after = 0;
+        if let Some((path, txid)) = self.master.checkpoint.clone() {
+            match checkpoint::read(&path) {
+                Ok(loaded) => core = core.with_image(loaded.ns, loaded.chunks),
+                Err(e) => {
+                    return Err(self.violation(format!("the checkpoint does not read back: {e}")));
+                }
+            }
+            after = txid;
+        }
+        for rec in self.master.log.iter().skip(after as usize).cloned().collect::<Vec<_>>() {
             let txid = rec.txid;
             if let Err(e) = core.apply(Command::Replay(rec), now).reply {
                 return Err(self.violation(format!("log record {txid} does not replay: {e}")));
@@ -370,6 +421,10 @@ impl World {
             if self.rng.random_bool(0.01) {
                 self.css[i].scrub();
             }
+        }
+        if self.faults && self.master_up() && self.t >= self.master.next_checkpoint {
+            self.master.next_checkpoint = self.t + CHECKPOINT_MS;
+            self.checkpoint()?;
         }
         if self.master_up() && self.t >= self.master.next_tick {
             self.master.next_tick = self.t + HEARTBEAT_MS;
