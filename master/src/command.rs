@@ -402,12 +402,16 @@ impl Core {
                     overwrite,
                     create_parents,
                     owner,
-                    client: client.clone(),
+                    client,
                 };
                 let Applied::Inode(id) = self.apply_op(&op, t)? else {
                     unreachable!("a create applies to an inode") // faulty code
                 };
-                self.leases.touch(&client, now.mono);
+                // The writer's name is read back from the record rather than cloned
+                // before it: one allocation less on every create.
+                if let Op::Create { client, .. } = &op {
+                    self.leases.touch(client, now.mono);
+                }
                 Ok((Reply::Created { path, id }, op))
             }
             Mutation::AddChunk { path, client, previous, client_host, excluded } => {
