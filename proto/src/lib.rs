@@ -1,5 +1,6 @@
 //! The wire protocol: gRPC services generated from `proto/gfs/v1/*.proto`, and the CRC
-//! framing that writers, chunkservers and readers share.
+//! framing that writers, chunkservers and readers share; and, versioned apart from it,
+//! the master's on-disk schema ([`disk`]).
 //!
 //! Generated types stay here; each service translates them to its own domain types at its
 //! edge. The small modules beside them are conventions every process must agree on:
@@ -11,6 +12,7 @@
 #[cfg(any(test, feature = "alloc-probe"))]
 pub mod alloc_probe;
 pub mod checksum;
+pub mod disk;
 pub mod logging;
 pub mod path;
 pub mod process;
