@@ -23,7 +23,8 @@ pub mod size;
 #[global_allocator]
 static ALLOC: alloc_probe::Probe = alloc_probe::Probe;
 
-/// Generated code for package `gfs.v1` (master and chunkserver services).
+/// Generated code for package `gfs.v1`: the master's three services (`ClientProtocol`,
+/// `ChunkserverProtocol`, `AdminProtocol`) and the chunkserver's.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod gfs {
     tonic::include_proto!("gfs.v1");
