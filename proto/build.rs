@@ -6,7 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/gfs/v1/errors.proto",
         "proto/gfs/v1/master.proto",
         "proto/gfs/v1/chunkserver.proto",
-        "proto/gfs/v1/oplog.proto",
+        "proto/gfs/disk/v1/oplog.proto",
         "proto/mapred/v1/mapred.proto",
         "proto/google/rpc/status.proto",
     ];

@@ -1,5 +1,6 @@
-//! The chunkserver's conversation with the master: register with a full report, heartbeat
-//! with space and load, carry out the commands in the replies, and flush incremental
+//! The chunkserver's conversation with the master (`gfs.v1.ChunkserverProtocol`, the
+//! master's service for chunkservers only): register with a full report, heartbeat with
+//! space and load, carry out the commands in the replies, and flush incremental
 //! reports (finalized, deleted, corrupt) from [`crate::reports`] within ~100 ms.
 //!
 //! The master being down is normal (it restarts, or starts after us): every call is
@@ -15,7 +16,7 @@
 use std::time::{Duration, Instant};
 
 use proto::gfs::chunk_command::Command;
-use proto::gfs::master_client::MasterClient;
+use proto::gfs::chunkserver_protocol_client::ChunkserverProtocolClient;
 use proto::gfs::{
     ChunkserverInfo, DeleteReplica, HeartbeatRequest, HeartbeatResponse, RegisterRequest,
     ReportChunksRequest, ReportedChunk,
@@ -102,7 +103,7 @@ impl Reporter {
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
             .connect_lazy();
-        let mut client = MasterClient::new(channel);
+        let mut client = ChunkserverProtocolClient::new(channel);
         let mut log = QuietLog { last: None };
         let mut space = SpaceWatch::default();
         'register: loop {
@@ -159,7 +160,7 @@ impl Reporter {
     /// shutdown. Returns the heartbeat interval to use.
     async fn register(
         &self,
-        client: &mut MasterClient<Channel>,
+        client: &mut ChunkserverProtocolClient<Channel>,
         shutdown: &mut watch::Receiver<bool>,
         log: &mut QuietLog,
         space_watch: &mut SpaceWatch,
@@ -205,7 +206,7 @@ impl Reporter {
 
     async fn heartbeat(
         &self,
-        client: &mut MasterClient<Channel>,
+        client: &mut ChunkserverProtocolClient<Channel>,
         space_watch: &mut SpaceWatch,
     ) -> std::result::Result<HeartbeatResponse, tonic::Status> {
         let space = self.store.space();
@@ -271,7 +272,7 @@ impl Reporter {
     /// queued again.
     async fn flush(
         &self,
-        client: &mut MasterClient<Channel>,
+        client: &mut ChunkserverProtocolClient<Channel>,
     ) -> std::result::Result<bool, tonic::Status> {
         let pending = self.store.reports().drain();
         if pending.is_empty() {

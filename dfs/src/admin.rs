@@ -1,6 +1,7 @@
-//! Administration calls on the master (`dfs admin ...`, like `hdfs dfsadmin`): force a
-//! checkpoint, get or change safe mode, fetch the `metasave` debugging dump, decommission
-//! or recommission a chunkserver, and start, stop or query the balancer.
+//! Administration calls on the master's `gfs.v1.AdminProtocol` (`dfs admin ...`, like
+//! `hdfs dfsadmin`): force a checkpoint, get or change safe mode, fetch the `metasave`
+//! debugging dump, decommission or recommission a chunkserver, and start, stop or query
+//! the balancer.
 //!
 //! All of them are idempotent, so they are retried only while the master is unreachable
 //! ([`CallKind::Read`]), never because of safe mode: they are how one inspects or ends it.
@@ -66,7 +67,7 @@ impl Client {
     /// transport error.
     pub async fn checkpoint(&self) -> Result<u64> {
         let resp = self
-            .call_master(CallKind::Read, &DfsPath::root(), |mut m| async move {
+            .call_admin(CallKind::Read, &DfsPath::root(), |mut m| async move {
                 m.checkpoint(gfs::CheckpointRequest {}).await
             })
             .await?;
@@ -84,7 +85,7 @@ impl Client {
             SafeModeOp::Leave => SafeModeAction::Leave,
         } as i32;
         let resp = self
-            .call_master(CallKind::Read, &DfsPath::root(), |mut m| async move {
+            .call_admin(CallKind::Read, &DfsPath::root(), |mut m| async move {
                 m.safe_mode(gfs::SafeModeRequest { action }).await
             })
             .await?;
@@ -113,7 +114,7 @@ impl Client {
     /// A transport error if the master cannot be reached.
     pub async fn meta_save(&self) -> Result<String> {
         let resp = self
-            .call_master(CallKind::Read, &DfsPath::root(), |mut m| async move {
+            .call_admin(CallKind::Read, &DfsPath::root(), |mut m| async move {
                 m.meta_save(gfs::MetaSaveRequest {}).await
             })
             .await?;
@@ -160,7 +161,7 @@ impl Client {
     pub async fn decommission(&self, addr: &str, recommission: bool) -> Result<DecommissionStatus> {
         let req = gfs::DecommissionRequest { addr: addr.to_owned(), recommission };
         let resp = self
-            .call_master(CallKind::Read, &DfsPath::root(), |mut m| {
+            .call_admin(CallKind::Read, &DfsPath::root(), |mut m| {
                 let req = req.clone();
                 async move { m.decommission(req).await }
             })
@@ -184,7 +185,7 @@ impl Client {
             query: threshold_pct.is_none() && !stop,
         };
         let r =
-            self.call_master(CallKind::Read, &DfsPath::root(), |mut m| async move {
+            self.call_admin(CallKind::Read, &DfsPath::root(), |mut m| async move {
                 m.balance(req).await
             })
             .await?;

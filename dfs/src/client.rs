@@ -5,8 +5,11 @@
 //!
 //! Every master call has a deadline ([`ClientConfig::rpc_timeout`]), so a dead or stopped
 //! master gives [`Error::MasterUnreachable`] naming its address instead of a hang. Calls
-//! go through [`Client::call_master`], which retries them across a master restart as
-//! [`crate::retry`] describes, up to [`ClientConfig::master_retry_deadline`].
+//! go through [`Client::call_master`] (the master's `gfs.v1.ClientProtocol`) or
+//! [`Client::call_admin`] (its `gfs.v1.AdminProtocol`, for fsck, reports and
+//! [`crate::admin`]), which retry them across a master restart as [`crate::retry`]
+//! describes, up to [`ClientConfig::master_retry_deadline`]. Both services share one
+//! connection to the master's one port.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -14,8 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use proto::gfs;
+use proto::gfs::admin_protocol_client::AdminProtocolClient;
 use proto::gfs::chunkserver_client::ChunkserverClient;
-use proto::gfs::master_client::MasterClient;
+use proto::gfs::client_protocol_client::ClientProtocolClient;
 use proto::path::DfsPath;
 use tonic::transport::{Channel, Endpoint};
 
@@ -137,7 +141,8 @@ pub struct Client {
 
 #[derive(Debug)]
 struct Inner {
-    master: MasterClient<Channel>,
+    master: ClientProtocolClient<Channel>,
+    admin: AdminProtocolClient<Channel>,
     master_addr: String,
     cfg: ClientConfig,
     chunkservers: Mutex<HashMap<String, ChunkserverClient<Channel>>>,
@@ -181,10 +186,14 @@ impl Client {
             tokio::time::sleep(delay).await;
             attempt = attempt.saturating_add(1);
         };
-        let master = MasterClient::new(channel).max_decoding_message_size(MASTER_MAX_MESSAGE);
+        let admin =
+            AdminProtocolClient::new(channel.clone()).max_decoding_message_size(MASTER_MAX_MESSAGE);
+        let master =
+            ClientProtocolClient::new(channel).max_decoding_message_size(MASTER_MAX_MESSAGE);
         Ok(Client {
             inner: Arc::new(Inner {
                 master,
+                admin,
                 master_addr: master_addr.to_owned(),
                 cfg,
                 chunkservers: Mutex::new(HashMap::new()),
@@ -193,8 +202,8 @@ impl Client {
         })
     }
 
-    /// Calls the master with `call` (given a handle on the master service; called once per
-    /// attempt), retrying failures that [`retry::is_retryable`] allows for `kind` with
+    /// Calls the master's client service with `call` (given a handle on it; called once
+    /// per attempt), retrying failures that [`retry::is_retryable`] allows for `kind` with
     /// backoff until [`ClientConfig::master_retry_deadline`]; errors are mapped for `path`.
     ///
     /// # Errors
@@ -203,17 +212,51 @@ impl Client {
         &self,
         kind: CallKind,
         path: &DfsPath,
+        call: F,
+    ) -> Result<T>
+    where
+        F: FnMut(ClientProtocolClient<Channel>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.call_retrying(kind, path, &self.inner.master, call).await
+    }
+
+    /// As [`Client::call_master`], on the master's admin service.
+    ///
+    /// # Errors
+    /// The last attempt's error, mapped by [`Error::from_master_status`].
+    pub(crate) async fn call_admin<T, F, Fut>(
+        &self,
+        kind: CallKind,
+        path: &DfsPath,
+        call: F,
+    ) -> Result<T>
+    where
+        F: FnMut(AdminProtocolClient<Channel>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.call_retrying(kind, path, &self.inner.admin, call).await
+    }
+
+    /// The retry loop of [`Client::call_master`] and [`Client::call_admin`], calling
+    /// `call` with a clone of `service` (a cheap handle on the shared channel).
+    async fn call_retrying<S, T, F, Fut>(
+        &self,
+        kind: CallKind,
+        path: &DfsPath,
+        service: &S,
         mut call: F,
     ) -> Result<T>
     where
-        F: FnMut(MasterClient<Channel>) -> Fut,
+        S: Clone,
+        F: FnMut(S) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
         let cfg = &self.inner.cfg;
         let deadline = Instant::now() + cfg.master_retry_deadline;
         let mut attempt = 0;
         loop {
-            let err = match call(self.master()).await {
+            let err = match call(service.clone()).await {
                 Ok(resp) => return Ok(resp.into_inner()),
                 Err(status) => self.master_error(status, path),
             };
@@ -253,8 +296,8 @@ impl Client {
         Ok(path.resolve_against(&self.inner.cfg.cwd)?)
     }
 
-    /// A handle on the master service (cheap clone of the shared channel).
-    pub(crate) fn master(&self) -> MasterClient<Channel> {
+    /// A handle on the master's client service (cheap clone of the shared channel).
+    pub(crate) fn master(&self) -> ClientProtocolClient<Channel> {
         self.inner.master.clone()
     }
 
@@ -447,7 +490,7 @@ impl Client {
         let path = self.resolve(path)?;
         let req = gfs::FsckRequest { path: path.to_string(), include_open };
         let resp = self
-            .call_master(CallKind::Read, &path, |mut m| {
+            .call_admin(CallKind::Read, &path, |mut m| {
                 let req = req.clone();
                 async move { m.fsck(req).await }
             })
@@ -461,7 +504,7 @@ impl Client {
     /// A transport error if the master cannot be reached.
     pub async fn cluster_report(&self) -> Result<ClusterReport> {
         let resp = self
-            .call_master(CallKind::Read, &DfsPath::root(), |mut m| async move {
+            .call_admin(CallKind::Read, &DfsPath::root(), |mut m| async move {
                 m.cluster_report(gfs::ClusterReportRequest {}).await
             })
             .await?;

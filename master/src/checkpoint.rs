@@ -2,9 +2,10 @@
 //! length), the next handle and inode id, and the last transaction they include, in
 //! `DIR/checkpoint-<txid as 020>.ckpt`.
 //!
-//! Format: framed `gfs.v1.CheckpointRecord`s ([`crate::oplog::frame`]): one header, every
-//! inode parent-first (files carry their chunks), one trailer repeating the txid and
-//! counting the inodes, so a file cut short anywhere is detected.
+//! Format: `gfs.disk.v1.CheckpointRecord`s ([`proto::disk`]) framed by
+//! [`crate::oplog::frame`]: one header, every inode parent-first (files carry their
+//! chunks), one trailer repeating the txid and counting the inodes, so a file cut short
+//! anywhere is detected.
 //!
 //! Writing never stops mutations for long: under the state lock the log rolls to a new
 //! segment and the state is cloned ([`Snapshot::take`]); encoding and writing happen
@@ -21,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use prost::Message;
-use proto::gfs::{self as pb, checkpoint_record::Entry};
+use proto::disk::{self as pb, checkpoint_record::Entry};
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 

@@ -1,5 +1,6 @@
 //! The master of the chunk store: the namespace, the chunk map, replica placement and
-//! cluster membership, served over gRPC (`gfs.v1.Master`).
+//! cluster membership, served over gRPC on one port as three services, one per audience:
+//! `gfs.v1.ClientProtocol`, `gfs.v1.ChunkserverProtocol` and `gfs.v1.AdminProtocol`.
 //!
 //! Layout, from the inside out:
 //! - **The core** (no I/O, no clock, no tokio): [`core::Core`] holds the state and
@@ -17,7 +18,8 @@
 //!   trait. Durability: [`oplog`] (every record synced before the answer, with group
 //!   commit), [`checkpoint`] (the whole namespace, written beside the log), [`recovery`]
 //!   (checkpoint + replay through `Core::apply` at start-up).
-//! - **The edge** ([`server`]): protobuf <-> commands and replies, errors -> status codes.
+//! - **The edge** ([`server`]): one service per audience; protobuf <-> commands and
+//!   replies, errors -> status codes.
 //!
 //! [`run`] wires them to a listener.
 #![warn(missing_docs)]
@@ -49,7 +51,9 @@ pub mod server;
 use std::future::Future;
 use std::sync::Arc;
 
-use proto::gfs::master_server::MasterServer;
+use proto::gfs::admin_protocol_server::AdminProtocolServer;
+use proto::gfs::chunkserver_protocol_server::ChunkserverProtocolServer;
+use proto::gfs::client_protocol_server::ClientProtocolServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::StreamExt;
@@ -128,8 +132,17 @@ pub async fn run_with_ready(
         }
         conn
     });
+    // One port, three services: each audience's calls arrive on its own service path,
+    // where its own authorization can be checked.
     let serve = tonic::transport::Server::builder()
-        .add_service(MasterServer::new(server::MasterService::new(driver, checkpointer)))
+        .add_service(ClientProtocolServer::new(server::ClientProtocolService::new(driver.clone())))
+        .add_service(ChunkserverProtocolServer::new(server::ChunkserverProtocolService::new(
+            driver.clone(),
+        )))
+        .add_service(AdminProtocolServer::new(server::AdminProtocolService::new(
+            driver,
+            checkpointer,
+        )))
         .serve_with_incoming_shutdown(incoming, shutdown);
     let (mut monitor, mut checkpoints) = (monitor, checkpoints);
     let outcome =

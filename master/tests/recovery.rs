@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use proto::gfs::master_client::MasterClient;
+use proto::gfs::admin_protocol_client::AdminProtocolClient;
+use proto::gfs::client_protocol_client::ClientProtocolClient;
 use proto::gfs::{self as pb};
 use tonic::transport::Channel;
 
@@ -75,8 +76,13 @@ fn refused_start(dir: &Path) -> String {
     panic!("the master started instead of refusing: {err}");
 }
 
-async fn client(m: &Master) -> MasterClient<Channel> {
-    MasterClient::connect(format!("http://{}", m.addr)).await.expect("connect")
+async fn client(m: &Master) -> ClientProtocolClient<Channel> {
+    ClientProtocolClient::connect(format!("http://{}", m.addr)).await.expect("connect")
+}
+
+/// A client of the master's admin service (checkpoints, safe mode), on the same port.
+async fn admin(m: &Master) -> AdminProtocolClient<Channel> {
+    AdminProtocolClient::connect(format!("http://{}", m.addr)).await.expect("connect")
 }
 
 /// Kills the master with SIGKILL, as a crash would.
@@ -85,7 +91,7 @@ fn crash(mut m: Master) {
     m.child.wait().expect("wait");
 }
 
-async fn mkdir(c: &mut MasterClient<Channel>, path: &str) {
+async fn mkdir(c: &mut ClientProtocolClient<Channel>, path: &str) {
     c.mkdir(pb::MkdirRequest {
         path: path.into(),
         parents: true,
@@ -96,7 +102,7 @@ async fn mkdir(c: &mut MasterClient<Channel>, path: &str) {
     .expect("mkdir");
 }
 
-async fn create_complete(c: &mut MasterClient<Channel>, path: &str, client: &str) {
+async fn create_complete(c: &mut ClientProtocolClient<Channel>, path: &str, client: &str) {
     c.create(pb::CreateRequest {
         path: path.into(),
         client_name: client.into(),
@@ -116,7 +122,7 @@ async fn create_complete(c: &mut MasterClient<Channel>, path: &str, client: &str
 }
 
 /// Every path below `/` with a marker for directories and files still open.
-async fn tree(c: &mut MasterClient<Channel>) -> BTreeSet<String> {
+async fn tree(c: &mut ClientProtocolClient<Channel>) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut stack = vec!["/".to_string()];
     while let Some(dir) = stack.pop() {
@@ -164,7 +170,8 @@ async fn acknowledged_changes_survive_sigkill() {
     for t in tasks {
         t.await.expect("writer");
     }
-    let txid = c.checkpoint(pb::CheckpointRequest {}).await.expect("checkpoint").into_inner().txid;
+    let mut a = admin(&m).await;
+    let txid = a.checkpoint(pb::CheckpointRequest {}).await.expect("checkpoint").into_inner().txid;
     assert!(txid > 100, "checkpoint at txid {txid}");
     for i in 0..10 {
         c.rename(pb::RenameRequest {
@@ -205,7 +212,8 @@ async fn acknowledged_changes_survive_sigkill() {
     let m = start(dir.path()).await;
     let mut c = client(&m).await;
     assert_eq!(tree(&mut c).await, before);
-    let sm = c
+    let sm = admin(&m)
+        .await
         .safe_mode(pb::SafeModeRequest { action: pb::SafeModeAction::Get as i32 })
         .await
         .expect("safe mode")
@@ -290,12 +298,13 @@ async fn a_damaged_newest_checkpoint_falls_back_to_the_previous_one_loudly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let m = start(dir.path()).await;
     let mut c = client(&m).await;
+    let mut a = admin(&m).await;
     for round in 0..3 {
         for i in 0..5 {
             create_complete(&mut c, &format!("/r{round}/f{i}"), "w").await;
         }
         if round < 2 {
-            c.checkpoint(pb::CheckpointRequest {}).await.expect("checkpoint");
+            a.checkpoint(pb::CheckpointRequest {}).await.expect("checkpoint");
         }
     }
     let before = tree(&mut c).await;

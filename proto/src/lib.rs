@@ -1,5 +1,6 @@
 //! The wire protocol: gRPC services generated from `proto/gfs/v1/*.proto`, and the CRC
-//! framing that writers, chunkservers and readers share.
+//! framing that writers, chunkservers and readers share; and, versioned apart from it,
+//! the master's on-disk schema ([`disk`]).
 //!
 //! Generated types stay here; each service translates them to its own domain types at its
 //! edge. The small modules beside them are conventions every process must agree on:
@@ -12,6 +13,7 @@
 pub mod alloc_probe;
 pub mod checksum;
 pub mod clock;
+pub mod disk;
 pub mod logging;
 pub mod path;
 pub mod process;
@@ -22,7 +24,8 @@ pub mod size;
 #[global_allocator]
 static ALLOC: alloc_probe::Probe = alloc_probe::Probe;
 
-/// Generated code for package `gfs.v1` (master and chunkserver services).
+/// Generated code for package `gfs.v1`: the master's three services (`ClientProtocol`,
+/// `ChunkserverProtocol`, `AdminProtocol`) and the chunkserver's.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod gfs {
     tonic::include_proto!("gfs.v1");

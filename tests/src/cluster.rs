@@ -24,13 +24,15 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use proto::gfs::master_client::MasterClient;
+use proto::gfs::admin_protocol_client::AdminProtocolClient;
+use proto::gfs::chunkserver_protocol_client::ChunkserverProtocolClient;
+use proto::gfs::client_protocol_client::ClientProtocolClient;
 use proto::gfs::{
     ChunkserverState, ClusterReportRequest, ClusterReportResponse, FsckRequest, FsckResponse,
     GetChunkLocationsRequest, LocatedChunk,
 };
 use tempfile::TempDir;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, Endpoint};
 use tracing::{info, warn};
 
 use crate::command::{self, CmdOutput};
@@ -560,15 +562,38 @@ impl MiniCluster {
         Ok(dfs::Client::connect(&self.spec.master.addr, dfs::ClientConfig::default()).await?)
     }
 
-    /// A raw gRPC client of the master.
+    /// A connection to the master's one port, which serves its three services.
     ///
     /// # Errors
     /// [`Error::Connect`] if the master does not accept the connection.
-    pub async fn master_client(&self) -> Result<MasterClient<Channel>> {
+    async fn master_channel(&self) -> Result<Channel> {
         let addr = &self.spec.master.addr;
-        MasterClient::connect(format!("http://{addr}"))
-            .await
-            .map_err(|source| Error::Connect { addr: addr.clone(), source })
+        let refused = |source| Error::Connect { addr: addr.clone(), source };
+        Endpoint::new(format!("http://{addr}")).map_err(refused)?.connect().await.map_err(refused)
+    }
+
+    /// A raw gRPC client of the master's client service (what `dfs` calls).
+    ///
+    /// # Errors
+    /// [`Error::Connect`] if the master does not accept the connection.
+    pub async fn master_client(&self) -> Result<ClientProtocolClient<Channel>> {
+        Ok(ClientProtocolClient::new(self.master_channel().await?))
+    }
+
+    /// A raw gRPC client of the master's admin service (fsck, reports, safe mode).
+    ///
+    /// # Errors
+    /// [`Error::Connect`] if the master does not accept the connection.
+    pub async fn admin_client(&self) -> Result<AdminProtocolClient<Channel>> {
+        Ok(AdminProtocolClient::new(self.master_channel().await?))
+    }
+
+    /// A raw gRPC client of the master's chunkserver service, to speak as a chunkserver.
+    ///
+    /// # Errors
+    /// [`Error::Connect`] if the master does not accept the connection.
+    pub async fn chunkserver_protocol_client(&self) -> Result<ChunkserverProtocolClient<Channel>> {
+        Ok(ChunkserverProtocolClient::new(self.master_channel().await?))
     }
 
     /// The master's cluster report (chunkservers, their state and space).
@@ -576,7 +601,7 @@ impl MiniCluster {
     /// # Errors
     /// [`Error::Connect`], [`Error::Rpc`].
     pub async fn cluster_report(&self) -> Result<ClusterReportResponse> {
-        let mut master = self.master_client().await?;
+        let mut master = self.admin_client().await?;
         master
             .cluster_report(ClusterReportRequest {})
             .await
@@ -589,7 +614,7 @@ impl MiniCluster {
     /// # Errors
     /// [`Error::Connect`], [`Error::Rpc`].
     pub async fn fsck(&self, path: &str) -> Result<FsckResponse> {
-        let mut master = self.master_client().await?;
+        let mut master = self.admin_client().await?;
         let request = FsckRequest { path: path.to_owned(), include_open: true };
         master
             .fsck(request)

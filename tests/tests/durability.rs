@@ -351,8 +351,8 @@ async fn safe_mode_refuses_changes_until_chunkservers_report() {
     let text = dump.stdout_str();
     assert!(text.contains("safe mode: OFF") && text.contains("chunkservers: 3"), "{text}");
     // Not a dfs call: make sure the raw protocol agrees.
-    let mut master = c.master_client().await.expect("master client");
-    let sm = master
+    let mut admin = c.admin_client().await.expect("admin client");
+    let sm = admin
         .safe_mode(gfs::SafeModeRequest { action: gfs::SafeModeAction::Get as i32 })
         .await
         .expect("safe mode")

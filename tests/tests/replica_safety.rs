@@ -159,7 +159,8 @@ async fn a_late_report_of_the_old_version_deletes_nothing_current() {
     w.write_all(&data[MIB / 2..]).await.expect("write");
     assert_eq!(w.close().await.expect("close"), data.len() as u64);
 
-    let mut master = c.master_client().await.expect("master");
+    // Speaking as the survivors' chunkservers.
+    let mut master = c.chunkserver_protocol_client().await.expect("master");
     let located = c.locations("/late/f").await.expect("locations");
     let recovered = located.iter().find(|ch| ch.handle == handle).expect("the recovered chunk");
     assert!(recovered.version >= 2, "the pipeline was recovered: {recovered:?}");

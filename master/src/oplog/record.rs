@@ -1,12 +1,13 @@
 //! Log records: the domain form of one namespace mutation ([`Op`]) with its transaction id
-//! and timestamp ([`Record`]), and their protobuf encoding (`gfs.v1.LogRecord`).
+//! and timestamp ([`Record`]), and their protobuf encoding (`gfs.disk.v1.LogRecord`, in
+//! [`proto::disk`], the on-disk schema versioned apart from the wire's).
 //!
 //! A record holds exactly the arguments the mutation was applied with, defaults already
 //! resolved and the new chunk handle included, so replaying it through the same
 //! [`crate::core::Core`] methods rebuilds the same state.
 
 use prost::Message;
-use proto::gfs::{self as pb, log_record};
+use proto::disk::{self as pb, log_record};
 use proto::path::DfsPath;
 
 use crate::ids::ChunkHandle;

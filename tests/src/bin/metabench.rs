@@ -27,7 +27,8 @@ use master::cluster::Load;
 use master::command::{Command, Mutation, Reply, ServerName};
 use master::core::Core;
 use master::oplog::{Journal, segment};
-use proto::gfs::{self as pb, master_client::MasterClient};
+use proto::gfs::chunkserver_protocol_client::ChunkserverProtocolClient;
+use proto::gfs::{self as pb, client_protocol_client::ClientProtocolClient};
 use proto::path::DfsPath;
 use tokio::sync::oneshot;
 use tonic::transport::{Channel, Endpoint};
@@ -294,8 +295,8 @@ struct Rpc {
 }
 
 impl Rpc {
-    fn master(&self, task: u64) -> MasterClient<Channel> {
-        MasterClient::new(self.channels[(task as usize) % self.channels.len()].clone())
+    fn master(&self, task: u64) -> ClientProtocolClient<Channel> {
+        ClientProtocolClient::new(self.channels[(task as usize) % self.channels.len()].clone())
     }
 
     fn call(&self) -> u64 {
@@ -306,7 +307,7 @@ impl Rpc {
     /// elapsed time.
     async fn run<F, Fut>(&self, op: F) -> Result<Duration>
     where
-        F: Fn(MasterClient<Channel>, u64, u64, u64) -> Fut + Send + Sync + 'static,
+        F: Fn(ClientProtocolClient<Channel>, u64, u64, u64) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = Result<()>> + Send,
     {
         let op = Arc::new(op);
@@ -332,7 +333,7 @@ impl Rpc {
 
 const CLIENT_ID: &str = "metabench";
 
-async fn create_file(mut m: MasterClient<Channel>, path: String, call: u64) -> Result<()> {
+async fn create_file(mut m: ClientProtocolClient<Channel>, path: String, call: u64) -> Result<()> {
     m.create(pb::CreateRequest {
         path: path.clone(),
         client_name: "w".into(),
@@ -380,8 +381,9 @@ async fn grpc(cli: &Cli, rows: &mut Vec<Row>) -> Result<()> {
         ops: cli.ops,
         next_call: Arc::new(AtomicU64::new(1)),
     };
-    let mut m = rpc.master(0);
-    m.register(pb::RegisterRequest {
+    // One fake chunkserver, so creates find a place for their chunks.
+    let mut cs = ChunkserverProtocolClient::new(rpc.channels[0].clone());
+    cs.register(pb::RegisterRequest {
         server: Some(pb::ChunkserverInfo {
             id: "fake".into(),
             addr: "127.0.0.2:1".into(),
@@ -392,6 +394,7 @@ async fn grpc(cli: &Cli, rows: &mut Vec<Row>) -> Result<()> {
         ..Default::default()
     })
     .await?;
+    let mut m = rpc.master(0);
     for task in 0..rpc.clients {
         for d in ["m", "c", "o"] {
             m.mkdir(pb::MkdirRequest {

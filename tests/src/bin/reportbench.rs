@@ -39,7 +39,9 @@ use master::clock::{Clock, Now, SystemClock};
 use master::cluster::Load;
 use master::command::{Command, Mutation, Reply, ServerName};
 use master::core::{Core, ReportedReplica};
-use proto::gfs::{self as pb, master_client::MasterClient};
+use proto::gfs::chunkserver_protocol_client::ChunkserverProtocolClient;
+use proto::gfs::client_protocol_client::ClientProtocolClient;
+use proto::gfs::{self as pb};
 use proto::path::DfsPath;
 use tests::{ProcessSpec, Role};
 use tonic::transport::{Channel, Endpoint};
@@ -467,16 +469,27 @@ struct Rpc {
     secs: f64,
 }
 
+/// The master's client and chunkserver protocols over one connection.
+#[derive(Debug, Clone)]
+struct Master {
+    client: ClientProtocolClient<Channel>,
+    chunkserver: ChunkserverProtocolClient<Channel>,
+}
+
 impl Rpc {
-    fn client(&self, task: u64) -> MasterClient<Channel> {
-        MasterClient::new(self.channels[(task as usize) % self.channels.len()].clone())
+    fn client(&self, task: u64) -> Master {
+        let channel = self.channels[(task as usize) % self.channels.len()].clone();
+        Master {
+            client: ClientProtocolClient::new(channel.clone()),
+            chunkserver: ChunkserverProtocolClient::new(channel),
+        }
     }
 
     /// Runs `op(client, task, i)` in every task until `secs` have passed; returns the
     /// calls made, the elapsed time and the master's CPU seconds meanwhile.
     async fn run<F, Fut>(&self, op: F) -> Result<(u64, Duration, f64)>
     where
-        F: Fn(MasterClient<Channel>, u64, u64) -> Fut + Send + Sync + 'static,
+        F: Fn(Master, u64, u64) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = Result<()>> + Send,
     {
         let op = Arc::new(op);
@@ -515,7 +528,7 @@ impl Rpc {
         for d in from / PER_DIR..to.div_ceil(PER_DIR) {
             let mkdir =
                 pb::MkdirRequest { path: format!("/s/d{d}"), parents: true, ..Default::default() };
-            m.mkdir(mkdir).await?;
+            m.client.mkdir(mkdir).await?;
         }
         let next = Arc::new(AtomicU64::new(from));
         let mut tasks = Vec::new();
@@ -529,14 +542,16 @@ impl Rpc {
                         return anyhow::Ok(made);
                     }
                     let path = file_path(i);
-                    m.create(pb::CreateRequest {
-                        path: path.clone(),
-                        client_name: "w".into(),
-                        owner: "bench".into(),
-                        ..Default::default()
-                    })
-                    .await?;
+                    m.client
+                        .create(pb::CreateRequest {
+                            path: path.clone(),
+                            client_name: "w".into(),
+                            owner: "bench".into(),
+                            ..Default::default()
+                        })
+                        .await?;
                     let chunk = m
+                        .client
                         .add_chunk(pb::AddChunkRequest {
                             path: path.clone(),
                             client_name: "w".into(),
@@ -546,14 +561,15 @@ impl Rpc {
                         .into_inner()
                         .chunk
                         .context("no chunk")?;
-                    m.complete(pb::CompleteRequest {
-                        path,
-                        client_name: "w".into(),
-                        last_handle: chunk.handle,
-                        last_length: 1,
-                        ..Default::default()
-                    })
-                    .await?;
+                    m.client
+                        .complete(pb::CompleteRequest {
+                            path,
+                            client_name: "w".into(),
+                            last_handle: chunk.handle,
+                            last_length: 1,
+                            ..Default::default()
+                        })
+                        .await?;
                     made.push(chunk.handle);
                 }
             }));
@@ -594,7 +610,7 @@ async fn grpc(cli: &Cli, rows: &mut Vec<Row>) -> Result<()> {
     let rpc = Rpc { master, channels, clients: cli.clients.max(1), secs: cli.secs };
     let tasks = format!("{} tasks over {} connections", rpc.clients, rpc.channels.len());
     let mut m = rpc.client(0);
-    m.register(register_request(HOLDER, HOLDER_ADDR, Vec::new())).await?;
+    m.chunkserver.register(register_request(HOLDER, HOLDER_ADDR, Vec::new())).await?;
 
     let mut sizes = cli.full.clone();
     sizes.sort_unstable();
@@ -615,12 +631,12 @@ async fn grpc(cli: &Cli, rows: &mut Vec<Row>) -> Result<()> {
             HOLDER_ADDR,
             handles.iter().map(|&h| wire_replica(h)).collect(),
         );
-        m.register(req.clone()).await?;
+        m.chunkserver.register(req.clone()).await?;
         // One reporter at a time, as each chunkserver sends its own.
         let (cpu, t) = (rpc.master.cpu_secs()?, Instant::now());
         let mut n = 0;
         while n < 3 || t.elapsed().as_secs_f64() < rpc.secs {
-            m.register(req.clone()).await?;
+            m.chunkserver.register(req.clone()).await?;
             n += 1;
         }
         let (d, cpu) = (t.elapsed(), rpc.master.cpu_secs()? - cpu);
@@ -648,7 +664,7 @@ async fn grpc(cli: &Cli, rows: &mut Vec<Row>) -> Result<()> {
                     received: vec![wire_replica(h)],
                     ..Default::default()
                 };
-                anyhow::ensure!(!m.report_chunks(req).await?.into_inner().reregister);
+                anyhow::ensure!(!m.chunkserver.report_chunks(req).await?.into_inner().reregister);
                 Ok(())
             }
         })
@@ -657,7 +673,9 @@ async fn grpc(cli: &Cli, rows: &mut Vec<Row>) -> Result<()> {
 
     eprintln!("reportbench: gRPC heartbeats from {} servers...", cli.servers);
     for i in 0..cli.servers {
-        m.register(register_request(&server_id(i), &server_addr(i), Vec::new())).await?;
+        m.chunkserver
+            .register(register_request(&server_id(i), &server_addr(i), Vec::new()))
+            .await?;
     }
     let servers = cli.servers.max(1);
     let r = rpc
@@ -668,7 +686,7 @@ async fn grpc(cli: &Cli, rows: &mut Vec<Row>) -> Result<()> {
                 remaining: 1 << 50,
                 ..Default::default()
             };
-            anyhow::ensure!(!m.heartbeat(req).await?.into_inner().reregister);
+            anyhow::ensure!(!m.chunkserver.heartbeat(req).await?.into_inner().reregister);
             Ok(())
         })
         .await?;
@@ -677,7 +695,7 @@ async fn grpc(cli: &Cli, rows: &mut Vec<Row>) -> Result<()> {
     eprintln!("reportbench: gRPC baselines...");
     let r = rpc
         .run(|mut m, _, _| async move {
-            m.get_file_info(pb::GetFileInfoRequest { path: "/".into() }).await?;
+            m.client.get_file_info(pb::GetFileInfoRequest { path: "/".into() }).await?;
             Ok(())
         })
         .await?;
