@@ -35,7 +35,7 @@ use crate::command::{Command, Mutation, Reply};
 use crate::core::Core;
 use crate::driver::Driver;
 use crate::error::Error;
-use crate::oplog::{Durable, LoggedCall};
+use crate::oplog::{Durable, LoggedCall, Op};
 use crate::retry_cache::{Cached, CallKey, Reply as CachedReply};
 
 /// What a mutation did under the lock, still to be made durable.
@@ -116,7 +116,7 @@ fn step<R: prost::Message>(
         return Ok(Step::Cached(reply, m.journal.barrier()));
     }
     m.journal.writable()?;
-    let mut out = m.core.apply(Command::Mutate(mutation), now);
+    let out = m.core.apply(Command::Mutate(mutation), now);
     let reply = match out.reply {
         Ok(reply) => reply,
         Err(e) => {
@@ -132,12 +132,10 @@ fn step<R: prost::Message>(
     let resp = answer(&m.core, reply)?;
     let logged = call.map(|key| LoggedCall { key, reply: resp.encode_to_vec().into() });
     let entry = logged.as_ref().map(|l| (l.key.clone(), l.reply.clone()));
-    // A client mutation makes one record; the call's cache entry rides on it.
-    let Some(op) = out.records.pop() else {
-        return Err(Status::internal("a mutation produced no log record"));
+    // A client mutation makes exactly one record; the call's cache entry rides on it.
+    let Ok([op]) = <[Op; 1]>::try_from(out.records) else {
+        return Err(Status::internal("a mutation did not produce exactly one log record"));
     };
-    let earlier = m.journal.append_all(std::mem::take(&mut out.records), t);
-    drop(earlier);
     let durable = m.journal.append_call(op, t, logged);
     if let Some((key, reply)) = entry {
         let txid = m.journal.last_txid();
