@@ -15,6 +15,7 @@
 use std::time::Instant;
 
 use proto::path::DfsPath;
+use smallvec::{SmallVec, smallvec};
 use tracing::{info, warn};
 
 pub use crate::clock::Now;
@@ -233,13 +234,8 @@ pub enum Command {
 pub enum Reply {
     /// Done; nothing to say.
     Done,
-    /// A file was created.
-    Created {
-        /// Its path.
-        path: DfsPath,
-        /// Its inode.
-        id: InodeId,
-    },
+    /// A file was created: its inode (the caller knows the path it asked for).
+    Created(InodeId),
     /// A chunk to write: allocated, or resumed after pipeline recovery.
     Chunk(Located),
     /// Where a renamed path ended up.
@@ -263,20 +259,24 @@ pub enum Reply {
     },
 }
 
+/// The log records of one command: a client mutation makes exactly one, held inline so
+/// the hot path allocates nothing for it; ticks and recoveries may make more.
+pub type Records = SmallVec<[Op; 1]>;
+
 /// What applying a command produced.
 #[derive(Debug)]
 pub struct Outcome {
     /// The answer (an error changed nothing).
     pub reply: Result<Reply>,
     /// Records to make durable, in order, before the answer is given.
-    pub records: Vec<Op>,
+    pub records: Records,
     /// Lease recoveries to run against chunkservers (after their records are durable).
     pub recoveries: Vec<RecoveryPlan>,
 }
 
 impl Outcome {
     fn reply(reply: Result<Reply>) -> Outcome {
-        Outcome { reply, records: Vec::new(), recoveries: Vec::new() }
+        Outcome { reply, records: Records::new(), recoveries: Vec::new() }
     }
 }
 
@@ -301,7 +301,7 @@ impl Core {
         match cmd {
             Command::Mutate(m) => match self.mutate(m, now) {
                 Ok((reply, op)) => {
-                    Outcome { reply: Ok(reply), records: vec![op], recoveries: vec![] }
+                    Outcome { reply: Ok(reply), records: smallvec![op], recoveries: Vec::new() }
                 }
                 Err(e) => Outcome::reply(Err(e)),
             },
@@ -350,13 +350,13 @@ impl Core {
                 self.update_safemode(now.mono);
                 self.replication_tick(now.mono);
                 self.log_liveness_changes(now.mono);
-                let mut records = Vec::new();
+                let mut records = Records::new();
                 let recoveries =
                     if log_writable { self.lease_tick(now, &mut records) } else { Vec::new() };
                 Outcome { reply: Ok(Reply::Done), records, recoveries }
             }
             Command::RecoverySettled { file, client, handle, length, settled } => {
-                let mut records = Vec::new();
+                let mut records = Records::new();
                 self.finish_recovery(file, &client, handle, length, &settled, now, &mut records);
                 Outcome { reply: Ok(Reply::Done), records, recoveries: Vec::new() }
             }
@@ -396,7 +396,7 @@ impl Core {
                     }
                 };
                 let op = Op::Create {
-                    path: path.clone(),
+                    path,
                     replication,
                     chunk_size,
                     overwrite,
@@ -412,7 +412,7 @@ impl Core {
                 if let Op::Create { client, .. } = &op {
                     self.leases.touch(client, now.mono);
                 }
-                Ok((Reply::Created { path, id }, op))
+                Ok((Reply::Created(id), op))
             }
             Mutation::AddChunk { path, client, previous, client_host, excluded } => {
                 let (targets, chunk_size) =
@@ -667,7 +667,7 @@ impl Core {
             client: req.client.into(),
         };
         match self.test_mutate(m, Instant::now(), t)? {
-            Reply::Created { id, .. } => Ok(id),
+            Reply::Created(id) => Ok(id),
             other => panic!("create answered {other:?}"),
         }
     }
@@ -898,8 +898,8 @@ mod tests {
         );
         assert!(out.reply.is_ok());
         assert_eq!(
-            out.records,
-            vec![Op::Mkdir { path: p("/d"), parents: false, owner: "u".into() }]
+            out.records.as_slice(),
+            [Op::Mkdir { path: p("/d"), parents: false, owner: "u".into() }]
         );
     }
 

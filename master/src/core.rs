@@ -110,16 +110,19 @@ impl Core {
     /// A master core with an empty namespace and no chunkservers, out of safe mode
     /// ([`crate::recovery::recover`] rebuilds one from the metadata directory).
     pub fn new(config: Config) -> Core {
-        Core::with_rng(config, StdRng::from_os_rng())
+        Core::with_rng(config, StdRng::from_os_rng(), rand::random())
     }
 
     /// As [`Core::new`], with placement and read-order choices drawn from `seed`: the
     /// same commands then give the same outcomes (the simulator's runs, replayable tests).
     pub fn seeded(config: Config, seed: u64) -> Core {
-        Core::with_rng(config, StdRng::seed_from_u64(seed))
+        Core::with_rng(config, StdRng::seed_from_u64(seed), seed)
     }
 
-    fn with_rng(config: Config, rng: StdRng) -> Core {
+    /// `hash_seed` seeds the tables keyed by names peers choose (writers' leases): random
+    /// in a server, so no client can pick names that collide; the run's seed in a
+    /// simulation, so iteration orders repeat.
+    fn with_rng(config: Config, rng: StdRng, hash_seed: u64) -> Core {
         let mut cluster = Cluster::new(config.dead_after);
         // Two missed heartbeats and a half: placement looks elsewhere.
         cluster.set_quiet_after(config.heartbeat_interval * 5 / 2);
@@ -128,7 +131,7 @@ impl Core {
             max_streams: config.replication_max_streams,
             pending_timeout: config.pending_copy_timeout(),
         });
-        let leases = Leases::new(config.lease_soft_limit, config.lease_hard_limit);
+        let leases = Leases::new(config.lease_soft_limit, config.lease_hard_limit, hash_seed);
         Core {
             replication,
             leases,

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::command::Now;
+use crate::command::{Now, Records};
 use crate::core::Core;
 use crate::ids::{ChunkHandle, InodeId, ServerIdx};
 use crate::oplog::Op;
@@ -51,7 +51,7 @@ impl Core {
     /// Finds writers past the hard limit and starts recovering their files: files that
     /// need no chunkserver are closed here; the others are returned as plans for the
     /// driver to settle with the chunkservers. Appends the records of what it changed.
-    pub(crate) fn lease_tick(&mut self, now: Now, records: &mut Vec<Op>) -> Vec<RecoveryPlan> {
+    pub(crate) fn lease_tick(&mut self, now: Now, records: &mut Records) -> Vec<RecoveryPlan> {
         if self.safemode.is_on() {
             return Vec::new();
         }
@@ -86,7 +86,7 @@ impl Core {
         id: InodeId,
         client: &str,
         now: Now,
-        records: &mut Vec<Op>,
+        records: &mut Records,
     ) -> Option<RecoveryPlan> {
         let path = self.ns.path_of(id);
         let last = self.ns.file(id).and_then(|f| f.chunks.last().copied());
@@ -128,7 +128,7 @@ impl Core {
         client: &str,
         last: Option<(ChunkHandle, u64)>,
         now_ms: i64,
-        records: &mut Vec<Op>,
+        records: &mut Records,
     ) -> Option<RecoveryPlan> {
         let path = self.ns.path_of(id);
         let op = Op::Complete { path: path.clone(), client: client.to_owned(), last };
@@ -156,7 +156,7 @@ impl Core {
         length: u64,
         settled: &[ServerIdx],
         now: Now,
-        records: &mut Vec<Op>,
+        records: &mut Records,
     ) {
         let still = self
             .ns

@@ -18,6 +18,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use foldhash::fast::FixedState;
+
 use crate::ids::InodeId;
 
 /// Lease times and recoveries under way.
@@ -25,15 +27,20 @@ use crate::ids::InodeId;
 pub struct Leases {
     soft: Duration,
     hard: Duration,
-    renewed: HashMap<String, Instant>,
+    /// Renewal times by writer, hashed under a seed the core chooses (see
+    /// [`Leases::new`]): a touch is on every create and chunk allocation.
+    renewed: HashMap<String, Instant, FixedState>,
     /// Files being recovered (or waiting to retry), with when they may be tried again.
     recovering: HashMap<InodeId, Instant>,
 }
 
 impl Leases {
     /// No leases; writers renew every `soft / 2` and lose their files after `hard`.
-    pub fn new(soft: Duration, hard: Duration) -> Leases {
-        Leases { soft, hard, renewed: HashMap::new(), recovering: HashMap::new() }
+    /// Writers' names are hashed under `hash_seed`: random in a server (names come from
+    /// peers), fixed in a simulation (iteration order must repeat).
+    pub fn new(soft: Duration, hard: Duration, hash_seed: u64) -> Leases {
+        let renewed = HashMap::with_hasher(FixedState::with_seed(hash_seed));
+        Leases { soft, hard, renewed, recovering: HashMap::new() }
     }
 
     /// How often writers should renew.
@@ -103,7 +110,7 @@ mod tests {
     #[test]
     fn leases_expire_after_the_hard_limit_unless_renewed() {
         let t0 = Instant::now();
-        let mut l = Leases::new(Duration::from_secs(60), Duration::from_secs(600));
+        let mut l = Leases::new(Duration::from_secs(60), Duration::from_secs(600), 0);
         assert_eq!(l.renew_interval(), Duration::from_secs(30));
         l.touch("w", t0);
         l.adopt(["w", "old"], t0 + Duration::from_secs(100));
@@ -120,7 +127,7 @@ mod tests {
     #[test]
     fn recoveries_are_not_started_twice() {
         let t0 = Instant::now();
-        let mut l = Leases::new(Duration::from_secs(1), Duration::from_secs(2));
+        let mut l = Leases::new(Duration::from_secs(1), Duration::from_secs(2), 0);
         let f = InodeId(3);
         assert!(l.may_recover(f, t0));
         l.recovering(f, t0 + Duration::from_secs(5));

@@ -35,7 +35,7 @@ use crate::command::{Command, Mutation, Reply};
 use crate::core::Core;
 use crate::driver::Driver;
 use crate::error::Error;
-use crate::oplog::{Durable, LoggedCall, Op};
+use crate::oplog::{Durable, LoggedCall};
 use crate::retry_cache::{Cached, CallKey, Reply as CachedReply};
 
 /// What a mutation did under the lock, still to be made durable.
@@ -133,7 +133,8 @@ fn step<R: prost::Message>(
     let logged = call.map(|key| LoggedCall { key, reply: resp.encode_to_vec().into() });
     let entry = logged.as_ref().map(|l| (l.key.clone(), l.reply.clone()));
     // A client mutation makes exactly one record; the call's cache entry rides on it.
-    let Ok([op]) = <[Op; 1]>::try_from(out.records) else {
+    let mut records = out.records.into_iter();
+    let (Some(op), None) = (records.next(), records.next()) else {
         return Err(Status::internal("a mutation did not produce exactly one log record"));
     };
     let durable = m.journal.append_call(op, t, logged);

@@ -138,7 +138,7 @@ impl Journal {
 
     /// Logs mutations just applied, in order; resolves once the last (and so every one)
     /// is durable, at once if there are none.
-    pub fn append_all(&mut self, ops: Vec<Op>, time_ms: i64) -> Durable {
+    pub fn append_all(&mut self, ops: impl IntoIterator<Item = Op>, time_ms: i64) -> Durable {
         let mut last = Durable(DurableInner::Ready(Ok(())));
         for op in ops {
             last = self.append(op, time_ms);

@@ -122,7 +122,7 @@ impl ClientProtocol for ClientProtocolService {
         config::check_principal("client name", &r.client_name)?;
         let call = CallKey::from_request(&r.client_id, r.call_id);
         let m = Mutation::Create {
-            path: p,
+            path: p.clone(),
             replication: r.replication,
             chunk_size: r.chunk_size,
             overwrite: r.overwrite,
@@ -131,8 +131,8 @@ impl ClientProtocol for ClientProtocolService {
             client: r.client_name,
         };
         let resp = mutate(&self.driver, call, m, |st, reply| match reply {
-            Reply::Created { path, id } => {
-                Ok(pb::CreateResponse { status: Some(file_status(&st.ns, &path, id)) })
+            Reply::Created(id) => {
+                Ok(pb::CreateResponse { status: Some(file_status(&st.ns, &p, id)) })
             }
             other => Err(unexpected(&other)),
         })
