@@ -6,7 +6,8 @@
 //! machine: a failed copy aborts its replica being written, a pipeline recovery restamps
 //! a survivor's replica, lease recovery stamps and settles one. Finalized replicas are
 //! durable; a crash loses the queued reports and the copies under way, and leaves their
-//! half-written replicas behind, as a real crash leaves files in `rbw/`.
+//! half-written replicas behind, as a real crash leaves files in `rbw/`, short of what
+//! the page cache held when the crash came (or missing altogether).
 
 use std::collections::BTreeMap;
 
@@ -291,8 +292,23 @@ impl SimChunkserver {
         }
     }
 
-    /// A crash: reports and copies in memory are lost; what is on disk stays.
-    pub fn crash(&mut self) {
+    /// A crash: reports and copies in memory are lost; finalized replicas stay (they were
+    /// fsynced before they were acknowledged). A replica being written was not: the
+    /// page cache it sat in is gone, so `lose` says, per such replica, how much of it
+    /// the disk kept (`None`: the file itself never reached the disk).
+    pub fn crash(&mut self, mut lose: impl FnMut(u64, u64) -> Option<u64>) {
+        self.replicas.retain(|&h, r| {
+            if r.finalized {
+                return true;
+            }
+            match lose(h, r.len) {
+                Some(kept) => {
+                    r.len = kept.min(r.len);
+                    true
+                }
+                None => false,
+            }
+        });
         self.life = Life::Down;
         self.pending = Pending::default();
         self.copies.clear();

@@ -53,6 +53,8 @@ pub struct Stats {
     pub master_crashes: u64,
     /// Chunkserver kills.
     pub kills: u64,
+    /// Replicas being written that a kill cut short or erased (unsynced bytes lost).
+    pub torn_replicas: u64,
     /// Pipeline recoveries.
     pub pipeline_recoveries: u64,
     /// Reads that found every chunk.
@@ -896,7 +898,28 @@ impl World {
             {
                 self.log(format!("cs{i} is killed"));
                 self.stats.kills += 1;
-                self.css[i].crash();
+                let rng = &mut self.rng;
+                let mut lost = Vec::new();
+                self.css[i].crash(|h, len| {
+                    // Unsynced bytes: often all kept (write-behind flushed them), else
+                    // a tail lost, now and then the whole file.
+                    let kept = match rng.random_range(0..6) {
+                        0 => None,
+                        1 | 2 => Some(rng.random_range(0..=len)),
+                        _ => Some(len),
+                    };
+                    if kept != Some(len) {
+                        lost.push(format!("{h:#x}: {len} -> {kept:?}"));
+                    }
+                    kept
+                });
+                self.stats.torn_replicas += lost.len() as u64;
+                if !lost.is_empty() {
+                    self.log(format!(
+                        "cs{i}'s disk lost unsynced replica bytes: {}",
+                        lost.join(", ")
+                    ));
+                }
             }
             20..=219 if self.css[i].life == Life::Down => {
                 self.log(format!("cs{i} restarts"));

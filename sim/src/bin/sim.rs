@@ -41,6 +41,7 @@ fn main() -> ExitCode {
                 total.lease_recovered += s.lease_recovered;
                 total.master_crashes += s.master_crashes;
                 total.kills += s.kills;
+                total.torn_replicas += s.torn_replicas;
                 total.pipeline_recoveries += s.pipeline_recoveries;
                 total.good_reads += s.good_reads;
             }
@@ -51,12 +52,13 @@ fn main() -> ExitCode {
         }
     }
     println!(
-        "{n} seeds passed in {:.1} s: {} files acknowledged, {} closed by lease recovery, {} pipeline recoveries, {} chunkserver kills, {} master crashes, {} whole reads",
+        "{n} seeds passed in {:.1} s: {} files acknowledged, {} closed by lease recovery, {} pipeline recoveries, {} chunkserver kills ({} replicas torn), {} master crashes, {} whole reads",
         started.elapsed().as_secs_f64(),
         total.acked_files,
         total.lease_recovered,
         total.pipeline_recoveries,
         total.kills,
+        total.torn_replicas,
         total.master_crashes,
         total.good_reads
     );
