@@ -9,7 +9,10 @@
 //!   a bearer token in [`AUTHORIZATION_HEADER`] (token mode);
 //! - [`caller`] reads the principal of a request: one an authenticating interceptor
 //!   placed in the request's extensions if there is one, else the simple-mode claim;
-//! - [`Credentials`] is what a client sends, and [`Attach`] the interceptor that sends it.
+//! - [`Credentials`] is what a client sends, and [`Attach`] the interceptor that sends it;
+//! - [`token`]: the signed bearer tokens of token mode and the cluster secret.
+
+pub mod token;
 
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::service::Interceptor;
@@ -52,11 +55,35 @@ pub enum AuthError {
     /// The user name is not acceptable.
     #[error("bad user name: {0}")]
     BadName(String),
+    /// The token is not one this cluster signed, or not well formed.
+    #[error("bad token: {0}; get a new one with `dfs auth token`")]
+    BadToken(String),
+    /// Token mode, and the request carries no token.
+    #[error(
+        "no token: this cluster runs in token mode; set DFS_TOKEN_FILE to a token from `dfs auth token`"
+    )]
+    NoToken,
+    /// A user's token on a port only services may call.
+    #[error("{0} is not a cluster service: this port takes service tokens only")]
+    NotAService(String),
+    /// The token was genuine but has expired.
+    #[error(
+        "the token of {user} has expired; renew it with `dfs auth renew` or get a new one with `dfs auth token`"
+    )]
+    Expired {
+        /// Whose it was.
+        user: String,
+    },
 }
 
 impl From<AuthError> for Status {
+    /// Who the caller is is unknown (UNAUTHENTICATED), except a proven user on a
+    /// service's port (PERMISSION_DENIED: known, not allowed).
     fn from(e: AuthError) -> Status {
-        Status::unauthenticated(e.to_string())
+        match e {
+            AuthError::NotAService(_) => Status::permission_denied(e.to_string()),
+            _ => Status::unauthenticated(e.to_string()),
+        }
     }
 }
 
@@ -170,6 +197,98 @@ impl Interceptor for Attach {
     }
 }
 
+/// How a server learns who calls it (`--auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthMode {
+    /// Callers name themselves ([`USER_HEADER`]); trusted, as Hadoop's simple auth.
+    #[default]
+    Simple,
+    /// Callers prove who they are with a token signed under the cluster secret.
+    Token,
+}
+
+impl std::str::FromStr for AuthMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<AuthMode, String> {
+        match s {
+            "simple" => Ok(AuthMode::Simple),
+            "token" => Ok(AuthMode::Token),
+            other => Err(format!("unknown auth mode {other:?} (simple or token)")),
+        }
+    }
+}
+
+impl std::fmt::Display for AuthMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AuthMode::Simple => "simple",
+            AuthMode::Token => "token",
+        })
+    }
+}
+
+/// A server-side interceptor: in token mode it checks each request's bearer token and
+/// puts the [`Principal`] it names in the request's extensions (where [`caller`] finds
+/// it; the user header is then ignored), refusing requests without a valid one; in
+/// simple mode it lets requests through for [`caller`] to read their claim.
+#[derive(Debug, Clone)]
+pub struct Authenticate {
+    secret: Option<std::sync::Arc<token::Secret>>,
+    services_only: bool,
+}
+
+impl Authenticate {
+    /// Simple mode: nothing checked here.
+    pub fn simple() -> Authenticate {
+        Authenticate { secret: None, services_only: false }
+    }
+
+    /// Token mode under `secret`.
+    pub fn token(secret: std::sync::Arc<token::Secret>) -> Authenticate {
+        Authenticate { secret: Some(secret), services_only: false }
+    }
+
+    /// The same, accepting only service tokens (chunkserver and worker ports).
+    pub fn services_only(mut self) -> Authenticate {
+        self.services_only = true;
+        self
+    }
+
+    /// The principal a request's metadata proves, at `now_ms` (`None` in simple mode).
+    ///
+    /// # Errors
+    /// [`AuthError`] saying what is missing or wrong.
+    pub fn check(&self, md: &MetadataMap, now_ms: i64) -> Result<Option<token::Claims>, AuthError> {
+        let Some(secret) = &self.secret else { return Ok(None) };
+        let value = md.get(AUTHORIZATION_HEADER).ok_or(AuthError::NoToken)?;
+        let text = value.to_str().map_err(|_| AuthError::BadToken("not ASCII".into()))?;
+        let bearer = text.strip_prefix("Bearer ").ok_or(AuthError::NoToken)?;
+        let claims = secret.verify(bearer, now_ms)?;
+        if self.services_only && claims.kind != token::Kind::Service {
+            return Err(AuthError::NotAService(claims.user));
+        }
+        Ok(Some(claims))
+    }
+}
+
+impl Interceptor for Authenticate {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(claims) = self.check(req.metadata(), wall_ms())? {
+            req.extensions_mut().insert(claims.principal());
+            req.extensions_mut().insert(claims);
+        }
+        Ok(req)
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +302,28 @@ mod tests {
         for bad in ["", "a b", "a:b", "a\nb", &"x".repeat(MAX_NAME_LEN + 1)] {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn token_mode_takes_the_user_from_the_token_and_refuses_the_rest() {
+        let secret = std::sync::Arc::new(token::Secret::generate());
+        let now = wall_ms();
+        let alice = secret.issue(token::Kind::User, "alice", &[], now, 60_000, 60_000);
+        let creds = Credentials { user: "mallory".into(), token: Some(alice) };
+        let sent = creds.attach().expect("attach").call(Request::new(())).expect("call");
+        let mut auth = Authenticate::token(secret.clone());
+        let req = auth.call(sent).expect("authenticated");
+        assert_eq!(caller(&req).map(|p| p.user), Ok("alice".into()), "the claim is ignored");
+        let bare = Credentials::simple("alice").attach().expect("attach").call(Request::new(()));
+        let err = auth.call(bare.expect("call")).expect_err("no token");
+        assert_eq!(err.code(), tonic::Code::Unauthenticated);
+        let user = Credentials {
+            user: "alice".into(),
+            token: Some(secret.issue(token::Kind::User, "alice", &[], now, 60_000, 60_000)),
+        };
+        let sent = user.attach().expect("attach").call(Request::new(())).expect("call");
+        let err = auth.clone().services_only().call(sent).expect_err("a user on a service port");
+        assert_eq!(err.code(), tonic::Code::PermissionDenied);
     }
 
     #[test]
