@@ -10,18 +10,23 @@
 //! there whole and keeps a good replica of each chunk, the state rebuilt from the log
 //! equals the acknowledged one, versions only grow, handles belong to one file, lease
 //! recovery closes a file at a length its settled replicas hold; once faults stop, every
-//! complete chunk converges to its factor on two racks. A failing seed prints the
-//! invariant and the events before it, and `sim --seed N` replays it exactly.
+//! complete chunk converges to its factor on two racks. A failing seed is shrunk
+//! ([`shrink`]: kinds of fault turned off while it still fails), then printed with the
+//! invariant and the events before it, and `sim --seed N [--without KINDS]` replays it
+//! exactly.
 //!
 //! Layout: [`net`] (messages in flight), [`chunkserver`] (a chunkserver's replicas and
-//! reports), [`world`] (the cluster, the actors, the faults and the invariants).
+//! reports), [`faults`] (the kinds of fault, and shrinking), [`world`] (the cluster, the
+//! actors, the faults and the invariants).
 
 pub mod chunkserver;
+pub mod faults;
 pub mod net;
 pub mod world;
 
 use std::fmt;
 
+pub use faults::{Fault, FaultSet, run_with, shrink};
 pub use world::{Stats, Violation, World};
 
 /// Chunkservers in a simulated cluster: 3, 4 or 5 by seed (3 is the replication
@@ -37,9 +42,7 @@ pub const WRITERS: usize = 3;
 /// # Errors
 /// The first invariant broken, with the seed.
 pub fn run(seed: u64, steps: u64) -> Result<Stats, Failure> {
-    World::new(seed, chunkservers(seed), WRITERS)
-        .run(steps)
-        .map_err(|violation| Failure { seed, violation })
+    run_with(seed, steps, FaultSet::all())
 }
 
 /// A seed that broke an invariant.
@@ -47,6 +50,8 @@ pub fn run(seed: u64, steps: u64) -> Result<Stats, Failure> {
 pub struct Failure {
     /// The seed.
     pub seed: u64,
+    /// Kinds of fault turned off in that run.
+    pub without: FaultSet,
     /// What broke, and the events before it.
     pub violation: Violation,
 }
@@ -63,6 +68,10 @@ impl fmt::Display for Failure {
         for line in &v.trace {
             writeln!(f, "  {line}")?;
         }
-        write!(f, "replay: cargo run -p sim --bin sim -- --seed {}", self.seed)
+        write!(f, "replay: cargo run -p sim --bin sim -- --seed {}", self.seed)?;
+        if !self.without.is_empty() {
+            write!(f, " --without {}", self.without)?;
+        }
+        Ok(())
     }
 }

@@ -8,6 +8,8 @@ use master::core::{HeartbeatReply, ReportedReplica};
 use rand::Rng;
 use rand::rngs::StdRng;
 
+use crate::faults::{Fault, FaultSet};
+
 /// A message.
 #[derive(Debug, Clone)]
 pub enum Msg {
@@ -47,11 +49,14 @@ pub enum Msg {
 }
 
 /// Messages in flight.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Network {
     in_flight: Vec<(u64, Msg)>,
     /// Whether faults are injected.
     pub faulty: bool,
+    /// Which kinds of network fault may be: a kind turned off still draws its random
+    /// number, so the rest of the run stays as alike as it can.
+    pub kinds: FaultSet,
 }
 
 /// What became of a sent message.
@@ -64,13 +69,18 @@ pub enum Sent {
 }
 
 impl Network {
+    /// Nothing in flight; once faulty, only the kinds of fault in `kinds`.
+    pub fn new(kinds: FaultSet) -> Network {
+        Network { in_flight: Vec::new(), faulty: false, kinds }
+    }
+
     /// Sends `msg` at `now`.
     pub fn send(&mut self, rng: &mut StdRng, now: u64, msg: Msg) -> Sent {
         if !self.faulty {
             self.in_flight.push((now + rng.random_range(1..200), msg));
             return Sent::Queued;
         }
-        if rng.random_bool(0.04) {
+        if rng.random_bool(0.04) && self.kinds.has(Fault::Drop) {
             return Sent::Dropped;
         }
         let delay = if rng.random_bool(0.1) {
@@ -78,7 +88,7 @@ impl Network {
         } else {
             rng.random_range(1..300)
         };
-        if rng.random_bool(0.03) {
+        if rng.random_bool(0.03) && self.kinds.has(Fault::Duplicate) {
             self.in_flight.push((now + rng.random_range(1..4000), msg.clone()));
         }
         self.in_flight.push((now + delay, msg));

@@ -20,6 +20,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::chunkserver::{HeldWrite, Life, SimChunkserver};
+use crate::faults::{Fault, FaultSet};
 use crate::net::{Msg, Network, Sent};
 
 /// Bytes in a full chunk (the master's chunk size).
@@ -124,6 +125,8 @@ pub struct World {
     acked_handles: HashSet<u64>,
     trace: VecDeque<String>,
     faults: bool,
+    /// The kinds of fault this run injects.
+    enabled: FaultSet,
     /// Faults stopped and clients quiet: the cluster converges.
     settling: bool,
     /// Where the master's checkpoints are written.
@@ -161,8 +164,14 @@ fn durable(core: &Core) -> Durable {
 }
 
 impl World {
-    /// A cluster of `chunkservers` on 2 racks, `writers` writing clients, driven by `seed`.
+    /// A cluster of `chunkservers` on 2 racks, `writers` writing clients, driven by `seed`,
+    /// with every kind of fault.
     pub fn new(seed: u64, chunkservers: usize, writers: usize) -> World {
+        World::with_faults(seed, chunkservers, writers, FaultSet::all())
+    }
+
+    /// As [`World::new`], with only the kinds of fault in `enabled`.
+    pub fn with_faults(seed: u64, chunkservers: usize, writers: usize, enabled: FaultSet) -> World {
         let config = Config {
             chunk_size: CHUNK,
             replication: 3,
@@ -193,7 +202,7 @@ impl World {
             },
             dir: std::env::temp_dir().join(format!("gfs-sim-{}-{seed}", std::process::id())),
             css: (0..chunkservers).map(|i| SimChunkserver::new(i, 2)).collect(),
-            net: Network::default(),
+            net: Network::new(enabled),
             writers: (0..writers)
                 .map(|i| Writer {
                     name: format!("client-{i}"),
@@ -207,6 +216,7 @@ impl World {
             acked_handles: HashSet::new(),
             trace: VecDeque::new(),
             faults: false,
+            enabled,
             settling: false,
             stats: Stats::default(),
         }
@@ -624,7 +634,8 @@ impl World {
                 }
             }
             WriterState::Open { path: p, lens, written } => {
-                if self.faults && self.rng.random_bool(0.01) {
+                if self.faults && self.rng.random_bool(0.01) && self.enabled.has(Fault::WriterDeath)
+                {
                     self.log(format!("{name} dies writing {p}"));
                     self.writers[w].state = WriterState::Gone;
                     return Ok(());
@@ -893,7 +904,8 @@ impl World {
         let roll = self.rng.random_range(0..10_000);
         match roll {
             0..=19
-                if self.css[i].life == Life::Up
+                if self.enabled.has(Fault::Kill)
+                    && self.css[i].life == Life::Up
                     && self.css.iter().filter(|c| c.life == Life::Up).count() > 2 =>
             {
                 self.log(format!("cs{i} is killed"));
@@ -926,19 +938,19 @@ impl World {
                 self.css[i].life = Life::Up;
                 self.css[i].next_heartbeat = self.t;
             }
-            220..=239 if self.css[i].life == Life::Up => {
+            220..=239 if self.enabled.has(Fault::Freeze) && self.css[i].life == Life::Up => {
                 self.log(format!("cs{i} is frozen"));
                 self.css[i].life = Life::Frozen;
             }
             240..=439 if self.css[i].life == Life::Frozen => self.thaw(i),
-            440..=449 if self.master_up() => {
+            440..=449 if self.enabled.has(Fault::MasterCrash) && self.master_up() => {
                 self.stats.master_crashes += 1;
                 let restart_in = self.rng.random_range(100..5000);
                 self.log(format!("the master crashes; back in {restart_in} ms"));
                 self.master.down_until = Some(self.t + restart_in);
             }
-            450..=479 => self.flip_a_bit(i),
-            480..=484 => {
+            450..=479 if self.enabled.has(Fault::BitFlip) => self.flip_a_bit(i),
+            480..=484 if self.enabled.has(Fault::DiskFull) => {
                 self.css[i].full = !self.css[i].full;
                 self.log(format!("cs{i} disk full: {}", self.css[i].full));
             }

@@ -1,6 +1,7 @@
 //! `sim`: runs the cluster simulator for one seed (`--seed N`, to replay a failure) or
 //! many (`--seeds N [--from K]`, a soak); exits 1 on the first seed that breaks an
-//! invariant, printing it and the events before it.
+//! invariant, shrinks it (kinds of fault turned off while it still fails) and prints it
+//! with the events before it and the command that replays it.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -23,6 +24,13 @@ struct Cli {
     /// Faulty steps per seed (a settling phase follows).
     #[arg(long, default_value_t = 3000)]
     steps: u64,
+    /// Kinds of fault to leave out, comma-separated (kill, freeze, master-crash,
+    /// bit-flip, disk-full, drop, duplicate, writer-death): how a shrunk failure replays.
+    #[arg(long, default_value = "")]
+    without: sim::FaultSet,
+    /// Print a failure as it is, without shrinking it first.
+    #[arg(long)]
+    no_shrink: bool,
 }
 
 fn main() -> ExitCode {
@@ -35,7 +43,8 @@ fn main() -> ExitCode {
     let mut total = sim::Stats::default();
     let n = seeds.end - seeds.start;
     for seed in seeds {
-        match sim::run(seed, cli.steps) {
+        let enabled = cli.without.missing();
+        match sim::run_with(seed, cli.steps, enabled) {
             Ok(s) => {
                 total.acked_files += s.acked_files;
                 total.lease_recovered += s.lease_recovered;
@@ -46,7 +55,16 @@ fn main() -> ExitCode {
                 total.good_reads += s.good_reads;
             }
             Err(f) => {
-                eprintln!("{f}");
+                if cli.no_shrink {
+                    eprintln!("{f}");
+                    return ExitCode::FAILURE;
+                }
+                eprintln!(
+                    "seed {seed} broke an invariant at step {}: {}; shrinking (turning kinds of fault off while it still fails)...",
+                    f.violation.step, f.violation.what
+                );
+                let shrunk = sim::shrink(seed, cli.steps, enabled).unwrap_or(f);
+                eprintln!("{shrunk}");
                 return ExitCode::FAILURE;
             }
         }
