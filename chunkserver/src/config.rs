@@ -2,6 +2,7 @@
 //! report. The listening address is not here: [`crate::run`] takes a bound listener and
 //! advertises its address.
 
+use security::connections::Limits;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -34,6 +35,10 @@ pub struct Config {
     pub replication_bandwidth: Option<u64>,
     /// A full block report is sent this often (seconds), besides at registration.
     pub full_report_secs: u64,
+    /// Cap on open connections (clients, pipelines, copies) and their idle timeout
+    /// (command-line flags only).
+    #[serde(skip)]
+    pub connections: Limits,
 }
 
 impl Default for Config {
@@ -49,6 +54,7 @@ impl Default for Config {
             scrub_period_secs: 86_400,
             replication_bandwidth: None,
             full_report_secs: 3600,
+            connections: Limits::default(),
         }
     }
 }

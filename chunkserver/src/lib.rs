@@ -32,9 +32,9 @@ use std::sync::Arc;
 
 use proto::gfs::ChunkserverInfo;
 use proto::gfs::chunkserver_server::ChunkserverServer;
+use security::connections;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{info, warn};
 
 #[cfg(test)]
@@ -108,12 +108,15 @@ pub async fn run(
         .initial_connection_window_size(32 << 20)
         .max_frame_size(MAX_FRAME)
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-            shutdown.await;
-            // Ends open streams and the reporter, so the graceful drain does not wait on
-            // a stalled client.
-            let _ = stop_tx.send(true);
-        })
+        .serve_with_incoming_shutdown(
+            connections::guard(listener, cfg.connections, "chunkserver"),
+            async {
+                shutdown.await;
+                // Ends open streams and the reporter, so the graceful drain does not wait on
+                // a stalled client.
+                let _ = stop_tx.send(true);
+            },
+        )
         .await;
     let _ = stop_tx.send(true);
     match reporter.await {

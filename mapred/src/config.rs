@@ -1,6 +1,7 @@
 //! Configuration: the coordinator's and worker's settings (from their command lines), and
 //! [`JobConf`], the key/value strings a job carries to every task.
 
+use security::connections::Limits;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -35,6 +36,8 @@ pub struct CoordinatorConfig {
     pub speculative_slowness: f64,
     /// ... and at least this much longer than that median.
     pub speculative_lag: Duration,
+    /// Cap on open connections and their idle timeout.
+    pub connections: Limits,
 }
 
 impl CoordinatorConfig {
@@ -81,6 +84,8 @@ pub struct WorkerConfig {
     pub dir: PathBuf,
     /// Heartbeat interval (a freed slot also triggers one at once).
     pub heartbeat: Duration,
+    /// Cap on open shuffle connections and their idle timeout.
+    pub connections: Limits,
 }
 
 impl WorkerConfig {
@@ -410,6 +415,7 @@ mod tests {
             slots: 0,
             dir: "/tmp".into(),
             heartbeat: Duration::from_millis(100),
+            connections: Limits::default(),
         };
         assert!(w.validate().is_err());
         assert!(WorkerConfig { slots: 2, ..w }.validate().is_ok());
@@ -423,6 +429,7 @@ mod tests {
             max_attempts: 4,
             speculative_slowness: 2.0,
             speculative_lag: Duration::from_secs(5),
+            connections: Limits::default(),
         };
         assert!(c.validate().is_ok());
         assert!(

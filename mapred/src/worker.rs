@@ -46,7 +46,6 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot, watch};
 use tokio::task::JoinSet;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, info, warn};
 
@@ -141,7 +140,10 @@ pub async fn run(
                 .max_encoding_message_size(MAX_MESSAGE)
                 .max_decoding_message_size(MAX_MESSAGE),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            security::connections::guard(listener, cfg.connections, "worker"),
+            shutdown,
+        )
         .await;
     let _ = stop_tx.send(true);
     let _ = beats.await;

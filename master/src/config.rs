@@ -1,5 +1,6 @@
 //! Master configuration: defaults, and the invariants checked before start.
 
+use security::connections::Limits;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -40,6 +41,8 @@ pub struct Config {
     pub lease_soft_limit: Duration,
     /// A writer silent this long loses its files: the master recovers and closes them.
     pub lease_hard_limit: Duration,
+    /// Cap on open client connections and their idle timeout.
+    pub connections: Limits,
 }
 
 impl Default for Config {
@@ -58,6 +61,7 @@ impl Default for Config {
             replication_timeout: None,
             lease_soft_limit: Duration::from_secs(60),
             lease_hard_limit: Duration::from_secs(600),
+            connections: Limits::default(),
         }
     }
 }

@@ -56,8 +56,6 @@ use proto::gfs::chunkserver_protocol_server::ChunkserverProtocolServer;
 use proto::gfs::client_protocol_server::ClientProtocolServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{error, info, warn};
 
 #[cfg(test)]
@@ -100,6 +98,7 @@ pub async fn run_with_ready(
     let heartbeat = config.heartbeat_interval;
     let dir = config.dir.clone();
     let every = config.checkpoint_records;
+    let connections = config.connections;
     let recovered =
         tokio::task::spawn_blocking(move || recovery::recover(config)).await.map_err(|e| {
             Error::Io {
@@ -121,17 +120,10 @@ pub async fn run_with_ready(
         tokio::spawn(driver::monitor(driver.clone(), settler, heartbeat, stop_rx.clone()));
     let checkpoints = tokio::spawn(checkpointer.clone().run(wanted, every, stop_rx));
     info!(%addr, "master serving");
-    // Accepted sockets get TCP_NODELAY: a gRPC answer is several small HTTP/2 frames,
-    // and Nagle's algorithm would hold the last of them back until the client's delayed
-    // ACK (tonic sets it only on sockets it accepts itself, not on a given listener's).
-    let incoming = TcpListenerStream::new(listener).map(|conn| {
-        if let Ok(s) = &conn
-            && let Err(e) = s.set_nodelay(true)
-        {
-            warn!(error = %e, "cannot set TCP_NODELAY on a connection");
-        }
-        conn
-    });
+    // Connections are capped and idle ones closed, so no peer can take every file
+    // descriptor; accepted sockets get TCP_NODELAY (a gRPC answer is several small
+    // HTTP/2 frames, which Nagle's algorithm would hold back).
+    let incoming = security::connections::guard(listener, connections, "master");
     // One port, three services: each audience's calls arrive on its own service path,
     // where its own authorization can be checked.
     let serve = tonic::transport::Server::builder()

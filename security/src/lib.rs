@@ -10,8 +10,11 @@
 //! - [`caller`] reads the principal of a request: one an authenticating interceptor
 //!   placed in the request's extensions if there is one, else the simple-mode claim;
 //! - [`Credentials`] is what a client sends, and [`Attach`] the interceptor that sends it;
-//! - [`token`]: the signed bearer tokens of token mode and the cluster secret.
+//! - [`token`]: the signed bearer tokens of token mode and the cluster secret;
+//! - [`connections`]: the cap on open connections and the idle timeout every server
+//!   accepts under.
 
+pub mod connections;
 pub mod token;
 
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};

@@ -50,6 +50,8 @@ struct Cli {
     /// Once listening, write the bound host:port to this file.
     #[arg(long)]
     addr_file: Option<PathBuf>,
+    #[command(flatten)]
+    connections: security::connections::LimitArgs,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -119,6 +121,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         scrub_period_secs: cli.scrub_period_secs,
         replication_bandwidth: cli.replication_bandwidth,
         full_report_secs: cli.full_report_secs,
+        connections: cli.connections.limits(),
     };
     let shutdown = proto::process::shutdown_signal().context("installing signal handlers")?;
     chunkserver::run(cfg, listener, shutdown).await?;

@@ -49,6 +49,8 @@ struct Cli {
     /// Write the bound address here once listening.
     #[arg(long)]
     addr_file: Option<PathBuf>,
+    #[command(flatten)]
+    connections: security::connections::LimitArgs,
 }
 
 #[tokio::main]
@@ -77,6 +79,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         max_attempts: cli.max_attempts,
         speculative_slowness: cli.speculative_slowness,
         speculative_lag: Duration::from_millis(cli.speculative_lag_ms),
+        connections: cli.connections.limits(),
     };
     cfg.validate()?;
     let listener = tokio::net::TcpListener::bind(&cli.addr)

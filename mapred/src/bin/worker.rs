@@ -42,6 +42,8 @@ struct Cli {
     /// Write the bound address here once listening.
     #[arg(long)]
     addr_file: Option<PathBuf>,
+    #[command(flatten)]
+    connections: security::connections::LimitArgs,
 }
 
 #[tokio::main]
@@ -71,6 +73,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         slots: cli.slots,
         dir: cli.dir,
         heartbeat: Duration::from_millis(cli.heartbeat_ms),
+        connections: cli.connections.limits(),
     };
     cfg.validate()?;
     if let Some(path) = &cli.addr_file {

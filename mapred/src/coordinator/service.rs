@@ -16,7 +16,6 @@ use proto::mapred as pb;
 use proto::mapred::coordinator_server::{Coordinator, CoordinatorServer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
@@ -501,6 +500,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     cfg.validate()?;
+    let cfg_connections = cfg.connections;
     std::fs::create_dir_all(&cfg.dir)
         .map_err(Error::io(format!("cannot create {}", cfg.dir.display())))?;
     let addr: SocketAddr =
@@ -559,7 +559,10 @@ pub async fn run(
     let svc = CoordinatorService { shared };
     let served = tonic::transport::Server::builder()
         .add_service(CoordinatorServer::new(svc))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            security::connections::guard(listener, cfg_connections, "coordinator"),
+            shutdown,
+        )
         .await;
     let _ = stop_tx.send(true);
     let _ = ticker.await;

@@ -58,6 +58,8 @@ struct Cli {
     /// Once recovered and serving, write the bound host:port to this file.
     #[arg(long)]
     addr_file: Option<PathBuf>,
+    #[command(flatten)]
+    connections: security::connections::LimitArgs,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -90,6 +92,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         replication_timeout: cli.replication_timeout_ms.map(Duration::from_millis),
         lease_soft_limit: Duration::from_millis(cli.lease_soft_limit_ms),
         lease_hard_limit: Duration::from_millis(cli.lease_hard_limit_ms),
+        connections: cli.connections.limits(),
     };
     config.validate()?;
     let listener = tokio::net::TcpListener::bind(&cli.addr)
