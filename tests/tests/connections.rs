@@ -33,9 +33,9 @@ async fn closed_by_server(conns: &mut [TcpStream]) -> usize {
     let mut closed = 0;
     for s in conns {
         let mut b = [0u8; 1];
-        match tokio::time::timeout(Duration::from_millis(20), s.read(&mut b)).await {
-            Ok(Ok(0) | Err(_)) => closed += 1,
-            _ => {}
+        let read = tokio::time::timeout(Duration::from_millis(20), s.read(&mut b)).await;
+        if let Ok(Ok(0) | Err(_)) = read {
+            closed += 1;
         }
     }
     closed
