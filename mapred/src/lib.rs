@@ -28,6 +28,7 @@ pub mod coordinator;
 pub mod counters;
 pub mod error;
 pub mod format;
+pub mod ids;
 pub mod job;
 pub mod key;
 pub mod mapside;

@@ -37,26 +37,25 @@ use tonic::{Request, Response, Status};
 use tracing::{debug, warn};
 
 use crate::error::{Error, Result};
+use crate::ids::{AttemptId, JobId};
 use crate::mapside::{OUTPUT_FILE, read_index};
 use crate::run::{FileRun, MemRun, Run};
-use crate::spec::MapOutputLoc;
+use crate::spec::{MapOutputLoc, TaskKind};
 
 /// Bytes per streamed message.
 const CHUNK: usize = 4 << 20;
 /// Largest message either side accepts.
 pub const MAX_MESSAGE: usize = 16 << 20;
 
-/// Directory of a job's attempts under a worker's root directory.
-pub fn job_dir(root: &Path, job_id: &str) -> PathBuf {
-    root.join("jobs").join(job_id)
+/// Directory of a job's attempts under a worker's root directory (named by the parsed
+/// id, so by nothing a peer chose).
+pub fn job_dir(root: &Path, job: JobId) -> PathBuf {
+    root.join("jobs").join(job.to_string())
 }
 
-/// Checks an id used as a path component.
-fn safe_name(s: &str, what: &str) -> Result<()> {
-    if s.is_empty() || s.contains('/') || s.contains("..") {
-        return Err(Error::InvalidArgument(format!("bad {what} {s:?}")));
-    }
-    Ok(())
+/// Directory of one attempt (its map output, its files).
+pub fn attempt_dir(root: &Path, attempt: AttemptId) -> PathBuf {
+    job_dir(root, attempt.job).join(attempt.to_string())
 }
 
 /// The `Shuffle` gRPC service of a worker.
@@ -82,9 +81,15 @@ impl Shuffle for ShuffleService {
         req: Request<pb::FetchPartitionRequest>,
     ) -> Result<Response<Self::FetchPartitionStream>, Status> {
         let req = req.into_inner();
-        safe_name(&req.job_id, "job id")?;
-        safe_name(&req.map_attempt, "attempt id")?;
-        let dir = job_dir(&self.root, &req.job_id).join(&req.map_attempt);
+        let job = JobId::parse(&req.job_id)?;
+        let attempt = AttemptId::parse(&req.map_attempt)?;
+        if attempt.job != job || attempt.kind != TaskKind::Map {
+            return Err(Status::invalid_argument(format!(
+                "{} is not a map attempt of {}",
+                req.map_attempt, req.job_id
+            )));
+        }
+        let dir = attempt_dir(&self.root, attempt);
         let segments = read_index(&dir).map_err(|e| match e {
             Error::Io { .. } => {
                 Status::not_found(format!("no map output of {} on this worker", req.map_attempt))
@@ -540,11 +545,36 @@ mod tests {
     }
 
     #[test]
-    fn ids_cannot_escape_the_directory() {
-        assert!(safe_name("attempt_1_0001_m_000000_0", "attempt").is_ok());
-        assert!(safe_name("../etc", "attempt").is_err());
-        assert!(safe_name("a/b", "attempt").is_err());
-        assert!(safe_name("", "attempt").is_err());
+    fn fetches_naming_paths_or_other_jobs_are_refused() {
+        use proto::mapred::shuffle_server::Shuffle;
+        let root = tempfile::tempdir().expect("tempdir");
+        let svc = ShuffleService::new(root.path());
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        for (job, attempt) in [
+            ("../../etc", "attempt_1_0001_m_000000_0"),
+            ("job_1_0001", "../../../etc/passwd"),
+            ("job_1_0002", "attempt_1_0001_m_000000_0"),
+            ("job_1_0001", "attempt_1_0001_r_000000_0"),
+        ] {
+            let req = pb::FetchPartitionRequest {
+                job_id: job.into(),
+                map_attempt: attempt.into(),
+                partition: 0,
+            };
+            let got = rt.block_on(svc.fetch_partition(Request::new(req)));
+            let code = got.err().map(|s| s.code());
+            assert_eq!(code, Some(tonic::Code::InvalidArgument), "{job} {attempt}");
+        }
+    }
+
+    #[test]
+    fn attempt_directories_are_named_by_parsed_ids_only() {
+        let a = AttemptId::parse("attempt_1_0001_m_000000_0").expect("parse");
+        let root = Path::new("/w");
+        assert_eq!(attempt_dir(root, a), Path::new("/w/jobs/job_1_0001/attempt_1_0001_m_000000_0"));
+        for bad in ["../etc", "a/b", "", "attempt_1_0001_m_000000_0/../../x"] {
+            assert!(AttemptId::parse(bad).is_err(), "{bad:?}");
+        }
     }
 }
 

@@ -51,7 +51,8 @@ use tracing::{debug, info, warn};
 
 use crate::config::WorkerConfig;
 use crate::error::{Error, Result};
-use crate::shuffle::{MAX_MESSAGE, ShuffleService, job_dir};
+use crate::ids::{AttemptId, JobId};
+use crate::shuffle::{MAX_MESSAGE, ShuffleService, attempt_dir, job_dir};
 use crate::spec::{TaskResult, TaskSpec};
 use crate::task::{Progress, stall_watch};
 
@@ -218,9 +219,14 @@ async fn heartbeat_loop(state: Arc<State>, mut stop: watch::Receiver<bool>) {
             }
         }
         for job in reply.finished_jobs {
-            let busy = state.running().keys().any(|a| a.contains(&job[3..]));
+            let Ok(job) = JobId::parse(&job) else {
+                warn!(job = %job.escape_debug(), "the coordinator named a finished job by a malformed id: ignored");
+                continue;
+            };
+            let busy =
+                state.running().keys().any(|a| AttemptId::parse(a).is_ok_and(|a| a.job == job));
             if !busy {
-                let dir = job_dir(&state.cfg.dir, &job);
+                let dir = job_dir(&state.cfg.dir, job);
                 tokio::task::spawn_blocking(move || {
                     let _ = std::fs::remove_dir_all(dir);
                 });
@@ -300,10 +306,11 @@ async fn execute(
     let attempt_id = attempt_id.as_str();
     let mut spec: TaskSpec = serde_json::from_str(&spec_json)
         .map_err(|e| Error::Decode(format!("task spec of {attempt_id}: {e}")))?;
-    if spec.attempt_id != attempt_id || spec.job_id.contains('/') || attempt_id.contains('/') {
+    let attempt = AttemptId::parse(attempt_id)?;
+    if spec.attempt_id != attempt_id || JobId::parse(&spec.job_id)? != attempt.job {
         return Err(Error::Protocol(format!("task spec does not match attempt {attempt_id}")));
     }
-    let dir = job_dir(&state.cfg.dir, &spec.job_id).join(attempt_id);
+    let dir = attempt_dir(&state.cfg.dir, attempt);
     std::fs::create_dir_all(&dir).map_err(Error::io(format!("cannot create {}", dir.display())))?;
     spec.host = state.cfg.host.clone();
     spec.work_dir = dir.clone();

@@ -34,6 +34,7 @@ use std::collections::{BTreeMap, HashMap};
 
 pub use super::model::*;
 use crate::error::{Error, Result};
+use crate::ids::JobId;
 use crate::spec::{TaskKind, skipped_name};
 
 /// Where an attempt is: (job seq, kind, task index, attempt index).
@@ -148,7 +149,7 @@ impl Core {
         let opts = JobOptions::from_conf(&def.conf, &self.cfg)?;
         let seq = self.next_job;
         self.next_job += 1;
-        let id = format!("job_{}_{seq:04}", self.epoch);
+        let id = JobId { epoch: self.epoch, seq }.to_string();
         let maps = def
             .splits
             .iter()

@@ -12,6 +12,7 @@
 use super::core::{AttemptRef, Core};
 use super::model::*;
 use crate::counters as c;
+use crate::ids::{AttemptId, JobId};
 use crate::spec::{MapOutputLoc, TaskKind, TaskSpec};
 
 impl Core {
@@ -174,7 +175,13 @@ impl Core {
         };
         let task = job.task_mut(kind, index)?;
         let n = task.attempts.len();
-        let attempt_id = format!("attempt_{epoch}_{seq:04}_{}_{index:06}_{n}", kind.letter());
+        let attempt_id = AttemptId {
+            job: JobId { epoch, seq },
+            kind,
+            index,
+            n: u32::try_from(n).unwrap_or(u32::MAX),
+        }
+        .to_string();
         task.attempts.push(Attempt {
             id: attempt_id.clone(),
             worker: worker.id.clone(),
