@@ -44,6 +44,9 @@ pub enum Error {
     /// The request is valid but the state does not allow it.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The caller may not do this (a fetch without its job's token).
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
     /// A peer (coordinator, worker) cannot be reached.
     #[error("cannot reach {what} at {addr}: {cause}")]
     Unavailable {
@@ -112,6 +115,7 @@ impl Error {
             // The state that refuses it (a job over, a file closed) is in the message; no
             // caller branches on which.
             Error::FailedPrecondition(_) => ErrorReason::Unspecified,
+            Error::PermissionDenied(_) => ErrorReason::Refused,
             Error::Unavailable { .. } => ErrorReason::Unreachable,
             Error::Rpc { reason, .. } => *reason,
             Error::Corrupt(_) => ErrorReason::Corrupt,
@@ -176,6 +180,7 @@ impl From<Error> for tonic::Status {
                 Code::InvalidArgument
             }
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
+            Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::Unavailable { .. } => Code::Unavailable,
             Error::Corrupt(_) => Code::DataLoss,
             Error::Dfs(d) if d.is_not_found() => Code::NotFound,

@@ -30,6 +30,7 @@ pub mod error;
 pub mod format;
 pub mod ids;
 pub mod job;
+pub mod job_token;
 pub mod key;
 pub mod mapside;
 pub mod merge;

@@ -38,6 +38,7 @@ use tracing::{debug, warn};
 
 use crate::error::{Error, Result};
 use crate::ids::{AttemptId, JobId};
+use crate::job_token::{JobToken, check_fetch};
 use crate::mapside::{OUTPUT_FILE, read_index};
 use crate::run::{FileRun, MemRun, Run};
 use crate::spec::{MapOutputLoc, TaskKind};
@@ -89,6 +90,7 @@ impl Shuffle for ShuffleService {
                 req.map_attempt, req.job_id
             )));
         }
+        check_fetch(&job_dir(&self.root, job), job, attempt, req.partition, &req.proof)?;
         let dir = attempt_dir(&self.root, attempt);
         let segments = read_index(&dir).map_err(|e| match e {
             Error::Io { .. } => {
@@ -167,6 +169,8 @@ pub struct FetchRecovery {
     pub backoff: Duration,
     /// A fetch receiving nothing for this long fails.
     pub stall: Duration,
+    /// The job's token, to prove each fetch is the job's.
+    pub token: JobToken,
     /// Longest wait for a lost output's new location.
     pub wait: Duration,
 }
@@ -345,10 +349,17 @@ impl Fetcher<'_> {
     /// One try at one location; a memory reservation is released on failure.
     async fn fetch_once(&self, loc: &MapOutputLoc) -> Result<(Fetched, u64)> {
         let client = self.client(&loc.shuffle_addr)?;
+        let attempt = AttemptId::parse(&loc.attempt_id)?;
+        let req = pb::FetchPartitionRequest {
+            job_id: self.job_id.to_owned(),
+            map_attempt: loc.attempt_id.clone(),
+            partition: self.partition,
+            proof: self.recovery.token.prove(attempt, self.partition).into(),
+        };
         let mut reserved = 0;
         let res = fetch_one(
             client,
-            self.job_id,
+            req,
             loc,
             self.partition,
             (&self.used, &mut reserved),
@@ -378,7 +389,7 @@ fn connect(addr: &str) -> Result<ShuffleClient<Channel>> {
 #[allow(clippy::too_many_arguments)]
 async fn fetch_one(
     mut client: ShuffleClient<Channel>,
-    job_id: &str,
+    req: pb::FetchPartitionRequest,
     m: &MapOutputLoc,
     partition: u32,
     (used, reserved): (&AtomicU64, &mut u64),
@@ -391,11 +402,6 @@ async fn fetch_one(
         what: "worker",
         addr: addr.to_owned(),
         cause: format!("nothing received for {:.1} s", stall.as_secs_f64()),
-    };
-    let req = pb::FetchPartitionRequest {
-        job_id: job_id.to_owned(),
-        map_attempt: m.attempt_id.clone(),
-        partition,
     };
     let mut stream = tokio::time::timeout(stall, client.fetch_partition(req))
         .await
@@ -560,11 +566,36 @@ mod tests {
                 job_id: job.into(),
                 map_attempt: attempt.into(),
                 partition: 0,
+                proof: Vec::new().into(),
             };
             let got = rt.block_on(svc.fetch_partition(Request::new(req)));
             let code = got.err().map(|s| s.code());
             assert_eq!(code, Some(tonic::Code::InvalidArgument), "{job} {attempt}");
         }
+        // Well-formed ids: the job's token decides.
+        let job = JobId::parse("job_1_0001").expect("job");
+        let attempt = AttemptId::parse("attempt_1_0001_m_000000_0").expect("attempt");
+        let token = JobToken::generate();
+        let fetch = |proof: Vec<u8>| {
+            let req = pb::FetchPartitionRequest {
+                job_id: job.to_string(),
+                map_attempt: attempt.to_string(),
+                partition: 0,
+                proof: proof.into(),
+            };
+            rt.block_on(svc.fetch_partition(Request::new(req))).err().map(|s| s.code())
+        };
+        assert_eq!(fetch(token.prove(attempt, 0)), Some(tonic::Code::PermissionDenied), "no token");
+        token.store(&job_dir(root.path(), job)).expect("store");
+        assert_eq!(fetch(b"forged".to_vec()), Some(tonic::Code::PermissionDenied));
+        let other_job = JobToken::generate().prove(attempt, 0);
+        assert_eq!(fetch(other_job), Some(tonic::Code::PermissionDenied));
+        assert_eq!(fetch(token.prove(attempt, 1)), Some(tonic::Code::PermissionDenied));
+        assert_eq!(
+            fetch(token.prove(attempt, 0)),
+            Some(tonic::Code::NotFound),
+            "let in: no output"
+        );
     }
 
     #[test]

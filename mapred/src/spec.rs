@@ -190,6 +190,9 @@ pub struct TaskSpec {
     /// Filled in by the worker: this attempt's local directory (map output goes here).
     #[serde(default)]
     pub work_dir: PathBuf,
+    /// The job's token (hex), which its reducers prove their fetches with.
+    #[serde(default)]
+    pub job_token: String,
 }
 
 impl TaskSpec {

@@ -36,6 +36,7 @@ use crate::format::{
     OutputWriter, RECORD_HEADER, parse_record_header, read_record_split, read_text_split,
     spawn_reader,
 };
+use crate::job_token::JobToken;
 use crate::mapside::{CombineBuffer, MapSink, SortBuffer};
 use crate::merge::Merger;
 use crate::progress::Skipper;
@@ -279,6 +280,7 @@ pub(crate) fn reduce_task<R: Reducer>(env: &mut TaskEnv, mut reducer: R) -> Resu
         backoff: ms(keys::FETCH_BACKOFF_MS, 250)?,
         stall: ms(keys::FETCH_TIMEOUT_MS, 30_000)?.max(Duration::from_millis(100)),
         wait: ms(keys::FETCH_WAIT_MS, 600_000)?,
+        token: JobToken::from_hex(&env.spec.job_token)?,
     };
     let progress = env.progress.clone();
     let replay = env.spec.replay;

@@ -52,6 +52,7 @@ use tracing::{debug, info, warn};
 use crate::config::WorkerConfig;
 use crate::error::{Error, Result};
 use crate::ids::{AttemptId, JobId};
+use crate::job_token::JobToken;
 use crate::shuffle::{MAX_MESSAGE, ShuffleService, attempt_dir, job_dir};
 use crate::spec::{TaskResult, TaskSpec};
 use crate::task::{Progress, stall_watch};
@@ -310,6 +311,8 @@ async fn execute(
     if spec.attempt_id != attempt_id || JobId::parse(&spec.job_id)? != attempt.job {
         return Err(Error::Protocol(format!("task spec does not match attempt {attempt_id}")));
     }
+    // The job's token goes beside its map outputs, for the shuffle to check fetches.
+    JobToken::from_hex(&spec.job_token)?.store(&job_dir(&state.cfg.dir, attempt.job))?;
     let dir = attempt_dir(&state.cfg.dir, attempt);
     std::fs::create_dir_all(&dir).map_err(Error::io(format!("cannot create {}", dir.display())))?;
     spec.host = state.cfg.host.clone();

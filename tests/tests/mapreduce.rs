@@ -128,8 +128,12 @@ async fn wordcount_matches_an_independent_count() {
         .filter(|(p, d)| !p.contains("_ignored") && !d.is_empty())
         .map(|(_, d)| d.len().div_ceil(1 << 20))
         .sum::<usize>() as u64;
-    assert_eq!(k["job.TOTAL_LAUNCHED_MAPS"], splits, "{stdout}");
-    assert_eq!(k["job.DATA_LOCAL_MAPS"], splits, "{stdout}");
+    // A loaded machine may start speculative backups of slow maps; each map's output
+    // still comes from exactly one attempt, the others killed.
+    let killed = k.get("job.NUM_KILLED_MAPS").copied().unwrap_or(0);
+    let launched = k["job.TOTAL_LAUNCHED_MAPS"];
+    assert_eq!(launched - killed, splits, "{stdout}");
+    assert_eq!(k["job.DATA_LOCAL_MAPS"], launched, "{stdout}");
     assert_eq!(k["job.TOTAL_LAUNCHED_REDUCES"], 3);
     let lines: u64 = files
         .iter()

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::config::{JobConf, keys};
 use crate::counters::Counters;
 use crate::error::{Error, Result};
+use crate::job_token::JobToken;
 use crate::spec::{InputFormat, Split, TaskKind, TaskSpec};
 
 /// Settings of the core.
@@ -414,6 +415,9 @@ pub struct NewJob {
     pub input_format: InputFormat,
     /// One per map task.
     pub splits: Vec<Split>,
+    /// The job's secret, for its shuffle (made at submit, not journaled: a job does not
+    /// outlive its coordinator).
+    pub token: JobToken,
 }
 
 /// A job and its tasks.

@@ -171,6 +171,7 @@ impl Core {
             input_format: def.input_format,
             map_outputs,
             timeout_ms: opts.task_timeout_ms,
+            job_token: def.token.to_hex(),
             ..TaskSpec::default()
         };
         let task = job.task_mut(kind, index)?;

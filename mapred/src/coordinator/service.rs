@@ -25,6 +25,7 @@ use crate::config::{CoordinatorConfig, JobConf, keys};
 use crate::counters::Counters;
 use crate::error::{Error, Result};
 use crate::format::compute_splits;
+use crate::job_token::JobToken;
 use crate::spec::{InputFormat, Split};
 
 pub use proto::clock::wall_ms as now_ms;
@@ -477,6 +478,7 @@ impl CoordinatorService {
             user: r.user,
             input_format,
             splits,
+            token: JobToken::generate(),
         })
     }
 }
