@@ -170,6 +170,7 @@ impl Core {
             input_format: def.input_format,
             map_outputs,
             timeout_ms: opts.task_timeout_ms,
+            user: def.user.clone(),
             ..TaskSpec::default()
         };
         let task = job.task_mut(kind, index)?;
