@@ -216,7 +216,12 @@ impl Client {
     }
 
     /// A client over `channel` to the master at `master_addr`, sending `cfg.user`.
-    fn over(channel: Channel, master_addr: &str, cfg: ClientConfig, calls: Calls) -> Result<Client> {
+    fn over(
+        channel: Channel,
+        master_addr: &str,
+        cfg: ClientConfig,
+        calls: Calls,
+    ) -> Result<Client> {
         let attach = security::Credentials::simple(cfg.user.clone())
             .attach()
             .map_err(|e| Error::InvalidArgument { message: format!("user: {e}") })?;
@@ -244,7 +249,8 @@ impl Client {
     /// # Errors
     /// [`Error::InvalidArgument`] for a user name that can't be sent.
     pub fn with_user(&self, user: &str) -> Result<Client> {
-        let cfg = ClientConfig { user: user.to_owned(), cwd: home_dir(user), ..self.inner.cfg.clone() };
+        let cfg =
+            ClientConfig { user: user.to_owned(), cwd: home_dir(user), ..self.inner.cfg.clone() };
         Client::over(self.inner.channel.clone(), &self.inner.master_addr, cfg, Calls::new())
     }
 
@@ -416,10 +422,8 @@ impl Client {
     /// [`Error::NotFound`], or a transport error.
     pub async fn set_permission(&self, path: impl PathArg, permission: u16) -> Result<FileStatus> {
         let path = self.resolve(path)?;
-        let req = gfs::SetPermissionRequest {
-            path: path.to_string(),
-            permission: u32::from(permission),
-        };
+        let req =
+            gfs::SetPermissionRequest { path: path.to_string(), permission: u32::from(permission) };
         let resp = self
             .call_master(CallKind::Mutation, &path, |mut m| {
                 let req = req.clone();

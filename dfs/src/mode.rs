@@ -119,7 +119,8 @@ impl ModeSpec {
                     Op::Add => mode | bits | sticky,
                     Op::Remove => mode & !(bits | sticky),
                     Op::Set => {
-                        let cleared = mode & !c.who & !(if c.who & 0o007 != 0 { STICKY } else { 0 });
+                        let cleared =
+                            mode & !c.who & !(if c.who & 0o007 != 0 { STICKY } else { 0 });
                         cleared | bits | sticky
                     }
                 };

@@ -19,7 +19,7 @@ use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -93,8 +93,11 @@ impl AuditLog {
             what: format!("{what} the audit log {}", path.display()),
             source,
         };
-        let file =
-            OpenOptions::new().create(true).append(true).open(path).map_err(|e| io("opening", e))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| io("opening", e))?;
         let (tx, rx) = sync_channel(QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
         let counter = dropped.clone();
@@ -132,7 +135,7 @@ impl AuditLog {
 fn write_lines(
     rx: &Receiver<Option<String>>,
     mut out: BufWriter<File>,
-    path: &PathBuf,
+    path: &Path,
     dropped: &AtomicU64,
 ) {
     let mut failing = false;
@@ -149,7 +152,8 @@ fn write_lines(
             }
         }
         let n = batch.len() as u64;
-        let res = batch.iter().try_for_each(|l| out.write_all(l.as_bytes())).and_then(|()| out.flush());
+        let res =
+            batch.iter().try_for_each(|l| out.write_all(l.as_bytes())).and_then(|()| out.flush());
         match res {
             Ok(()) => failing = false,
             Err(e) => {
@@ -202,8 +206,7 @@ fn escape(out: &mut String, v: &str) {
 fn timestamp(out: &mut String, ms: i64) {
     let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
     let (y, m, d) = civil_from_days(days);
-    let (h, min, sec, milli) =
-        (rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60, rem % 1000);
+    let (h, min, sec, milli) = (rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60, rem % 1000);
     let _ = write!(out, "{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{sec:02}.{milli:03}Z");
 }
 
@@ -240,7 +243,14 @@ mod tests {
             line(1_764_389_317_123, &e),
             "2025-11-29T04:08:37.123Z allowed=false ugi=bob ip=127.0.0.1 cmd=rename src=/a%20b%0AINFO%20forged%3D1 dst=/x%25y perm=null\n"
         );
-        let e = Event { allowed: true, ip: None, dst: None, perm: Some("bob:staff:rwx------"), src: "/é", ..e };
+        let e = Event {
+            allowed: true,
+            ip: None,
+            dst: None,
+            perm: Some("bob:staff:rwx------"),
+            src: "/é",
+            ..e
+        };
         assert_eq!(
             line(0, &e),
             "1970-01-01T00:00:00.000Z allowed=true ugi=bob ip=null cmd=rename src=/%C3%A9 dst=null perm=bob:staff:rwx------\n"
@@ -252,7 +262,15 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("audit.log");
         let (log, writer) = AuditLog::open(&path).expect("open");
-        let e = Event { allowed: true, user: "a", ip: None, cmd: "mkdirs", src: "/d", dst: None, perm: None };
+        let e = Event {
+            allowed: true,
+            user: "a",
+            ip: None,
+            cmd: "mkdirs",
+            src: "/d",
+            dst: None,
+            perm: None,
+        };
         log.log(&e);
         log.log(&Event { cmd: "delete", ..e });
         writer.join();

@@ -421,14 +421,20 @@ impl Core {
             }
             Mutation::Create { path, overwrite, .. } => {
                 let access = if *overwrite { write } else { None };
-                permission::check(ns, caller, path, Want { ancestor: write, access, ..Want::default() })
+                permission::check(
+                    ns,
+                    caller,
+                    path,
+                    Want { ancestor: write, access, ..Want::default() },
+                )
             }
             Mutation::Rename { src, dst } => {
                 permission::check(ns, caller, src, Want { parent: write, ..Want::default() })?;
                 // Into an existing directory, as the rename itself resolves it.
                 let target = match ns.lookup(dst) {
-                    Ok(d) if matches!(ns.inode(d).kind, crate::namespace::InodeKind::Dir(_))
-                        && ns.lookup(src).ok() != Some(d) =>
+                    Ok(d)
+                        if matches!(ns.inode(d).kind, crate::namespace::InodeKind::Dir(_))
+                            && ns.lookup(src).ok() != Some(d) =>
                     {
                         dst.join(src.name()).unwrap_or_else(|_| dst.clone())
                     }
@@ -446,11 +452,7 @@ impl Core {
                 ns,
                 caller,
                 path,
-                Want {
-                    sub_dirs: Some(Access::READ_EXECUTE),
-                    sub_files: write,
-                    ..Want::default()
-                },
+                Want { sub_dirs: Some(Access::READ_EXECUTE), sub_files: write, ..Want::default() },
             ),
             Mutation::SetPermission { path, .. } => {
                 permission::check(ns, caller, path, Want { owner: true, ..Want::default() })
@@ -941,7 +943,9 @@ mod tests {
         let umask = |rng: &mut StdRng| [0o022, 0o077, 0o002, 0o000][rng.random_range(0..4)];
         let name = |rng: &mut StdRng| ["alice", "bob", "staff", "u"][rng.random_range(0..4)];
         match rng.random_range(0..11) {
-            0 => Mutation::Mkdir { path: any(rng), parents: rng.random_bool(0.5), umask: umask(rng) },
+            0 => {
+                Mutation::Mkdir { path: any(rng), parents: rng.random_bool(0.5), umask: umask(rng) }
+            }
             1 => Mutation::Create {
                 path: any(rng),
                 replication: rng.random_range(0..4),
@@ -1025,8 +1029,8 @@ mod tests {
                 let m = random_mutation(&mut rng, &open_files(&live));
                 let caller = random_caller(&mut rng);
                 let before = durable_state(&live);
-                let out =
-                    live.apply(Command::Mutate { caller: caller.clone(), mutation: m.clone() }, now);
+                let out = live
+                    .apply(Command::Mutate { caller: caller.clone(), mutation: m.clone() }, now);
                 match out.reply {
                     Ok(_) => {
                         allowed += 1;

@@ -174,7 +174,7 @@ impl Identities {
         }
         let now = Instant::now();
         // A poisoned cache is only a cache: start it over.
-        let mut cache = self.cache.lock().unwrap_or_else(|e| {
+        let cache = self.cache.lock().unwrap_or_else(|e| {
             let mut g = e.into_inner();
             g.clear();
             g
@@ -197,7 +197,7 @@ impl Identities {
     }
 
     fn make(&self, user: String, groups: Vec<String>) -> Caller {
-        let superuser = user == self.superuser || groups.iter().any(|g| *g == self.supergroup);
+        let superuser = user == self.superuser || groups.contains(&self.supergroup);
         Caller { user, groups, superuser }
     }
 }
@@ -207,7 +207,8 @@ mod tests {
     use super::*;
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/sh\nbob:x:1001:100::/home/bob:/bin/sh\n";
-    const GROUP: &str = "root:x:0:\nalice:x:1000:\nusers:x:100:\nstaff:x:50:alice,bob\nwheel:x:10: alice\n";
+    const GROUP: &str =
+        "root:x:0:\nalice:x:1000:\nusers:x:100:\nstaff:x:50:alice,bob\nwheel:x:10: alice\n";
 
     #[test]
     fn unix_groups_put_the_primary_group_first() {

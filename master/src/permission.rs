@@ -115,9 +115,10 @@ pub fn check_mode(mode: u16) -> Result<()> {
 /// # Errors
 /// [`Error::InvalidArgument`] for bits beyond `0o777`.
 pub fn check_umask(umask: u32) -> Result<u16> {
-    u16::try_from(umask).ok().filter(|u| *u <= 0o777).ok_or_else(|| {
-        Error::InvalidArgument(format!("umask {umask:#o} is outside 0..=0o777"))
-    })
+    u16::try_from(umask)
+        .ok()
+        .filter(|u| *u <= 0o777)
+        .ok_or_else(|| Error::InvalidArgument(format!("umask {umask:#o} is outside 0..=0o777")))
 }
 
 /// `rwxr-xr-x`: the nine permission characters of `mode`, the sticky bit as `t` (with
@@ -144,12 +145,7 @@ impl fmt::Display for Symbolic {
 /// `alice:staff:drwxr-xr-x`, an inode as denials and the audit log describe it.
 pub fn describe(ns: &Namespace, inode: &Inode) -> String {
     let kind = if matches!(inode.kind, InodeKind::Dir(_)) { 'd' } else { '-' };
-    format!(
-        "{}:{}:{kind}{}",
-        ns.owner_of(inode),
-        ns.group_of(inode),
-        Symbolic(inode.permission)
-    )
+    format!("{}:{}:{kind}{}", ns.owner_of(inode), ns.group_of(inode), Symbolic(inode.permission))
 }
 
 /// What an operation asks of the inodes along its path (HDFS's `checkPermission`
@@ -205,7 +201,13 @@ fn allows(ns: &Namespace, caller: &Caller, inode: &Inode, access: Access) -> boo
     bits & access.0 == access.0
 }
 
-fn denied(ns: &Namespace, caller: &Caller, op_path: &DfsPath, id: InodeId, access: Access) -> Error {
+fn denied(
+    ns: &Namespace,
+    caller: &Caller,
+    op_path: &DfsPath,
+    id: InodeId,
+    access: Access,
+) -> Error {
     let inode = ns.inode(id);
     Error::PermissionDenied {
         path: op_path.to_string(),
@@ -329,7 +331,13 @@ fn owner(ns: &Namespace, caller: &Caller, path: &DfsPath, target: InodeId) -> Re
 
 /// `want.sub_dirs` on every non-empty directory and `want.sub_files` on every file at
 /// or below `top`.
-fn subtree(ns: &Namespace, caller: &Caller, path: &DfsPath, top: InodeId, want: Want) -> Result<()> {
+fn subtree(
+    ns: &Namespace,
+    caller: &Caller,
+    path: &DfsPath,
+    top: InodeId,
+    want: Want,
+) -> Result<()> {
     let mut stack = vec![top];
     while let Some(id) = stack.pop() {
         let inode = ns.inode(id);
@@ -372,7 +380,10 @@ pub fn check_set_owner(
     {
         return Err(Error::PermissionDenied {
             path: path.to_string(),
-            detail: format!("user={} is not a superuser: only a superuser changes owners", caller.user),
+            detail: format!(
+                "user={} is not a superuser: only a superuser changes owners",
+                caller.user
+            ),
         });
     }
     if let Some(g) = group
@@ -494,7 +505,10 @@ mod tests {
         let mut ns = tree();
         ns.set_permission(&p("/alice"), 0o750).expect("chmod");
         let err = check(&ns, &bob(), &p("/alice/f"), Want::default()).expect_err("no x");
-        assert!(err.to_string().contains("access=EXECUTE, inode=/alice (alice:staff:drwxr-x---)"), "{err}");
+        assert!(
+            err.to_string().contains("access=EXECUTE, inode=/alice (alice:staff:drwxr-x---)"),
+            "{err}"
+        );
         assert!(check(&ns, &carol(), &p("/alice/f"), READ).is_ok(), "group r-x");
         // x on the last component is not asked: a stat of a 700 directory is fine.
         ns.set_permission(&p("/alice"), 0o700).expect("chmod");

@@ -217,7 +217,11 @@ mod tests {
     /// Applies and logs one mutation the way the gRPC edge does; returns its answer.
     async fn mutate(d: &Driver, m: Mutation) -> Reply {
         let caller = std::sync::Arc::new(crate::permission::Caller::superuser("u"));
-        d.apply(Command::Mutate { caller, mutation: m }).await.expect("durable").reply.expect("applied")
+        d.apply(Command::Mutate { caller, mutation: m })
+            .await
+            .expect("durable")
+            .reply
+            .expect("applied")
     }
 
     /// Writes a file with `chunks` chunks through the live allocation path.

@@ -42,12 +42,12 @@ use tracing::debug;
 
 use crate::audit::{AuditLog, Event};
 use crate::command::{Command, Mutation, Reply};
-use crate::identity::Identities;
-use crate::permission::{Caller, Symbolic};
 use crate::core::Core;
 use crate::driver::Driver;
 use crate::error::Error;
+use crate::identity::Identities;
 use crate::oplog::{Durable, LoggedCall, Op};
+use crate::permission::{Caller, Symbolic};
 use crate::retry_cache::{Cached, CallKey, Reply as CachedReply};
 
 /// What a mutation did under the lock, still to be made durable.

@@ -80,7 +80,11 @@ fn refused_start(dir: &Path) -> String {
 type Ch = tonic::service::interceptor::InterceptedService<Channel, security::Attach>;
 
 async fn channel(m: &Master) -> Channel {
-    Channel::from_shared(format!("http://{}", m.addr)).expect("uri").connect().await.expect("connect")
+    Channel::from_shared(format!("http://{}", m.addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect")
 }
 
 fn superuser() -> security::Attach {

@@ -609,7 +609,10 @@ impl World {
                     umask: 0o022,
                     client: name.clone(),
                 };
-                if let Some(Ok(_)) = self.master_apply(Command::Mutate { caller: sim_caller(), mutation: m }).map(|o| o.reply) {
+                if let Some(Ok(_)) = self
+                    .master_apply(Command::Mutate { caller: sim_caller(), mutation: m })
+                    .map(|o| o.reply)
+                {
                     let chunks = self.rng.random_range(1..=3);
                     let mut lens = vec![CHUNK; chunks - 1];
                     lens.push(self.rng.random_range(1..=CHUNK));
@@ -630,7 +633,10 @@ impl World {
                 if written.len() == lens.len() {
                     let last = written.last().copied();
                     let m = Mutation::Complete { path: p.clone(), client: name.clone(), last };
-                    match self.master_apply(Command::Mutate { caller: sim_caller(), mutation: m }).map(|o| o.reply) {
+                    match self
+                        .master_apply(Command::Mutate { caller: sim_caller(), mutation: m })
+                        .map(|o| o.reply)
+                    {
                         Some(Ok(_)) => {
                             self.log(format!("{name} completes {p}: acknowledged"));
                             let id = self.master.core.namespace().lookup(&p).map_err(|e| {
@@ -683,7 +689,10 @@ impl World {
             client_host: String::new(),
             excluded: Vec::new(),
         };
-        let located = match self.master_apply(Command::Mutate { caller: sim_caller(), mutation: m }).map(|o| o.reply) {
+        let located = match self
+            .master_apply(Command::Mutate { caller: sim_caller(), mutation: m })
+            .map(|o| o.reply)
+        {
             Some(Ok(Reply::Chunk(l))) => l,
             Some(Err(e)) if !transient(&e) => {
                 self.log(format!("{name} cannot add a chunk to {p}: {e}"));
@@ -735,7 +744,10 @@ impl World {
                 handle: h,
                 survivors: ids,
             };
-            match self.master_apply(Command::Mutate { caller: sim_caller(), mutation: m }).map(|o| o.reply) {
+            match self
+                .master_apply(Command::Mutate { caller: sim_caller(), mutation: m })
+                .map(|o| o.reply)
+            {
                 Some(Ok(Reply::Chunk(l))) => {
                     self.stats.pipeline_recoveries += 1;
                     version = l.version;
@@ -1061,6 +1073,12 @@ impl World {
     }
 }
 
+/// The simulated clients' caller: a superuser (the simulator exercises storage, not
+/// permissions).
+fn sim_caller() -> std::sync::Arc<master::permission::Caller> {
+    std::sync::Arc::new(master::permission::Caller::superuser("sim"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1091,10 +1109,4 @@ mod tests {
         let err = w.check().expect_err("a lost file");
         assert!(err.what.contains("is gone"), "{}", err.what);
     }
-}
-
-/// The simulated clients' caller: a superuser (the simulator exercises storage, not
-/// permissions).
-fn sim_caller() -> std::sync::Arc<master::permission::Caller> {
-    std::sync::Arc::new(master::permission::Caller::superuser("sim"))
 }

@@ -60,7 +60,9 @@ fn attrs(c: &MiniCluster, path: &str) -> String {
     out.assert_ok();
     out.stdout_str()
         .lines()
-        .filter(|l| l.starts_with("owner: ") || l.starts_with("group: ") || l.starts_with("permission: "))
+        .filter(|l| {
+            l.starts_with("owner: ") || l.starts_with("group: ") || l.starts_with("permission: ")
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -83,8 +85,14 @@ async fn the_permission_matrix_of_hdfs() {
     c.dfs_as("alice", &["put", &data, "/user/alice/f"]).assert_ok();
     c.dfs_as("alice", &["put", &data, "/user/alice/secret"]).assert_ok();
     c.dfs_as("alice", &["mkdir", "/user/alice/d"]).assert_ok();
-    assert_eq!(attrs(&c, "/user/alice/f"), "owner: alice, group: staff, permission: rw-r--r-- (0644)");
-    assert_eq!(attrs(&c, "/user/alice/d"), "owner: alice, group: staff, permission: rwxr-xr-x (0755)");
+    assert_eq!(
+        attrs(&c, "/user/alice/f"),
+        "owner: alice, group: staff, permission: rw-r--r-- (0644)"
+    );
+    assert_eq!(
+        attrs(&c, "/user/alice/d"),
+        "owner: alice, group: staff, permission: rwxr-xr-x (0755)"
+    );
     c.dfs_as("alice", &["chmod", "600", "/user/alice/secret"]).assert_ok();
 
     // Reading: r on the file.
@@ -115,7 +123,9 @@ async fn the_permission_matrix_of_hdfs() {
     let out = c.dfs_as("alice", &["mv", "/user/alice/f", "/user/bob"]);
     let line = out.assert_fails(1, "dfs: mv: ");
     assert!(
-        line.ends_with("permission denied: user=alice, access=WRITE, inode=/user/bob (bob:bob:drwxr-xr-x)"),
+        line.ends_with(
+            "permission denied: user=alice, access=WRITE, inode=/user/bob (bob:bob:drwxr-xr-x)"
+        ),
         "{line}"
     );
     c.dfs_as("alice", &["mv", "/user/alice/f", "/user/alice/d/g"]).assert_ok();
@@ -143,7 +153,10 @@ async fn the_permission_matrix_of_hdfs() {
     );
     c.dfs_as("alice", &["chmod", "g+w", "/user/alice"]).assert_ok();
     c.dfs_as("carol", &["mkdir", "/user/alice/c"]).assert_ok();
-    assert_eq!(attrs(&c, "/user/alice"), "owner: alice, group: staff, permission: rwxrwx--- (0770)");
+    assert_eq!(
+        attrs(&c, "/user/alice"),
+        "owner: alice, group: staff, permission: rwxrwx--- (0770)"
+    );
 
     // chmod: the owner or a superuser; chown: a superuser; chgrp: the owner, to its groups.
     denied(
@@ -164,11 +177,20 @@ async fn the_permission_matrix_of_hdfs() {
     );
     c.dfs_as("alice", &["chgrp", "staff", "/user/alice/d/g"]).assert_ok();
     c.dfs(&["chown", "bob:bob", "/user/alice/d/g"]).assert_ok();
-    assert_eq!(attrs(&c, "/user/alice/d/g"), "owner: bob, group: bob, permission: rw-r--r-- (0644)");
+    assert_eq!(
+        attrs(&c, "/user/alice/d/g"),
+        "owner: bob, group: bob, permission: rw-r--r-- (0644)"
+    );
     // -R changes everything below, and stops at nothing it may change.
     c.dfs(&["chmod", "-R", "go-rwx", "/user/alice"]).assert_ok();
-    assert_eq!(attrs(&c, "/user/alice/d"), "owner: alice, group: staff, permission: rwx------ (0700)");
-    assert_eq!(attrs(&c, "/user/alice/d/g"), "owner: bob, group: bob, permission: rw------- (0600)");
+    assert_eq!(
+        attrs(&c, "/user/alice/d"),
+        "owner: alice, group: staff, permission: rwx------ (0700)"
+    );
+    assert_eq!(
+        attrs(&c, "/user/alice/d/g"),
+        "owner: bob, group: bob, permission: rw------- (0600)"
+    );
 
     // ls shows owner, group and mode like hdfs dfs -ls.
     let ls = c.dfs(&["ls", "/"]).assert_ok().stdout_str();
@@ -202,8 +224,16 @@ async fn the_sticky_bit_umasks_and_unnamed_callers() {
         &c.dfs_as("bob", &["rm", "/tmp/a"]),
         "dfs: rm: /tmp/a: permission denied: user=bob is not the owner of inode=/tmp/a (alice:supergroup:-rw-r--r--) in the sticky directory /tmp (root:supergroup:drwxrwxrwt)".replace("root", &security::os_user()).as_str(),
     );
-    assert!(c.dfs_as("bob", &["mv", "/tmp/a", "/tmp/stolen"]).assert_fails(1, "dfs: mv: ").contains("sticky directory /tmp"));
-    assert!(c.dfs_as("bob", &["rm", "-r", "/tmp/ad"]).assert_fails(1, "dfs: rm: ").contains("sticky directory /tmp"));
+    assert!(
+        c.dfs_as("bob", &["mv", "/tmp/a", "/tmp/stolen"])
+            .assert_fails(1, "dfs: mv: ")
+            .contains("sticky directory /tmp")
+    );
+    assert!(
+        c.dfs_as("bob", &["rm", "-r", "/tmp/ad"])
+            .assert_fails(1, "dfs: rm: ")
+            .contains("sticky directory /tmp")
+    );
     c.dfs_as("bob", &["rm", "/tmp/b"]).assert_ok();
     c.dfs_as("alice", &["mv", "/tmp/a", "/tmp/a2"]).assert_ok();
     c.dfs(&["rm", "/tmp/a2"]).assert_ok();
@@ -213,13 +243,22 @@ async fn the_sticky_bit_umasks_and_unnamed_callers() {
 
     // The umask: per command (--umask), or from DFS_UMASK.
     c.dfs_as("alice", &["--umask", "077", "mkdir", "-p", "/user/alice/p/q"]).assert_ok();
-    assert_eq!(attrs(&c, "/user/alice/p/q"), "owner: alice, group: staff, permission: rwx------ (0700)");
+    assert_eq!(
+        attrs(&c, "/user/alice/p/q"),
+        "owner: alice, group: staff, permission: rwx------ (0700)"
+    );
     c.dfs_as("alice", &["--umask", "077", "put", &data, "/user/alice/p/f"]).assert_ok();
-    assert_eq!(attrs(&c, "/user/alice/p/f"), "owner: alice, group: staff, permission: rw------- (0600)");
+    assert_eq!(
+        attrs(&c, "/user/alice/p/f"),
+        "owner: alice, group: staff, permission: rw------- (0600)"
+    );
     let mut cmd = c.dfs_cmd();
     cmd.env("DFS_USER", "alice").env("DFS_UMASK", "027");
     tests::command::run(cmd, &["mkdir", "/user/alice/e"], None).expect("run").assert_ok();
-    assert_eq!(attrs(&c, "/user/alice/e"), "owner: alice, group: staff, permission: rwxr-x--- (0750)");
+    assert_eq!(
+        attrs(&c, "/user/alice/e"),
+        "owner: alice, group: staff, permission: rwxr-x--- (0750)"
+    );
     // Recursive delete needs rwx on every non-empty directory below.
     c.dfs_as("alice", &["chmod", "500", "/user/alice/p"]).assert_ok();
     let line = c.dfs_as("alice", &["rm", "-r", "/user/alice/p"]).assert_fails(1, "dfs: rm: ");
@@ -244,7 +283,10 @@ async fn the_sticky_bit_umasks_and_unnamed_callers() {
         ..Default::default()
     };
     bob.mkdir(req).await.expect("mkdir");
-    assert_eq!(attrs(&c, "/tmp/claimed"), "owner: bob, group: supergroup, permission: rwxr-xr-x (0755)");
+    assert_eq!(
+        attrs(&c, "/tmp/claimed"),
+        "owner: bob, group: supergroup, permission: rwxr-xr-x (0755)"
+    );
     let status = bob
         .delete(pb::DeleteRequest { path: "/user".into(), recursive: true, ..Default::default() })
         .await
@@ -311,7 +353,8 @@ async fn the_audit_log_has_one_escaped_line_per_call() {
     let audit: PathBuf = c.data_dir("master").expect("master dir").join("audit.log");
     let mut su = c.master_client().await.expect("client");
     let mut bob = c.master_client_as("bob").await.expect("client");
-    let mkdir = |path: &str| pb::MkdirRequest { path: path.into(), parents: true, ..Default::default() };
+    let mkdir =
+        |path: &str| pb::MkdirRequest { path: path.into(), parents: true, ..Default::default() };
     su.mkdir(mkdir("/pub")).await.expect("mkdir");
     su.set_permission(pb::SetPermissionRequest { path: "/pub".into(), permission: 0o777 })
         .await
@@ -319,9 +362,13 @@ async fn the_audit_log_has_one_escaped_line_per_call() {
     // A name with a space, an `=`, a newline that would forge a line, and a `%`.
     let odd = "/pub/a b=c\nINFO allowed=true%";
     bob.mkdir(mkdir(odd)).await.expect("odd mkdir");
-    bob.rename(pb::RenameRequest { src: odd.into(), dst: "/pub/plain".into(), ..Default::default() })
-        .await
-        .expect("rename");
+    bob.rename(pb::RenameRequest {
+        src: odd.into(),
+        dst: "/pub/plain".into(),
+        ..Default::default()
+    })
+    .await
+    .expect("rename");
     bob.delete(pb::DeleteRequest { path: "/pub".into(), recursive: true, ..Default::default() })
         .await
         .expect_err("denied");
@@ -376,5 +423,10 @@ async fn a_job_acts_as_its_submitter() {
     // Nor may she write into bob's home.
     let out = submit("alice", "/user/alice/in", "/user/bob/out");
     let err = out.assert_fails(1, "mapred-examples: error: ");
-    assert!(err.contains("permission denied: user=alice, access=WRITE, inode=/user/bob (bob:bob:drwxr-xr-x)"), "{err}");
+    assert!(
+        err.contains(
+            "permission denied: user=alice, access=WRITE, inode=/user/bob (bob:bob:drwxr-xr-x)"
+        ),
+        "{err}"
+    );
 }

@@ -113,7 +113,8 @@ fn execute(shared: &Arc<Shared>, actions: Vec<Action>) {
                 }
                 Action::AbortJob { job_id, output } => {
                     let temp = format!("{}/_temporary", output.trim_end_matches('/'));
-                    let client = shared.job_client(&job_id).unwrap_or_else(|_| shared.client.clone());
+                    let client =
+                        shared.job_client(&job_id).unwrap_or_else(|_| shared.client.clone());
                     if let Err(e) = client.delete(temp.as_str(), true).await
                         && !e.is_not_found()
                     {

@@ -107,7 +107,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         superuser: cli.superuser.unwrap_or_else(security::os_user),
         supergroup: cli.supergroup,
         group_mapping: cli.group_mapping,
-        audit_log: cli.audit_log.as_deref().map_or(master::config::AuditTarget::InDir, master::config::AuditTarget::parse),
+        audit_log: cli
+            .audit_log
+            .as_deref()
+            .map_or(master::config::AuditTarget::InDir, master::config::AuditTarget::parse),
     };
     config.validate()?;
     let listener = tokio::net::TcpListener::bind(&cli.addr)

@@ -163,7 +163,10 @@ fn path(s: &str) -> Result<DfsPath, String> {
 /// gives what those masters gave (0o755 directories, 0o644 files).
 fn umask(u: Option<u32>) -> Result<u16, String> {
     let u = u.unwrap_or(u32::from(crate::permission::DEFAULT_UMASK));
-    u16::try_from(u).ok().filter(|u| *u <= 0o777).ok_or_else(|| format!("umask {u:#o} out of range in record"))
+    u16::try_from(u)
+        .ok()
+        .filter(|u| *u <= 0o777)
+        .ok_or_else(|| format!("umask {u:#o} out of range in record"))
 }
 
 fn mode(m: u32) -> Result<u16, String> {
@@ -450,12 +453,20 @@ pub(crate) mod proptests {
     fn op() -> impl Strategy<Value = Op> {
         let s = any::<String>;
         prop_oneof![
-            (path(), any::<bool>(), s(), 0..=0o777u16).prop_map(
-                |(path, parents, owner, umask)| Op::Mkdir { path, parents, owner, umask }
-            ),
+            (path(), any::<bool>(), s(), 0..=0o777u16).prop_map(|(path, parents, owner, umask)| {
+                Op::Mkdir { path, parents, owner, umask }
+            }),
             (path(), any::<u16>(), any::<u64>(), any::<(bool, bool)>(), s(), s(), 0..=0o777u16)
                 .prop_map(
-                    |(path, replication, chunk_size, (overwrite, create_parents), owner, client, umask)| {
+                    |(
+                        path,
+                        replication,
+                        chunk_size,
+                        (overwrite, create_parents),
+                        owner,
+                        client,
+                        umask,
+                    )| {
                         Op::Create {
                             path,
                             replication,

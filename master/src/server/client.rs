@@ -237,7 +237,11 @@ impl ClientProtocol for ClientProtocolService {
             Ok(pb::GetFileInfoResponse { status: Some(file_status(&m.core.ns, &p, id)) })
         })();
         let src = p.as_str();
-        self.edge.audit(&Audited { caller: &caller, ip, cmd: "getfileinfo", src, dst: None }, &res, None);
+        self.edge.audit(
+            &Audited { caller: &caller, ip, cmd: "getfileinfo", src, dst: None },
+            &res,
+            None,
+        );
         Ok(Response::new(res?))
     }
 
@@ -256,7 +260,11 @@ impl ClientProtocol for ClientProtocolService {
             Ok(pb::ListDirResponse { entries })
         })();
         let src = p.as_str();
-        self.edge.audit(&Audited { caller: &caller, ip, cmd: "listStatus", src, dst: None }, &res, None);
+        self.edge.audit(
+            &Audited { caller: &caller, ip, cmd: "listStatus", src, dst: None },
+            &res,
+            None,
+        );
         Ok(Response::new(res?))
     }
 
@@ -281,7 +289,11 @@ impl ClientProtocol for ClientProtocolService {
         // A reader asks for locations range by range: the first one is the open.
         if r.offset == 0 {
             let src = p.as_str();
-            self.edge.audit(&Audited { caller: &caller, ip, cmd: "open", src, dst: None }, &res, None);
+            self.edge.audit(
+                &Audited { caller: &caller, ip, cmd: "open", src, dst: None },
+                &res,
+                None,
+            );
         }
         Ok(Response::new(res?))
     }
@@ -408,7 +420,12 @@ impl ClientProtocol for ClientProtocolService {
                     space_consumed += f.length * u64::from(f.replication);
                 }
             }
-            Ok(pb::GetContentSummaryResponse { length, file_count, directory_count, space_consumed })
+            Ok(pb::GetContentSummaryResponse {
+                length,
+                file_count,
+                directory_count,
+                space_consumed,
+            })
         })();
         let src = p.as_str();
         let audited = Audited { caller: &caller, ip, cmd: "contentSummary", src, dst: None };
@@ -479,8 +496,8 @@ mod tests {
     use super::*;
     use crate::audit::AuditLog;
     use crate::cluster::{Identity, Load};
-    use crate::identity::{Identities, UnixGroups};
     use crate::config::Config;
+    use crate::identity::{Identities, UnixGroups};
     use crate::oplog::LogThread;
     use crate::recovery::recover;
 

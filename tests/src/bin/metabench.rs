@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use dfs::client::MasterChannel;
 use master::checkpoint::{self, Snapshot};
 use master::clock::{Clock, Now, SystemClock};
 use master::cluster::Load;
@@ -32,7 +33,6 @@ use proto::gfs::chunkserver_protocol_client::ChunkserverProtocolClient;
 use proto::gfs::{self as pb, client_protocol_client::ClientProtocolClient};
 use proto::path::DfsPath;
 use tokio::sync::oneshot;
-use dfs::client::MasterChannel;
 use tonic::transport::{Channel, Endpoint};
 
 /// Metadata benchmark of the master (see the module docs).
