@@ -127,6 +127,25 @@ fn execute(shared: &Arc<Shared>, actions: Vec<Action>) {
     }
 }
 
+/// Makes the job binaries' directory writable by every submitter, sticky so that none can
+/// remove another's upload (Hadoop's staging root is made so too). Jobs are submitted as
+/// their users, who can't create it under `/`. Best effort: without it only the users
+/// who may write there can submit.
+async fn prepare_binary_dir(client: &dfs::Client) {
+    let dir = crate::runtime::BINARY_DIR;
+    let res = async {
+        client.mkdir(dir, true).await?;
+        if client.stat(dir).await?.permission != 0o1777 {
+            client.set_permission(dir, 0o1777).await?;
+        }
+        Ok::<(), dfs::Error>(())
+    }
+    .await;
+    if let Err(e) = res {
+        warn!(dir, error = %e, "cannot open the job binary directory to every user: only those who may write there can submit jobs");
+    }
+}
+
 /// Renames `from` to `to`, replacing `to` (an earlier commit of the same task whose
 /// output was lost with its worker) and creating its directory.
 async fn commit_one(client: &dfs::Client, from: &str, to: &str) -> Result<()> {
@@ -537,6 +556,7 @@ pub async fn run(
     let addr: SocketAddr =
         listener.local_addr().map_err(Error::io("cannot read the listening address"))?;
     let client = dfs::Client::connect(&cfg.master, dfs::ClientConfig::default()).await?;
+    prepare_binary_dir(&client).await;
     let core_cfg = CoreConfig {
         heartbeat_ms: cfg.heartbeat.as_millis() as i64,
         dead_after_ms: cfg.dead_after.as_millis() as i64,
