@@ -133,9 +133,17 @@ fn execute(shared: &Arc<Shared>, actions: Vec<Action>) {
 /// who may write there can submit.
 async fn prepare_binary_dir(client: &dfs::Client) {
     let dir = crate::runtime::BINARY_DIR;
+    // Looked at first: a restarted coordinator changes nothing (and waits for no safe
+    // mode) when the directory is as it should be.
     let res = async {
-        client.mkdir(dir, true).await?;
-        if client.stat(dir).await?.permission != 0o1777 {
+        let status = match client.try_stat(dir).await? {
+            Some(s) => s,
+            None => {
+                client.mkdir(dir, true).await?;
+                client.stat(dir).await?
+            }
+        };
+        if status.permission != 0o1777 {
             client.set_permission(dir, 0o1777).await?;
         }
         Ok::<(), dfs::Error>(())
