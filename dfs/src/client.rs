@@ -9,7 +9,8 @@
 //! [`Client::call_admin`] (its `gfs.v1.AdminProtocol`, for fsck, reports and
 //! [`crate::admin`]), which retry them across a master restart as [`crate::retry`]
 //! describes, up to [`ClientConfig::master_retry_deadline`]. Both services share one
-//! connection to the master's one port.
+//! connection to the master's one port, and every call on it names the client's user
+//! ([`ClientConfig::user`], sent by [`security::Attach`]).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -21,6 +22,7 @@ use proto::gfs::admin_protocol_client::AdminProtocolClient;
 use proto::gfs::chunkserver_client::ChunkserverClient;
 use proto::gfs::client_protocol_client::ClientProtocolClient;
 use proto::path::DfsPath;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::{Error, Result};
@@ -29,6 +31,9 @@ use crate::path::{PathArg, home_dir};
 use crate::report::ClusterReport;
 use crate::retry::{self, Backoff, CallKind, Calls, WaitNotice};
 use crate::status::{ContentSummary, FileStatus};
+
+/// The channel to the master: every request carries the client's credentials.
+pub type MasterChannel = InterceptedService<Channel, security::Attach>;
 
 /// Largest gRPC message exchanged with a chunkserver (packets are ~1 MiB plus overhead).
 const CHUNKSERVER_MAX_MESSAGE: usize = 16 << 20;
@@ -46,8 +51,13 @@ const MASTER_MAX_MESSAGE: usize = 256 << 20;
 pub struct ClientConfig {
     /// Name of this client as a writer (the holder of file leases).
     pub client_name: String,
-    /// User name recorded as owner of created files and directories.
+    /// The user this client acts as, sent with every master call (`DFS_USER`, else the
+    /// OS user: [`security::local_user`]); the master makes it the owner of what it
+    /// creates and checks permissions against it.
     pub user: String,
+    /// Mode bits taken away from new files (`0o666`) and directories (`0o777`), as
+    /// HDFS's `fs.permissions.umask-mode` (`DFS_UMASK` in octal, else `0o022`).
+    pub umask: u16,
     /// Host address this client runs on, for placement and locality; `None` lets the
     /// master use the connection's peer address.
     pub client_host: Option<String>,
@@ -83,12 +93,12 @@ pub struct ClientConfig {
 
 impl Default for ClientConfig {
     fn default() -> ClientConfig {
-        let user = std::env::var("USER")
-            .or_else(|_| std::env::var("LOGNAME"))
-            .ok()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| "dfs".to_owned());
+        let user = security::local_user();
         ClientConfig {
+            umask: std::env::var("DFS_UMASK")
+                .ok()
+                .and_then(|u| parse_umask(&u).ok())
+                .unwrap_or(DEFAULT_UMASK),
             client_name: default_client_name(),
             cwd: home_dir(&user),
             user,
@@ -109,6 +119,20 @@ impl Default for ClientConfig {
             on_master_wait: None,
         }
     }
+}
+
+/// The umask of a client that sets none.
+pub const DEFAULT_UMASK: u16 = 0o022;
+
+/// Parses an octal umask (`022`, `0027`).
+///
+/// # Errors
+/// A message for anything but an octal number up to `777`.
+pub fn parse_umask(s: &str) -> std::result::Result<u16, String> {
+    u16::from_str_radix(s, 8)
+        .ok()
+        .filter(|u| *u <= 0o777)
+        .ok_or_else(|| format!("umask {s:?} is not an octal number up to 777"))
 }
 
 /// `dfs-<host or pid>-<random>`: unique enough that two clients never share a lease.
@@ -141,8 +165,10 @@ pub struct Client {
 
 #[derive(Debug)]
 struct Inner {
-    master: ClientProtocolClient<Channel>,
-    admin: AdminProtocolClient<Channel>,
+    /// The connection to the master, for clients acting as other users over it.
+    channel: Channel,
+    master: ClientProtocolClient<MasterChannel>,
+    admin: AdminProtocolClient<MasterChannel>,
     master_addr: String,
     cfg: ClientConfig,
     chunkservers: Mutex<HashMap<String, ChunkserverClient<Channel>>>,
@@ -186,12 +212,26 @@ impl Client {
             tokio::time::sleep(delay).await;
             attempt = attempt.saturating_add(1);
         };
-        let admin =
-            AdminProtocolClient::new(channel.clone()).max_decoding_message_size(MASTER_MAX_MESSAGE);
-        let master =
-            ClientProtocolClient::new(channel).max_decoding_message_size(MASTER_MAX_MESSAGE);
+        Client::over(channel, master_addr, cfg, calls)
+    }
+
+    /// A client over `channel` to the master at `master_addr`, sending `cfg.user`.
+    fn over(
+        channel: Channel,
+        master_addr: &str,
+        cfg: ClientConfig,
+        calls: Calls,
+    ) -> Result<Client> {
+        let attach = security::Credentials::simple(cfg.user.clone())
+            .attach()
+            .map_err(|e| Error::InvalidArgument { message: format!("user: {e}") })?;
+        let admin = AdminProtocolClient::with_interceptor(channel.clone(), attach.clone())
+            .max_decoding_message_size(MASTER_MAX_MESSAGE);
+        let master = ClientProtocolClient::with_interceptor(channel.clone(), attach)
+            .max_decoding_message_size(MASTER_MAX_MESSAGE);
         Ok(Client {
             inner: Arc::new(Inner {
+                channel,
                 master,
                 admin,
                 master_addr: master_addr.to_owned(),
@@ -200,6 +240,18 @@ impl Client {
                 calls,
             }),
         })
+    }
+
+    /// A client acting as `user` over this one's connection (a service doing a user's
+    /// work in simple mode, as the MapReduce coordinator commits a job's output as the
+    /// job's user). Its working directory is the user's home.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a user name that can't be sent.
+    pub fn with_user(&self, user: &str) -> Result<Client> {
+        let cfg =
+            ClientConfig { user: user.to_owned(), cwd: home_dir(user), ..self.inner.cfg.clone() };
+        Client::over(self.inner.channel.clone(), &self.inner.master_addr, cfg, Calls::new())
     }
 
     /// Calls the master's client service with `call` (given a handle on it; called once
@@ -215,7 +267,7 @@ impl Client {
         call: F,
     ) -> Result<T>
     where
-        F: FnMut(ClientProtocolClient<Channel>) -> Fut,
+        F: FnMut(ClientProtocolClient<MasterChannel>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
         self.call_retrying(kind, path, &self.inner.master, call).await
@@ -232,7 +284,7 @@ impl Client {
         call: F,
     ) -> Result<T>
     where
-        F: FnMut(AdminProtocolClient<Channel>) -> Fut,
+        F: FnMut(AdminProtocolClient<MasterChannel>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
         self.call_retrying(kind, path, &self.inner.admin, call).await
@@ -297,7 +349,7 @@ impl Client {
     }
 
     /// A handle on the master's client service (cheap clone of the shared channel).
-    pub(crate) fn master(&self) -> ClientProtocolClient<Channel> {
+    pub(crate) fn master(&self) -> ClientProtocolClient<MasterChannel> {
         self.inner.master.clone()
     }
 
@@ -353,6 +405,7 @@ impl Client {
             owner: self.inner.cfg.user.clone(),
             client_id,
             call_id,
+            umask: Some(u32::from(self.inner.cfg.umask)),
         };
         self.call_master(CallKind::Mutation, &path, |mut m| {
             let req = req.clone();
@@ -360,6 +413,58 @@ impl Client {
         })
         .await?;
         Ok(())
+    }
+
+    /// Sets the permission bits of `path` (chmod; at most `0o1777`). Returns its status.
+    ///
+    /// # Errors
+    /// [`Error::PermissionDenied`] unless the caller owns it or is a superuser,
+    /// [`Error::NotFound`], or a transport error.
+    pub async fn set_permission(&self, path: impl PathArg, permission: u16) -> Result<FileStatus> {
+        let path = self.resolve(path)?;
+        let req =
+            gfs::SetPermissionRequest { path: path.to_string(), permission: u32::from(permission) };
+        let resp = self
+            .call_master(CallKind::Mutation, &path, |mut m| {
+                let req = req.clone();
+                async move { m.set_permission(req).await }
+            })
+            .await?;
+        self.status_of(resp.status, &path)
+    }
+
+    /// Sets the owner and/or the group of `path` (chown, chgrp). Returns its status.
+    ///
+    /// # Errors
+    /// [`Error::PermissionDenied`] (a new owner needs a superuser, a new group the owner
+    /// in that group), [`Error::NotFound`], or a transport error.
+    pub async fn set_owner(
+        &self,
+        path: impl PathArg,
+        owner: Option<&str>,
+        group: Option<&str>,
+    ) -> Result<FileStatus> {
+        let path = self.resolve(path)?;
+        let req = gfs::SetOwnerRequest {
+            path: path.to_string(),
+            owner: owner.map(str::to_owned),
+            group: group.map(str::to_owned),
+        };
+        let resp = self
+            .call_master(CallKind::Mutation, &path, |mut m| {
+                let req = req.clone();
+                async move { m.set_owner(req).await }
+            })
+            .await?;
+        self.status_of(resp.status, &path)
+    }
+
+    fn status_of(&self, status: Option<gfs::FileStatus>, path: &DfsPath) -> Result<FileStatus> {
+        let status = status.ok_or_else(|| Error::Protocol {
+            addr: self.inner.master_addr.clone(),
+            message: format!("no status in the answer for {path}"),
+        })?;
+        Ok(FileStatus::try_from(status)?)
     }
 
     /// The status of a file or directory.

@@ -88,6 +88,21 @@ pub enum Error {
         /// Which precondition, as the server gave it.
         reason: ErrorReason,
     },
+    /// The caller may not do this (mode bits, the sticky bit, an owner-only or
+    /// superuser-only change); the message names the user, the access and the inode.
+    #[error("{message}")]
+    PermissionDenied {
+        /// Path of the operation.
+        path: String,
+        /// What the master said.
+        message: String,
+    },
+    /// The server does not accept the caller's identity (none, or a bad user name).
+    #[error("{message}")]
+    Unauthenticated {
+        /// What the server said.
+        message: String,
+    },
     /// A path that is not valid in the namespace.
     #[error(transparent)]
     InvalidPath(#[from] PathError),
@@ -252,6 +267,12 @@ impl Error {
             (ErrorReason::NotADirectory, _) => Error::NotADirectory { path, message },
             (ErrorReason::IsADirectory, _) => Error::IsADirectory { path, message },
             (ErrorReason::NotFound, _) | (_, Code::NotFound) => Error::NotFound { path, message },
+            (ErrorReason::PermissionDenied, _) | (_, Code::PermissionDenied) => {
+                Error::PermissionDenied { path, message }
+            }
+            (ErrorReason::Unauthenticated, _) | (_, Code::Unauthenticated) => {
+                Error::Unauthenticated { message }
+            }
             (ErrorReason::AlreadyExists, _) | (_, Code::AlreadyExists) => {
                 Error::AlreadyExists { path, message }
             }
@@ -269,6 +290,8 @@ impl Error {
     pub fn reason(&self) -> ErrorReason {
         match self {
             Error::NotFound { .. } => ErrorReason::NotFound,
+            Error::PermissionDenied { .. } => ErrorReason::PermissionDenied,
+            Error::Unauthenticated { .. } => ErrorReason::Unauthenticated,
             Error::AlreadyExists { .. } => ErrorReason::AlreadyExists,
             Error::IsADirectory { .. } => ErrorReason::IsADirectory,
             Error::NotADirectory { .. } => ErrorReason::NotADirectory,
@@ -321,6 +344,8 @@ impl Error {
     pub fn code(&self) -> Code {
         match self {
             Error::NotFound { .. } => Code::NotFound,
+            Error::PermissionDenied { .. } => Code::PermissionDenied,
+            Error::Unauthenticated { .. } => Code::Unauthenticated,
             Error::AlreadyExists { .. } => Code::AlreadyExists,
             Error::IsADirectory { .. }
             | Error::NotADirectory { .. }

@@ -29,6 +29,7 @@ pub mod client;
 pub mod error;
 pub mod fsck;
 pub mod glob;
+pub mod mode;
 mod packet;
 pub mod path;
 mod pipeline;

@@ -32,7 +32,9 @@ pub struct FileStatus {
     pub mtime_ms: i64,
     /// Owner name.
     pub owner: String,
-    /// Unix permission bits (`0o644`).
+    /// Group name.
+    pub group: String,
+    /// Permission bits (`0o644`; `0o1000` is the sticky bit).
     pub permission: u32,
     /// True while a writer holds the file open.
     pub under_construction: bool,
@@ -57,7 +59,8 @@ impl FileStatus {
         UNIX_EPOCH + Duration::from_millis(ms)
     }
 
-    /// Permission string as `ls -l` shows it, with the type letter: `drwxr-xr-x`.
+    /// Permission string as `ls -l` shows it, with the type letter: `drwxr-xr-x`; the
+    /// sticky bit is `t` in place of others' `x` (`T` without it): `drwxrwxrwt`.
     pub fn permission_string(&self) -> String {
         let mut s = String::with_capacity(10);
         s.push(if self.is_dir() { 'd' } else { '-' });
@@ -66,6 +69,10 @@ impl FileStatus {
             s.push(if bits & 4 != 0 { 'r' } else { '-' });
             s.push(if bits & 2 != 0 { 'w' } else { '-' });
             s.push(if bits & 1 != 0 { 'x' } else { '-' });
+        }
+        if self.permission & 0o1000 != 0 {
+            s.pop();
+            s.push(if self.permission & 1 != 0 { 't' } else { 'T' });
         }
         s
     }
@@ -83,6 +90,7 @@ impl TryFrom<gfs::FileStatus> for FileStatus {
             chunk_size: s.chunk_size,
             mtime_ms: s.mtime_ms,
             owner: s.owner,
+            group: s.group,
             permission: s.permission,
             under_construction: s.under_construction,
             chunk_count: s.chunk_count,
@@ -127,6 +135,7 @@ mod tests {
             chunk_size: 1 << 26,
             mtime_ms: 1_000,
             owner: "alice".into(),
+            group: "staff".into(),
             permission,
             under_construction: false,
             chunk_count: 1,
@@ -141,6 +150,10 @@ mod tests {
         assert_eq!(f.modified(), UNIX_EPOCH + Duration::from_secs(1));
         let d = FileStatus::try_from(proto_status(true, 0o755)).expect("valid");
         assert_eq!(d.permission_string(), "drwxr-xr-x");
+        let t = FileStatus::try_from(proto_status(true, 0o1777)).expect("valid");
+        assert_eq!(t.permission_string(), "drwxrwxrwt");
+        let t = FileStatus::try_from(proto_status(true, 0o1770)).expect("valid");
+        assert_eq!(t.permission_string(), "drwxrwx--T");
     }
 
     #[test]

@@ -102,6 +102,7 @@ impl Client {
             create_parents: opts.create_parents,
             client_id,
             call_id,
+            umask: Some(u32::from(self.config().umask)),
         };
         let resp = self
             .call_master(CallKind::Mutation, &path, |mut m| {

@@ -72,11 +72,15 @@ fn run_spec(registry: &Registry, spec: TaskSpec) -> Ran {
         Ok(rt) => rt,
         Err(e) => return fail(e),
     };
+    let defaults = dfs::ClientConfig::default();
+    let user = if spec.user.is_empty() { defaults.user.clone() } else { spec.user.clone() };
     let cfg = dfs::ClientConfig {
+        cwd: dfs::path::home_dir(&user),
+        user,
         client_host: (!spec.host.is_empty()).then(|| spec.host.clone()),
         read_range: 4 << 20,
         read_prefetch: 4,
-        ..dfs::ClientConfig::default()
+        ..defaults
     };
     let client = match rt.block_on(dfs::Client::connect(&spec.master, cfg)) {
         Ok(c) => c,

@@ -115,7 +115,7 @@ impl Error {
             // The state that refuses it (a job over, a file closed) is in the message; no
             // caller branches on which.
             Error::FailedPrecondition(_) => ErrorReason::Unspecified,
-            Error::PermissionDenied(_) => ErrorReason::Refused,
+            Error::PermissionDenied(_) => ErrorReason::PermissionDenied,
             Error::Unavailable { .. } => ErrorReason::Unreachable,
             Error::Rpc { reason, .. } => *reason,
             Error::Corrupt(_) => ErrorReason::Corrupt,

@@ -181,6 +181,10 @@ pub struct TaskSpec {
     /// (see [`crate::coordinator::skip`]).
     #[serde(default)]
     pub replay: Option<u64>,
+    /// The submitting user: the attempt's DFS calls are made as this user (simple mode),
+    /// so a task reads only what its user may and its output is its user's.
+    #[serde(default)]
+    pub user: String,
     /// The worker kills the attempt when it makes no progress for this many ms (0 = never).
     #[serde(default)]
     pub timeout_ms: u64,

@@ -340,6 +340,8 @@ async fn execute(
         .stdout(stdout)
         .stderr(stderr)
         .env("NO_COLOR", "1")
+        // The attempt's DFS calls act as the job's user (simple mode).
+        .env("DFS_USER", &spec.user)
         .kill_on_drop(true)
         .process_group(0);
     // SAFETY: runs in the forked child before exec and only makes the prctl system call,

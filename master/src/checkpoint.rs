@@ -32,7 +32,9 @@ use crate::core::Core;
 use crate::driver::Driver;
 use crate::error::{Error, Result};
 use crate::ids::{ChunkHandle, InodeId};
-use crate::namespace::{FileMeta, InodeImage, InodeKind, Namespace, NamespaceBuilder};
+use crate::namespace::{
+    DEFAULT_GROUP, FileMeta, InodeImage, InodeKind, Namespace, NamespaceBuilder,
+};
 use crate::oplog::frame::{self, Frame, Frames};
 use crate::oplog::segment;
 
@@ -143,6 +145,7 @@ pub fn write(dir: &Path, snap: &Snapshot) -> Result<PathBuf> {
             name: inode.name.to_string(),
             mtime_ms: inode.mtime_ms,
             owner: snap.ns.owner_of(inode).to_owned(),
+            group: Some(snap.ns.group_of(inode).to_owned()),
             permission: u32::from(inode.permission),
             is_dir: true,
             ..pb::CheckpointInode::default()
@@ -249,6 +252,7 @@ pub fn read(path: &Path) -> Result<Loaded> {
                         name: i.name,
                         mtime_ms: i.mtime_ms,
                         owner: i.owner,
+                        group: i.group.unwrap_or_else(|| DEFAULT_GROUP.to_owned()),
                         permission,
                         file,
                     })

@@ -12,6 +12,7 @@
 //! live call adds beyond that (expected replicas, lease renewals, space reserved on the
 //! chosen servers) is soft state that chunkserver reports and clients rebuild.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use proto::path::DfsPath;
@@ -27,6 +28,7 @@ use crate::ids::{ChunkHandle, InodeId, ServerIdx};
 use crate::lease_recovery::RecoveryPlan;
 use crate::namespace::CreateArgs;
 use crate::oplog::{Op, Record};
+use crate::permission::{self, Access, Caller, Want};
 use crate::placement::{self, Candidate};
 use crate::retry_cache::{Cached, Reply as CachedReply};
 
@@ -39,8 +41,8 @@ pub enum Mutation {
         path: DfsPath,
         /// Create missing parents (`mkdir -p`).
         parents: bool,
-        /// Owner of what it creates.
-        owner: String,
+        /// The caller's umask (the caller owns what it creates).
+        umask: u16,
     },
     /// Create a file open for writing.
     Create {
@@ -54,8 +56,8 @@ pub enum Mutation {
         overwrite: bool,
         /// Create missing parents.
         create_parents: bool,
-        /// Owner.
-        owner: String,
+        /// The caller's umask (the caller owns what it creates).
+        umask: u16,
         /// Writer holding it open.
         client: String,
     },
@@ -102,6 +104,22 @@ pub enum Mutation {
         /// New factor.
         replication: u32,
     },
+    /// chmod.
+    SetPermission {
+        /// File or directory.
+        path: DfsPath,
+        /// New bits, at most [`permission::MAX_MODE`].
+        permission: u16,
+    },
+    /// chown / chgrp.
+    SetOwner {
+        /// File or directory.
+        path: DfsPath,
+        /// New owner (`None`: unchanged).
+        owner: Option<String>,
+        /// New group (`None`: unchanged).
+        group: Option<String>,
+    },
     /// Pipeline recovery: the chunk being written gets a new version on `survivors`.
     UpdatePipeline {
         /// The file.
@@ -113,6 +131,19 @@ pub enum Mutation {
         /// Surviving chunkserver ids, pipeline order.
         survivors: Vec<String>,
     },
+}
+
+/// A read query a caller makes, for [`Core::authorize_read`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// A path's status: the way to it.
+    Stat,
+    /// A directory's entries: `r-x` on it (a file: its status).
+    List,
+    /// A file's chunk locations: `r` on it.
+    Open,
+    /// Counts and sizes below a path: `r-x` on every directory below.
+    Summary,
 }
 
 /// A chunkserver as it names itself.
@@ -151,8 +182,13 @@ pub enum SafeModeAction {
 /// Everything that changes the core.
 #[derive(Debug, Clone)]
 pub enum Command {
-    /// A client's namespace change (logged).
-    Mutate(Mutation),
+    /// A client's namespace change (logged), checked against the caller's permissions.
+    Mutate {
+        /// Who asks, resolved at the edge (shared: the edge caches it per user).
+        caller: Arc<Caller>,
+        /// The change.
+        mutation: Mutation,
+    },
     /// A logged record: the same state change its live call made, and the retry-cache
     /// entry of that call.
     Replay(Record),
@@ -242,6 +278,8 @@ pub enum Reply {
     Renamed(DfsPath),
     /// How many files a replication change touched.
     Files(u64),
+    /// The path whose permission, owner or group changed.
+    Attributes(DfsPath),
     /// A chunkserver registered.
     Registered(ServerIdx),
     /// A heartbeat's commands; `None` if the server must register first.
@@ -299,7 +337,7 @@ impl Core {
     /// Applies one command at `now` (see the module documentation).
     pub fn apply(&mut self, cmd: Command, now: Now) -> Outcome {
         match cmd {
-            Command::Mutate(m) => match self.mutate(m, now) {
+            Command::Mutate { caller, mutation } => match self.mutate(&caller, mutation, now) {
                 Ok((reply, op)) => {
                     Outcome { reply: Ok(reply), records: smallvec![op], recoveries: Vec::new() }
                 }
@@ -363,15 +401,120 @@ impl Core {
         }
     }
 
+    /// Whether `caller` may make change `m` (HDFS's checks for each call; see
+    /// [`crate::permission`]). Part of the decision half: a replayed record is not
+    /// checked again.
+    ///
+    /// # Errors
+    /// [`Error::PermissionDenied`]; lookups fail later, in the change itself.
+    fn authorize(&self, caller: &Caller, m: &Mutation) -> Result<()> {
+        if caller.superuser {
+            return Ok(());
+        }
+        let ns = &self.ns;
+        let write = Some(Access::WRITE);
+        match m {
+            Mutation::Mkdir { path, .. } => {
+                // An existing directory (mkdir -p) only needs the way to it.
+                let ancestor = if ns.lookup(path).is_ok() { None } else { write };
+                permission::check(ns, caller, path, Want { ancestor, ..Want::default() })
+            }
+            Mutation::Create { path, overwrite, .. } => {
+                let access = if *overwrite { write } else { None };
+                permission::check(
+                    ns,
+                    caller,
+                    path,
+                    Want { ancestor: write, access, ..Want::default() },
+                )
+            }
+            Mutation::Rename { src, dst } => {
+                permission::check(ns, caller, src, Want { parent: write, ..Want::default() })?;
+                // Into an existing directory, as the rename itself resolves it.
+                let target = match ns.lookup(dst) {
+                    Ok(d)
+                        if matches!(ns.inode(d).kind, crate::namespace::InodeKind::Dir(_))
+                            && ns.lookup(src).ok() != Some(d) =>
+                    {
+                        dst.join(src.name()).unwrap_or_else(|_| dst.clone())
+                    }
+                    _ => dst.clone(),
+                };
+                permission::check(ns, caller, &target, Want { ancestor: write, ..Want::default() })
+            }
+            Mutation::Delete { path, .. } => permission::check(
+                ns,
+                caller,
+                path,
+                Want { parent: write, sub_dirs: Some(Access::ALL), ..Want::default() },
+            ),
+            Mutation::SetReplication { path, .. } => permission::check(
+                ns,
+                caller,
+                path,
+                Want { sub_dirs: Some(Access::READ_EXECUTE), sub_files: write, ..Want::default() },
+            ),
+            Mutation::SetPermission { path, .. } => {
+                permission::check(ns, caller, path, Want { owner: true, ..Want::default() })
+            }
+            Mutation::SetOwner { path, owner, group } => {
+                permission::check_set_owner(ns, caller, path, owner.as_deref(), group.as_deref())
+            }
+            // The writer's own calls: its lease (client name) is what they are checked by.
+            Mutation::AddChunk { .. }
+            | Mutation::Complete { .. }
+            | Mutation::UpdatePipeline { .. } => Ok(()),
+        }
+    }
+
+    /// Whether `caller` may make read query `read` of `path` (HDFS's checks).
+    ///
+    /// # Errors
+    /// [`Error::PermissionDenied`].
+    pub fn authorize_read(&self, caller: &Caller, path: &DfsPath, read: Read) -> Result<()> {
+        if caller.superuser {
+            return Ok(());
+        }
+        let want = match read {
+            Read::Stat => Want::default(),
+            Read::List => match self.ns.lookup(path).map(|id| &self.ns.inode(id).kind) {
+                Ok(crate::namespace::InodeKind::Dir(_)) => {
+                    Want { access: Some(Access::READ_EXECUTE), ..Want::default() }
+                }
+                _ => Want::default(),
+            },
+            Read::Open => Want { access: Some(Access::READ), ..Want::default() },
+            Read::Summary => Want { sub_dirs: Some(Access::READ_EXECUTE), ..Want::default() },
+        };
+        permission::check(&self.ns, caller, path, want)
+    }
+
     /// The decision half of a namespace change, then [`Core::apply_op`].
-    fn mutate(&mut self, m: Mutation, now: Now) -> Result<(Reply, Op)> {
+    fn mutate(&mut self, caller: &Caller, m: Mutation, now: Now) -> Result<(Reply, Op)> {
         self.writable()?;
+        self.authorize(caller, &m)?;
         let t = now.wall_ms;
         match m {
-            Mutation::Mkdir { path, parents, owner } => {
-                let op = Op::Mkdir { path, parents, owner };
+            Mutation::Mkdir { path, parents, umask } => {
+                let op = Op::Mkdir { path, parents, owner: caller.user.clone(), umask };
                 self.apply_op(&op, t)?;
                 Ok((Reply::Done, op))
+            }
+            Mutation::SetPermission { path, permission } => {
+                permission::check_mode(permission)?;
+                let op = Op::SetPermission { path: path.clone(), permission };
+                self.apply_op(&op, t)?;
+                Ok((Reply::Attributes(path), op))
+            }
+            Mutation::SetOwner { path, owner, group } => {
+                for name in owner.iter().chain(group.iter()) {
+                    config::check_principal("owner or group", name)?;
+                    security::check_name(name)
+                        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+                }
+                let op = Op::SetOwner { path: path.clone(), owner, group };
+                self.apply_op(&op, t)?;
+                Ok((Reply::Attributes(path), op))
             }
             Mutation::Create {
                 path,
@@ -379,7 +522,7 @@ impl Core {
                 chunk_size,
                 overwrite,
                 create_parents,
-                owner,
+                umask,
                 client,
             } => {
                 // The record holds the defaults as resolved, so a replay under another
@@ -401,7 +544,8 @@ impl Core {
                     chunk_size,
                     overwrite,
                     create_parents,
-                    owner,
+                    owner: caller.user.clone(),
+                    umask,
                     client,
                 };
                 let Applied::Inode(id) = self.apply_op(&op, t)? else {
@@ -483,8 +627,16 @@ impl Core {
     /// Whatever the change is refused for; on replay that means log and state disagree.
     pub(crate) fn apply_op(&mut self, op: &Op, time_ms: i64) -> Result<Applied> {
         match op {
-            Op::Mkdir { path, parents, owner } => {
-                self.ns.mkdir(path, *parents, owner, time_ms)?;
+            Op::Mkdir { path, parents, owner, umask } => {
+                self.ns.mkdir(path, *parents, owner, *umask, time_ms)?;
+                Ok(Applied::Done)
+            }
+            Op::SetPermission { path, permission } => {
+                self.ns.set_permission(path, *permission)?;
+                Ok(Applied::Done)
+            }
+            Op::SetOwner { path, owner, group } => {
+                self.ns.set_owner(path, owner.as_deref(), group.as_deref())?;
                 Ok(Applied::Done)
             }
             Op::Create {
@@ -494,6 +646,7 @@ impl Core {
                 overwrite,
                 create_parents,
                 owner,
+                umask,
                 client,
             } => {
                 let args = CreateArgs {
@@ -502,6 +655,7 @@ impl Core {
                     overwrite: *overwrite,
                     create_parents: *create_parents,
                     owner,
+                    umask: *umask,
                     client,
                     now_ms: time_ms,
                 };
@@ -647,8 +801,18 @@ pub(crate) struct CreateRequest<'a> {
 #[cfg(test)]
 impl Core {
     fn test_mutate(&mut self, m: Mutation, now: Instant, wall_ms: i64) -> Result<Reply> {
-        let out = self.apply(Command::Mutate(m), Now { mono: now, wall_ms });
-        out.reply
+        self.test_mutate_as(Caller::superuser("u"), m, now, wall_ms)
+    }
+
+    fn test_mutate_as(
+        &mut self,
+        caller: Caller,
+        m: Mutation,
+        now: Instant,
+        wall_ms: i64,
+    ) -> Result<Reply> {
+        let cmd = Command::Mutate { caller: Arc::new(caller), mutation: m };
+        self.apply(cmd, Now { mono: now, wall_ms }).reply
     }
 
     pub(crate) fn create(
@@ -663,10 +827,10 @@ impl Core {
             chunk_size: req.chunk_size,
             overwrite: req.overwrite,
             create_parents: req.create_parents,
-            owner: req.owner.into(),
+            umask: permission::DEFAULT_UMASK,
             client: req.client.into(),
         };
-        match self.test_mutate(m, Instant::now(), t)? {
+        match self.test_mutate_as(Caller::superuser(req.owner), m, Instant::now(), t)? {
             Reply::Created(id) => Ok(id),
             other => panic!("create answered {other:?}"),
         }
@@ -776,9 +940,11 @@ mod tests {
         let names = ["/a", "/b", "/a/x", "/a/y", "/b/z", "/a/x/f"];
         let any = |rng: &mut StdRng| p(names[rng.random_range(0..names.len())]);
         let client = |rng: &mut StdRng| ["w1", "w2"][rng.random_range(0..2)].to_owned();
-        match rng.random_range(0..9) {
+        let umask = |rng: &mut StdRng| [0o022, 0o077, 0o002, 0o000][rng.random_range(0..4)];
+        let name = |rng: &mut StdRng| ["alice", "bob", "staff", "u"][rng.random_range(0..4)];
+        match rng.random_range(0..11) {
             0 => {
-                Mutation::Mkdir { path: any(rng), parents: rng.random_bool(0.5), owner: "u".into() }
+                Mutation::Mkdir { path: any(rng), parents: rng.random_bool(0.5), umask: umask(rng) }
             }
             1 => Mutation::Create {
                 path: any(rng),
@@ -786,8 +952,17 @@ mod tests {
                 chunk_size: 0,
                 overwrite: rng.random_bool(0.3),
                 create_parents: rng.random_bool(0.5),
-                owner: "u".into(),
+                umask: umask(rng),
                 client: client(rng),
+            },
+            9 => Mutation::SetPermission {
+                path: any(rng),
+                permission: [0o755, 0o700, 0o1777, 0o644, 0o2000][rng.random_range(0..5)],
+            },
+            10 => Mutation::SetOwner {
+                path: any(rng),
+                owner: rng.random_bool(0.5).then(|| name(rng).to_owned()),
+                group: rng.random_bool(0.5).then(|| name(rng).to_owned()),
             },
             2 | 3 if !open.is_empty() => {
                 let (path, last) = open[rng.random_range(0..open.len())].clone();
@@ -829,21 +1004,36 @@ mod tests {
             .collect()
     }
 
+    /// A random caller: the superuser, or alice or bob in a few groups, so calls are
+    /// allowed and denied by owners, groups, modes and the sticky bit.
+    fn random_caller(rng: &mut StdRng) -> Arc<Caller> {
+        Arc::new(match rng.random_range(0..4) {
+            0 => Caller::superuser("root"),
+            1 => Caller::user("alice", &["staff"]),
+            2 => Caller::user("bob", &["bob"]),
+            _ => Caller::user("bob", &["staff", "alice"]),
+        })
+    }
+
     #[test]
     fn replaying_the_records_rebuilds_exactly_what_the_live_calls_built() {
+        let (mut allowed, mut denied) = (0, 0);
         for seed in 0..200 {
             let mut rng = StdRng::seed_from_u64(seed);
             let start = Instant::now();
             let mut live = core_with_servers(seed, Now { mono: start, wall_ms: 1_000 });
             let mut log = Vec::new();
-            for step in 0..60 {
+            for step in 0..80 {
                 let now =
                     Now { mono: start + Duration::from_millis(step), wall_ms: 1_000 + step as i64 };
                 let m = random_mutation(&mut rng, &open_files(&live));
+                let caller = random_caller(&mut rng);
                 let before = durable_state(&live);
-                let out = live.apply(Command::Mutate(m.clone()), now);
+                let out = live
+                    .apply(Command::Mutate { caller: caller.clone(), mutation: m.clone() }, now);
                 match out.reply {
                     Ok(_) => {
+                        allowed += 1;
                         assert_eq!(out.records.len(), 1, "seed {seed}: {m:?}");
                         for op in out.records {
                             log.push(Record {
@@ -855,6 +1045,9 @@ mod tests {
                         }
                     }
                     Err(e) => {
+                        if matches!(e, Error::PermissionDenied { .. }) {
+                            denied += 1;
+                        }
                         assert!(out.records.is_empty(), "seed {seed}: a refusal logged something");
                         assert_eq!(
                             durable_state(&live),
@@ -878,6 +1071,8 @@ mod tests {
             }
             assert_eq!(durable_state(&replayed), durable_state(&live), "seed {seed}");
         }
+        // The generator exercises both sides of the checks.
+        assert!(allowed > 2_000 && denied > 500, "allowed {allowed}, denied {denied}");
     }
 
     #[test]
@@ -885,21 +1080,19 @@ mod tests {
         let now = Now { mono: Instant::now(), wall_ms: 5 };
         let mut core = core_with_servers(1, now);
         core.apply(Command::SafeMode(SafeModeAction::Enter), now);
-        let out = core.apply(
-            Command::Mutate(Mutation::Mkdir { path: p("/d"), parents: false, owner: "u".into() }),
-            now,
-        );
+        let mkdir = || Command::Mutate {
+            caller: Arc::new(Caller::superuser("u")),
+            mutation: Mutation::Mkdir { path: p("/d"), parents: false, umask: 0o022 },
+        };
+        let out = core.apply(mkdir(), now);
         assert!(matches!(out.reply, Err(Error::SafeMode(_))), "{:?}", out.reply);
         assert!(out.records.is_empty());
         core.apply(Command::SafeMode(SafeModeAction::Leave), now);
-        let out = core.apply(
-            Command::Mutate(Mutation::Mkdir { path: p("/d"), parents: false, owner: "u".into() }),
-            now,
-        );
+        let out = core.apply(mkdir(), now);
         assert!(out.reply.is_ok());
         assert_eq!(
             out.records.as_slice(),
-            [Op::Mkdir { path: p("/d"), parents: false, owner: "u".into() }]
+            [Op::Mkdir { path: p("/d"), parents: false, owner: "u".into(), umask: 0o022 }]
         );
     }
 
@@ -917,10 +1110,12 @@ mod tests {
                     chunk_size: 0,
                     overwrite: false,
                     create_parents: false,
-                    owner: "u".into(),
+                    umask: 0o022,
                     client: "w".into(),
                 };
-                core.apply(Command::Mutate(create), now).reply.expect("create");
+                let su = Arc::new(Caller::superuser("u"));
+                let cmd = |mutation| Command::Mutate { caller: su.clone(), mutation };
+                core.apply(cmd(create), now).reply.expect("create");
                 let add = Mutation::AddChunk {
                     path,
                     client: "w".into(),
@@ -928,7 +1123,7 @@ mod tests {
                     client_host: String::new(),
                     excluded: Vec::new(),
                 };
-                match core.apply(Command::Mutate(add), now).reply {
+                match core.apply(cmd(add), now).reply {
                     Ok(Reply::Chunk(l)) => got.push(l.replicas),
                     other => panic!("{other:?}"),
                 }

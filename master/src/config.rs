@@ -43,6 +43,34 @@ pub struct Config {
     pub lease_hard_limit: Duration,
     /// Cap on open client connections and their idle timeout.
     pub connections: Limits,
+    /// The superuser: passes every permission check, owns the root of a new namespace
+    /// (default: the OS user running the master, as HDFS's NameNode user).
+    pub superuser: String,
+    /// Members of this group are superusers too; a new namespace's root has it as group.
+    pub supergroup: String,
+    /// A static group mapping (`user: group1,group2` lines) consulted before this host's
+    /// `/etc/passwd` and `/etc/group` (`None`: those alone).
+    pub group_mapping: Option<PathBuf>,
+    /// Where the audit log goes.
+    pub audit_log: AuditTarget,
+}
+
+/// Where the master writes its audit log ([`crate::audit`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditTarget {
+    /// `audit.log` in the metadata directory.
+    InDir,
+    /// Nowhere (`--audit-log none`).
+    Off,
+    /// This file.
+    File(PathBuf),
+}
+
+impl AuditTarget {
+    /// `none` is [`AuditTarget::Off`], anything else a file.
+    pub fn parse(s: &str) -> AuditTarget {
+        if s == "none" { AuditTarget::Off } else { AuditTarget::File(PathBuf::from(s)) }
+    }
 }
 
 impl Default for Config {
@@ -62,6 +90,10 @@ impl Default for Config {
             lease_soft_limit: Duration::from_secs(60),
             lease_hard_limit: Duration::from_secs(600),
             connections: Limits::default(),
+            superuser: security::os_user(),
+            supergroup: crate::namespace::DEFAULT_GROUP.to_owned(),
+            group_mapping: None,
+            audit_log: AuditTarget::InDir,
         }
     }
 }
@@ -139,6 +171,10 @@ impl Config {
                 "dead interval {:?} must exceed the heartbeat interval {:?}",
                 self.dead_after, self.heartbeat_interval
             )));
+        }
+        for (what, name) in [("superuser", &self.superuser), ("supergroup", &self.supergroup)] {
+            security::check_name(name)
+                .map_err(|e| Error::InvalidArgument(format!("{what}: {e}")))?;
         }
         if self.checkpoint_records == 0 {
             return Err(Error::InvalidArgument("checkpoint records must be positive".into()));

@@ -132,12 +132,14 @@ impl Core {
             pending_timeout: config.pending_copy_timeout(),
         });
         let leases = Leases::new(config.lease_soft_limit, config.lease_hard_limit, hash_seed);
+        let mut ns = Namespace::new();
+        ns.set_root_owner(&config.superuser, &config.supergroup);
         Core {
             replication,
             leases,
             deferred_orphans: Vec::new(),
             config,
-            ns: Namespace::new(),
+            ns,
             chunks: ChunkMap::new(),
             cluster,
             safemode,

@@ -38,6 +38,16 @@ pub enum Error {
         /// Why it is refused.
         reason: &'static str,
     },
+    /// The caller may not do this (mode bits, the sticky bit, an owner-only or
+    /// superuser-only change).
+    #[error("{path}: permission denied: {detail}")]
+    PermissionDenied {
+        /// Path of the operation.
+        path: String,
+        /// Who was refused what on which inode (HDFS's shape:
+        /// `user=bob, access=WRITE, inode=/alice (alice:staff:drwxr-xr-x)`).
+        detail: String,
+    },
     /// Another client holds the file open for writing.
     #[error("{path}: file is being written by {holder}")]
     LeaseHeld {
@@ -157,6 +167,7 @@ impl Error {
             Error::IsADirectory(_) => ErrorReason::IsADirectory,
             Error::DirectoryNotEmpty(_) => ErrorReason::DirectoryNotEmpty,
             Error::Refused { .. } => ErrorReason::Refused,
+            Error::PermissionDenied { .. } => ErrorReason::PermissionDenied,
             Error::LeaseHeld { .. } => ErrorReason::LeaseHeld,
             Error::NotLeaseHolder { .. } => ErrorReason::NotLeaseHolder,
             Error::WrongChunk { .. } => ErrorReason::WrongChunk,
@@ -189,6 +200,7 @@ impl Error {
             | Error::SafeMode(_) => Code::FailedPrecondition,
             Error::NoChunkservers | Error::LogFailed { .. } => Code::Unavailable,
             Error::NoSpace { .. } => Code::ResourceExhausted,
+            Error::PermissionDenied { .. } => Code::PermissionDenied,
             Error::Transport(_)
             | Error::Io { .. }
             | Error::Corrupt { .. }

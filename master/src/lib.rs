@@ -24,6 +24,7 @@
 //! [`run`] wires them to a listener.
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod checkpoint;
 pub mod chunks;
 pub mod clock;
@@ -34,12 +35,14 @@ pub mod core;
 pub mod driver;
 pub mod error;
 pub mod healing;
+pub mod identity;
 pub mod ids;
 pub mod lease_recovery;
 pub mod leases;
 pub mod metasave;
 pub mod namespace;
 pub mod oplog;
+pub mod permission;
 pub mod placement;
 pub mod recovery;
 pub mod replication;
@@ -95,6 +98,30 @@ pub async fn run_with_ready(
     ready: impl FnOnce(std::net::SocketAddr) -> std::io::Result<()>,
 ) -> Result<()> {
     config.validate()?;
+    let mapping: Box<dyn identity::GroupMapping> = match &config.group_mapping {
+        Some(file) => Box::new(identity::StaticGroups::load(file)?),
+        None => Box::new(identity::UnixGroups),
+    };
+    let identities =
+        Arc::new(identity::Identities::new(&config.superuser, &config.supergroup, mapping));
+    let (audit, audit_writer) = match &config.audit_log {
+        config::AuditTarget::Off => (audit::AuditLog::disabled(), None),
+        target => {
+            let file = match target {
+                config::AuditTarget::File(f) => f.clone(),
+                _ => {
+                    std::fs::create_dir_all(&config.dir).map_err(|source| Error::Io {
+                        what: format!("creating {}", config.dir.display()),
+                        source,
+                    })?;
+                    config.dir.join("audit.log")
+                }
+            };
+            let (log, writer) = audit::AuditLog::open(&file)?;
+            (log, Some(writer))
+        }
+    };
+    let edge = server::Edge::new(identities, audit);
     let heartbeat = config.heartbeat_interval;
     let dir = config.dir.clone();
     let every = config.checkpoint_records;
@@ -127,13 +154,17 @@ pub async fn run_with_ready(
     // One port, three services: each audience's calls arrive on its own service path,
     // where its own authorization can be checked.
     let serve = tonic::transport::Server::builder()
-        .add_service(ClientProtocolServer::new(server::ClientProtocolService::new(driver.clone())))
+        .add_service(ClientProtocolServer::new(server::ClientProtocolService::new(
+            driver.clone(),
+            edge.clone(),
+        )))
         .add_service(ChunkserverProtocolServer::new(server::ChunkserverProtocolService::new(
             driver.clone(),
         )))
         .add_service(AdminProtocolServer::new(server::AdminProtocolService::new(
             driver,
             checkpointer,
+            edge,
         )))
         .serve_with_incoming_shutdown(incoming, shutdown);
     let (mut monitor, mut checkpoints) = (monitor, checkpoints);
@@ -147,6 +178,11 @@ pub async fn run_with_ready(
     let _ = checkpoints.await;
     // Whatever is queued is written before the writer exits.
     let _ = tokio::task::spawn_blocking(move || log.stop()).await;
+    // The services, and with them every clone of the audit log, are gone: the writer
+    // writes what is queued and ends.
+    if let Some(w) = audit_writer {
+        let _ = tokio::task::spawn_blocking(move || w.join()).await;
+    }
     info!("master stopped");
     outcome
 }

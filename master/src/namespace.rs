@@ -30,14 +30,19 @@ pub use crate::ids::InodeId;
 /// The root directory's inode.
 pub const ROOT: InodeId = InodeId(1);
 
-/// Permission bits given to new directories.
+/// Permission bits of the root of a new namespace (HDFS's too).
 pub const DIR_PERMISSION: u16 = 0o755;
-/// Permission bits given to new files.
-pub const FILE_PERMISSION: u16 = 0o644;
+/// Group of the root of a new namespace, and of inodes in images and logs written before
+/// inodes had groups (HDFS's default `dfs.permissions.superusergroup`).
+pub const DEFAULT_GROUP: &str = "supergroup";
 
 /// An interned owner name (most inodes share a few owners); see [`Namespace::owner_of`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Owner(u32);
+
+/// An interned group name, from the same table as owners; see [`Namespace::group_of`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Group(u32);
 
 /// A directory or a file.
 #[derive(Debug, Clone)]
@@ -50,9 +55,12 @@ pub struct Inode {
     pub mtime_ms: i64,
     /// Owner's user name, interned.
     pub owner: Owner,
+    /// Group name, interned.
+    pub group: Group,
     /// Generation of the inode's slot (see [`InodeId`]).
     generation: u32,
-    /// Unix permission bits.
+    /// Permission bits: rwx for owner, group and others, and the sticky bit
+    /// ([`crate::permission`]).
     pub permission: u16,
     /// Directory- or file-specific data.
     pub kind: InodeKind,
@@ -116,6 +124,9 @@ pub struct CreateArgs<'a> {
     pub create_parents: bool,
     /// Owner of the new file (and of parents it creates).
     pub owner: &'a str,
+    /// The creator's umask: the file gets `0o666 & !umask`, parents it creates
+    /// `0o777 & !umask | 0o300` (HDFS).
+    pub umask: u16,
     /// Client that will write the file.
     pub client: &'a str,
     /// Creation time, milliseconds since the Unix epoch.
@@ -143,6 +154,7 @@ pub struct Namespace {
     slots: Vec<Slot>,
     /// First free slot (0: none, slot 0 is never used).
     free: u32,
+    /// Owner and group names, interned (a name is both as often as not).
     owners: Vec<Box<str>>,
     owner_ids: HashMap<Box<str>, u32>,
     hasher: DefaultHashBuilder,
@@ -157,7 +169,8 @@ impl Default for Namespace {
 }
 
 impl Namespace {
-    /// An empty namespace: just `/`, owned by `root`.
+    /// An empty namespace: just `/`, owned by `root` and group [`DEFAULT_GROUP`], mode
+    /// [`DIR_PERMISSION`] ([`Namespace::set_root_owner`] names the master's superuser).
     pub fn new() -> Namespace {
         let mut ns = Namespace {
             slots: vec![Slot::Free { generation: 0, next: 0 }],
@@ -169,16 +182,28 @@ impl Namespace {
             dirs: 1,
         };
         let owner = ns.intern("root");
+        let group = Group(ns.intern(DEFAULT_GROUP).0);
         ns.slots.push(Slot::Used(Inode {
             parent: ROOT,
             name: Name::default(),
             mtime_ms: 0,
             owner,
+            group,
             generation: 0,
             permission: DIR_PERMISSION,
             kind: InodeKind::Dir(Children::default()),
         }));
         ns
+    }
+
+    /// Gives the root of a new namespace its owner and group (the superuser and the
+    /// supergroup, as HDFS's format does). Not logged: a namespace rebuilt from the log
+    /// alone gets them from the configuration again, one with a checkpoint from it.
+    pub fn set_root_owner(&mut self, owner: &str, group: &str) {
+        let (owner, group) = (self.intern(owner), Group(self.intern(group).0));
+        let root = self.inode_mut(ROOT);
+        root.owner = owner;
+        root.group = group;
     }
 
     /// Number of files.
@@ -234,6 +259,11 @@ impl Namespace {
         self.owners.get(inode.owner.0 as usize).map_or("", |o| o)
     }
 
+    /// The group's name.
+    pub fn group_of(&self, inode: &Inode) -> &str {
+        self.owners.get(inode.group.0 as usize).map_or("", |o| o)
+    }
+
     /// The file metadata of inode `id`, if it exists and is a file.
     pub fn file(&self, id: InodeId) -> Option<&FileMeta> {
         match &self.get(id)?.kind {
@@ -247,7 +277,7 @@ impl Namespace {
     }
 
     /// The children of directory `dir` as ids, in no particular order.
-    fn children_of(&self, dir: &Inode) -> Vec<InodeId> {
+    pub(crate) fn children_of(&self, dir: &Inode) -> Vec<InodeId> {
         match &dir.kind {
             InodeKind::Dir(c) => c.0.iter().map(|&s| self.id_at(s)).collect(),
             InodeKind::File(_) => Vec::new(),
@@ -446,30 +476,29 @@ impl Namespace {
         Owner(o)
     }
 
+    /// A new inode in `parent`, owned by `owner`, in the parent's group (HDFS: BSD
+    /// group semantics), with `permission`.
     fn alloc(
         &mut self,
         parent: InodeId,
         name: &str,
         owner: &str,
+        permission: u16,
         now_ms: i64,
         kind: InodeKind,
     ) -> InodeId {
-        let permission = match kind {
-            InodeKind::Dir(_) => {
-                self.dirs += 1;
-                DIR_PERMISSION
-            }
-            InodeKind::File(_) => {
-                self.files += 1;
-                FILE_PERMISSION
-            }
-        };
+        match kind {
+            InodeKind::Dir(_) => self.dirs += 1,
+            InodeKind::File(_) => self.files += 1,
+        }
         let owner = self.intern(owner);
+        let group = self.inode(parent).group;
         let id = self.place(Inode {
             parent,
             name: name.into(),
             mtime_ms: now_ms,
             owner,
+            group,
             generation: 0,
             permission,
             kind,
@@ -479,12 +508,14 @@ impl Namespace {
         id
     }
 
-    /// The parent directory of `path`, creating missing ones when `create` is set.
+    /// The parent directory of `path`, creating missing ones (owned by `owner`, mode
+    /// `dir_mode`) when `create` is set.
     fn parent_dir(
         &mut self,
         path: &DfsPath,
         create: bool,
         owner: &str,
+        dir_mode: u16,
         now_ms: i64,
     ) -> Result<InodeId> {
         let Some(parent) = path.parent() else {
@@ -494,7 +525,7 @@ impl Namespace {
             });
         };
         if create {
-            self.mkdir(&parent, true, owner, now_ms)?;
+            self.make_dirs(&parent, true, owner, (dir_mode, dir_mode), now_ms)?;
         }
         let id = self.lookup(&parent)?;
         match self.inode(id).kind {
@@ -503,7 +534,8 @@ impl Namespace {
         }
     }
 
-    fn child(&self, dir: InodeId, name: &str) -> Option<InodeId> {
+    /// The entry `name` of directory `dir`, if any.
+    pub(crate) fn child(&self, dir: InodeId, name: &str) -> Option<InodeId> {
         let InodeKind::Dir(children) = &self.inode(dir).kind else { return None };
         let slot = *children.0.find(self.hash(name), |&s| self.at(s).name.as_str() == name)?;
         Some(self.id_at(slot))
@@ -516,7 +548,30 @@ impl Namespace {
     /// [`Error::AlreadyExists`] when something is at `path` (without `parents`, or a file
     /// with it), [`Error::NotFound`] for a missing parent without `parents`,
     /// [`Error::NotADirectory`] when an ancestor is a file.
-    pub fn mkdir(&mut self, path: &DfsPath, parents: bool, owner: &str, now_ms: i64) -> Result<()> {
+    ///
+    /// The directory gets `0o777 & !umask`; missing parents also `u+wx` (HDFS), so their
+    /// creator can go on creating below them whatever its umask.
+    pub fn mkdir(
+        &mut self,
+        path: &DfsPath,
+        parents: bool,
+        owner: &str,
+        umask: u16,
+        now_ms: i64,
+    ) -> Result<()> {
+        let mode = 0o777 & !umask;
+        self.make_dirs(path, parents, owner, (mode, mode | 0o300), now_ms)
+    }
+
+    /// [`Namespace::mkdir`] with the modes of the directory and of missing parents given.
+    fn make_dirs(
+        &mut self,
+        path: &DfsPath,
+        parents: bool,
+        owner: &str,
+        (mode, parent_mode): (u16, u16),
+        now_ms: i64,
+    ) -> Result<()> {
         if parents {
             let mut cur = ROOT;
             let mut walked = DfsPath::root();
@@ -531,7 +586,8 @@ impl Namespace {
                         InodeKind::File(_) => return Err(Error::NotADirectory(walked.to_string())),
                     },
                     None => {
-                        self.alloc(cur, name, owner, now_ms, InodeKind::Dir(Children::default()))
+                        let m = if walked == *path { mode } else { parent_mode };
+                        self.alloc(cur, name, owner, m, now_ms, InodeKind::Dir(Children::default()))
                     }
                 };
             }
@@ -540,11 +596,11 @@ impl Namespace {
         if path.is_root() {
             return Err(Error::AlreadyExists(path.to_string()));
         }
-        let parent = self.parent_dir(path, false, owner, now_ms)?;
+        let parent = self.parent_dir(path, false, owner, mode, now_ms)?;
         if self.child(parent, path.name()).is_some() {
             return Err(Error::AlreadyExists(path.to_string()));
         }
-        self.alloc(parent, path.name(), owner, now_ms, InodeKind::Dir(Children::default()));
+        self.alloc(parent, path.name(), owner, mode, now_ms, InodeKind::Dir(Children::default()));
         Ok(())
     }
 
@@ -566,7 +622,9 @@ impl Namespace {
                 "{path}: replication and chunk size must be positive"
             )));
         }
-        let parent = self.parent_dir(path, args.create_parents, args.owner, args.now_ms)?;
+        let dir_mode = (0o777 & !args.umask) | 0o300;
+        let parent =
+            self.parent_dir(path, args.create_parents, args.owner, dir_mode, args.now_ms)?;
         let mut released = Vec::new();
         if let Some(existing) = self.child(parent, path.name()) {
             match &self.inode(existing).kind {
@@ -592,7 +650,9 @@ impl Namespace {
             length: 0,
             writer: Some(args.client.into()),
         };
-        let id = self.alloc(parent, path.name(), args.owner, args.now_ms, InodeKind::File(meta));
+        let mode = 0o666 & !args.umask;
+        let id =
+            self.alloc(parent, path.name(), args.owner, mode, args.now_ms, InodeKind::File(meta));
         Ok((id, released))
     }
 
@@ -765,7 +825,7 @@ impl Namespace {
                 reason: "cannot move a directory into itself",
             });
         }
-        let new_parent = self.parent_dir(&target, false, "", now_ms)?;
+        let new_parent = self.parent_dir(&target, false, "", 0, now_ms)?;
         if self.child(new_parent, target.name()).is_some() {
             return Err(Error::AlreadyExists(target.to_string()));
         }
@@ -843,6 +903,40 @@ impl Namespace {
         released
     }
 
+    /// Sets the permission bits of `path` (chmod). Returns its inode.
+    ///
+    /// # Errors
+    /// Lookup errors; [`Error::InvalidArgument`] for bits beyond `0o1777`.
+    pub fn set_permission(&mut self, path: &DfsPath, permission: u16) -> Result<InodeId> {
+        crate::permission::check_mode(permission)?;
+        let id = self.lookup(path)?;
+        self.inode_mut(id).permission = permission;
+        Ok(id)
+    }
+
+    /// Sets the owner and/or the group of `path` (chown, chgrp). Returns its inode.
+    ///
+    /// # Errors
+    /// Lookup errors.
+    pub fn set_owner(
+        &mut self,
+        path: &DfsPath,
+        owner: Option<&str>,
+        group: Option<&str>,
+    ) -> Result<InodeId> {
+        let id = self.lookup(path)?;
+        let owner = owner.map(|o| self.intern(o));
+        let group = group.map(|g| Group(self.intern(g).0));
+        let inode = self.inode_mut(id);
+        if let Some(o) = owner {
+            inode.owner = o;
+        }
+        if let Some(g) = group {
+            inode.group = g;
+        }
+        Ok(id)
+    }
+
     /// Sets the replication factor of the file at `path`, or of every file below the
     /// directory at `path`. Returns the files changed.
     ///
@@ -875,6 +969,7 @@ mod tests {
             overwrite: false,
             create_parents: false,
             owner: "alice",
+            umask: 0o022,
             client,
             now_ms: 1,
         }
@@ -884,7 +979,7 @@ mod tests {
         let mut ns = Namespace::new();
         for path in paths {
             if let Some(dir) = path.strip_suffix('/') {
-                ns.mkdir(&p(dir), true, "alice", 1).expect("mkdir");
+                ns.mkdir(&p(dir), true, "alice", 0o022, 1).expect("mkdir");
             } else {
                 ns.create(&p(path), &CreateArgs { create_parents: true, ..args("c") })
                     .expect("create");
@@ -897,19 +992,19 @@ mod tests {
     #[test]
     fn mkdir_needs_parent_unless_p() {
         let mut ns = Namespace::new();
-        assert!(matches!(ns.mkdir(&p("/a/b"), false, "u", 1), Err(Error::NotFound(_))));
-        ns.mkdir(&p("/a/b"), true, "u", 1).expect("mkdir -p");
-        ns.mkdir(&p("/a/b"), true, "u", 1).expect("mkdir -p is idempotent");
-        assert!(matches!(ns.mkdir(&p("/a/b"), false, "u", 1), Err(Error::AlreadyExists(_))));
+        assert!(matches!(ns.mkdir(&p("/a/b"), false, "u", 0o022, 1), Err(Error::NotFound(_))));
+        ns.mkdir(&p("/a/b"), true, "u", 0o022, 1).expect("mkdir -p");
+        ns.mkdir(&p("/a/b"), true, "u", 0o022, 1).expect("mkdir -p is idempotent");
+        assert!(matches!(ns.mkdir(&p("/a/b"), false, "u", 0o022, 1), Err(Error::AlreadyExists(_))));
         assert_eq!(ns.dir_count(), 3);
     }
 
     #[test]
     fn mkdir_through_a_file_fails() {
         let mut ns = ns_with(&["/f"]);
-        assert!(matches!(ns.mkdir(&p("/f/x"), true, "u", 1), Err(Error::NotADirectory(_))));
-        assert!(matches!(ns.mkdir(&p("/f"), true, "u", 1), Err(Error::AlreadyExists(_))));
-        assert!(matches!(ns.mkdir(&p("/f/x"), false, "u", 1), Err(Error::NotADirectory(_))));
+        assert!(matches!(ns.mkdir(&p("/f/x"), true, "u", 0o022, 1), Err(Error::NotADirectory(_))));
+        assert!(matches!(ns.mkdir(&p("/f"), true, "u", 0o022, 1), Err(Error::AlreadyExists(_))));
+        assert!(matches!(ns.mkdir(&p("/f/x"), false, "u", 0o022, 1), Err(Error::NotADirectory(_))));
     }
 
     #[test]

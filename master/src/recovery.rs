@@ -216,7 +216,12 @@ mod tests {
 
     /// Applies and logs one mutation the way the gRPC edge does; returns its answer.
     async fn mutate(d: &Driver, m: Mutation) -> Reply {
-        d.apply(Command::Mutate(m)).await.expect("durable").reply.expect("applied")
+        let caller = std::sync::Arc::new(crate::permission::Caller::superuser("u"));
+        d.apply(Command::Mutate { caller, mutation: m })
+            .await
+            .expect("durable")
+            .reply
+            .expect("applied")
     }
 
     /// Writes a file with `chunks` chunks through the live allocation path.
@@ -227,7 +232,7 @@ mod tests {
             chunk_size: 1 << 20,
             overwrite: true,
             create_parents: true,
-            owner: "u".into(),
+            umask: 0o022,
             client: "w".into(),
         };
         mutate(d, create).await;
@@ -250,7 +255,7 @@ mod tests {
     async fn workload(d: &Driver, round: i64) {
         let base = format!("/r{round}");
         let mkdir =
-            Mutation::Mkdir { path: p(&format!("{base}/a/b")), parents: true, owner: "u".into() };
+            Mutation::Mkdir { path: p(&format!("{base}/a/b")), parents: true, umask: 0o022 };
         mutate(d, mkdir).await;
         write_file(d, &format!("{base}/a/f"), 2).await;
         write_file(d, &format!("{base}/a/g"), 1).await;

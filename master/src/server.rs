@@ -18,6 +18,12 @@
 //! Non-idempotent mutations that carry a `client_id` and `call_id` go through the retry
 //! cache ([`crate::retry_cache`]) first: a retried call gets its original answer, after
 //! that original is durable, and the change is not applied again.
+//!
+//! Every client and admin call first learns its caller ([`Edge::caller`]: the principal
+//! of the request, its groups resolved and cached by [`crate::identity`]); a request
+//! without one is `UNAUTHENTICATED`. The caller travels in the command, and the core
+//! checks its permissions ([`crate::permission`]). Namespace calls are written to the
+//! audit log ([`crate::audit`]) once answered, off the lock.
 
 mod admin;
 mod chunkserver;
@@ -27,15 +33,21 @@ pub use admin::AdminProtocolService;
 pub use chunkserver::ChunkserverProtocolService;
 pub use client::ClientProtocolService;
 
+use std::net::IpAddr;
+use std::sync::Arc;
+
 use proto::path::DfsPath;
-use tonic::Status;
+use tonic::{Code, Request, Status};
 use tracing::debug;
 
+use crate::audit::{AuditLog, Event};
 use crate::command::{Command, Mutation, Reply};
 use crate::core::Core;
 use crate::driver::Driver;
 use crate::error::Error;
+use crate::identity::Identities;
 use crate::oplog::{Durable, LoggedCall};
+use crate::permission::{Caller, Symbolic};
 use crate::retry_cache::{Cached, CallKey, Reply as CachedReply};
 
 /// What a mutation did under the lock, still to be made durable.
@@ -44,6 +56,86 @@ enum Step<R> {
     Cached(CachedReply, Durable),
     /// A new call: its answer and its record's durability.
     Applied(R, Durable),
+}
+
+/// What the client and admin services share at the edge: who is calling, and the audit
+/// log. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Edge {
+    identities: Arc<Identities>,
+    audit: AuditLog,
+}
+
+impl Edge {
+    /// An edge resolving callers with `identities` and auditing to `audit`.
+    pub fn new(identities: Arc<Identities>, audit: AuditLog) -> Edge {
+        Edge { identities, audit }
+    }
+
+    /// The caller of `req`.
+    ///
+    /// # Errors
+    /// `UNAUTHENTICATED` for a request naming no acceptable user.
+    pub fn caller<T>(&self, req: &Request<T>) -> Result<Arc<Caller>, Status> {
+        self.identities.caller(req)
+    }
+
+    /// The caller of `req`, who must be a superuser (administration, as `hdfs dfsadmin`).
+    ///
+    /// # Errors
+    /// As [`Edge::caller`]; `PERMISSION_DENIED` for anyone else.
+    pub fn superuser<T>(&self, req: &Request<T>, what: &str) -> Result<Arc<Caller>, Status> {
+        let caller = self.caller(req)?;
+        if !caller.superuser {
+            return Err(Error::PermissionDenied {
+                path: what.to_owned(),
+                detail: format!("user={} is not a superuser", caller.user),
+            }
+            .into());
+        }
+        Ok(caller)
+    }
+
+    /// Audits a call that ended with `res`: allowed if it succeeded, denied if a
+    /// permission check refused it; other failures are not audited (HDFS).
+    pub fn audit<T>(&self, call: &Audited<'_>, res: &Result<T, Status>, perm: Option<&str>) {
+        let allowed = match res {
+            Ok(_) => true,
+            Err(s) if s.code() == Code::PermissionDenied => false,
+            Err(_) => return,
+        };
+        self.audit.log(&Event {
+            allowed,
+            user: &call.caller.user,
+            ip: call.ip,
+            cmd: call.cmd,
+            src: call.src,
+            dst: call.dst,
+            perm,
+        });
+    }
+}
+
+/// A call as the audit log names it.
+#[derive(Debug)]
+pub struct Audited<'a> {
+    /// The caller.
+    pub caller: &'a Caller,
+    /// Its address.
+    pub ip: Option<IpAddr>,
+    /// HDFS's name of the call.
+    pub cmd: &'static str,
+    /// Its path.
+    pub src: &'a str,
+    /// Its second path (rename).
+    pub dst: Option<&'a str>,
+}
+
+/// `owner:group:rwxr-xr-x` of `path` now, as the audit log's `perm` field.
+fn perm_of(core: &Core, path: &DfsPath) -> Option<String> {
+    let ns = &core.ns;
+    let inode = ns.inode(ns.lookup(path).ok()?);
+    Some(format!("{}:{}:{}", ns.owner_of(inode), ns.group_of(inode), Symbolic(inode.permission)))
 }
 
 fn path(s: &str) -> Result<DfsPath, Status> {
@@ -73,13 +165,14 @@ fn command<R>(
 async fn mutate<R>(
     driver: &Driver,
     call: Option<CallKey>,
+    caller: Arc<Caller>,
     mutation: Mutation,
     answer: impl FnOnce(&Core, Reply) -> Result<R, Status>,
 ) -> Result<R, Status>
 where
     R: prost::Message + Default,
 {
-    let step = step(driver, call, mutation, answer)?;
+    let step = step(driver, call, caller, mutation, answer)?;
     match step {
         Step::Cached(reply, durable) => {
             durable.wait().await?;
@@ -101,6 +194,7 @@ where
 fn step<R: prost::Message>(
     driver: &Driver,
     call: Option<CallKey>,
+    caller: Arc<Caller>,
     mutation: Mutation,
     answer: impl FnOnce(&Core, Reply) -> Result<R, Status>,
 ) -> Result<Step<R>, Status> {
@@ -116,7 +210,7 @@ fn step<R: prost::Message>(
         return Ok(Step::Cached(reply, m.journal.barrier()));
     }
     m.journal.writable()?;
-    let out = m.core.apply(Command::Mutate(mutation), now);
+    let out = m.core.apply(Command::Mutate { caller, mutation }, now);
     let reply = match out.reply {
         Ok(reply) => reply,
         Err(e) => {

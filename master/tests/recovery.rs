@@ -76,13 +76,28 @@ fn refused_start(dir: &Path) -> String {
     panic!("the master started instead of refusing: {err}");
 }
 
-async fn client(m: &Master) -> ClientProtocolClient<Channel> {
-    ClientProtocolClient::connect(format!("http://{}", m.addr)).await.expect("connect")
+/// A channel whose every request names the OS user, the master's superuser.
+type Ch = tonic::service::interceptor::InterceptedService<Channel, security::Attach>;
+
+async fn channel(m: &Master) -> Channel {
+    Channel::from_shared(format!("http://{}", m.addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect")
+}
+
+fn superuser() -> security::Attach {
+    security::Credentials::simple(security::os_user()).attach().expect("the OS user")
+}
+
+async fn client(m: &Master) -> ClientProtocolClient<Ch> {
+    ClientProtocolClient::with_interceptor(channel(m).await, superuser())
 }
 
 /// A client of the master's admin service (checkpoints, safe mode), on the same port.
-async fn admin(m: &Master) -> AdminProtocolClient<Channel> {
-    AdminProtocolClient::connect(format!("http://{}", m.addr)).await.expect("connect")
+async fn admin(m: &Master) -> AdminProtocolClient<Ch> {
+    AdminProtocolClient::with_interceptor(channel(m).await, superuser())
 }
 
 /// Kills the master with SIGKILL, as a crash would.
@@ -91,7 +106,7 @@ fn crash(mut m: Master) {
     m.child.wait().expect("wait");
 }
 
-async fn mkdir(c: &mut ClientProtocolClient<Channel>, path: &str) {
+async fn mkdir(c: &mut ClientProtocolClient<Ch>, path: &str) {
     c.mkdir(pb::MkdirRequest {
         path: path.into(),
         parents: true,
@@ -102,7 +117,7 @@ async fn mkdir(c: &mut ClientProtocolClient<Channel>, path: &str) {
     .expect("mkdir");
 }
 
-async fn create_complete(c: &mut ClientProtocolClient<Channel>, path: &str, client: &str) {
+async fn create_complete(c: &mut ClientProtocolClient<Ch>, path: &str, client: &str) {
     c.create(pb::CreateRequest {
         path: path.into(),
         client_name: client.into(),
@@ -122,7 +137,7 @@ async fn create_complete(c: &mut ClientProtocolClient<Channel>, path: &str, clie
 }
 
 /// Every path below `/` with a marker for directories and files still open.
-async fn tree(c: &mut ClientProtocolClient<Channel>) -> BTreeSet<String> {
+async fn tree(c: &mut ClientProtocolClient<Ch>) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut stack = vec!["/".to_string()];
     while let Some(dir) = stack.pop() {

@@ -70,7 +70,8 @@ mod tests {
     fn log_records_written_under_the_wire_package_decode_unchanged() {
         let (d, f, g, w) = ("/d".to_owned(), "/d/f".to_owned(), "/d/g".to_owned(), "w".to_owned());
         let expected = [
-            Op::Mkdir(LogMkdir { path: d.clone(), parents: true, owner: "u".into() }),
+            // Records older than permissions carry no umask: they read as 0o022.
+            Op::Mkdir(LogMkdir { path: d.clone(), parents: true, owner: "u".into(), umask: None }),
             Op::Create(LogCreate {
                 path: f.clone(),
                 replication: 3,
@@ -79,6 +80,7 @@ mod tests {
                 create_parents: true,
                 owner: "u".into(),
                 client: w.clone(),
+                umask: None,
             }),
             Op::AddChunk(LogAddChunk {
                 path: f.clone(),
@@ -139,6 +141,8 @@ mod tests {
                     CheckpointChunk { handle: 5, version: 1, length: 100 },
                     CheckpointChunk { handle: 6, version: 9, length: 0 },
                 ],
+                // Images older than groups carry none: they read as "supergroup".
+                group: None,
             }),
             Entry::Trailer(CheckpointTrailer { inodes: 3, txid: 7 }),
         ];

@@ -84,8 +84,16 @@ impl From<AuthError> for Status {
     /// service's port (PERMISSION_DENIED: known, not allowed).
     fn from(e: AuthError) -> Status {
         match e {
-            AuthError::NotAService(_) => Status::permission_denied(e.to_string()),
-            _ => Status::unauthenticated(e.to_string()),
+            AuthError::NotAService(_) => proto::reason::status(
+                tonic::Code::PermissionDenied,
+                e.to_string(),
+                proto::reason::ErrorReason::PermissionDenied,
+            ),
+            _ => proto::reason::status(
+                tonic::Code::Unauthenticated,
+                e.to_string(),
+                proto::reason::ErrorReason::Unauthenticated,
+            ),
         }
     }
 }
@@ -139,13 +147,33 @@ pub fn claimed(md: &MetadataMap) -> Result<String, AuthError> {
     Ok(user.to_owned())
 }
 
-/// The user this process runs as: `DFS_USER` if set, else the OS user (`USER`,
-/// `LOGNAME`), else `dfs`.
+/// The user a client process acts as: `DFS_USER` if set, else [`os_user`].
 pub fn local_user() -> String {
-    ["DFS_USER", "USER", "LOGNAME"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok().filter(|u| !u.is_empty()))
-        .unwrap_or_else(|| "dfs".to_owned())
+    std::env::var("DFS_USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(os_user)
+}
+
+/// The OS user this process runs as: the name of its effective uid in `/etc/passwd`,
+/// else `USER` or `LOGNAME`, else the uid as a number. The master's default superuser,
+/// and a client's default user: both read the uid first, so a master and a client run
+/// by the same account agree even where `USER` is unset (containers, CI).
+pub fn os_user() -> String {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let from_passwd = std::fs::read_to_string("/etc/passwd").ok().and_then(|passwd| {
+        passwd.lines().find_map(|line| {
+            let mut f = line.split(':');
+            let name = f.next()?;
+            let id: u32 = f.nth(1)?.parse().ok()?;
+            (id == uid && check_name(name).is_ok()).then(|| name.to_owned())
+        })
+    });
+    from_passwd
+        .or_else(|| {
+            ["USER", "LOGNAME"]
+                .iter()
+                .find_map(|k| std::env::var(k).ok().filter(|u| check_name(u).is_ok()))
+        })
+        .unwrap_or_else(|| uid.to_string())
 }
 
 /// What a client sends to say who it is.
@@ -327,6 +355,11 @@ mod tests {
         let sent = user.attach().expect("attach").call(Request::new(())).expect("call");
         let err = auth.clone().services_only().call(sent).expect_err("a user on a service port");
         assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    }
+
+    #[test]
+    fn the_os_user_is_a_valid_name() {
+        assert!(check_name(&os_user()).is_ok(), "{}", os_user());
     }
 
     #[test]

@@ -618,10 +618,13 @@ impl World {
                     chunk_size: 0,
                     overwrite: false,
                     create_parents: true,
-                    owner: "sim".into(),
+                    umask: 0o022,
                     client: name.clone(),
                 };
-                if let Some(Ok(_)) = self.master_apply(Command::Mutate(m)).map(|o| o.reply) {
+                if let Some(Ok(_)) = self
+                    .master_apply(Command::Mutate { caller: sim_caller(), mutation: m })
+                    .map(|o| o.reply)
+                {
                     let chunks = self.rng.random_range(1..=3);
                     let mut lens = vec![CHUNK; chunks - 1];
                     lens.push(self.rng.random_range(1..=CHUNK));
@@ -643,7 +646,10 @@ impl World {
                 if written.len() == lens.len() {
                     let last = written.last().copied();
                     let m = Mutation::Complete { path: p.clone(), client: name.clone(), last };
-                    match self.master_apply(Command::Mutate(m)).map(|o| o.reply) {
+                    match self
+                        .master_apply(Command::Mutate { caller: sim_caller(), mutation: m })
+                        .map(|o| o.reply)
+                    {
                         Some(Ok(_)) => {
                             self.log(format!("{name} completes {p}: acknowledged"));
                             let id = self.master.core.namespace().lookup(&p).map_err(|e| {
@@ -696,7 +702,10 @@ impl World {
             client_host: String::new(),
             excluded: Vec::new(),
         };
-        let located = match self.master_apply(Command::Mutate(m)).map(|o| o.reply) {
+        let located = match self
+            .master_apply(Command::Mutate { caller: sim_caller(), mutation: m })
+            .map(|o| o.reply)
+        {
             Some(Ok(Reply::Chunk(l))) => l,
             Some(Err(e)) if !transient(&e) => {
                 self.log(format!("{name} cannot add a chunk to {p}: {e}"));
@@ -748,7 +757,10 @@ impl World {
                 handle: h,
                 survivors: ids,
             };
-            match self.master_apply(Command::Mutate(m)).map(|o| o.reply) {
+            match self
+                .master_apply(Command::Mutate { caller: sim_caller(), mutation: m })
+                .map(|o| o.reply)
+            {
                 Some(Ok(Reply::Chunk(l))) => {
                     self.stats.pipeline_recoveries += 1;
                     version = l.version;
@@ -890,11 +902,11 @@ impl World {
         let names = ["/n/a", "/n/b", "/n/a/c", "/n/b/d"];
         let pick = |rng: &mut StdRng| path(names[rng.random_range(0..names.len())]);
         let m = match self.rng.random_range(0..3) {
-            0 => Mutation::Mkdir { path: pick(&mut self.rng), parents: true, owner: "sim".into() },
+            0 => Mutation::Mkdir { path: pick(&mut self.rng), parents: true, umask: 0o022 },
             1 => Mutation::Rename { src: pick(&mut self.rng), dst: pick(&mut self.rng) },
             _ => Mutation::Delete { path: pick(&mut self.rng), recursive: true },
         };
-        self.master_apply(Command::Mutate(m));
+        self.master_apply(Command::Mutate { caller: sim_caller(), mutation: m });
     }
 
     /// At most one fault.
@@ -1096,6 +1108,12 @@ impl World {
     }
 }
 
+/// The simulated clients' caller: a superuser (the simulator exercises storage, not
+/// permissions).
+fn sim_caller() -> std::sync::Arc<master::permission::Caller> {
+    std::sync::Arc::new(master::permission::Caller::superuser("sim"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1119,7 +1137,10 @@ mod tests {
         w.css = saved;
         w.check().expect("back to normal");
         let p = w.acked.values().next().expect("acked").path.clone();
-        w.master_apply(Command::Mutate(Mutation::Delete { path: p, recursive: false }));
+        w.master_apply(Command::Mutate {
+            caller: sim_caller(),
+            mutation: Mutation::Delete { path: p, recursive: false },
+        });
         let err = w.check().expect_err("a lost file");
         assert!(err.what.contains("is gone"), "{}", err.what);
     }

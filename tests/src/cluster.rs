@@ -524,6 +524,19 @@ impl MiniCluster {
         self.dfs_with_stdin(args, None)
     }
 
+    /// Runs `dfs ARGS` against this cluster as `user` (`DFS_USER`), stdin empty.
+    ///
+    /// # Panics
+    /// If the `dfs` binary cannot be executed at all.
+    pub fn dfs_as(&self, user: &str, args: &[&str]) -> CmdOutput {
+        let mut cmd = self.dfs_cmd();
+        cmd.env("DFS_USER", user);
+        match command::run(cmd, args, None) {
+            Ok(out) => out,
+            Err(e) => panic!("{e}"), // the test environment is broken, not the code under test
+        }
+    }
+
     /// Runs `dfs ARGS` against this cluster, feeding it `stdin`.
     ///
     /// # Panics
@@ -572,20 +585,48 @@ impl MiniCluster {
         Endpoint::new(format!("http://{addr}")).map_err(refused)?.connect().await.map_err(refused)
     }
 
-    /// A raw gRPC client of the master's client service (what `dfs` calls).
+    /// A `dfs` client library handle acting as `user` (simple mode: the master takes
+    /// the user the client names).
     ///
     /// # Errors
-    /// [`Error::Connect`] if the master does not accept the connection.
-    pub async fn master_client(&self) -> Result<ClientProtocolClient<Channel>> {
-        Ok(ClientProtocolClient::new(self.master_channel().await?))
+    /// [`Error::Client`] if the master cannot be reached.
+    pub async fn client_as(&self, user: &str) -> Result<dfs::Client> {
+        let cfg = dfs::ClientConfig {
+            user: user.to_owned(),
+            cwd: dfs::path::home_dir(user),
+            ..dfs::ClientConfig::default()
+        };
+        Ok(dfs::Client::connect(&self.spec.master.addr, cfg).await?)
     }
 
-    /// A raw gRPC client of the master's admin service (fsck, reports, safe mode).
+    /// A raw gRPC client of the master's client service (what `dfs` calls), naming the
+    /// OS user (the master's superuser) in every call.
     ///
     /// # Errors
     /// [`Error::Connect`] if the master does not accept the connection.
-    pub async fn admin_client(&self) -> Result<AdminProtocolClient<Channel>> {
-        Ok(AdminProtocolClient::new(self.master_channel().await?))
+    pub async fn master_client(&self) -> Result<ClientProtocolClient<dfs::client::MasterChannel>> {
+        self.master_client_as(&security::os_user()).await
+    }
+
+    /// As [`MiniCluster::master_client`], naming `user`.
+    ///
+    /// # Errors
+    /// [`Error::Connect`] if the master does not accept the connection.
+    pub async fn master_client_as(
+        &self,
+        user: &str,
+    ) -> Result<ClientProtocolClient<dfs::client::MasterChannel>> {
+        Ok(ClientProtocolClient::with_interceptor(self.master_channel().await?, attach(user)))
+    }
+
+    /// A raw gRPC client of the master's admin service (fsck, reports, safe mode), as
+    /// the OS user (the master's superuser).
+    ///
+    /// # Errors
+    /// [`Error::Connect`] if the master does not accept the connection.
+    pub async fn admin_client(&self) -> Result<AdminProtocolClient<dfs::client::MasterChannel>> {
+        let user = security::os_user();
+        Ok(AdminProtocolClient::with_interceptor(self.master_channel().await?, attach(&user)))
     }
 
     /// A raw gRPC client of the master's chunkserver service, to speak as a chunkserver.
@@ -751,5 +792,16 @@ fn wait_child(child: &mut Child, timeout: Duration) -> bool {
             return false;
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The interceptor naming `user` in every request.
+///
+/// # Panics
+/// For a user name no request may carry: test code chose it.
+fn attach(user: &str) -> security::Attach {
+    match security::Credentials::simple(user).attach() {
+        Ok(a) => a,
+        Err(e) => panic!("test user {user:?}: {e}"), // faulty test
     }
 }

@@ -11,9 +11,6 @@ use crate::client::Client;
 use crate::error::Result;
 use crate::status::FileStatus;
 
-/// Group shown for every path: the namespace has owners but no groups.
-const GROUP: &str = "supergroup";
-
 pub(super) async fn ls(ctx: &mut Ctx, args: &LsArgs) {
     let paths = if args.paths.is_empty() { vec![".".to_owned()] } else { args.paths.clone() };
     for p in &paths {
@@ -57,15 +54,17 @@ pub(crate) fn format_listing(entries: &[FileStatus], human: bool) -> String {
     let size = |e: &FileStatus| if human { format_size(e.length) } else { e.length.to_string() };
     let w_repl = entries.iter().map(|e| repl(e).len()).max().unwrap_or(0).max(3);
     let w_owner = entries.iter().map(|e| e.owner.len()).max().unwrap_or(0);
+    let w_group = entries.iter().map(|e| e.group.len()).max().unwrap_or(0);
     let w_size = entries.iter().map(|e| size(e).len()).max().unwrap_or(0).max(10);
     let mut s = String::new();
     for e in entries {
         let _ = writeln!(
             s,
-            "{} {:>w_repl$} {:<w_owner$} {GROUP} {:>w_size$} {} {}",
+            "{} {:>w_repl$} {:<w_owner$} {:<w_group$} {:>w_size$} {} {}",
             e.permission_string(),
             repl(e),
             e.owner,
+            e.group,
             size(e),
             format_time(e.mtime_ms),
             e.path
@@ -97,7 +96,7 @@ pub(crate) fn format_stat(s: &FileStatus) -> String {
     let kind = if s.is_dir() { "directory" } else { "file" };
     format!(
         "path: {}\ntype: {kind}\nlength: {}\nreplication: {}\nchunk size: {}\nchunks: {}\n\
-         modified: {}\nowner: {}\npermission: {} ({:04o})\nopen for write: {}\n",
+         modified: {}\nowner: {}\ngroup: {}\npermission: {} ({:04o})\nopen for write: {}\n",
         s.path,
         s.length,
         s.replication,
@@ -105,6 +104,7 @@ pub(crate) fn format_stat(s: &FileStatus) -> String {
         s.chunk_count,
         format_time(s.mtime_ms),
         s.owner,
+        s.group,
         &s.permission_string()[1..],
         s.permission,
         s.under_construction
@@ -186,6 +186,7 @@ mod tests {
             chunk_size: 64 << 20,
             mtime_ms: 1_795_178_040_000, // 2026-11-20 12:34 UTC
             owner: "owner".into(),
+            group: "supergroup".into(),
             permission: if dir { 0o755 } else { 0o644 },
             under_construction: false,
             chunk_count: 1,

@@ -10,6 +10,7 @@ mod fsck;
 mod get;
 mod ls;
 mod namespace;
+mod perm;
 mod progress;
 mod put;
 mod report;
@@ -38,6 +39,13 @@ pub struct Cli {
     /// Master address, host:port.
     #[arg(long, env = "DFS_MASTER", default_value = "127.0.0.1:9000", global = true)]
     pub master: String,
+    /// The user to act as (default: the OS user). The master makes it the owner of what
+    /// it creates and checks permissions against it.
+    #[arg(long, env = "DFS_USER", global = true)]
+    pub user: Option<String>,
+    /// Mode bits taken away from new files (0666) and directories (0777), in octal.
+    #[arg(long, env = "DFS_UMASK", default_value = "022", value_parser = parse_umask_arg, global = true)]
+    pub umask: u16,
     /// Keep retrying for this many seconds while the master is unreachable or in safe
     /// mode (0 = fail at once).
     #[arg(long, env = "DFS_RETRY_SECONDS", default_value_t = 60, global = true)]
@@ -103,6 +111,41 @@ pub enum Command {
     Setrep {
         /// The new replication factor.
         replication: u32,
+        /// Files or directories.
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Change the permission bits of paths: octal (755, 1777) or symbolic (u+x,go-w,
+    /// a=r,+t). Only the owner or a superuser may.
+    Chmod {
+        /// Also everything below directories.
+        #[arg(short = 'R')]
+        recursive: bool,
+        /// The mode.
+        #[arg(allow_hyphen_values = true)]
+        mode: String,
+        /// Files or directories.
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Change the owner (and group: OWNER:GROUP) of paths. Only a superuser may.
+    Chown {
+        /// Also everything below directories.
+        #[arg(short = 'R')]
+        recursive: bool,
+        /// OWNER, OWNER:GROUP or :GROUP.
+        owner: String,
+        /// Files or directories.
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Change the group of paths: their owner, to a group it belongs to, or a superuser.
+    Chgrp {
+        /// Also everything below directories.
+        #[arg(short = 'R')]
+        recursive: bool,
+        /// The group.
+        group: String,
         /// Files or directories.
         #[arg(required = true)]
         paths: Vec<String>,
@@ -250,6 +293,10 @@ pub struct FsckArgs {
     pub openforwrite: bool,
 }
 
+fn parse_umask_arg(s: &str) -> std::result::Result<u16, String> {
+    crate::client::parse_umask(s)
+}
+
 fn parse_size_arg(s: &str) -> std::result::Result<u64, String> {
     proto::size::parse_size(s).map_err(|e| e.to_string())
 }
@@ -268,6 +315,9 @@ impl Command {
             Command::Stat { .. } => "stat",
             Command::Du(_) => "du",
             Command::Setrep { .. } => "setrep",
+            Command::Chmod { .. } => "chmod",
+            Command::Chown { .. } => "chown",
+            Command::Chgrp { .. } => "chgrp",
             Command::Fsck(_) => "fsck",
             Command::Report { .. } => "report",
             Command::Admin(_) => "admin",
@@ -280,7 +330,10 @@ impl Command {
             Command::Cat { paths }
             | Command::Rm { paths, .. }
             | Command::Stat { paths }
-            | Command::Setrep { paths, .. } => Some(paths),
+            | Command::Setrep { paths, .. }
+            | Command::Chmod { paths, .. }
+            | Command::Chown { paths, .. }
+            | Command::Chgrp { paths, .. } => Some(paths),
             Command::Ls(args) => Some(&args.paths),
             Command::Du(args) => Some(&args.paths),
             _ => None,
@@ -372,10 +425,14 @@ pub async fn run(cli: Cli) -> ExitCode {
     let notice: WaitNotice = WaitNotice(Arc::new(|line: &str| {
         let _ = writeln!(std::io::stderr(), "dfs: {line}");
     }));
+    let defaults = ClientConfig::default();
     let cfg = ClientConfig {
         master_retry_deadline: Duration::from_secs(cli.retry_seconds),
         on_master_wait: Some(notice),
-        ..ClientConfig::default()
+        cwd: cli.user.as_deref().map_or(defaults.cwd.clone(), crate::path::home_dir),
+        user: cli.user.clone().unwrap_or(defaults.user.clone()),
+        umask: cli.umask,
+        ..defaults
     };
     let client = match Client::connect(&cli.master, cfg).await {
         Ok(c) => c,
@@ -404,6 +461,15 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Setrep { replication, paths } => {
             Command::Setrep { replication, paths: ctx.expand(paths, false).await }
         }
+        Command::Chmod { recursive, mode, paths } => {
+            Command::Chmod { recursive, mode, paths: ctx.expand(paths, false).await }
+        }
+        Command::Chown { recursive, owner, paths } => {
+            Command::Chown { recursive, owner, paths: ctx.expand(paths, false).await }
+        }
+        Command::Chgrp { recursive, group, paths } => {
+            Command::Chgrp { recursive, group, paths: ctx.expand(paths, false).await }
+        }
         Command::Get(mut args) => {
             args.paths = ctx.expand_sources(args.paths).await;
             Command::Get(args)
@@ -429,6 +495,15 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Du(args) => ls::du(&mut ctx, &args).await,
         Command::Setrep { replication, paths } => {
             namespace::setrep(&mut ctx, replication, &paths).await
+        }
+        Command::Chmod { recursive, mode, paths } => {
+            perm::chmod(&mut ctx, recursive, &mode, &paths).await
+        }
+        Command::Chown { recursive, owner, paths } => {
+            perm::chown(&mut ctx, recursive, &owner, &paths).await
+        }
+        Command::Chgrp { recursive, group, paths } => {
+            perm::chgrp(&mut ctx, recursive, &group, &paths).await
         }
         Command::Fsck(args) => code = fsck::fsck(&mut ctx, &args).await,
         Command::Report { json } => report::report(&mut ctx, json).await,

@@ -172,6 +172,7 @@ impl Core {
             map_outputs,
             timeout_ms: opts.task_timeout_ms,
             job_token: def.token.to_hex(),
+            user: def.user.clone(),
             ..TaskSpec::default()
         };
         let task = job.task_mut(kind, index)?;

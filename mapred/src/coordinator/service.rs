@@ -43,6 +43,21 @@ impl Shared {
         // best information there is, so keep serving it.
         self.core.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// A DFS client acting as `user` (simple mode: the job's output is made, committed
+    /// and cleaned up as its submitter, who owns it); the coordinator's own for none.
+    fn client_as(&self, user: &str) -> Result<dfs::Client> {
+        if user.is_empty() {
+            return Ok(self.client.clone());
+        }
+        Ok(self.client.with_user(user)?)
+    }
+
+    /// The DFS client of job `job_id`'s user.
+    fn job_client(&self, job_id: &str) -> Result<dfs::Client> {
+        let user = self.core().job(job_id).map(|j| j.def.user.clone()).unwrap_or_default();
+        self.client_as(&user)
+    }
 }
 
 /// Carries out `actions` in the background, feeding their outcomes back to the core.
@@ -53,12 +68,22 @@ fn execute(shared: &Arc<Shared>, actions: Vec<Action>) {
         tokio::spawn(async move {
             match action {
                 Action::Commit { attempt_id, renames } => {
+                    let user = shared
+                        .core()
+                        .attempt(&attempt_id)
+                        .map(|(j, _, _)| j.def.user.clone())
+                        .unwrap_or_default();
                     let mut res = Ok(());
-                    for (from, to) in &renames {
-                        res = commit_one(&shared.client, from, to).await;
-                        if res.is_err() {
-                            break;
+                    match shared.client_as(&user) {
+                        Ok(client) => {
+                            for (from, to) in &renames {
+                                res = commit_one(&client, from, to).await;
+                                if res.is_err() {
+                                    break;
+                                }
+                            }
                         }
+                        Err(e) => res = Err(e),
                     }
                     if let Err(e) = &res {
                         warn!(attempt = %attempt_id, error = %e, "commit failed");
@@ -71,7 +96,10 @@ fn execute(shared: &Arc<Shared>, actions: Vec<Action>) {
                     execute(&shared, more);
                 }
                 Action::FinishJob { job_id, output } => {
-                    let res = finish_output(&shared.client, &output).await;
+                    let res = match shared.job_client(&job_id) {
+                        Ok(client) => finish_output(&client, &output).await,
+                        Err(e) => Err(e),
+                    };
                     match &res {
                         Ok(()) => info!(job = %job_id, "job succeeded"),
                         Err(e) => warn!(job = %job_id, error = %e, "cannot finish the job"),
@@ -85,7 +113,9 @@ fn execute(shared: &Arc<Shared>, actions: Vec<Action>) {
                 }
                 Action::AbortJob { job_id, output } => {
                     let temp = format!("{}/_temporary", output.trim_end_matches('/'));
-                    if let Err(e) = shared.client.delete(temp.as_str(), true).await
+                    let client =
+                        shared.job_client(&job_id).unwrap_or_else(|_| shared.client.clone());
+                    if let Err(e) = client.delete(temp.as_str(), true).await
                         && !e.is_not_found()
                     {
                         warn!(job = %job_id, error = %e, "cannot clean up after the job");
@@ -94,6 +124,33 @@ fn execute(shared: &Arc<Shared>, actions: Vec<Action>) {
                 }
             }
         });
+    }
+}
+
+/// Makes the job binaries' directory writable by every submitter, sticky so that none can
+/// remove another's upload (Hadoop's staging root is made so too). Jobs are submitted as
+/// their users, who can't create it under `/`. Best effort: without it only the users
+/// who may write there can submit.
+async fn prepare_binary_dir(client: &dfs::Client) {
+    let dir = crate::runtime::BINARY_DIR;
+    // Looked at first: a restarted coordinator changes nothing (and waits for no safe
+    // mode) when the directory is as it should be.
+    let res = async {
+        let status = match client.try_stat(dir).await? {
+            Some(s) => s,
+            None => {
+                client.mkdir(dir, true).await?;
+                client.stat(dir).await?
+            }
+        };
+        if status.permission != 0o1777 {
+            client.set_permission(dir, 0o1777).await?;
+        }
+        Ok::<(), dfs::Error>(())
+    }
+    .await;
+    if let Err(e) = res {
+        warn!(dir, error = %e, "cannot open the job binary directory to every user: only those who may write there can submit jobs");
     }
 }
 
@@ -433,7 +490,8 @@ pub const MAX_REDUCERS: u32 = 10_000;
 impl CoordinatorService {
     /// Checks a submission and turns it into a job for the core.
     async fn prepare(&self, r: pb::SubmitJobRequest) -> Result<NewJob> {
-        let client = &self.shared.client;
+        // The job's inputs are listed and its output made as its user.
+        let client = &self.shared.client_as(&r.user)?;
         if r.name.is_empty() || r.binary_path.is_empty() {
             return Err(Error::InvalidArgument("a job needs a name and a binary".into()));
         }
@@ -508,6 +566,7 @@ pub async fn run(
     let addr: SocketAddr =
         listener.local_addr().map_err(Error::io("cannot read the listening address"))?;
     let client = dfs::Client::connect(&cfg.master, dfs::ClientConfig::default()).await?;
+    prepare_binary_dir(&client).await;
     let core_cfg = CoreConfig {
         heartbeat_ms: cfg.heartbeat.as_millis() as i64,
         dead_after_ms: cfg.dead_after.as_millis() as i64,

@@ -55,6 +55,20 @@ struct Cli {
     /// in milliseconds.
     #[arg(long, env = "MASTER_LEASE_HARD_LIMIT_MS", default_value_t = 600_000)]
     lease_hard_limit_ms: u64,
+    /// The superuser, who passes every permission check and owns a new namespace's
+    /// root (default: the OS user running the master).
+    #[arg(long, env = "MASTER_SUPERUSER")]
+    superuser: Option<String>,
+    /// Members of this group are superusers too.
+    #[arg(long, env = "MASTER_SUPERGROUP", default_value = "supergroup")]
+    supergroup: String,
+    /// A static group mapping, lines `user: group1,group2`, consulted before this
+    /// host's /etc/passwd and /etc/group.
+    #[arg(long, env = "MASTER_GROUP_MAPPING")]
+    group_mapping: Option<PathBuf>,
+    /// The audit log: a file, or `none` (default: audit.log in the metadata directory).
+    #[arg(long, env = "MASTER_AUDIT_LOG")]
+    audit_log: Option<String>,
     /// Once recovered and serving, write the bound host:port to this file.
     #[arg(long)]
     addr_file: Option<PathBuf>,
@@ -93,6 +107,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         lease_soft_limit: Duration::from_millis(cli.lease_soft_limit_ms),
         lease_hard_limit: Duration::from_millis(cli.lease_hard_limit_ms),
         connections: cli.connections.limits(),
+        superuser: cli.superuser.unwrap_or_else(security::os_user),
+        supergroup: cli.supergroup,
+        group_mapping: cli.group_mapping,
+        audit_log: cli
+            .audit_log
+            .as_deref()
+            .map_or(master::config::AuditTarget::InDir, master::config::AuditTarget::parse),
     };
     config.validate()?;
     let listener = tokio::net::TcpListener::bind(&cli.addr)

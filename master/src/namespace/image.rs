@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use proto::path::{MAX_PATH_LEN, check_component};
 
-use super::{Children, FileMeta, Inode, InodeId, InodeKind, Namespace, ROOT};
+use super::{Children, FileMeta, Group, Inode, InodeId, InodeKind, Namespace, ROOT};
 
 /// One inode as a checkpoint stores it.
 #[derive(Debug, Clone)]
@@ -26,6 +26,8 @@ pub struct InodeImage {
     pub mtime_ms: i64,
     /// Owner.
     pub owner: String,
+    /// Group.
+    pub group: String,
     /// Permission bits.
     pub permission: u16,
     /// File metadata; `None` for a directory (its children come as their own images).
@@ -69,8 +71,9 @@ impl Namespace {
         while let Some((path, id)) = stack.pop() {
             let i = self.inode(id);
             let common = format!(
-                "{path} owner={} perm={:o} mtime={}",
+                "{path} owner={} group={} perm={:o} mtime={}",
                 self.owner_of(i),
+                self.group_of(i),
                 i.permission,
                 i.mtime_ms
             );
@@ -131,6 +134,7 @@ impl NamespaceBuilder {
     /// the namespace never holds a path that no request could name.
     pub fn insert(&mut self, img: InodeImage) -> Result<InodeId, String> {
         let owner = self.ns.intern(&img.owner);
+        let group = Group(self.ns.intern(&img.group).0);
         if img.id == ROOT {
             if img.file.is_some() {
                 return Err("the root is recorded as a file".into());
@@ -138,6 +142,7 @@ impl NamespaceBuilder {
             let root = self.ns.inode_mut(ROOT);
             root.mtime_ms = img.mtime_ms;
             root.owner = owner;
+            root.group = group;
             root.permission = img.permission;
             return Ok(ROOT);
         }
@@ -185,6 +190,7 @@ impl NamespaceBuilder {
             name: img.name.as_str().into(),
             mtime_ms: img.mtime_ms,
             owner,
+            group,
             generation: 0,
             permission: img.permission,
             kind,
@@ -226,6 +232,7 @@ mod tests {
             name: i.name.to_string(),
             mtime_ms: i.mtime_ms,
             owner: ns.owner_of(i).to_string(),
+            group: ns.group_of(i).to_string(),
             permission: i.permission,
             file: match &i.kind {
                 InodeKind::File(f) => Some(f.clone()),
@@ -237,13 +244,14 @@ mod tests {
     #[test]
     fn a_walk_rebuilds_the_same_namespace() {
         let mut ns = Namespace::new();
-        ns.mkdir(&p("/a/b/c"), true, "alice", 5).expect("mkdir");
+        ns.mkdir(&p("/a/b/c"), true, "alice", 0o002, 5).expect("mkdir");
         let args = CreateArgs {
             replication: 2,
             chunk_size: 100,
             overwrite: false,
             create_parents: true,
             owner: "bob",
+            umask: 0o027,
             client: "w",
             now_ms: 6,
         };
@@ -271,6 +279,7 @@ mod tests {
             name: name.into(),
             mtime_ms: 0,
             owner: "u".into(),
+            group: "g".into(),
             permission: 0o755,
             file: None,
         };

@@ -16,7 +16,7 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use proto::path::DfsPath;
 
-use super::{CreateArgs, DIR_PERMISSION, FILE_PERMISSION, Namespace};
+use super::{CreateArgs, DEFAULT_GROUP, DIR_PERMISSION, Namespace};
 use crate::checkpoint::{self, Snapshot};
 use crate::chunks::{ChunkHandle, ChunkMap};
 use crate::error::Error;
@@ -25,6 +25,10 @@ use crate::oplog::{Op, Record, frame, segment};
 /// Few names, so paths collide often.
 const NAMES: [&str; 3] = ["a", "b", "c"];
 const OWNERS: [&str; 2] = ["u1", "u2"];
+const GROUPS: [&str; 2] = ["g1", "g2"];
+const UMASKS: [u16; 3] = [0o022, 0o077, 0o000];
+/// Modes a chmod asks for; the last is out of range.
+const MODES: [u16; 4] = [0o755, 0o1777, 0o600, 0o2000];
 const CLIENTS: [&str; 2] = ["c1", "c2"];
 const CHUNK_SIZES: [u64; 2] = [64 << 10, 128 << 10];
 
@@ -66,6 +70,7 @@ pub(crate) enum Step {
         path: PathSel,
         parents: bool,
         owner: u8,
+        umask: u8,
     },
     Create {
         path: PathSel,
@@ -74,7 +79,17 @@ pub(crate) enum Step {
         overwrite: bool,
         create_parents: bool,
         owner: u8,
+        umask: u8,
         client: u8,
+    },
+    SetPermission {
+        path: PathSel,
+        mode: u8,
+    },
+    SetOwner {
+        path: PathSel,
+        owner: Option<u8>,
+        group: Option<u8>,
     },
     AddChunk {
         path: PathSel,
@@ -131,13 +146,17 @@ fn step() -> impl Strategy<Value = Step> {
     // Mostly the first client, so writes get somewhere; the second one meets leases.
     let client = prop_oneof![3 => Just(0u8), 1 => Just(1u8)];
     let owner = 0..OWNERS.len() as u8;
+    let umask = 0..UMASKS.len() as u8;
     prop_oneof![
-        3 => (path_sel(), any::<bool>(), owner.clone())
-            .prop_map(|(path, parents, owner)| Step::Mkdir { path, parents, owner }),
-        6 => (prop_oneof![3 => path_sel(), 1 => file_sel()], replication(), 0..CHUNK_SIZES.len() as u8, any::<(bool, bool)>(), owner, client.clone())
-            .prop_map(|(path, replication, chunk_size, (overwrite, create_parents), owner, client)| {
-                Step::Create { path, replication, chunk_size, overwrite, create_parents, owner, client }
+        3 => (path_sel(), any::<bool>(), owner.clone(), umask.clone())
+            .prop_map(|(path, parents, owner, umask)| Step::Mkdir { path, parents, owner, umask }),
+        6 => (prop_oneof![3 => path_sel(), 1 => file_sel()], replication(), 0..CHUNK_SIZES.len() as u8, any::<(bool, bool)>(), owner.clone(), umask, client.clone())
+            .prop_map(|(path, replication, chunk_size, (overwrite, create_parents), owner, umask, client)| {
+                Step::Create { path, replication, chunk_size, overwrite, create_parents, owner, umask, client }
             }),
+        1 => (path_sel(), 0..MODES.len() as u8).prop_map(|(path, mode)| Step::SetPermission { path, mode }),
+        1 => (path_sel(), prop::option::of(owner), prop::option::of(0..GROUPS.len() as u8))
+            .prop_map(|(path, owner, group)| Step::SetOwner { path, owner, group }),
         5 => (file_sel(), client.clone(), chunk_sel())
             .prop_map(|(path, client, previous)| Step::AddChunk { path, client, previous }),
         3 => (file_sel(), client, chunk_sel())
@@ -157,6 +176,8 @@ pub(crate) fn steps(max: usize) -> impl Strategy<Value = Vec<Step>> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Node {
     owner: String,
+    group: String,
+    perm: u16,
     mtime: i64,
     file: Option<FileNode>,
 }
@@ -185,7 +206,13 @@ type Outcome = std::result::Result<(), &'static str>;
 
 impl Model {
     fn new() -> Model {
-        let root = Node { owner: "root".into(), mtime: 0, file: None };
+        let root = Node {
+            owner: "root".into(),
+            group: DEFAULT_GROUP.into(),
+            perm: DIR_PERMISSION,
+            mtime: 0,
+            file: None,
+        };
         Model { nodes: BTreeMap::from([("/".to_owned(), root)]) }
     }
 
@@ -233,11 +260,26 @@ impl Model {
         self.touch(&parent, now);
     }
 
-    fn dir(owner: &str, now: i64) -> Node {
-        Node { owner: owner.into(), mtime: now, file: None }
+    /// A new node below `p`'s parent: in the parent's group.
+    fn node(&self, p: &DfsPath, owner: &str, perm: u16, now: i64, file: Option<FileNode>) -> Node {
+        let parent = p.parent().expect("not the root").to_string();
+        let group = self.nodes[&parent].group.clone();
+        Node { owner: owner.into(), group, perm, mtime: now, file }
     }
 
-    fn mkdir(&mut self, p: &DfsPath, parents: bool, owner: &str, now: i64) -> Outcome {
+    fn mkdir(&mut self, p: &DfsPath, parents: bool, owner: &str, umask: u16, now: i64) -> Outcome {
+        let mode = 0o777 & !umask;
+        self.make_dirs(p, parents, owner, (mode, mode | 0o300), now)
+    }
+
+    fn make_dirs(
+        &mut self,
+        p: &DfsPath,
+        parents: bool,
+        owner: &str,
+        (mode, parent_mode): (u16, u16),
+        now: i64,
+    ) -> Outcome {
         if parents {
             let mut walked = DfsPath::root();
             for c in p.components() {
@@ -246,7 +288,11 @@ impl Model {
                     Some(n) if n.file.is_none() => {}
                     Some(_) if walked == *p => return Err("AlreadyExists"),
                     Some(_) => return Err("NotADirectory"),
-                    None => self.add(&walked, Model::dir(owner, now), now),
+                    None => {
+                        let m = if walked == *p { mode } else { parent_mode };
+                        let node = self.node(&walked, owner, m, now, None);
+                        self.add(&walked, node, now);
+                    }
                 }
             }
             return Ok(());
@@ -258,7 +304,29 @@ impl Model {
         if self.nodes.contains_key(p.as_str()) {
             return Err("AlreadyExists");
         }
-        self.add(p, Model::dir(owner, now), now);
+        let node = self.node(p, owner, mode, now, None);
+        self.add(p, node, now);
+        Ok(())
+    }
+
+    fn set_permission(&mut self, p: &DfsPath, mode: u16) -> Outcome {
+        if mode > 0o1777 {
+            return Err("InvalidArgument");
+        }
+        let at = self.lookup(p)?;
+        self.nodes.get_mut(&at).expect("found").perm = mode;
+        Ok(())
+    }
+
+    fn set_owner(&mut self, p: &DfsPath, owner: Option<&str>, group: Option<&str>) -> Outcome {
+        let at = self.lookup(p)?;
+        let n = self.nodes.get_mut(&at).expect("found");
+        if let Some(o) = owner {
+            n.owner = o.into();
+        }
+        if let Some(g) = group {
+            n.group = g.into();
+        }
         Ok(())
     }
 
@@ -282,6 +350,7 @@ impl Model {
         overwrite: bool,
         create_parents: bool,
         owner: &str,
+        umask: u16,
         client: &str,
         now: i64,
     ) -> Outcome {
@@ -290,7 +359,8 @@ impl Model {
         }
         if create_parents {
             let parent = p.parent().ok_or("Refused")?;
-            self.mkdir(&parent, true, owner, now)?;
+            let dir_mode = (0o777 & !umask) | 0o300;
+            self.make_dirs(&parent, true, owner, (dir_mode, dir_mode), now)?;
         }
         self.parent_dir(p)?;
         if let Some(existing) = self.nodes.get(p.as_str()) {
@@ -310,7 +380,8 @@ impl Model {
             length: 0,
             writer: Some(client.into()),
         };
-        self.add(p, Node { owner: owner.into(), mtime: now, file: Some(file) }, now);
+        let node = self.node(p, owner, 0o666 & !umask, now, Some(file));
+        self.add(p, node, now);
         Ok(())
     }
 
@@ -449,8 +520,10 @@ impl Model {
         let mut stack = vec!["/".to_owned()];
         while let Some(p) = stack.pop() {
             let n = &self.nodes[&p];
-            let perm = if n.file.is_some() { FILE_PERMISSION } else { DIR_PERMISSION };
-            let common = format!("{p} owner={} perm={perm:o} mtime={}", n.owner, n.mtime);
+            let common = format!(
+                "{p} owner={} group={} perm={:o} mtime={}",
+                n.owner, n.group, n.perm, n.mtime
+            );
             match &n.file {
                 None => {
                     out.push(format!("{common} dir"));
@@ -547,11 +620,31 @@ impl Run {
     pub(crate) fn step(&mut self, step: &Step, now: i64) -> std::result::Result<(), TestCaseError> {
         let handle = |v: Option<(u64, u64)>| v.map(|(h, l)| (ChunkHandle(h), l));
         let (want, got, op) = match step {
-            Step::Mkdir { path, parents, owner } => {
+            Step::Mkdir { path, parents, owner, umask } => {
                 let (p, owner) = (self.path(path), OWNERS[usize::from(*owner)]);
-                let want = self.model.mkdir(&p, *parents, owner, now);
-                let got = self.ns.mkdir(&p, *parents, owner, now);
-                (want, got, Op::Mkdir { path: p, parents: *parents, owner: owner.into() })
+                let umask = UMASKS[usize::from(*umask)];
+                let want = self.model.mkdir(&p, *parents, owner, umask, now);
+                let got = self.ns.mkdir(&p, *parents, owner, umask, now);
+                (want, got, Op::Mkdir { path: p, parents: *parents, owner: owner.into(), umask })
+            }
+            Step::SetPermission { path, mode } => {
+                let (p, mode) = (self.path(path), MODES[usize::from(*mode)]);
+                let want = self.model.set_permission(&p, mode);
+                let got = self.ns.set_permission(&p, mode).map(drop);
+                (want, got, Op::SetPermission { path: p, permission: mode })
+            }
+            Step::SetOwner { path, owner, group } => {
+                let p = self.path(path);
+                let owner = owner.map(|o| OWNERS[usize::from(o)]);
+                let group = group.map(|g| GROUPS[usize::from(g)]);
+                let want = self.model.set_owner(&p, owner, group);
+                let got = self.ns.set_owner(&p, owner, group).map(drop);
+                let op = Op::SetOwner {
+                    path: p,
+                    owner: owner.map(str::to_owned),
+                    group: group.map(str::to_owned),
+                };
+                (want, got, op)
             }
             Step::Create {
                 path,
@@ -560,6 +653,7 @@ impl Run {
                 overwrite,
                 create_parents,
                 owner,
+                umask,
                 client,
             } => {
                 let p = self.path(path);
@@ -569,6 +663,7 @@ impl Run {
                     overwrite: *overwrite,
                     create_parents: *create_parents,
                     owner: OWNERS[usize::from(*owner)],
+                    umask: UMASKS[usize::from(*umask)],
                     client: CLIENTS[usize::from(*client)],
                     now_ms: now,
                 };
@@ -579,6 +674,7 @@ impl Run {
                     args.overwrite,
                     args.create_parents,
                     args.owner,
+                    args.umask,
                     args.client,
                     now,
                 );
@@ -590,6 +686,7 @@ impl Run {
                     overwrite: args.overwrite,
                     create_parents: args.create_parents,
                     owner: args.owner.into(),
+                    umask: args.umask,
                     client: args.client.into(),
                 };
                 (want, got, op)
@@ -722,7 +819,11 @@ proptest! {
 
         prop_assert!(midway.is_some());
         write_log(dir.path(), &run.log);
-        let config = crate::Config { dir: dir.path().to_owned(), ..crate::Config::default() };
+        let config = crate::Config {
+            dir: dir.path().to_owned(),
+            superuser: "root".into(),
+            ..crate::Config::default()
+        };
         let recovered = crate::recovery::recover(config).expect("recover");
         prop_assert_eq!(recovered.core.namespace().dump(), want);
         recovered.log.stop();
@@ -734,7 +835,9 @@ fn the_model_agrees_on_a_known_sequence() {
     let p = |names: &[u8]| PathSel::Random(names.to_vec());
     let mut run = Run::new();
     let steps = [
-        Step::Mkdir { path: p(&[0, 1]), parents: true, owner: 0 },
+        Step::Mkdir { path: p(&[0, 1]), parents: true, owner: 0, umask: 1 },
+        Step::SetOwner { path: p(&[0]), owner: None, group: Some(1) },
+        Step::SetPermission { path: p(&[0]), mode: 1 },
         Step::Create {
             path: p(&[0, 1, 2]),
             replication: 2,
@@ -742,6 +845,7 @@ fn the_model_agrees_on_a_known_sequence() {
             overwrite: false,
             create_parents: false,
             owner: 1,
+            umask: 0,
             client: 0,
         },
         Step::AddChunk { path: p(&[0, 1, 2]), client: 0, previous: ChunkSel::None },

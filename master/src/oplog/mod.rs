@@ -261,7 +261,7 @@ mod tests {
 
     fn mkdir(i: u64) -> Op {
         let path = DfsPath::parse(&format!("/d{i}")).expect("path");
-        Op::Mkdir { path, parents: false, owner: "u".into() }
+        Op::Mkdir { path, parents: false, owner: "u".into(), umask: 0o022 }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,8 +22,10 @@ pub enum Op {
         path: DfsPath,
         /// `mkdir -p`.
         parents: bool,
-        /// Owner of what it creates.
+        /// Owner of what it creates: the caller.
         owner: String,
+        /// The caller's umask.
+        umask: u16,
     },
     /// [`crate::core::Core::create`], with defaults resolved.
     Create {
@@ -37,8 +39,10 @@ pub enum Op {
         overwrite: bool,
         /// Created missing parents.
         create_parents: bool,
-        /// Owner.
+        /// Owner: the caller.
         owner: String,
+        /// The caller's umask.
+        umask: u16,
         /// Writer holding the file open.
         client: String,
     },
@@ -82,6 +86,22 @@ pub enum Op {
         path: DfsPath,
         /// New factor.
         replication: u16,
+    },
+    /// chmod.
+    SetPermission {
+        /// File or directory.
+        path: DfsPath,
+        /// The new bits (at most [`crate::permission::MAX_MODE`]).
+        permission: u16,
+    },
+    /// chown / chgrp.
+    SetOwner {
+        /// File or directory.
+        path: DfsPath,
+        /// The new owner, if it changes.
+        owner: Option<String>,
+        /// The new group, if it changes.
+        group: Option<String>,
     },
     /// A chunk being written got a new version (pipeline recovery, lease recovery).
     UpdatePipeline {
@@ -139,6 +159,23 @@ fn path(s: &str) -> Result<DfsPath, String> {
     DfsPath::parse(s).map_err(|e| format!("bad path in record: {e}"))
 }
 
+/// A umask from a record; records written before permissions carry none: 0o022, which
+/// gives what those masters gave (0o755 directories, 0o644 files).
+fn umask(u: Option<u32>) -> Result<u16, String> {
+    let u = u.unwrap_or(u32::from(crate::permission::DEFAULT_UMASK));
+    u16::try_from(u)
+        .ok()
+        .filter(|u| *u <= 0o777)
+        .ok_or_else(|| format!("umask {u:#o} out of range in record"))
+}
+
+fn mode(m: u32) -> Result<u16, String> {
+    u16::try_from(m)
+        .ok()
+        .filter(|m| *m <= crate::permission::MAX_MODE)
+        .ok_or_else(|| format!("permission {m:#o} out of range in record"))
+}
+
 fn factor(r: u32) -> Result<u16, String> {
     u16::try_from(r).map_err(|_| format!("replication {r} out of range in record"))
 }
@@ -154,10 +191,11 @@ impl Record {
     /// Appends the protobuf encoding to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         let op = match &self.op {
-            Op::Mkdir { path, parents, owner } => log_record::Op::Mkdir(pb::LogMkdir {
+            Op::Mkdir { path, parents, owner, umask } => log_record::Op::Mkdir(pb::LogMkdir {
                 path: path.to_string(),
                 parents: *parents,
                 owner: owner.clone(),
+                umask: Some(u32::from(*umask)),
             }),
             Op::Create {
                 path,
@@ -166,6 +204,7 @@ impl Record {
                 overwrite,
                 create_parents,
                 owner,
+                umask,
                 client,
             } => log_record::Op::Create(pb::LogCreate {
                 path: path.to_string(),
@@ -175,6 +214,7 @@ impl Record {
                 create_parents: *create_parents,
                 owner: owner.clone(),
                 client: client.clone(),
+                umask: Some(u32::from(*umask)),
             }),
             Op::AddChunk { path, client, previous, handle } => {
                 let (previous_handle, previous_length) = split(*previous);
@@ -208,6 +248,17 @@ impl Record {
                     replication: u32::from(*replication),
                 })
             }
+            Op::SetPermission { path, permission } => {
+                log_record::Op::SetPermission(pb::LogSetPermission {
+                    path: path.to_string(),
+                    permission: u32::from(*permission),
+                })
+            }
+            Op::SetOwner { path, owner, group } => log_record::Op::SetOwner(pb::LogSetOwner {
+                path: path.to_string(),
+                owner: owner.clone(),
+                group: group.clone(),
+            }),
             Op::UpdatePipeline { path, client, handle, version } => {
                 log_record::Op::UpdatePipeline(pb::LogUpdatePipeline {
                     path: path.to_string(),
@@ -246,9 +297,12 @@ impl Record {
     pub fn decode(payload: &[u8]) -> Result<Record, String> {
         let r = pb::LogRecord::decode(payload).map_err(|e| format!("undecodable record: {e}"))?;
         let op = match r.op.ok_or("record without an operation")? {
-            log_record::Op::Mkdir(m) => {
-                Op::Mkdir { path: path(&m.path)?, parents: m.parents, owner: m.owner }
-            }
+            log_record::Op::Mkdir(m) => Op::Mkdir {
+                path: path(&m.path)?,
+                parents: m.parents,
+                owner: m.owner,
+                umask: umask(m.umask)?,
+            },
             log_record::Op::Create(c) => Op::Create {
                 path: path(&c.path)?,
                 replication: factor(c.replication)?,
@@ -256,6 +310,7 @@ impl Record {
                 overwrite: c.overwrite,
                 create_parents: c.create_parents,
                 owner: c.owner,
+                umask: umask(c.umask)?,
                 client: c.client,
             },
             log_record::Op::AddChunk(a) => Op::AddChunk {
@@ -275,6 +330,12 @@ impl Record {
             }
             log_record::Op::SetReplication(s) => {
                 Op::SetReplication { path: path(&s.path)?, replication: factor(s.replication)? }
+            }
+            log_record::Op::SetPermission(s) => {
+                Op::SetPermission { path: path(&s.path)?, permission: mode(s.permission)? }
+            }
+            log_record::Op::SetOwner(s) => {
+                Op::SetOwner { path: path(&s.path)?, owner: s.owner, group: s.group }
             }
             log_record::Op::UpdatePipeline(u) => Op::UpdatePipeline {
                 path: path(&u.path)?,
@@ -305,7 +366,10 @@ mod tests {
     #[test]
     fn every_op_round_trips() {
         let ops = [
-            Op::Mkdir { path: p("/a/b"), parents: true, owner: "u".into() },
+            Op::Mkdir { path: p("/a/b"), parents: true, owner: "u".into(), umask: 0o027 },
+            Op::SetPermission { path: p("/a/b"), permission: 0o1777 },
+            Op::SetOwner { path: p("/a"), owner: Some("bob".into()), group: None },
+            Op::SetOwner { path: p("/a"), owner: None, group: Some("staff".into()) },
             Op::Create {
                 path: p("/a/f"),
                 replication: 2,
@@ -313,6 +377,7 @@ mod tests {
                 overwrite: true,
                 create_parents: false,
                 owner: "u".into(),
+                umask: 0,
                 client: "c1".into(),
             },
             Op::AddChunk {
@@ -388,24 +453,36 @@ pub(crate) mod proptests {
     fn op() -> impl Strategy<Value = Op> {
         let s = any::<String>;
         prop_oneof![
-            (path(), any::<bool>(), s()).prop_map(|(path, parents, owner)| Op::Mkdir {
-                path,
-                parents,
-                owner
+            (path(), any::<bool>(), s(), 0..=0o777u16).prop_map(|(path, parents, owner, umask)| {
+                Op::Mkdir { path, parents, owner, umask }
             }),
-            (path(), any::<u16>(), any::<u64>(), any::<(bool, bool)>(), s(), s()).prop_map(
-                |(path, replication, chunk_size, (overwrite, create_parents), owner, client)| {
-                    Op::Create {
+            (path(), any::<u16>(), any::<u64>(), any::<(bool, bool)>(), s(), s(), 0..=0o777u16)
+                .prop_map(
+                    |(
                         path,
                         replication,
                         chunk_size,
-                        overwrite,
-                        create_parents,
+                        (overwrite, create_parents),
                         owner,
                         client,
+                        umask,
+                    )| {
+                        Op::Create {
+                            path,
+                            replication,
+                            chunk_size,
+                            overwrite,
+                            create_parents,
+                            owner,
+                            umask,
+                            client,
+                        }
                     }
-                }
-            ),
+                ),
+            (path(), 0..=0o1777u16)
+                .prop_map(|(path, permission)| Op::SetPermission { path, permission }),
+            (path(), prop::option::of(s()), prop::option::of(s()))
+                .prop_map(|(path, owner, group)| Op::SetOwner { path, owner, group }),
             (path(), s(), finished(), any::<u64>()).prop_map(|(path, client, previous, h)| {
                 Op::AddChunk { path, client, previous, handle: ChunkHandle(h) }
             }),

@@ -165,7 +165,7 @@ mod tests {
         Record {
             txid,
             time_ms: txid as i64,
-            op: Op::Mkdir { path, parents: false, owner: "u".into() },
+            op: Op::Mkdir { path, parents: false, owner: "u".into(), umask: 0o022 },
             call: None,
         }
     }

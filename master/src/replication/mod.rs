@@ -446,6 +446,7 @@ mod tests {
                 overwrite: false,
                 create_parents: true,
                 owner: "u",
+                umask: 0o022,
                 client: "c",
                 now_ms: 0,
             };

@@ -1,6 +1,10 @@
 //! `gfs.v1.AdminProtocol`: what administrators call (`dfs fsck`, `dfs admin ...`, HDFS's
 //! `hdfs fsck` and `hdfs dfsadmin`). Read-only reports (fsck, cluster report, metasave)
 //! and operations on the cluster (safe mode, checkpoints, decommissioning, balancing).
+//!
+//! Every call needs a caller; the reports (fsck, cluster report, safe mode `get` and
+//! `wait`, the balancer's status) are anyone's, everything that changes the cluster or
+//! dumps its state is the superusers' (as `hdfs dfsadmin`).
 
 use std::time::Duration;
 
@@ -8,7 +12,7 @@ use proto::gfs as pb;
 use proto::gfs::admin_protocol_server::AdminProtocol;
 use tonic::{Request, Response, Status};
 
-use super::{command, path, unexpected};
+use super::{Edge, command, path, unexpected};
 use crate::checkpoint::Checkpointer;
 use crate::command::{BalanceAction, Command, Reply, SafeModeAction};
 use crate::core::Core;
@@ -23,12 +27,14 @@ const SAFE_MODE_POLL: Duration = Duration::from_millis(100);
 pub struct AdminProtocolService {
     driver: Driver,
     checkpointer: Checkpointer,
+    edge: Edge,
 }
 
 impl AdminProtocolService {
-    /// A service over `driver`, taking checkpoints on demand with `checkpointer`.
-    pub fn new(driver: Driver, checkpointer: Checkpointer) -> AdminProtocolService {
-        AdminProtocolService { driver, checkpointer }
+    /// A service over `driver`, taking checkpoints on demand with `checkpointer`,
+    /// learning callers at `edge`.
+    pub fn new(driver: Driver, checkpointer: Checkpointer, edge: Edge) -> AdminProtocolService {
+        AdminProtocolService { driver, checkpointer, edge }
     }
 }
 
@@ -50,6 +56,7 @@ impl AdminProtocol for AdminProtocolService {
         &self,
         req: Request<pb::FsckRequest>,
     ) -> Result<Response<pb::FsckResponse>, Status> {
+        self.edge.caller(&req)?;
         let r = req.into_inner();
         let p = path(if r.path.is_empty() { "/" } else { &r.path })?;
         let m = self.driver.lock()?;
@@ -58,16 +65,18 @@ impl AdminProtocol for AdminProtocolService {
 
     async fn cluster_report(
         &self,
-        _req: Request<pb::ClusterReportRequest>,
+        req: Request<pb::ClusterReportRequest>,
     ) -> Result<Response<pb::ClusterReportResponse>, Status> {
+        self.edge.caller(&req)?;
         let m = self.driver.lock()?;
         Ok(Response::new(report::cluster_report(&m.core, self.driver.now().mono)))
     }
 
     async fn checkpoint(
         &self,
-        _req: Request<pb::CheckpointRequest>,
+        req: Request<pb::CheckpointRequest>,
     ) -> Result<Response<pb::CheckpointResponse>, Status> {
+        self.edge.superuser(&req, "checkpoint")?;
         let txid = self.checkpointer.checkpoint(self.driver.now().wall_ms).await?;
         Ok(Response::new(pb::CheckpointResponse { txid }))
     }
@@ -85,6 +94,11 @@ impl AdminProtocol for AdminProtocolService {
             A::Enter => SafeModeAction::Enter,
             A::Leave => SafeModeAction::Leave,
         };
+        if action == SafeModeAction::Check {
+            self.edge.caller(&req)?;
+        } else {
+            self.edge.superuser(&req, "safemode")?;
+        }
         loop {
             let status =
                 command(&self.driver, Command::SafeMode(action), |st, _| Ok(safe_mode_status(st)))?;
@@ -99,8 +113,9 @@ impl AdminProtocol for AdminProtocolService {
 
     async fn meta_save(
         &self,
-        _req: Request<pb::MetaSaveRequest>,
+        req: Request<pb::MetaSaveRequest>,
     ) -> Result<Response<pb::MetaSaveResponse>, Status> {
+        self.edge.superuser(&req, "metasave")?;
         let now = self.driver.now();
         let m = self.driver.lock()?;
         let text = crate::metasave::meta_save(&m, now.mono, now.wall_ms);
@@ -111,6 +126,7 @@ impl AdminProtocol for AdminProtocolService {
         &self,
         req: Request<pb::DecommissionRequest>,
     ) -> Result<Response<pb::DecommissionResponse>, Status> {
+        self.edge.superuser(&req, "decommission")?;
         let r = req.into_inner();
         let cmd = Command::Decommission { who: r.addr, recommission: r.recommission };
         let resp = command(&self.driver, cmd, |st, reply| match reply {
@@ -128,6 +144,11 @@ impl AdminProtocol for AdminProtocolService {
         &self,
         req: Request<pb::BalanceRequest>,
     ) -> Result<Response<pb::BalanceResponse>, Status> {
+        if req.get_ref().query {
+            self.edge.caller(&req)?;
+        } else {
+            self.edge.superuser(&req, "balance")?;
+        }
         let r = req.into_inner();
         let action = if r.stop {
             BalanceAction::Stop

@@ -3,21 +3,23 @@
 //! pipelines, completion, leases) and the read path (chunk locations, bad replicas).
 //!
 //! Mutations go through [`super::mutate`] (the retry cache and the log); lookups read
-//! the core under the driver's lock.
+//! the core under the driver's lock. Every call names its caller ([`super::Edge`]);
+//! namespace calls are audited.
 
 use proto::gfs as pb;
 use proto::gfs::client_protocol_server::ClientProtocol;
 use proto::path::DfsPath;
 use tonic::{Request, Response, Status};
 
-use super::{command, mutate, path, unexpected};
+use super::{Audited, Edge, command, mutate, path, perm_of, unexpected};
 use crate::chunks::ReplicaStatus;
-use crate::command::{Command, Mutation, Reply};
+use crate::command::{Command, Mutation, Read, Reply};
 use crate::config;
 use crate::core::{Core, Located};
 use crate::driver::Driver;
 use crate::ids::{ChunkHandle, InodeId};
 use crate::namespace::{InodeKind, Namespace};
+use crate::permission::{self, DEFAULT_UMASK};
 use crate::report;
 use crate::retry_cache::CallKey;
 
@@ -25,13 +27,22 @@ use crate::retry_cache::CallKey;
 #[derive(Debug, Clone)]
 pub struct ClientProtocolService {
     driver: Driver,
+    edge: Edge,
 }
 
 impl ClientProtocolService {
-    /// A service over `driver`.
-    pub fn new(driver: Driver) -> ClientProtocolService {
-        ClientProtocolService { driver }
+    /// A service over `driver`, learning callers and auditing at `edge`.
+    pub fn new(driver: Driver, edge: Edge) -> ClientProtocolService {
+        ClientProtocolService { driver, edge }
     }
+}
+
+/// The umask a request carries, or the default.
+fn umask(u: Option<u32>) -> Result<u16, Status> {
+    Ok(match u {
+        Some(u) => permission::check_umask(u)?,
+        None => DEFAULT_UMASK,
+    })
 }
 
 /// `Some(handle)` unless the wire's "none" (0).
@@ -55,6 +66,7 @@ fn file_status(ns: &Namespace, path: &DfsPath, id: InodeId) -> pb::FileStatus {
         path: path.to_string(),
         mtime_ms: inode.mtime_ms,
         owner: owner.to_owned(),
+        group: ns.group_of(inode).to_owned(),
         permission: u32::from(inode.permission),
         ..pb::FileStatus::default()
     };
@@ -86,6 +98,22 @@ fn located(st: &Core, l: &Located) -> pb::LocatedChunk {
     }
 }
 
+/// The status of the path a chmod or chown changed, and its audit `perm` field.
+fn attributes(
+    st: &Core,
+    reply: Reply,
+    perm: &mut Option<String>,
+) -> Result<Option<pb::FileStatus>, Status> {
+    match reply {
+        Reply::Attributes(path) => {
+            *perm = perm_of(st, &path);
+            let id = st.ns.lookup(&path)?;
+            Ok(Some(file_status(&st.ns, &path, id)))
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
 /// A chunk answer as the wire has it.
 fn chunk_reply(st: &Core, reply: Reply) -> Result<Option<pb::LocatedChunk>, Status> {
     match reply {
@@ -100,19 +128,31 @@ impl ClientProtocol for ClientProtocolService {
         &self,
         req: Request<pb::MkdirRequest>,
     ) -> Result<Response<pb::MkdirResponse>, Status> {
+        let caller = self.edge.caller(&req)?;
+        let ip = req.remote_addr().map(|a| a.ip());
         let r = req.into_inner();
         let p = path(&r.path)?;
+        // Ignored (the caller owns what it creates), but still bounded.
         config::check_principal("owner", &r.owner)?;
         let call = CallKey::from_request(&r.client_id, r.call_id);
-        let m = Mutation::Mkdir { path: p, parents: r.parents, owner: r.owner };
-        let resp = mutate(&self.driver, call, m, |_, _| Ok(pb::MkdirResponse {})).await?;
-        Ok(Response::new(resp))
+        let m = Mutation::Mkdir { path: p.clone(), parents: r.parents, umask: umask(r.umask)? };
+        let mut perm = None;
+        let res = mutate(&self.driver, call, caller.clone(), m, |st, _| {
+            perm = perm_of(st, &p);
+            Ok(pb::MkdirResponse {})
+        })
+        .await;
+        let audited = Audited { caller: &caller, ip, cmd: "mkdirs", src: &r.path, dst: None };
+        self.edge.audit(&audited, &res, perm.as_deref());
+        Ok(Response::new(res?))
     }
 
     async fn create(
         &self,
         req: Request<pb::CreateRequest>,
     ) -> Result<Response<pb::CreateResponse>, Status> {
+        let caller = self.edge.caller(&req)?;
+        let ip = req.remote_addr().map(|a| a.ip());
         let r = req.into_inner();
         let p = path(&r.path)?;
         if r.client_name.is_empty() {
@@ -127,23 +167,28 @@ impl ClientProtocol for ClientProtocolService {
             chunk_size: r.chunk_size,
             overwrite: r.overwrite,
             create_parents: r.create_parents,
-            owner: r.owner,
+            umask: umask(r.umask)?,
             client: r.client_name,
         };
-        let resp = mutate(&self.driver, call, m, |st, reply| match reply {
+        let mut perm = None;
+        let res = mutate(&self.driver, call, caller.clone(), m, |st, reply| match reply {
             Reply::Created(id) => {
+                perm = perm_of(st, &p);
                 Ok(pb::CreateResponse { status: Some(file_status(&st.ns, &p, id)) })
             }
             other => Err(unexpected(&other)),
         })
-        .await?;
-        Ok(Response::new(resp))
+        .await;
+        let audited = Audited { caller: &caller, ip, cmd: "create", src: &r.path, dst: None };
+        self.edge.audit(&audited, &res, perm.as_deref());
+        Ok(Response::new(res?))
     }
 
     async fn add_chunk(
         &self,
         req: Request<pb::AddChunkRequest>,
     ) -> Result<Response<pb::AddChunkResponse>, Status> {
+        let caller = self.edge.caller(&req)?;
         let host = client_host(&req, &req.get_ref().client_host);
         let r = req.into_inner();
         let m = Mutation::AddChunk {
@@ -154,7 +199,7 @@ impl ClientProtocol for ClientProtocolService {
             excluded: r.excluded,
         };
         let call = CallKey::from_request(&r.client_id, r.call_id);
-        let resp = mutate(&self.driver, call, m, |st, reply| {
+        let resp = mutate(&self.driver, call, caller, m, |st, reply| {
             Ok(pb::AddChunkResponse { chunk: chunk_reply(st, reply)? })
         })
         .await?;
@@ -165,6 +210,7 @@ impl ClientProtocol for ClientProtocolService {
         &self,
         req: Request<pb::CompleteRequest>,
     ) -> Result<Response<pb::CompleteResponse>, Status> {
+        let caller = self.edge.caller(&req)?;
         let r = req.into_inner();
         let m = Mutation::Complete {
             path: path(&r.path)?,
@@ -172,7 +218,8 @@ impl ClientProtocol for ClientProtocolService {
             last: handle_len(r.last_handle, r.last_length),
         };
         let call = CallKey::from_request(&r.client_id, r.call_id);
-        let resp = mutate(&self.driver, call, m, |_, _| Ok(pb::CompleteResponse {})).await?;
+        let resp =
+            mutate(&self.driver, call, caller, m, |_, _| Ok(pb::CompleteResponse {})).await?;
         Ok(Response::new(resp))
     }
 
@@ -180,106 +227,217 @@ impl ClientProtocol for ClientProtocolService {
         &self,
         req: Request<pb::GetFileInfoRequest>,
     ) -> Result<Response<pb::GetFileInfoResponse>, Status> {
+        let caller = self.edge.caller(&req)?;
+        let ip = req.remote_addr().map(|a| a.ip());
         let p = path(&req.get_ref().path)?;
-        let m = self.driver.lock()?;
-        let id = m.core.ns.lookup(&p)?;
-        Ok(Response::new(pb::GetFileInfoResponse { status: Some(file_status(&m.core.ns, &p, id)) }))
+        let res = (|| {
+            let m = self.driver.lock()?;
+            m.core.authorize_read(&caller, &p, Read::Stat)?;
+            let id = m.core.ns.lookup(&p)?;
+            Ok(pb::GetFileInfoResponse { status: Some(file_status(&m.core.ns, &p, id)) })
+        })();
+        let src = p.as_str();
+        self.edge.audit(
+            &Audited { caller: &caller, ip, cmd: "getfileinfo", src, dst: None },
+            &res,
+            None,
+        );
+        Ok(Response::new(res?))
     }
 
     async fn list_dir(
         &self,
         req: Request<pb::ListDirRequest>,
     ) -> Result<Response<pb::ListDirResponse>, Status> {
+        let caller = self.edge.caller(&req)?;
+        let ip = req.remote_addr().map(|a| a.ip());
         let p = path(&req.get_ref().path)?;
-        let m = self.driver.lock()?;
-        let ns = &m.core.ns;
-        let entries = ns.list(&p)?.iter().map(|(cp, id)| file_status(ns, cp, *id)).collect();
-        Ok(Response::new(pb::ListDirResponse { entries }))
+        let res = (|| {
+            let m = self.driver.lock()?;
+            m.core.authorize_read(&caller, &p, Read::List)?;
+            let ns = &m.core.ns;
+            let entries = ns.list(&p)?.iter().map(|(cp, id)| file_status(ns, cp, *id)).collect();
+            Ok(pb::ListDirResponse { entries })
+        })();
+        let src = p.as_str();
+        self.edge.audit(
+            &Audited { caller: &caller, ip, cmd: "listStatus", src, dst: None },
+            &res,
+            None,
+        );
+        Ok(Response::new(res?))
     }
 
     async fn get_chunk_locations(
         &self,
         req: Request<pb::GetChunkLocationsRequest>,
     ) -> Result<Response<pb::GetChunkLocationsResponse>, Status> {
+        let caller = self.edge.caller(&req)?;
+        let ip = req.remote_addr().map(|a| a.ip());
         let host = client_host(&req, &req.get_ref().client_host);
         let r = req.into_inner();
         let p = path(&r.path)?;
-        let mut m = self.driver.lock()?;
-        let now = self.driver.now().mono;
-        let (file_length, chunks, under_construction) =
-            m.core.locations(&p, r.offset, r.length, &host, now)?;
-        let chunks = chunks.iter().map(|l| located(&m.core, l)).collect();
-        Ok(Response::new(pb::GetChunkLocationsResponse { file_length, chunks, under_construction }))
+        let res = (|| {
+            let mut m = self.driver.lock()?;
+            m.core.authorize_read(&caller, &p, Read::Open)?;
+            let now = self.driver.now().mono;
+            let (file_length, chunks, under_construction) =
+                m.core.locations(&p, r.offset, r.length, &host, now)?;
+            let chunks = chunks.iter().map(|l| located(&m.core, l)).collect();
+            Ok(pb::GetChunkLocationsResponse { file_length, chunks, under_construction })
+        })();
+        // A reader asks for locations range by range: the first one is the open.
+        if r.offset == 0 {
+            let src = p.as_str();
+            self.edge.audit(
+                &Audited { caller: &caller, ip, cmd: "open", src, dst: None },
+                &res,
+                None,
+            );
+        }
+        Ok(Response::new(res?))
     }
 
     async fn rename(
         &self,
         req: Request<pb::RenameRequest>,
     ) -> Result<Response<pb::RenameResponse>, Status> {
+        let caller = self.edge.caller(&req)?;
+        let ip = req.remote_addr().map(|a| a.ip());
         let r = req.into_inner();
         let m = Mutation::Rename { src: path(&r.src)?, dst: path(&r.dst)? };
         let call = CallKey::from_request(&r.client_id, r.call_id);
-        let resp = mutate(&self.driver, call, m, |_, reply| match reply {
-            Reply::Renamed(to) => Ok(pb::RenameResponse { new_path: to.to_string() }),
+        let mut perm = None;
+        let res = mutate(&self.driver, call, caller.clone(), m, |st, reply| match reply {
+            Reply::Renamed(to) => {
+                perm = perm_of(st, &to);
+                Ok(pb::RenameResponse { new_path: to.to_string() })
+            }
             other => Err(unexpected(&other)),
         })
-        .await?;
-        Ok(Response::new(resp))
+        .await;
+        let audited =
+            Audited { caller: &caller, ip, cmd: "rename", src: &r.src, dst: Some(&r.dst) };
+        self.edge.audit(&audited, &res, perm.as_deref());
+        Ok(Response::new(res?))
     }
 
     async fn delete(
         &self,
         req: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let caller = self.edge.caller(&req)?;
+        let ip = req.remote_addr().map(|a| a.ip());
         let r = req.into_inner();
         let m = Mutation::Delete { path: path(&r.path)?, recursive: r.recursive };
         let call = CallKey::from_request(&r.client_id, r.call_id);
-        let resp = mutate(&self.driver, call, m, |_, _| Ok(pb::DeleteResponse {})).await?;
-        Ok(Response::new(resp))
+        let res =
+            mutate(&self.driver, call, caller.clone(), m, |_, _| Ok(pb::DeleteResponse {})).await;
+        let audited = Audited { caller: &caller, ip, cmd: "delete", src: &r.path, dst: None };
+        self.edge.audit(&audited, &res, None);
+        Ok(Response::new(res?))
     }
 
     async fn set_replication(
         &self,
         req: Request<pb::SetReplicationRequest>,
     ) -> Result<Response<pb::SetReplicationResponse>, Status> {
+        let caller = self.edge.caller(&req)?;
+        let ip = req.remote_addr().map(|a| a.ip());
         let r = req.into_inner();
         let m = Mutation::SetReplication { path: path(&r.path)?, replication: r.replication };
         // Idempotent: no retry-cache entry.
-        let resp = mutate(&self.driver, None, m, |_, reply| match reply {
+        let res = mutate(&self.driver, None, caller.clone(), m, |_, reply| match reply {
             Reply::Files(files) => Ok(pb::SetReplicationResponse { files }),
             other => Err(unexpected(&other)),
         })
-        .await?;
-        Ok(Response::new(resp))
+        .await;
+        let audited =
+            Audited { caller: &caller, ip, cmd: "setReplication", src: &r.path, dst: None };
+        self.edge.audit(&audited, &res, None);
+        Ok(Response::new(res?))
+    }
+
+    async fn set_permission(
+        &self,
+        req: Request<pb::SetPermissionRequest>,
+    ) -> Result<Response<pb::SetPermissionResponse>, Status> {
+        let caller = self.edge.caller(&req)?;
+        let ip = req.remote_addr().map(|a| a.ip());
+        let r = req.into_inner();
+        let permission = u16::try_from(r.permission).unwrap_or(u16::MAX);
+        let m = Mutation::SetPermission { path: path(&r.path)?, permission };
+        // Idempotent: no retry-cache entry.
+        let mut perm = None;
+        let res = mutate(&self.driver, None, caller.clone(), m, |st, reply| {
+            attributes(st, reply, &mut perm).map(|status| pb::SetPermissionResponse { status })
+        })
+        .await;
+        let audited =
+            Audited { caller: &caller, ip, cmd: "setPermission", src: &r.path, dst: None };
+        self.edge.audit(&audited, &res, perm.as_deref());
+        Ok(Response::new(res?))
+    }
+
+    async fn set_owner(
+        &self,
+        req: Request<pb::SetOwnerRequest>,
+    ) -> Result<Response<pb::SetOwnerResponse>, Status> {
+        let caller = self.edge.caller(&req)?;
+        let ip = req.remote_addr().map(|a| a.ip());
+        let r = req.into_inner();
+        if r.owner.is_none() && r.group.is_none() {
+            return Err(Status::invalid_argument("set owner: neither an owner nor a group given"));
+        }
+        let m = Mutation::SetOwner { path: path(&r.path)?, owner: r.owner, group: r.group };
+        // Idempotent: no retry-cache entry.
+        let mut perm = None;
+        let res = mutate(&self.driver, None, caller.clone(), m, |st, reply| {
+            attributes(st, reply, &mut perm).map(|status| pb::SetOwnerResponse { status })
+        })
+        .await;
+        let audited = Audited { caller: &caller, ip, cmd: "setOwner", src: &r.path, dst: None };
+        self.edge.audit(&audited, &res, perm.as_deref());
+        Ok(Response::new(res?))
     }
 
     async fn get_content_summary(
         &self,
         req: Request<pb::GetContentSummaryRequest>,
     ) -> Result<Response<pb::GetContentSummaryResponse>, Status> {
+        let caller = self.edge.caller(&req)?;
+        let ip = req.remote_addr().map(|a| a.ip());
         let p = path(&req.get_ref().path)?;
-        let m = self.driver.lock()?;
-        let ns = &m.core.ns;
-        let (file_count, directory_count) = ns.count_under(&p)?;
-        let (mut length, mut space_consumed) = (0u64, 0u64);
-        for (_, id) in ns.files_under(&p)? {
-            if let Some(f) = ns.file(id) {
-                length += f.length;
-                space_consumed += f.length * u64::from(f.replication);
+        let res = (|| {
+            let m = self.driver.lock()?;
+            m.core.authorize_read(&caller, &p, Read::Summary)?;
+            let ns = &m.core.ns;
+            let (file_count, directory_count) = ns.count_under(&p)?;
+            let (mut length, mut space_consumed) = (0u64, 0u64);
+            for (_, id) in ns.files_under(&p)? {
+                if let Some(f) = ns.file(id) {
+                    length += f.length;
+                    space_consumed += f.length * u64::from(f.replication);
+                }
             }
-        }
-        Ok(Response::new(pb::GetContentSummaryResponse {
-            length,
-            file_count,
-            directory_count,
-            space_consumed,
-        }))
+            Ok(pb::GetContentSummaryResponse {
+                length,
+                file_count,
+                directory_count,
+                space_consumed,
+            })
+        })();
+        let src = p.as_str();
+        let audited = Audited { caller: &caller, ip, cmd: "contentSummary", src, dst: None };
+        self.edge.audit(&audited, &res, None);
+        Ok(Response::new(res?))
     }
 
     async fn report_bad_replica(
         &self,
         req: Request<pb::ReportBadReplicaRequest>,
     ) -> Result<Response<pb::ReportBadReplicaResponse>, Status> {
+        self.edge.caller(&req)?;
         let r = req.into_inner();
         let cmd = Command::ReportBadReplica {
             handle: ChunkHandle(r.handle),
@@ -294,6 +452,7 @@ impl ClientProtocol for ClientProtocolService {
         &self,
         req: Request<pb::UpdatePipelineRequest>,
     ) -> Result<Response<pb::UpdatePipelineResponse>, Status> {
+        let caller = self.edge.caller(&req)?;
         let r = req.into_inner();
         let m = Mutation::UpdatePipeline {
             path: path(&r.path)?,
@@ -302,7 +461,7 @@ impl ClientProtocol for ClientProtocolService {
             survivors: r.survivors,
         };
         let call = CallKey::from_request(&r.client_id, r.call_id);
-        let resp = mutate(&self.driver, call, m, |st, reply| {
+        let resp = mutate(&self.driver, call, caller, m, |st, reply| {
             Ok(pb::UpdatePipelineResponse { chunk: chunk_reply(st, reply)? })
         })
         .await?;
@@ -313,6 +472,7 @@ impl ClientProtocol for ClientProtocolService {
         &self,
         req: Request<pb::RenewLeaseRequest>,
     ) -> Result<Response<pb::RenewLeaseResponse>, Status> {
+        self.edge.caller(&req)?;
         let r = req.into_inner();
         if r.client_name.is_empty() {
             return Err(Status::invalid_argument("renew lease: client_name is required"));
@@ -331,11 +491,23 @@ mod tests {
     use std::path::Path;
     use std::time::{Duration, Instant};
 
+    use std::sync::Arc;
+
     use super::*;
+    use crate::audit::AuditLog;
     use crate::cluster::{Identity, Load};
     use crate::config::Config;
+    use crate::identity::{Identities, UnixGroups};
     use crate::oplog::LogThread;
     use crate::recovery::recover;
+
+    /// A request from the superuser (the OS user, as the master's default).
+    fn as_su<T>(msg: T) -> Request<T> {
+        let mut req = Request::new(msg);
+        let user = security::os_user().parse().expect("an ASCII user name");
+        req.metadata_mut().insert(security::USER_HEADER, user);
+        req
+    }
 
     fn start(dir: &Path) -> (ClientProtocolService, LogThread) {
         let cfg = Config {
@@ -352,11 +524,13 @@ mod tests {
         st.register(Identity { id: "cs0", addr: "127.0.0.2:1", rack: "/r" }, load, &[], now, 0);
         st.safemode.leave();
         let driver = Driver::new(st, r.journal);
-        (ClientProtocolService::new(driver), r.log)
+        let ids = Identities::new(security::os_user(), "supergroup", Box::new(UnixGroups));
+        let edge = Edge::new(Arc::new(ids), AuditLog::disabled());
+        (ClientProtocolService::new(driver, edge), r.log)
     }
 
     fn create(path: &str, call_id: u64) -> Request<pb::CreateRequest> {
-        Request::new(pb::CreateRequest {
+        as_su(pb::CreateRequest {
             path: path.into(),
             client_name: "w".into(),
             owner: "u".into(),
@@ -367,7 +541,7 @@ mod tests {
     }
 
     fn rename(src: &str, dst: &str, call_id: u64) -> Request<pb::RenameRequest> {
-        Request::new(pb::RenameRequest {
+        as_su(pb::RenameRequest {
             src: src.into(),
             dst: dst.into(),
             client_id: "client-a".into(),
@@ -386,19 +560,19 @@ mod tests {
         let huge = "u".repeat(1 << 20);
         let mut req = create("/f", 1).into_inner();
         req.owner = huge.clone();
-        let Err(err) = svc.create(Request::new(req)).await else {
+        let Err(err) = svc.create(as_su(req)).await else {
             panic!("a megabyte owner was accepted");
         };
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
         assert!(err.message().contains("over the limit"), "{}", err.message());
         let mut req = create("/f", 2).into_inner();
         req.client_name = "w\nINFO forged line".into();
-        let err = svc.create(Request::new(req)).await.expect_err("a newline in a name");
+        let err = svc.create(as_su(req)).await.expect_err("a newline in a name");
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
         let mkdir = pb::MkdirRequest { path: "/d".into(), owner: huge, ..Default::default() };
-        assert!(svc.mkdir(Request::new(mkdir)).await.is_err());
+        assert!(svc.mkdir(as_su(mkdir)).await.is_err());
         let renew = pb::RenewLeaseRequest { client_name: "c\u{7}".into() };
-        assert!(svc.renew_lease(Request::new(renew)).await.is_err());
+        assert!(svc.renew_lease(as_su(renew)).await.is_err());
         // Nothing entered the namespace.
         assert!(svc.create(create("/f", 3)).await.is_ok());
         log.stop();
@@ -418,7 +592,7 @@ mod tests {
         let err = svc.create(create("/f", 2)).await.expect_err("exists");
         assert_eq!(err.code(), tonic::Code::AlreadyExists);
         // Rename a -> b, retried: not applied twice (b would move into itself or fail).
-        svc.mkdir(Request::new(pb::MkdirRequest {
+        svc.mkdir(as_su(pb::MkdirRequest {
             path: "/a".into(),
             parents: true,
             ..Default::default()
@@ -431,7 +605,7 @@ mod tests {
         // A refusal is cached too: the retry gets it even though /c now exists.
         let err = svc.rename(rename("/c", "/d", 4)).await.expect_err("missing");
         assert_eq!(err.code(), tonic::Code::NotFound);
-        svc.mkdir(Request::new(pb::MkdirRequest { path: "/c".into(), ..Default::default() }))
+        svc.mkdir(as_su(pb::MkdirRequest { path: "/c".into(), ..Default::default() }))
             .await
             .expect("mkdir");
         let again = svc.rename(rename("/c", "/d", 4)).await.expect_err("cached refusal");
@@ -445,7 +619,7 @@ mod tests {
         let (svc, log) = start(dir.path());
         let created = svc.create(create("/f", 1)).await.expect("create").into_inner();
         let add = |call_id| {
-            Request::new(pb::AddChunkRequest {
+            as_su(pb::AddChunkRequest {
                 path: "/f".into(),
                 client_name: "w".into(),
                 client_id: "client-a".into(),

@@ -21,12 +21,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use dfs::client::MasterChannel;
 use master::checkpoint::{self, Snapshot};
 use master::clock::{Clock, Now, SystemClock};
 use master::cluster::Load;
-use master::command::{Command, Mutation, Reply, ServerName};
+use master::command::{Command, Mutation, Read, Reply, ServerName};
 use master::core::Core;
 use master::oplog::{Journal, segment};
+use master::permission::Caller;
 use proto::gfs::chunkserver_protocol_client::ChunkserverProtocolClient;
 use proto::gfs::{self as pb, client_protocol_client::ClientProtocolClient};
 use proto::path::DfsPath;
@@ -98,9 +100,27 @@ fn load() -> Load {
 
 // ---------------------------------------------------------------- in-process
 
-/// Applies one client mutation to the core, as the gRPC edge does (without the log).
+/// The caller of the in-process rows: a plain user, so every call walks its permission
+/// checks (a superuser skips them); resolved once, as the gRPC edge caches callers.
+fn bench_user() -> Arc<Caller> {
+    thread_local! {
+        static BENCH: Arc<Caller> = Arc::new(Caller::user("bench", &["bench"]));
+    }
+    BENCH.with(Arc::clone)
+}
+
+/// Applies one client mutation to the core as [`bench_user`], as the gRPC edge does
+/// (without the log).
 fn mutate(st: &mut Core, m: Mutation, now: Now) -> Result<Reply> {
-    Ok(st.apply(Command::Mutate(m), now).reply?)
+    Ok(st.apply(Command::Mutate { caller: bench_user(), mutation: m }, now).reply?)
+}
+
+/// Lets [`bench_user`] create in `/`: the superuser opens the root to everyone.
+fn open_root(st: &mut Core, now: Now) -> Result<()> {
+    let chmod = Mutation::SetPermission { path: DfsPath::root(), permission: 0o777 };
+    let su = Arc::new(Caller::superuser("root"));
+    st.apply(Command::Mutate { caller: su, mutation: chmod }, now).reply?;
+    Ok(())
 }
 
 fn create(path: &DfsPath) -> Mutation {
@@ -110,13 +130,13 @@ fn create(path: &DfsPath) -> Mutation {
         chunk_size: 0,
         overwrite: false,
         create_parents: false,
-        owner: "bench".into(),
+        umask: 0o022,
         client: "w".into(),
     }
 }
 
 fn mkdir(path: &str, parents: bool) -> Result<Mutation> {
-    Ok(Mutation::Mkdir { path: p(path)?, parents, owner: "bench".into() })
+    Ok(Mutation::Mkdir { path: p(path)?, parents, umask: 0o022 })
 }
 
 fn complete(path: &DfsPath, last: Option<(master::chunks::ChunkHandle, u64)>) -> Mutation {
@@ -149,6 +169,7 @@ fn core_with_a_server(cfg: master::Config, now: Now) -> Core {
 fn in_process(ops: u64, rows: &mut Vec<Row>) -> Result<()> {
     let now = SystemClock.now();
     let mut st = core_with_a_server(config(Path::new("/nonexistent")), now);
+    open_root(&mut st, now)?;
     mutate(&mut st, mkdir("/m", false)?, now)?;
     mutate(&mut st, mkdir("/c", false)?, now)?;
     let mut timed = |name: &str, f: &mut dyn FnMut(u64) -> Result<()>| -> Result<()> {
@@ -177,8 +198,11 @@ fn in_process(ops: u64, rows: &mut Vec<Row>) -> Result<()> {
     for i in 0..files {
         one_chunk_file(&mut st, &p(&format!("/o{i}"))?, now)?;
     }
+    let bench = bench_user();
     timed("open (chunk locations)", &mut |i| {
-        st.locations(&p(&format!("/o{}", i % files))?, 0, 0, "127.0.0.9", now.mono)?;
+        let path = p(&format!("/o{}", i % files))?;
+        st.authorize_read(&bench, &path, Read::Open)?;
+        st.locations(&path, 0, 0, "127.0.0.9", now.mono)?;
         Ok(())
     })?;
     timed("rename", &mut |i| {
@@ -210,6 +234,7 @@ fn scale(files: u64, replay: u64, rows: &mut Vec<Row>) -> Result<()> {
     let before = rss();
     let now = SystemClock.now();
     let mut st = core_with_a_server(cfg.clone(), now);
+    open_root(&mut st, now)?;
     // 1000 files per directory, as a real namespace spreads them. Transactions are
     // counted, not logged: the log is measured below.
     let t = Instant::now();
@@ -257,7 +282,8 @@ fn scale(files: u64, replay: u64, rows: &mut Vec<Row>) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let mut pending = Vec::with_capacity(replay as usize);
     for i in 0..replay {
-        let out = st.apply(Command::Mutate(mkdir(&format!("/replay/d{i}"), true)?), now);
+        let mutation = mkdir(&format!("/replay/d{i}"), true)?;
+        let out = st.apply(Command::Mutate { caller: bench_user(), mutation }, now);
         out.reply?;
         pending.push(journal.append_all(out.records, now.wall_ms));
     }
@@ -289,14 +315,16 @@ fn scale(files: u64, replay: u64, rows: &mut Vec<Row>) -> Result<()> {
 
 struct Rpc {
     channels: Vec<Channel>,
+    attach: security::Attach,
     clients: u64,
     ops: u64,
     next_call: Arc<AtomicU64>,
 }
 
 impl Rpc {
-    fn master(&self, task: u64) -> ClientProtocolClient<Channel> {
-        ClientProtocolClient::new(self.channels[(task as usize) % self.channels.len()].clone())
+    fn master(&self, task: u64) -> ClientProtocolClient<MasterChannel> {
+        let channel = self.channels[(task as usize) % self.channels.len()].clone();
+        ClientProtocolClient::with_interceptor(channel, self.attach.clone())
     }
 
     fn call(&self) -> u64 {
@@ -307,7 +335,7 @@ impl Rpc {
     /// elapsed time.
     async fn run<F, Fut>(&self, op: F) -> Result<Duration>
     where
-        F: Fn(ClientProtocolClient<Channel>, u64, u64, u64) -> Fut + Send + Sync + 'static,
+        F: Fn(ClientProtocolClient<MasterChannel>, u64, u64, u64) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = Result<()>> + Send,
     {
         let op = Arc::new(op);
@@ -333,7 +361,11 @@ impl Rpc {
 
 const CLIENT_ID: &str = "metabench";
 
-async fn create_file(mut m: ClientProtocolClient<Channel>, path: String, call: u64) -> Result<()> {
+async fn create_file(
+    mut m: ClientProtocolClient<MasterChannel>,
+    path: String,
+    call: u64,
+) -> Result<()> {
     m.create(pb::CreateRequest {
         path: path.clone(),
         client_name: "w".into(),
@@ -375,7 +407,10 @@ async fn grpc(cli: &Cli, rows: &mut Vec<Row>) -> Result<()> {
         }
         channels.push(connected.context("the master did not start")?);
     }
+    // The OS user, the master's superuser: the RPC rows measure the edge and the log.
+    let attach = security::Credentials::simple(security::os_user()).attach()?;
     let rpc = Rpc {
+        attach,
         channels,
         clients: cli.clients.max(1),
         ops: cli.ops,

@@ -167,8 +167,10 @@ fn config() -> master::Config {
     }
 }
 
+/// Applies a client mutation as the superuser (the namespace is only the setting).
 fn mutate(core: &mut Core, m: Mutation, now: Now) -> Result<Reply> {
-    Ok(core.apply(Command::Mutate(m), now).reply?)
+    let caller = Arc::new(master::permission::Caller::superuser("bench"));
+    Ok(core.apply(Command::Mutate { caller, mutation: m }, now).reply?)
 }
 
 fn register(core: &mut Core, id: &str, addr: &str, chunks: Vec<ReportedReplica>, now: Now) {
@@ -189,7 +191,7 @@ fn make_files(
     for i in from..to {
         if i % PER_DIR == 0 || i == from {
             let dir = DfsPath::parse(&format!("/s/d{}", i / PER_DIR))?;
-            let mkdir = Mutation::Mkdir { path: dir, parents: true, owner: "bench".into() };
+            let mkdir = Mutation::Mkdir { path: dir, parents: true, umask: 0o022 };
             mutate(core, mkdir, now)?;
         }
         let path = DfsPath::parse(&file_path(i))?;
@@ -199,7 +201,7 @@ fn make_files(
             chunk_size: 0,
             overwrite: false,
             create_parents: false,
-            owner: "bench".into(),
+            umask: 0o022,
             client: "w".into(),
         };
         mutate(core, create, now)?;
@@ -465,6 +467,7 @@ fn master_binary() -> Result<PathBuf> {
 struct Rpc {
     master: MasterProcess,
     channels: Vec<Channel>,
+    attach: security::Attach,
     clients: u64,
     secs: f64,
 }
@@ -472,7 +475,7 @@ struct Rpc {
 /// The master's client and chunkserver protocols over one connection.
 #[derive(Debug, Clone)]
 struct Master {
-    client: ClientProtocolClient<Channel>,
+    client: ClientProtocolClient<dfs::client::MasterChannel>,
     chunkserver: ChunkserverProtocolClient<Channel>,
 }
 
@@ -480,7 +483,8 @@ impl Rpc {
     fn client(&self, task: u64) -> Master {
         let channel = self.channels[(task as usize) % self.channels.len()].clone();
         Master {
-            client: ClientProtocolClient::new(channel.clone()),
+            // The OS user: the master's superuser.
+            client: ClientProtocolClient::with_interceptor(channel.clone(), self.attach.clone()),
             chunkserver: ChunkserverProtocolClient::new(channel),
         }
     }
@@ -607,7 +611,8 @@ async fn grpc(cli: &Cli, rows: &mut Vec<Row>) -> Result<()> {
         let ep = Endpoint::from_shared(format!("http://{}", master.addr))?.tcp_nodelay(true);
         channels.push(ep.connect().await?);
     }
-    let rpc = Rpc { master, channels, clients: cli.clients.max(1), secs: cli.secs };
+    let attach = security::Credentials::simple(security::os_user()).attach()?;
+    let rpc = Rpc { master, channels, attach, clients: cli.clients.max(1), secs: cli.secs };
     let tasks = format!("{} tasks over {} connections", rpc.clients, rpc.channels.len());
     let mut m = rpc.client(0);
     m.chunkserver.register(register_request(HOLDER, HOLDER_ADDR, Vec::new())).await?;
