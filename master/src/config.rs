@@ -40,6 +40,9 @@ pub struct Config {
     pub lease_soft_limit: Duration,
     /// A writer silent this long loses its files: the master recovers and closes them.
     pub lease_hard_limit: Duration,
+    /// How long a chunk access token the master signs stays valid (see
+    /// [`crate::chunk_tokens`]); HDFS's default block token lifetime is 10 hours.
+    pub chunk_token_lifetime: Duration,
 }
 
 impl Default for Config {
@@ -58,6 +61,9 @@ impl Default for Config {
             replication_timeout: None,
             lease_soft_limit: Duration::from_secs(60),
             lease_hard_limit: Duration::from_secs(600),
+            chunk_token_lifetime: Duration::from_millis(
+                security::chunk_token::TOKEN_LIFETIME_MS as u64,
+            ),
         }
     }
 }
@@ -150,6 +156,9 @@ impl Config {
                 "lease limits: soft {:?} must be positive and not above hard {:?}",
                 self.lease_soft_limit, self.lease_hard_limit
             )));
+        }
+        if self.chunk_token_lifetime.is_zero() {
+            return Err(Error::InvalidArgument("chunk token lifetime must be positive".into()));
         }
         if !(0.0..=1.0).contains(&self.safemode_threshold) {
             return Err(Error::InvalidArgument(format!(

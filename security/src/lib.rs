@@ -9,7 +9,11 @@
 //!   a bearer token in [`AUTHORIZATION_HEADER`] (token mode);
 //! - [`caller`] reads the principal of a request: one an authenticating interceptor
 //!   placed in the request's extensions if there is one, else the simple-mode claim;
-//! - [`Credentials`] is what a client sends, and [`Attach`] the interceptor that sends it.
+//! - [`Credentials`] is what a client sends, and [`Attach`] the interceptor that sends it;
+//! - [`chunk_token`]: the master's signed capabilities for chunk data (HDFS block access
+//!   tokens), which chunkservers verify on every read, write, copy and recovery.
+
+pub mod chunk_token;
 
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::service::Interceptor;

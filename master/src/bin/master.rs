@@ -55,6 +55,10 @@ struct Cli {
     /// in milliseconds.
     #[arg(long, env = "MASTER_LEASE_HARD_LIMIT_MS", default_value_t = 600_000)]
     lease_hard_limit_ms: u64,
+    /// How long a chunk access token stays valid, in milliseconds (default 10 hours;
+    /// tests shorten it to see tokens expire).
+    #[arg(long, env = "MASTER_CHUNK_TOKEN_LIFETIME_MS", default_value_t = 36_000_000)]
+    chunk_token_lifetime_ms: u64,
     /// Once recovered and serving, write the bound host:port to this file.
     #[arg(long)]
     addr_file: Option<PathBuf>,
@@ -90,6 +94,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         replication_timeout: cli.replication_timeout_ms.map(Duration::from_millis),
         lease_soft_limit: Duration::from_millis(cli.lease_soft_limit_ms),
         lease_hard_limit: Duration::from_millis(cli.lease_hard_limit_ms),
+        chunk_token_lifetime: Duration::from_millis(cli.chunk_token_lifetime_ms),
     };
     config.validate()?;
     let listener = tokio::net::TcpListener::bind(&cli.addr)
