@@ -271,13 +271,8 @@ async fn a_spoofed_report_of_a_newer_version_deletes_nothing_and_is_marked_corru
         })
         .await
         .expect("report");
-    // Many heartbeats later every real replica is still on disk, and the chunk kept its
-    // version.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    for r in &chunk.replicas {
-        let name = c.name_of(&r.addr).expect("a known chunkserver");
-        assert!(c.replica_path(&name, chunk.handle).expect("path").exists(), "{name} lost it");
-    }
+    // The claim is recorded as a corrupt replica of the version it names; the chunk
+    // keeps its own version.
     let fsck = c.fsck("/s").await.expect("fsck");
     let f = &fsck.files[0].chunks[0];
     assert_eq!(f.version, chunk.version, "the claimed version was never adopted");
@@ -291,6 +286,13 @@ async fn a_spoofed_report_of_a_newer_version_deletes_nothing_and_is_marked_corru
         claimed,
         vec![("mallory".to_owned(), proto::gfs::ReplicaState::Corrupt as i32, chunk.version + 1)]
     );
+    // Many heartbeats later every real replica is still on disk, and the chunk kept its
+    // version.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for r in &chunk.replicas {
+        let name = c.name_of(&r.addr).expect("a known chunkserver");
+        assert!(c.replica_path(&name, chunk.handle).expect("path").exists(), "{name} lost it");
+    }
     let after = locations(&c, "/s/f").await;
     assert_eq!(after[0].version, chunk.version);
     assert_eq!(after[0].replicas.len(), 3, "{:?}", after[0]);

@@ -1,11 +1,12 @@
 //! A stand-in master for in-process chunkserver tests: it answers `Register` and
-//! `Heartbeat` with one chunk token key and counts registrations, so the tests can sign
-//! the tokens every chunkserver request needs.
+//! `Heartbeat` with one chunk token key and notes who heartbeats (a chunkserver
+//! heartbeats only once registered, holding the key), so the tests can sign the tokens
+//! every chunkserver request needs.
 
 #![allow(dead_code)]
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use proto::clock::wall_ms;
@@ -21,12 +22,12 @@ pub struct FakeMaster {
     /// Its `host:port`.
     pub addr: String,
     minter: Arc<TokenMinter>,
-    registered: Arc<AtomicUsize>,
+    registered: Arc<Mutex<HashSet<String>>>,
 }
 
 struct Service {
     keys: Vec<pb::ChunkTokenKey>,
-    registered: Arc<AtomicUsize>,
+    registered: Arc<Mutex<HashSet<String>>>,
 }
 
 #[tonic::async_trait]
@@ -35,7 +36,6 @@ impl ChunkserverProtocol for Service {
         &self,
         _: Request<pb::RegisterRequest>,
     ) -> Result<Response<pb::RegisterResponse>, Status> {
-        self.registered.fetch_add(1, Ordering::SeqCst);
         Ok(Response::new(pb::RegisterResponse {
             heartbeat_interval_ms: 100,
             chunk_size: 0,
@@ -45,8 +45,9 @@ impl ChunkserverProtocol for Service {
 
     async fn heartbeat(
         &self,
-        _: Request<pb::HeartbeatRequest>,
+        req: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        self.registered.lock().unwrap().insert(req.into_inner().id);
         Ok(Response::new(pb::HeartbeatResponse {
             commands: vec![],
             reregister: false,
@@ -78,7 +79,7 @@ impl FakeMaster {
                 expires_ms: k.expires_ms,
             })
             .collect();
-        let registered = Arc::new(AtomicUsize::new(0));
+        let registered = Arc::new(Mutex::new(HashSet::new()));
         let service = Service { keys, registered: Arc::clone(&registered) };
         tokio::spawn(
             tonic::transport::Server::builder()
@@ -88,10 +89,10 @@ impl FakeMaster {
         FakeMaster { addr, minter: Arc::new(minter), registered }
     }
 
-    /// Waits until `n` chunkservers have registered (and so hold the key).
+    /// Waits until `n` chunkservers have registered and heartbeated (so hold the key).
     pub async fn wait_registered(&self, n: usize) {
         for _ in 0..500 {
-            if self.registered.load(Ordering::SeqCst) >= n {
+            if self.registered.lock().unwrap().len() >= n {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
