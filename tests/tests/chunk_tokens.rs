@@ -112,6 +112,15 @@ async fn raw_read(
     Ok(out)
 }
 
+/// Reads with `req` and returns the refusal; panics (without dumping bytes) if it was
+/// served.
+async fn refused_read(cs: &mut ChunkserverClient<Channel>, req: ReadChunkRequest) -> Status {
+    match raw_read(cs, req).await {
+        Err(s) => s,
+        Ok(got) => panic!("a read that must be refused returned {} bytes", got.len()),
+    }
+}
+
 /// Whether any chunkserver holds a file (finalized or being written) of `handle`.
 fn on_any_disk(c: &MiniCluster, handle: u64) -> bool {
     c.chunkservers().iter().any(|s| {
@@ -189,20 +198,19 @@ async fn rogue_writes_finalizes_and_reads_are_refused_and_every_file_reads_back(
     }
 
     // ReadChunk without a token, with a forged one, and with chunk B's token on chunk A.
-    let s =
-        raw_read(&mut t, read_req(a0.handle, 1, bytes::Bytes::new())).await.expect_err("refused");
+    let s = refused_read(&mut t, read_req(a0.handle, 1, bytes::Bytes::new())).await;
     assert_eq!(refusal(&s), unauth_bad, "{s}");
     let mut forged = a0.token.to_vec();
     // Claim chunk B's handle inside A's token, keeping A's signature.
     forged[5..13].copy_from_slice(&b0.handle.to_be_bytes());
-    let s = raw_read(&mut t, read_req(b0.handle, 1, forged.into())).await.expect_err("refused");
+    let s = refused_read(&mut t, read_req(b0.handle, 1, forged.into())).await;
     assert_eq!(refusal(&s), unauth_bad, "{s}");
     let junk = bytes::Bytes::from(vec![1u8; 62]);
-    let s = raw_read(&mut t, read_req(a0.handle, 1, junk)).await.expect_err("refused");
+    let s = refused_read(&mut t, read_req(a0.handle, 1, junk)).await;
     assert_eq!(refusal(&s), unauth_bad, "{s}");
     let b_addr = b0.replicas[0].addr.clone();
     let mut tb = cs(&c, &b_addr).await;
-    let s = raw_read(&mut tb, read_req(b0.handle, 1, a0.token.clone())).await.expect_err("refused");
+    let s = refused_read(&mut tb, read_req(b0.handle, 1, a0.token.clone())).await;
     assert_eq!(refusal(&s), denied_bad, "{s}");
     // The chunk's own token reads it.
     let got = raw_read(&mut t, read_req(a0.handle, 1, a0.token.clone())).await.expect("read");
@@ -313,8 +321,7 @@ async fn expired_tokens_are_refused_and_the_client_fetches_new_ones() {
     let l = locations(&c, "/e/f").await;
     tokio::time::sleep(Duration::from_millis(2000)).await;
     let mut t = cs(&c, &l[0].replicas[0].addr).await;
-    let s =
-        raw_read(&mut t, read_req(l[0].handle, 1, l[0].token.clone())).await.expect_err("expired");
+    let s = refused_read(&mut t, read_req(l[0].handle, 1, l[0].token.clone())).await;
     assert_eq!(refusal(&s), (Code::Unauthenticated, ErrorReason::TokenExpired), "{s}");
     // The reader opened before expiry asks the master again and reads everything.
     let got = reader.read_range(0, data.len() as u64).await.expect("read after expiry");
