@@ -91,6 +91,29 @@ pub enum Error {
         /// Bytes available.
         remaining: u64,
     },
+    /// A request whose chunk access token does not allow it.
+    #[error("chunk {handle:016x}: {cause}")]
+    Token {
+        /// The chunk asked for.
+        handle: u64,
+        /// Why the token was refused.
+        cause: security::chunk_token::TokenError,
+    },
+    /// A write or settle that would replace or cut a finalized replica without the
+    /// master's order for a newer version.
+    #[error(
+        "chunk {handle:016x}: refusing to {what} a finalized replica of version {stored} at version {requested}"
+    )]
+    Finalized {
+        /// The chunk.
+        handle: u64,
+        /// What was refused ("reopen", "cut").
+        what: &'static str,
+        /// The finalized replica's version.
+        stored: u64,
+        /// The version the request named.
+        requested: u64,
+    },
     /// A request that breaks the protocol.
     #[error("{0}")]
     InvalidArgument(String),
@@ -135,6 +158,11 @@ impl Error {
             Error::NewerStored { .. } => ErrorReason::NewerStored,
             Error::Superseded { .. } => ErrorReason::Superseded,
             Error::DiskFull { .. } => ErrorReason::NoSpace,
+            Error::Token { cause: security::chunk_token::TokenError::Expired(_), .. } => {
+                ErrorReason::TokenExpired
+            }
+            Error::Token { .. } => ErrorReason::BadToken,
+            Error::Finalized { .. } => ErrorReason::Refused,
             Error::InvalidArgument(_) | Error::Config(_) => ErrorReason::InvalidArgument,
         }
     }
@@ -153,6 +181,9 @@ impl Error {
             Error::Stale { .. } | Error::NewerStored { .. } => Code::FailedPrecondition,
             Error::Superseded { .. } => Code::Aborted,
             Error::DiskFull { .. } => Code::ResourceExhausted,
+            Error::Token { cause, .. } if cause.is_unauthenticated() => Code::Unauthenticated,
+            Error::Token { .. } => Code::PermissionDenied,
+            Error::Finalized { .. } => Code::FailedPrecondition,
             Error::InvalidArgument(_) | Error::Config(_) => Code::InvalidArgument,
         }
     }

@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, info, warn};
 
+use crate::access::Keys;
 use crate::error::{Error, Result};
 use crate::replicate::Copier;
 use crate::space_watch::{SpaceChange, SpaceWatch};
@@ -42,6 +43,8 @@ const LOG_EVERY: Duration = Duration::from_secs(60);
 pub struct Reporter {
     /// The replica store to report on.
     pub store: Store,
+    /// Where the master's chunk token keys go (every register and heartbeat answer).
+    pub keys: Keys,
     /// How the master knows us.
     pub server: ChunkserverInfo,
     /// The master's `host:port`.
@@ -181,6 +184,7 @@ impl Reporter {
             match client.register(req).await {
                 Ok(reply) => {
                     let reply = reply.into_inner();
+                    self.keys.replace(&reply.token_keys);
                     let ms = reply.heartbeat_interval_ms;
                     info!(master = %self.master, chunks = count, "registered with the master");
                     if reply.chunk_size > 0 {
@@ -219,7 +223,11 @@ impl Reporter {
             active_writes: self.store.active_writes(),
             chunk_count: self.store.chunk_count(),
         };
-        Ok(client.heartbeat(req).await?.into_inner())
+        let reply = client.heartbeat(req).await?.into_inner();
+        if !reply.reregister {
+            self.keys.replace(&reply.token_keys);
+        }
+        Ok(reply)
     }
 
     /// Carries out a heartbeat reply's commands; true if the master wants a re-register.

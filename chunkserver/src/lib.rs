@@ -14,6 +14,7 @@
 //! [`run`] ties them together for one process (or one in-process test server).
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod config;
 pub mod error;
 pub mod heartbeat;
@@ -44,6 +45,7 @@ static ALLOC: proto::alloc_probe::Probe = proto::alloc_probe::Probe;
 pub use config::Config;
 pub use error::{Error, Result};
 
+use crate::access::Keys;
 use crate::heartbeat::Reporter;
 use crate::pipeline::{MAX_FRAME, MAX_MESSAGE, Peers};
 use crate::replicate::Copier;
@@ -82,7 +84,9 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let interval = cfg.heartbeat_interval();
     let peers = Arc::new(Peers::default());
+    let keys = Keys::default();
     let reporter = Reporter {
+        keys: keys.clone(),
         store: store.clone(),
         server: ChunkserverInfo { id: store.id().to_owned(), addr: addr.clone(), rack: cfg.rack },
         master: cfg.master,
@@ -98,7 +102,7 @@ pub async fn run(
         stop_rx.clone(),
     ));
     let pipeline_timeout = std::time::Duration::from_millis(cfg.pipeline_timeout_ms);
-    let service = ChunkserverService::new(store, addr, peers, stop_rx, pipeline_timeout);
+    let service = ChunkserverService::new(store, keys, addr, peers, stop_rx, pipeline_timeout);
     let service = ChunkserverServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);

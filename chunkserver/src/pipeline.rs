@@ -24,6 +24,10 @@
 //! wait runs out. The disk worker never blocks forever on a downstream that stopped
 //! reading: it gives up once the acker has failed.
 //!
+//! The header's chunk access token was checked by the service before this runs
+//! ([`crate::access`]); it is forwarded unchanged in the header sent downstream, and each
+//! node checks it again.
+//!
 //! Pipeline recovery: a header with `resume_offset > 0` reopens this node's replica (left
 //! by the failed pipeline, at an older version), cuts it to that offset, restamps it with
 //! the header's version and appends from there ([`Store::resume_rbw`]).

@@ -92,7 +92,9 @@ impl Copier {
         let mut writer = Some(created);
         let fail =
             |what: String| Error::InvalidArgument(format!("chunk {h:016x} from {source}: {what}"));
-        let req = ReadChunkRequest { handle: h, version, offset: 0, length: 0 };
+        // The master's replicate token for this copy: the source reads for no one else.
+        let token = cmd.token.clone();
+        let req = ReadChunkRequest { handle: h, version, offset: 0, length: 0, token };
         let filled = async {
             let mut stream = match tokio::time::timeout(READ_TIMEOUT, client.read_chunk(req)).await
             {

@@ -1,5 +1,8 @@
 //! The `Chunkserver` gRPC service: `WriteChunk` (handed to [`crate::pipeline`]) and
-//! `ReadChunk` (verified, read-ahead streaming from [`crate::store`]).
+//! `ReadChunk` (verified, read-ahead streaming from [`crate::store`]), and lease
+//! recovery's `RecoverReplica`/`FinalizeReplica`. Every request must carry a chunk
+//! access token from the master allowing it ([`crate::access`]) before anything is read,
+//! created, cut or finalized.
 //!
 //! Reads go in windows of [`READ_WINDOW`] bytes aligned to blocks: a producer task reads
 //! and verifies a window on a blocking thread, slices it into ~1 MiB messages without
@@ -17,11 +20,13 @@ use proto::gfs::{
     RecoverReplicaRequest, RecoverReplicaResponse, WriteChunkRequest, WriteChunkResponse,
 };
 use proto::reason;
+use security::chunk_token::Modes;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, instrument, warn};
 
+use crate::access::Keys;
 use crate::error::Error;
 use crate::pipeline::{self, Peers, WriteContext};
 use crate::store::{ReplicaReader, Store};
@@ -39,6 +44,7 @@ const WRITE_QUEUE: usize = 64;
 #[derive(Debug)]
 pub struct ChunkserverService {
     store: Store,
+    keys: Keys,
     addr: String,
     peers: Arc<Peers>,
     shutdown: watch::Receiver<bool>,
@@ -51,12 +57,21 @@ impl ChunkserverService {
     /// end when `shutdown` turns true.
     pub fn new(
         store: Store,
+        keys: Keys,
         addr: String,
         peers: Arc<Peers>,
         shutdown: watch::Receiver<bool>,
         pipeline_timeout: Duration,
     ) -> ChunkserverService {
-        ChunkserverService { store, addr, peers, shutdown, pipeline_timeout }
+        ChunkserverService { store, keys, addr, peers, shutdown, pipeline_timeout }
+    }
+
+    /// Refuses a request whose token does not allow `modes` on `handle` at `version`.
+    fn check(&self, token: &[u8], handle: u64, version: u64, modes: Modes) -> Result<(), Status> {
+        self.keys.check(token, handle, version, modes).map_err(|e| {
+            warn!(chunk = %format!("{handle:016x}"), version, cause = %e, "refused a request");
+            status(&self.addr, e)
+        })
     }
 }
 
@@ -92,6 +107,9 @@ impl Chunkserver for ChunkserverService {
             }
         };
         debug!(chunk = %format!("{:016x}", header.handle), version = header.version, "write");
+        // The token names the handle and version: no replica is created or reopened for
+        // a chunk the master did not hand this pipeline.
+        self.check(&header.token, header.handle, header.version, Modes::WRITE)?;
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let ctx = WriteContext {
             store: self.store.clone(),
@@ -110,6 +128,7 @@ impl Chunkserver for ChunkserverService {
         request: Request<RecoverReplicaRequest>,
     ) -> Result<Response<RecoverReplicaResponse>, Status> {
         let r = request.into_inner();
+        self.check(&r.token, r.handle, r.new_version, Modes::RECOVER)?;
         let store = self.store.clone();
         let info =
             tokio::task::spawn_blocking(move || store.recover_replica(r.handle, r.new_version))
@@ -126,6 +145,7 @@ impl Chunkserver for ChunkserverService {
         request: Request<FinalizeReplicaRequest>,
     ) -> Result<Response<FinalizeReplicaResponse>, Status> {
         let r = request.into_inner();
+        self.check(&r.token, r.handle, r.version, Modes::RECOVER)?;
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.settle(r.handle, r.version, r.length))
             .await
@@ -140,6 +160,7 @@ impl Chunkserver for ChunkserverService {
         request: Request<ReadChunkRequest>,
     ) -> Result<Response<Self::ReadChunkStream>, Status> {
         let req = request.into_inner();
+        self.check(&req.token, req.handle, req.version, Modes::READ | Modes::REPLICATE)?;
         let addr = &self.addr;
         let store = self.store.clone();
         let reader = tokio::task::spawn_blocking(move || store.open_reader(req.handle))

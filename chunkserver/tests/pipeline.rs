@@ -1,5 +1,5 @@
-//! In-process chunkservers on 127.0.0.1 port 0 (no master: each points at an unused port
-//! and its reporter keeps retrying quietly), driven with the real tonic client.
+//! In-process chunkservers on 127.0.0.1 port 0, registered with a stand-in master that
+//! hands them a chunk token key (`common`), driven with the real tonic client.
 
 use std::path::Path;
 
@@ -17,6 +17,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::Code;
 use tonic::transport::Channel;
+
+mod common;
+use common::{FakeMaster, token};
+use security::chunk_token::Modes;
 
 struct Node {
     addr: String,
@@ -88,6 +92,7 @@ fn requests(
         chunk_size: 64 << 20,
         client_name: "test".into(),
         resume_offset: 0,
+        token: token(handle, 1, Modes::WRITE),
     };
     let mut out = vec![WriteChunkRequest { msg: Some(ReqMsg::Header(header)) }];
     let pieces: Vec<&[u8]> = bytes.chunks(blocks_per_packet * BLOCK_SIZE).collect();
@@ -136,7 +141,13 @@ async fn write(
 
 async fn read(addr: &str, handle: u64, offset: u64, length: u64) -> Result<Vec<u8>, tonic::Status> {
     let mut c = client(addr).await;
-    let req = ReadChunkRequest { handle, version: 1, offset, length };
+    let req = ReadChunkRequest {
+        handle,
+        version: 1,
+        offset,
+        length,
+        token: token(handle, 1, Modes::READ),
+    };
     let mut stream = c.read_chunk(req).await?.into_inner();
     let mut out = Vec::new();
     while let Some(m) = stream.message().await? {
@@ -152,8 +163,10 @@ fn finalized_files(dir: &Path) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipeline_of_three_stores_the_chunk_on_every_node() {
-    let master = unused_addr().await;
+    let fake = FakeMaster::start().await;
+    let master = fake.addr.clone();
     let nodes = [start(&master).await, start(&master).await, start(&master).await];
+    fake.wait_registered(3).await;
     let bytes = data(3 * (1 << 20) + 1000);
     let reqs = requests(0x42, vec![nodes[1].info(), nodes[2].info()], &bytes, 16);
     let (acks, err) = write(&nodes[0].addr, reqs).await;
@@ -170,7 +183,13 @@ async fn a_pipeline_of_three_stores_the_chunk_on_every_node() {
     }
     let a = &nodes[2].addr;
     let mut c = client(a).await;
-    let stale = ReadChunkRequest { handle: 0x42, version: 2, offset: 0, length: 0 };
+    let stale = ReadChunkRequest {
+        handle: 0x42,
+        version: 2,
+        offset: 0,
+        length: 0,
+        token: token(0x42, 2, Modes::READ),
+    };
     let status = c.read_chunk(stale).await.unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition, "{status}");
     assert!(status.message().contains("stale"), "{status}");
@@ -200,8 +219,10 @@ async fn a_pipeline_of_three_stores_the_chunk_on_every_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_packet_with_a_bad_crc_is_refused_and_nothing_is_finalized() {
-    let master = unused_addr().await;
+    let fake = FakeMaster::start().await;
+    let master = fake.addr.clone();
     let nodes = [start(&master).await, start(&master).await];
+    fake.wait_registered(2).await;
     let bytes = data(4 * BLOCK_SIZE + 10);
     let mut reqs = requests(7, vec![nodes[1].info()], &bytes, 2);
     let Some(ReqMsg::Packet(p)) = &mut reqs[2].msg else { panic!("expected a packet") };
@@ -223,8 +244,10 @@ async fn a_packet_with_a_bad_crc_is_refused_and_nothing_is_finalized() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_downstream_is_named_with_its_index() {
-    let master = unused_addr().await;
+    let fake = FakeMaster::start().await;
+    let master = fake.addr.clone();
     let node = start(&master).await;
+    fake.wait_registered(1).await;
     let dead = unused_addr().await;
     let down = vec![ChunkserverInfo { id: "x".into(), addr: dead.clone(), rack: "/r".into() }];
     let (acks, err) = write(&node.addr, requests(9, down, &data(100), 1)).await;
@@ -242,5 +265,49 @@ async fn an_unreachable_downstream_is_named_with_its_index() {
         Ok(r) => r.into_inner().message().await.unwrap_err(),
     };
     assert_eq!(status.code(), Code::InvalidArgument);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_without_a_token_for_their_chunk_are_refused_and_change_nothing() {
+    let fake = FakeMaster::start().await;
+    let node = start(&fake.addr).await;
+    fake.wait_registered(1).await;
+    let bytes = data(1000);
+    // No token, a token for another chunk, a read token: no replica is created.
+    for (t, code, why) in [
+        (bytes::Bytes::new(), Code::Unauthenticated, ErrorReason::BadToken),
+        (token(0x51, 1, Modes::WRITE), Code::PermissionDenied, ErrorReason::BadToken),
+        (token(0x50, 1, Modes::READ), Code::PermissionDenied, ErrorReason::BadToken),
+        (token(0x50, 2, Modes::WRITE), Code::PermissionDenied, ErrorReason::BadToken),
+    ] {
+        let mut reqs = requests(0x50, vec![], &bytes, 1);
+        if let Some(ReqMsg::Header(h)) = &mut reqs[0].msg {
+            h.token = t;
+        }
+        let mut c = client(&node.addr).await;
+        let status = c.write_chunk(tokio_stream::iter(reqs)).await.unwrap_err();
+        assert_eq!((status.code(), reason::of(&status)), (code, why), "{status}");
+        assert!(status.message().contains(&node.addr), "{status}");
+    }
+    assert_eq!(std::fs::read_dir(node.dir.path().join("rbw")).unwrap().count(), 0);
+    assert_eq!(finalized_files(node.dir.path()), 0);
+    // With the right token it is written, and reads need a read token of their own.
+    let (_, err) = write(&node.addr, requests(0x50, vec![], &bytes, 1)).await;
+    assert!(err.is_none(), "{err:?}");
+    let mut c = client(&node.addr).await;
+    let forged = ReadChunkRequest {
+        handle: 0x50,
+        version: 1,
+        offset: 0,
+        length: 0,
+        token: token(0x50, 1, Modes::WRITE),
+    };
+    let status = c.read_chunk(forged).await.unwrap_err();
+    assert_eq!(
+        (status.code(), reason::of(&status)),
+        (Code::PermissionDenied, ErrorReason::BadToken)
+    );
+    assert_eq!(read(&node.addr, 0x50, 0, 0).await.unwrap(), bytes);
     node.stop().await;
 }

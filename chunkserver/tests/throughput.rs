@@ -13,6 +13,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tonic::transport::Channel;
 
+mod common;
+use common::{FakeMaster, token};
+use security::chunk_token::Modes;
+
 const CHUNK: usize = 64 << 20;
 const PACKET: usize = 1 << 20;
 const CHUNKS: u64 = 4;
@@ -51,8 +55,10 @@ async fn client(addr: &str) -> ChunkserverClient<Channel> {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "benchmark; run by hand in release mode"]
 async fn pipeline_and_read_throughput() {
-    let master = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().to_string();
+    let fake = FakeMaster::start().await;
+    let master = fake.addr.clone();
     let nodes = [start(&master).await, start(&master).await, start(&master).await];
+    fake.wait_registered(3).await;
     let data = Bytes::from((0..CHUNK).map(|i| (i % 253) as u8).collect::<Vec<u8>>());
     let crcs: Vec<Vec<u32>> = data.chunks(PACKET).map(checksum::block_crcs).collect();
     let info = |i: usize| ChunkserverInfo {
@@ -71,6 +77,7 @@ async fn pipeline_and_read_throughput() {
             chunk_size: CHUNK as u64,
             client_name: "bench".into(),
             resume_offset: 0,
+            token: token(handle, 1, Modes::WRITE),
         };
         let (d, cr) = (data.clone(), crcs.clone());
         tokio::spawn(async move {
@@ -111,7 +118,8 @@ async fn pipeline_and_read_throughput() {
         let t = Instant::now();
         let mut total = 0usize;
         for handle in 1..=CHUNKS {
-            let req = ReadChunkRequest { handle, version: 1, offset: 0, length: 0 };
+            let token = token(handle, 1, Modes::READ);
+            let req = ReadChunkRequest { handle, version: 1, offset: 0, length: 0, token };
             let mut s = c.read_chunk(req).await.unwrap().into_inner();
             while let Some(m) = s.message().await.unwrap() {
                 total += m.data.len();

@@ -54,6 +54,9 @@ pub struct LocatedChunk {
     pub replicas: Vec<Replica>,
     /// Replicas the master knows to be corrupt (not in `replicas`).
     pub corrupt_replicas: u32,
+    /// The master's chunk access token for it (read for locations, write for a
+    /// pipeline), presented to the chunkservers.
+    pub token: bytes::Bytes,
 }
 
 impl LocatedChunk {
@@ -72,6 +75,7 @@ impl From<gfs::LocatedChunk> for LocatedChunk {
             length: c.length,
             replicas: c.replicas.into_iter().map(Replica::from).collect(),
             corrupt_replicas: c.corrupt_replicas,
+            token: c.token,
         }
     }
 }
@@ -98,7 +102,9 @@ mod tests {
                 rack: "/r".into(),
             }],
             corrupt_replicas: 1,
+            token: vec![1, 2].into(),
         });
+        assert_eq!(&c.token[..], &[1, 2]);
         assert_eq!(c.handle, ChunkHandle(7));
         assert_eq!(c.end(), 74);
         assert_eq!(c.replicas[0].addr, "a:1");

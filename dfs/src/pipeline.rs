@@ -74,6 +74,8 @@ pub(crate) struct ChunkPipeline {
     path: DfsPath,
     handle: ChunkHandle,
     version: u64,
+    /// The master's write token for `version`, sent in each stream's header.
+    token: bytes::Bytes,
     chunk_size: u64,
     /// The pipeline, in order; replicas[0] is the node the client talks to.
     replicas: Vec<Replica>,
@@ -111,12 +113,13 @@ impl ChunkPipeline {
             });
         }
         let cfg = client.config();
-        let stream = connect(client, chunk.handle, chunk.version, &chunk.replicas, chunk_size, 0)?;
+        let stream = connect(client, chunk, chunk_size, 0)?;
         Ok(ChunkPipeline {
             client: client.clone(),
             path: path.clone(),
             handle: chunk.handle,
             version: chunk.version,
+            token: chunk.token.clone(),
             chunk_size,
             replicas: chunk.replicas.clone(),
             stream,
@@ -339,17 +342,11 @@ impl ChunkPipeline {
                 });
             }
             let chunk = self.update_pipeline(&survivors).await?;
-            self.version = chunk.version;
-            self.replicas = chunk.replicas;
             let resume = self.unacked.front().map_or(self.sent, |p| p.offset);
-            self.stream = connect(
-                &self.client,
-                self.handle,
-                self.version,
-                &self.replicas,
-                self.chunk_size,
-                resume,
-            )?;
+            self.stream = connect(&self.client, &chunk, self.chunk_size, resume)?;
+            self.version = chunk.version;
+            self.token = chunk.token;
+            self.replicas = chunk.replicas;
             debug!(chunk = %self.handle, version = self.version, resume, nodes = self.replicas.len(), "pipeline resumed");
             let resend: Vec<gfs::Packet> = self.unacked.iter().cloned().collect();
             let mut ok = true;
@@ -397,12 +394,11 @@ impl ChunkPipeline {
 /// Opens a `WriteChunk` call to `replicas[0]` with the header for the rest.
 fn connect(
     client: &Client,
-    handle: ChunkHandle,
-    version: u64,
-    replicas: &[Replica],
+    chunk: &LocatedChunk,
     chunk_size: u64,
     resume_offset: u64,
 ) -> Result<Stream> {
+    let replicas = &chunk.replicas;
     let first = &replicas[0];
     let addr = first.addr.clone();
     let cs = client.chunkserver(&addr)?;
@@ -410,8 +406,9 @@ fn connect(
     // in flight, so a few slots suffice.
     let (tx, rx) = mpsc::channel(4);
     let header = gfs::WriteHeader {
-        handle: handle.0,
-        version,
+        handle: chunk.handle.0,
+        version: chunk.version,
+        token: chunk.token.clone(),
         downstream: replicas[1..].iter().map(gfs::ChunkserverInfo::from).collect(),
         chunk_size,
         client_name: client.config().client_name.clone(),

@@ -2,15 +2,25 @@
 //! [`FileReader`], which reads byte ranges from replicas, nearest first, failing over to
 //! the next replica on any error and reporting corrupt replicas to the master.
 //!
+//! Every location carries the master's read token for its chunk, which the chunkservers
+//! check. A replica that refuses it as expired or unknown (the token outlived its
+//! lifetime, or the master restarted and made new keys) sends the reader back to the
+//! master for that chunk's locations, at most [`TOKEN_REFRESHES`] times per piece; the
+//! fresh location is kept for the file's later pieces.
+//!
 //! Whole-file reads ([`FileReader::copy_to`]) cut the file into ranges of
 //! [`ClientConfig::read_range`](crate::ClientConfig::read_range) bytes that never cross a
 //! chunk and keep [`ClientConfig::read_prefetch`](crate::ClientConfig::read_prefetch) of
 //! them in flight, so memory stays bounded and the reader is never stop-and-wait.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt, stream};
 use proto::gfs;
 use proto::path::DfsPath;
+use proto::reason::ErrorReason;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tracing::warn;
 
@@ -20,6 +30,9 @@ use crate::error::{Error, ReplicaFailure, Result};
 use crate::path::PathArg;
 use crate::retry::CallKind;
 
+/// Times one piece's chunk locations are fetched again because its token was refused.
+pub const TOKEN_REFRESHES: usize = 2;
+
 /// An open file: its length and where each chunk's replicas are.
 #[derive(Debug, Clone)]
 pub struct FileReader {
@@ -28,6 +41,13 @@ pub struct FileReader {
     length: u64,
     under_construction: bool,
     chunks: Vec<LocatedChunk>,
+    /// Chunks whose locations were fetched again (a refused token), by index.
+    refreshed: Arc<Mutex<HashMap<usize, LocatedChunk>>>,
+}
+
+/// Whether a chunkserver refused the token (rather than failed otherwise).
+fn token_refused(err: &Error) -> bool {
+    matches!(err.reason(), ErrorReason::TokenExpired | ErrorReason::BadToken)
 }
 
 /// A piece of one chunk to fetch: chunk index, offset within the chunk, bytes.
@@ -82,6 +102,7 @@ impl Client {
             length: resp.file_length,
             under_construction: resp.under_construction,
             chunks,
+            refreshed: Arc::default(),
         })
     }
 
@@ -242,16 +263,77 @@ impl FileReader {
         Ok(pieces)
     }
 
-    /// Fetches one piece, trying each replica in order.
+    /// The latest known location of chunk `i`.
+    fn chunk(&self, i: usize) -> LocatedChunk {
+        let refreshed = self.refreshed.lock().unwrap_or_else(|p| p.into_inner());
+        refreshed.get(&i).unwrap_or(&self.chunks[i]).clone()
+    }
+
+    /// Asks the master again for chunk `i`'s locations (and a fresh token).
+    async fn refresh(&self, i: usize) -> Result<Option<LocatedChunk>> {
+        let old = &self.chunks[i];
+        let req = gfs::GetChunkLocationsRequest {
+            path: self.path.to_string(),
+            offset: old.offset,
+            length: old.length.max(1),
+            client_host: self.client.client_host(),
+        };
+        let resp = self
+            .client
+            .call_master(CallKind::Read, &self.path, |mut m| {
+                let req = req.clone();
+                async move { m.get_chunk_locations(req).await }
+            })
+            .await?;
+        let fresh = resp
+            .chunks
+            .into_iter()
+            .map(LocatedChunk::from)
+            .find(|c| c.handle == old.handle && c.offset == old.offset);
+        if let Some(c) = &fresh {
+            let mut refreshed = self.refreshed.lock().unwrap_or_else(|p| p.into_inner());
+            refreshed.insert(i, c.clone());
+        }
+        Ok(fresh)
+    }
+
+    /// Fetches one piece, trying each replica in order, and asking the master for fresh
+    /// locations when the replicas refuse the token.
     async fn fetch(&self, piece: Piece) -> Result<Vec<Bytes>> {
-        let chunk = &self.chunks[piece.chunk];
+        let mut chunk = self.chunk(piece.chunk);
+        let mut refreshes = 0;
+        loop {
+            match self.fetch_from_replicas(&chunk, piece).await {
+                Err((err, true)) if refreshes < TOKEN_REFRESHES => {
+                    refreshes += 1;
+                    warn!(path = %self.path, chunk = %chunk.handle, error = %err, "chunk token refused: asking the master again");
+                    match self.refresh(piece.chunk).await? {
+                        Some(c) => chunk = c,
+                        None => return Err(err),
+                    }
+                }
+                Err((err, _)) => return Err(err),
+                Ok(data) => return Ok(data),
+            }
+        }
+    }
+
+    /// Fetches one piece of `chunk`, trying each replica in order; on failure, also says
+    /// whether any replica refused the token.
+    async fn fetch_from_replicas(
+        &self,
+        chunk: &LocatedChunk,
+        piece: Piece,
+    ) -> std::result::Result<Vec<Bytes>, (Error, bool)> {
         let mut tried = Vec::new();
+        let mut refused = false;
         let mut found_corrupt = 0u32;
         for replica in &chunk.replicas {
             match self.fetch_from(chunk, replica, piece).await {
                 Ok(data) => return Ok(data),
                 Err(err) => {
                     warn!(path = %self.path, chunk = %chunk.handle, replica = %replica.addr, error = %err, "read failed, trying the next replica");
+                    refused |= token_refused(&err);
                     if let Error::Corrupt { message, .. } = &err {
                         found_corrupt += 1;
                         if let Err(e) =
@@ -271,13 +353,15 @@ impl FileReader {
         // chunkservers (or none, when the master has only corrupt replicas left to give).
         let corrupt = chunk.corrupt_replicas.saturating_add(found_corrupt);
         if corrupt > 0 && found_corrupt as usize == tried.len() {
-            return Err(Error::AllReplicasCorrupt {
+            let err = Error::AllReplicasCorrupt {
                 path: self.path.to_string(),
                 handle: chunk.handle,
                 replicas: corrupt,
-            });
+            };
+            return Err((err, refused));
         }
-        Err(Error::NoLiveReplica { path: self.path.to_string(), handle: chunk.handle, tried })
+        let err = Error::NoLiveReplica { path: self.path.to_string(), handle: chunk.handle, tried };
+        Err((err, refused))
     }
 
     /// Streams one piece from one replica, checking offsets and the byte count.
@@ -297,6 +381,7 @@ impl FileReader {
         let req = gfs::ReadChunkRequest {
             handle: chunk.handle.0,
             version: chunk.version,
+            token: chunk.token.clone(),
             offset: piece.offset,
             length: piece.len,
         };
@@ -362,6 +447,7 @@ mod tests {
                     length: len,
                     replicas: Vec::new(),
                     corrupt_replicas: 0,
+                    token: bytes::Bytes::new(),
                 };
                 off += len;
                 c

@@ -294,7 +294,7 @@ pub fn read(path: &Path) -> Result<Loaded> {
     {
         return Err(bad(offset, "data after the trailer".into()));
     }
-    let _ = chunks.reserve_above(ChunkHandle(header.next_handle.saturating_sub(1)));
+    chunks.restore_next_handle(header.next_handle);
     Ok(Loaded { txid: header.txid, ns: builder.finish(), chunks })
 }
 

@@ -24,13 +24,25 @@
 //! ```text
 //!              allocate / pipeline recovery          client finished the chunk,
 //!   (none) ─────────────────────────────────▶ Expected ──── or a `received` report ──▶ Finalized
-//!      ▲                                          │                                      │
-//!      │   stale report, delete issued,           │ reader / chunkserver / length        │
-//!      └── full report without it, file gone ◀────┴──────── mismatch ──▶ Corrupt ◀───────┘
+//!      ▲  │                                       │                                      │
+//!      │  │ report of a version never issued      │ reader / chunkserver / length        │
+//!      │  └───────────────────────────────────────┴─ mismatch, unissued version ─▶ Corrupt ◀┘
+//!      │                                                                            │
+//!      └── stale report, delete issued, full report without it, file gone ◀─────────┘
 //! ```
+//!
+//! Handles come from the master alone: [`ChunkMap::allocate`] hands them out in
+//! sequence and fails rather than wrap ([`HandlesExhausted`]); a report never moves the
+//! counter (a handle the master does not know is an orphan, see `core::take_report`).
 //!
 //! Rules, which the chunkserver's store mirrors (chunkserver `store` module docs):
 //!
+//! - A report *newer* than the chunk is never adopted: every version is logged before
+//!   any chunkserver hears of it, so a newer one was never issued (a forged report, a
+//!   rogue write, a damaged header). The replica is recorded corrupt at the version it
+//!   claims ([`ReportOutcome::Unissued`]), so it is never read and, once the chunk has
+//!   its full good replication, deleted by a command naming that version; the chunk's
+//!   version and its good replicas are untouched.
 //! - A report older than the chunk removes the record of that server only if the record
 //!   is not newer than the report ([`ReportOutcome::Outdated`] otherwise: the report was
 //!   sent before a recovery restamped that replica, and arrives late). The delete it
@@ -50,9 +62,12 @@ use smallvec::SmallVec;
 
 use crate::ids::{InodeId, ServerIdx};
 
-/// Handles are below this: a quarter of the handle space, more than any cluster
-/// allocates (a million chunks a second for 146,000 years), so the counter never wraps.
-pub const MAX_HANDLE: u64 = 1 << 62;
+/// The handle counter reached the end of the handle space: no chunk can be allocated.
+/// Only a log or checkpoint naming a handle near `u64::MAX` gets here (a million chunks
+/// a second would take 584,000 years).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("chunk handles are exhausted")]
+pub struct HandlesExhausted;
 
 /// Chunks per page of the chunk table.
 pub const PAGE: usize = 256;
@@ -140,6 +155,8 @@ pub enum ReportOutcome {
     WrongLength,
     /// The chunk belongs to no file the master knows.
     Unknown,
+    /// Newer than any version the master issued: recorded as corrupt, never adopted.
+    Unissued,
 }
 
 /// What a chunkserver says it holds of one chunk.
@@ -256,16 +273,28 @@ impl ChunkMap {
     }
 
     /// Allocates a new chunk of `file` whose replicas are expected on `pipeline`.
-    pub fn allocate(&mut self, file: InodeId, pipeline: &[ServerIdx]) -> ChunkHandle {
+    ///
+    /// # Errors
+    /// [`HandlesExhausted`] once the counter is at the end of the handle space.
+    pub fn allocate(
+        &mut self,
+        file: InodeId,
+        pipeline: &[ServerIdx],
+    ) -> Result<ChunkHandle, HandlesExhausted> {
         let h = ChunkHandle(self.next_handle);
-        // Never past MAX_HANDLE + allocations, far below u64::MAX (see `reserve_above`).
-        self.next_handle += 1;
+        // The counter never wraps: live handles must never be handed out again.
+        self.next_handle = self.next_handle.checked_add(1).ok_or(HandlesExhausted)?;
         let replicas = pipeline
             .iter()
             .map(|&server| Replica { server, version: 1, status: ReplicaStatus::Expected })
             .collect();
         self.insert(h, ChunkInfo { file, version: 1, length: 0, replicas });
-        h
+        Ok(h)
+    }
+
+    /// Whether [`ChunkMap::allocate`] would fail.
+    pub fn is_exhausted(&self) -> bool {
+        self.next_handle == u64::MAX
     }
 
     /// The handle the next allocation will get.
@@ -277,20 +306,14 @@ impl ChunkMap {
     /// those are never persisted and are learned again from chunkserver reports.
     pub fn restore(&mut self, h: ChunkHandle, file: InodeId, version: u64, length: u64) {
         self.insert(h, ChunkInfo { file, version, length, replicas: Replicas::new() });
-        self.reserve_above(h);
+        self.restore_next_handle(h.0.saturating_add(1));
     }
 
-    /// Makes sure future handles are above `h`, so a chunk a chunkserver still holds
-    /// from an earlier life of the master is never handed out again. Handles at or above
-    /// [`MAX_HANDLE`] reserve nothing (returns false): no namespace allocates that many,
-    /// and a reported one (a forged or damaged report) must not push the counter to the
-    /// end of the handle space, where it would wrap and hand out live handles again.
-    pub fn reserve_above(&mut self, h: ChunkHandle) -> bool {
-        if h.0 >= MAX_HANDLE {
-            return false;
-        }
-        self.next_handle = self.next_handle.max(h.0 + 1);
-        true
+    /// Puts back the handle counter from the operation log or a checkpoint (never from a
+    /// chunkserver's report): future handles are at least `next`. Saturates at
+    /// `u64::MAX`, where [`ChunkMap::allocate`] fails instead of wrapping.
+    pub fn restore_next_handle(&mut self, next: u64) {
+        self.next_handle = self.next_handle.max(next);
     }
 
     /// Records a chunk's final length: the client has the pipeline's acknowledgement, so
@@ -374,6 +397,16 @@ impl ChunkMap {
         };
         let ReportedState { version, length, finalized } = held;
         let known = c.replicas.iter().position(|r| r.server == server);
+        if version > c.version {
+            // Never issued: every version is logged before anyone hears of it. Recorded
+            // corrupt at the version it claims, so the delete that removes it names it.
+            let r = Replica { server, version, status: ReplicaStatus::Corrupt };
+            match known {
+                Some(i) => c.replicas[i] = r,
+                None => c.replicas.push(r),
+            }
+            return ReportOutcome::Unissued;
+        }
         if version < c.version {
             if let Some(i) = known {
                 if c.replicas[i].version > version {
@@ -391,9 +424,6 @@ impl ChunkMap {
             (true, _) => (ReplicaStatus::Finalized, ReportOutcome::Accepted),
             (false, _) => (ReplicaStatus::Expected, ReportOutcome::Accepted),
         };
-        // A newer version than ours can only come from a pipeline the master set up
-        // and then forgot; adopt it, as GFS does.
-        c.version = version;
         match known.map(|i| &mut c.replicas[i]) {
             Some(r) => {
                 // A replica once found corrupt stays corrupt until it is deleted or
@@ -460,7 +490,7 @@ mod tests {
     #[test]
     fn pipeline_replicas_become_readable_when_finished() {
         let mut m = ChunkMap::new();
-        let h = m.allocate(F, &[A, B]);
+        let h = m.allocate(F, &[A, B]).expect("handle");
         assert_eq!(m.get(h).map(|c| c.readable().count()), Some(0));
         m.finish(h, 10);
         assert_eq!(m.get(h).map(|c| c.readable().count()), Some(2));
@@ -469,7 +499,7 @@ mod tests {
     #[test]
     fn reports_are_checked_against_version_and_length() {
         let mut m = ChunkMap::new();
-        let h = m.allocate(F, &[A]);
+        let h = m.allocate(F, &[A]).expect("handle");
         m.finish(h, 10);
         assert_eq!(m.report(h, B, st(1, 9, true), ReportKind::Held), ReportOutcome::WrongLength);
         assert_eq!(m.report(h, A, st(1, 10, true), ReportKind::Held), ReportOutcome::Accepted);
@@ -488,7 +518,8 @@ mod tests {
     #[test]
     fn stale_versions_are_dropped() {
         let mut m = ChunkMap::new();
-        let h = m.allocate(F, &[A]);
+        let h = m.allocate(F, &[A]).expect("handle");
+        m.set_pipeline(h, 2, &[B]);
         m.finish(h, 10);
         assert_eq!(m.report(h, B, st(2, 10, true), ReportKind::Held), ReportOutcome::Accepted);
         assert_eq!(m.report(h, A, st(1, 10, true), ReportKind::Held), ReportOutcome::Stale);
@@ -498,12 +529,34 @@ mod tests {
     }
 
     #[test]
+    fn a_version_never_issued_is_corrupt_and_never_adopted() {
+        let mut m = ChunkMap::new();
+        let h = m.allocate(F, &[A, B]).expect("handle");
+        m.finish(h, 10);
+        // A forged report (a spoofed registration) claims version 2 on a third server,
+        // then on A, which held version 1.
+        assert_eq!(m.report(h, C, st(2, 10, true), ReportKind::Held), ReportOutcome::Unissued);
+        let c = m.get(h).expect("chunk");
+        assert_eq!(c.version, 1, "never adopted");
+        assert_eq!(c.readable().map(|r| r.server).collect::<Vec<_>>(), vec![A, B]);
+        assert_eq!(m.report(h, A, st(2, 10, true), ReportKind::Received), ReportOutcome::Unissued);
+        let c = m.get(h).expect("chunk");
+        assert_eq!(c.readable().map(|r| r.server).collect::<Vec<_>>(), vec![B]);
+        let a = c.replicas.iter().find(|r| r.server == A).expect("A");
+        assert_eq!((a.status, a.version), (ReplicaStatus::Corrupt, 2), "deleted by version 2");
+        // A being-written replica at a version never issued is no better.
+        let w = m.allocate(F, &[A]).expect("handle");
+        assert_eq!(m.report(w, B, st(5, 0, false), ReportKind::Held), ReportOutcome::Unissued);
+        assert_eq!(m.get(w).map(|c| c.version), Some(1));
+    }
+
+    #[test]
     fn a_late_report_of_the_old_version_keeps_the_recovered_replica() {
         // The write of chunk h failed at its last packet on C; A and B had finalized it
         // at version 1, the client recovered the pipeline with them at version 2, and
         // their batched "received version 1" reports arrive after the bump.
         let mut m = ChunkMap::new();
-        let h = m.allocate(F, &[A, B, C]);
+        let h = m.allocate(F, &[A, B, C]).expect("handle");
         m.set_pipeline(h, 2, &[A, B]);
         assert_eq!(m.report(h, A, st(2, 10, true), ReportKind::Received), ReportOutcome::Accepted);
         assert_eq!(m.report(h, A, st(1, 10, true), ReportKind::Received), ReportOutcome::Outdated);
@@ -527,7 +580,7 @@ mod tests {
         for seed in 0..500u64 {
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
             let mut m = ChunkMap::new();
-            let h = m.allocate(F, &servers);
+            let h = m.allocate(F, &servers).expect("handle");
             let mut holds: HashMap<ServerIdx, u64> = servers.iter().map(|&s| (s, 1)).collect();
             let mut members = servers.to_vec();
             let mut in_flight: Vec<(ServerIdx, u64, bool)> = Vec::new();
@@ -568,7 +621,7 @@ mod tests {
     #[test]
     fn a_received_copy_replaces_a_corrupt_record() {
         let mut m = ChunkMap::new();
-        let h = m.allocate(F, &[A, B]);
+        let h = m.allocate(F, &[A, B]).expect("handle");
         m.finish(h, 10);
         assert!(m.mark_corrupt(h, A));
         // Listed again in a full report: still corrupt.
@@ -580,14 +633,17 @@ mod tests {
     }
 
     #[test]
-    fn reserved_handles_are_not_reused() {
+    fn the_handle_counter_never_wraps() {
         let mut m = ChunkMap::new();
-        assert!(m.reserve_above(ChunkHandle(41)));
-        assert_eq!(m.allocate(F, &[A]), ChunkHandle(42));
-        // A handle at the end of the space (a forged report) reserves nothing.
-        assert!(!m.reserve_above(ChunkHandle(u64::MAX)));
-        assert!(!m.reserve_above(ChunkHandle(MAX_HANDLE)));
-        assert_eq!(m.allocate(F, &[A]), ChunkHandle(43));
+        m.restore_next_handle(42);
+        assert_eq!(m.allocate(F, &[A]), Ok(ChunkHandle(42)));
+        m.restore(ChunkHandle(u64::MAX - 2), F, 1, 10);
+        assert_eq!(m.allocate(F, &[A]), Ok(ChunkHandle(u64::MAX - 1)));
+        assert!(m.is_exhausted());
+        assert_eq!(m.allocate(F, &[A]), Err(HandlesExhausted));
+        assert_eq!(m.allocate(F, &[A]), Err(HandlesExhausted));
+        // Nothing was handed out twice.
+        assert_eq!(m.len(), 3);
     }
 
     #[test]
@@ -595,7 +651,7 @@ mod tests {
         let mut m = ChunkMap::new();
         let far = ChunkHandle(1 << 40);
         m.restore(far, F, 3, 10);
-        let near = m.allocate(F, &[A, B]);
+        let near = m.allocate(F, &[A, B]).expect("handle");
         assert_eq!(near.0, (1 << 40) + 1, "handles continue above a restored one");
         assert_eq!(m.len(), 2);
         let mut seen: Vec<u64> = m.iter().map(|(h, _)| h.0).collect();

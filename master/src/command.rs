@@ -561,6 +561,9 @@ impl Core {
             Mutation::AddChunk { path, client, previous, client_host, excluded } => {
                 let (targets, chunk_size) =
                     self.place_chunk(&path, &client, &client_host, &excluded, now.mono)?;
+                if self.chunks.is_exhausted() {
+                    return Err(Error::HandlesExhausted);
+                }
                 let handle = ChunkHandle(self.chunks.next_handle());
                 let op = Op::AddChunk { path, client, previous, handle };
                 let Applied::Offset(offset) = self.apply_op(&op, t)? else {

@@ -53,6 +53,9 @@ pub struct Config {
     pub group_mapping: Option<PathBuf>,
     /// Where the audit log goes.
     pub audit_log: AuditTarget,
+    /// How long a chunk access token the master signs stays valid (see
+    /// [`crate::chunk_tokens`]); HDFS's default block token lifetime is 10 hours.
+    pub chunk_token_lifetime: Duration,
 }
 
 /// Where the master writes its audit log ([`crate::audit`]).
@@ -94,6 +97,9 @@ impl Default for Config {
             supergroup: crate::namespace::DEFAULT_GROUP.to_owned(),
             group_mapping: None,
             audit_log: AuditTarget::InDir,
+            chunk_token_lifetime: Duration::from_millis(
+                security::chunk_token::TOKEN_LIFETIME_MS as u64,
+            ),
         }
     }
 }
@@ -190,6 +196,9 @@ impl Config {
                 "lease limits: soft {:?} must be positive and not above hard {:?}",
                 self.lease_soft_limit, self.lease_hard_limit
             )));
+        }
+        if self.chunk_token_lifetime.is_zero() {
+            return Err(Error::InvalidArgument("chunk token lifetime must be positive".into()));
         }
         if !(0.0..=1.0).contains(&self.safemode_threshold) {
             return Err(Error::InvalidArgument(format!(

@@ -362,9 +362,13 @@ impl Core {
     /// master allocated and then forgot (its file was deleted while the chunkserver was
     /// away, or its allocation never became durable). A handle at or above it comes from
     /// a namespace this master never had: a master started on an empty or wrong `--dir`
-    /// must never wipe its chunkservers, so such replicas are kept (and handles are
-    /// reserved above them so they are never reused). Orphans seen in safe mode wait in
+    /// must never wipe its chunkservers, so such replicas are kept. A report never moves
+    /// the handle counter (a forged one could otherwise push it to the end of the space,
+    /// and handles come from the master's log alone). Orphans seen in safe mode wait in
     /// [`Core::deferred_orphans`].
+    ///
+    /// A replica claiming a version the master never issued is recorded corrupt
+    /// ([`ReportOutcome::Unissued`]): the chunk keeps its version and good replicas.
     fn take_report(
         &mut self,
         idx: ServerIdx,
@@ -398,11 +402,10 @@ impl Core {
                 }
             }
             ReportOutcome::Unknown => {
-                if self.chunks.reserve_above(c.handle) {
-                    debug!(chunk = c.handle.0, "replica of a chunk from another namespace: kept");
-                } else {
-                    warn!(chunk = c.handle.0, server = %self.cluster.get(idx).addr, "replica with a handle no namespace allocates: kept, handle not reserved");
-                }
+                warn!(chunk = c.handle.0, server = %self.cluster.get(idx).addr, "replica with a handle this master never allocated (another namespace, or forged): kept");
+            }
+            ReportOutcome::Unissued => {
+                warn!(chunk = c.handle.0, version = c.version, server = %self.cluster.get(idx).addr, "replica with a version the master never issued: marked corrupt");
             }
         }
         outcome

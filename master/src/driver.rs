@@ -15,11 +15,13 @@ use std::time::Duration;
 
 use proto::gfs::chunkserver_client::ChunkserverClient;
 use proto::gfs::{FinalizeReplicaRequest, RecoverReplicaRequest};
+use security::chunk_token::Modes;
 use tokio::sync::watch;
 use tonic::transport::Endpoint;
 use tracing::{error, info, warn};
 
-use crate::clock::{Clock, Now, SystemClock};
+use crate::chunk_tokens::ChunkTokens;
+use crate::clock::{Clock, Now, SystemClock, wall_ms};
 use crate::command::{Command, Outcome};
 use crate::core::Core;
 use crate::error::{Error, Result};
@@ -54,6 +56,7 @@ impl Master {
 pub struct Driver {
     master: Arc<Mutex<Master>>,
     clock: Arc<dyn Clock>,
+    tokens: Arc<ChunkTokens>,
 }
 
 impl Driver {
@@ -64,7 +67,15 @@ impl Driver {
 
     /// A driver with another clock.
     pub fn with_clock(core: Core, journal: Journal, clock: Arc<dyn Clock>) -> Driver {
-        Driver { master: Arc::new(Mutex::new(Master { core, journal })), clock }
+        let lifetime =
+            i64::try_from(core.config.chunk_token_lifetime.as_millis()).unwrap_or(i64::MAX);
+        let tokens = Arc::new(ChunkTokens::new(clock.now().wall_ms, lifetime));
+        Driver { master: Arc::new(Mutex::new(Master { core, journal })), clock, tokens }
+    }
+
+    /// The chunk access token keys and signer.
+    pub fn tokens(&self) -> Arc<ChunkTokens> {
+        Arc::clone(&self.tokens)
     }
 
     /// The current time.
@@ -115,9 +126,23 @@ pub trait ReplicaSettler: Send + Sync + 'static {
     ) -> impl Future<Output = std::result::Result<(), String>> + Send;
 }
 
-/// [`ReplicaSettler`] over gRPC, each call bounded by a timeout.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct GrpcSettler;
+/// [`ReplicaSettler`] over gRPC, each call bounded by a timeout and carrying a recover
+/// token: chunkservers take lease-recovery orders only signed by the master.
+#[derive(Debug, Clone)]
+pub struct GrpcSettler {
+    tokens: Arc<ChunkTokens>,
+}
+
+impl GrpcSettler {
+    /// A settler signing its orders with `tokens`.
+    pub fn new(tokens: Arc<ChunkTokens>) -> GrpcSettler {
+        GrpcSettler { tokens }
+    }
+
+    fn token(&self, handle: ChunkHandle, version: u64) -> bytes::Bytes {
+        self.tokens.sign(handle.0, version, Modes::RECOVER, wall_ms()).into()
+    }
+}
 
 fn client_for(
     addr: &str,
@@ -134,7 +159,8 @@ impl ReplicaSettler for GrpcSettler {
         version: u64,
     ) -> std::result::Result<u64, String> {
         let mut cs = client_for(addr)?;
-        let req = RecoverReplicaRequest { handle: handle.0, new_version: version };
+        let token = self.token(handle, version);
+        let req = RecoverReplicaRequest { handle: handle.0, new_version: version, token };
         match tokio::time::timeout(CALL_TIMEOUT, cs.recover_replica(req)).await {
             Ok(Ok(r)) => Ok(r.into_inner().length),
             Ok(Err(s)) => Err(s.message().to_owned()),
@@ -150,7 +176,8 @@ impl ReplicaSettler for GrpcSettler {
         length: u64,
     ) -> std::result::Result<(), String> {
         let mut cs = client_for(addr)?;
-        let req = FinalizeReplicaRequest { handle: handle.0, version, length };
+        let token = self.token(handle, version);
+        let req = FinalizeReplicaRequest { handle: handle.0, version, length, token };
         match tokio::time::timeout(CALL_TIMEOUT, cs.finalize_replica(req)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(s)) => Err(s.message().to_owned()),
@@ -254,7 +281,8 @@ mod tests {
         assert_eq!(status.code(), tonic::Code::Internal);
         // The monitor ends by itself, so the supervisor stops the master.
         let (_stop_tx, stop_rx) = watch::channel(false);
-        let monitor = monitor(driver, Arc::new(GrpcSettler), Duration::from_millis(5), stop_rx);
+        let settler = Arc::new(GrpcSettler::new(driver.tokens()));
+        let monitor = monitor(driver, settler, Duration::from_millis(5), stop_rx);
         tokio::time::timeout(Duration::from_secs(10), monitor).await.expect("the monitor stops");
     }
 }

@@ -87,6 +87,9 @@ pub enum Error {
         /// Largest free space among them.
         most_free: u64,
     },
+    /// No chunk handle is left to allocate (see [`crate::chunks::HandlesExhausted`]).
+    #[error("chunk handles are exhausted: no new chunk can be allocated")]
+    HandlesExhausted,
     /// A chunkserver the master does not know (for example after a master restart).
     #[error("unknown chunkserver {0}: register first")]
     UnknownChunkserver(String),
@@ -173,6 +176,7 @@ impl Error {
             Error::WrongChunk { .. } => ErrorReason::WrongChunk,
             Error::NoChunkservers => ErrorReason::NoChunkservers,
             Error::NoSpace { .. } => ErrorReason::NoSpace,
+            Error::HandlesExhausted => ErrorReason::Exhausted,
             Error::UnknownChunkserver(_) => ErrorReason::UnknownChunkserver,
             Error::SafeMode(_) => ErrorReason::SafeMode,
             Error::LogFailed { .. } => ErrorReason::LogFailed,
@@ -199,7 +203,7 @@ impl Error {
             | Error::UnknownChunkserver(_)
             | Error::SafeMode(_) => Code::FailedPrecondition,
             Error::NoChunkservers | Error::LogFailed { .. } => Code::Unavailable,
-            Error::NoSpace { .. } => Code::ResourceExhausted,
+            Error::NoSpace { .. } | Error::HandlesExhausted => Code::ResourceExhausted,
             Error::PermissionDenied { .. } => Code::PermissionDenied,
             Error::Transport(_)
             | Error::Io { .. }
@@ -231,6 +235,7 @@ mod tests {
             (Error::NoChunkservers, Code::Unavailable),
             (Error::LogFailed { path: "/m".into(), reason: "full".into() }, Code::Unavailable),
             (Error::NoSpace { chunk_size: 1, live: 1, most_free: 0 }, Code::ResourceExhausted),
+            (Error::HandlesExhausted, Code::ResourceExhausted),
             (Error::NotFound("/x".into()), Code::NotFound),
         ];
         for (err, code) in cases {

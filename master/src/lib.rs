@@ -26,6 +26,7 @@
 
 pub mod audit;
 pub mod checkpoint;
+pub mod chunk_tokens;
 pub mod chunks;
 pub mod clock;
 pub mod cluster;
@@ -142,7 +143,7 @@ pub async fn run_with_ready(
     let driver = Driver::new(core, journal);
     let checkpointer = checkpoint::Checkpointer::new(driver.clone(), dir, checkpoint_txid);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let settler = Arc::new(driver::GrpcSettler);
+    let settler = Arc::new(driver::GrpcSettler::new(driver.tokens()));
     let monitor =
         tokio::spawn(driver::monitor(driver.clone(), settler, heartbeat, stop_rx.clone()));
     let checkpoints = tokio::spawn(checkpointer.clone().run(wanted, every, stop_rx));

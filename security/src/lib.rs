@@ -11,9 +11,12 @@
 //!   placed in the request's extensions if there is one, else the simple-mode claim;
 //! - [`Credentials`] is what a client sends, and [`Attach`] the interceptor that sends it;
 //! - [`token`]: the signed bearer tokens of token mode and the cluster secret;
+//! - [`chunk_token`]: the master's signed capabilities for chunk data (HDFS block access
+//!   tokens), which chunkservers verify on every read, write, copy and recovery;
 //! - [`connections`]: the cap on open connections and the idle timeout every server
 //!   accepts under.
 
+pub mod chunk_token;
 pub mod connections;
 pub mod token;
 

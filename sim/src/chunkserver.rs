@@ -203,7 +203,12 @@ impl SimChunkserver {
     pub fn resume(&mut self, handle: u64, version: u64, len: u64) -> Result<(), String> {
         match self.replicas.get_mut(&handle) {
             None => return self.write(handle, version, len),
-            Some(r) if !r.corrupt && r.version <= version => {
+            // The store's rule: a finalized replica is reopened only at a newer version.
+            Some(r)
+                if !r.corrupt
+                    && r.version <= version
+                    && rules::may_resume(handle, r.held(), version).is_ok() =>
+            {
                 *r = Rep { version, len, finalized: true, corrupt: false };
             }
             other => return Err(format!("cannot resume over {other:?}")),
@@ -225,7 +230,11 @@ impl SimChunkserver {
     /// Lease recovery's second call: cuts to `len` and finalizes at `version`.
     pub fn settle(&mut self, handle: u64, version: u64, len: u64) -> bool {
         match self.replicas.get_mut(&handle) {
-            Some(r) if r.version == version && r.len >= len && !r.corrupt => {
+            Some(r)
+                if rules::may_settle(handle, r.held(), version).is_ok()
+                    && r.len >= len
+                    && !r.corrupt =>
+            {
                 *r = Rep { version, len, finalized: true, corrupt: false };
             }
             _ => return false,

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use proto::gfs::admin_protocol_client::AdminProtocolClient;
+use proto::gfs::chunkserver_client::ChunkserverClient;
 use proto::gfs::chunkserver_protocol_client::ChunkserverProtocolClient;
 use proto::gfs::client_protocol_client::ClientProtocolClient;
 use proto::gfs::{
@@ -635,6 +636,21 @@ impl MiniCluster {
     /// [`Error::Connect`] if the master does not accept the connection.
     pub async fn chunkserver_protocol_client(&self) -> Result<ChunkserverProtocolClient<Channel>> {
         Ok(ChunkserverProtocolClient::new(self.master_channel().await?))
+    }
+
+    /// A raw gRPC client of the chunkserver at `addr` (reads, writes, lease-recovery
+    /// orders), to speak to it as a client, a peer or the master would.
+    ///
+    /// # Errors
+    /// [`Error::Connect`] if the chunkserver does not accept the connection.
+    pub async fn chunkserver_client(&self, addr: &str) -> Result<ChunkserverClient<Channel>> {
+        let refused = |source| Error::Connect { addr: addr.to_owned(), source };
+        let channel = Endpoint::new(format!("http://{addr}"))
+            .map_err(refused)?
+            .connect()
+            .await
+            .map_err(refused)?;
+        Ok(ChunkserverClient::new(channel))
     }
 
     /// The master's cluster report (chunkservers, their state and space).

@@ -36,12 +36,22 @@
 //!   one, or a finalized one of an older version; never one of a *newer* version
 //!   ([`Error::NewerStored`]: a frozen node's queued write after a recovery moved on);
 //! - a pipeline recovery ([`Store::resume_rbw`]) restamps this node's replica with a
-//!   newer version, fencing any older writer still running;
+//!   newer version, fencing any older writer still running; a *finalized* replica is
+//!   reopened only at a newer version than its own ([`rules::may_resume`]), never at the
+//!   same one, so no write stream replaces or cuts finished data;
+//! - lease recovery stamps a replica ([`Store::recover_replica`]) and then cuts and
+//!   finalizes it ([`Store::settle`]) only at the version it stamped
+//!   ([`rules::may_settle`]);
 //! - a delete ([`Store::delete`]) names the newest version it removes, and never removes
 //!   a newer replica, nor a finalized one when it names only a replica being written;
 //! - every failed write or copy aborts its rbw files; only a writer whose upstream went
 //!   away mid-chunk leaves them, for the client's pipeline recovery or the master's lease
 //!   recovery, and the master deletes them if neither claims them.
+//!
+//! The store trusts its callers on *who* may ask: the service refuses every request
+//! without the master's chunk access token for that handle, version and access before
+//! calling it ([`crate::access`]), so these rules hold against mistakes and tokens hold
+//! against rogue callers.
 
 use std::collections::HashMap;
 use std::ffi::CString;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use proto::checksum;
 
-use super::{B, RbwWriter, ReplicaInfo, Store, scan};
+use super::{B, RbwWriter, ReplicaInfo, Store, rules, scan};
 use crate::error::{Error, Result};
 use crate::meta::{self, HEADER_LEN, Header};
 
@@ -75,6 +75,7 @@ impl Store {
         let inner = &self.inner;
         let mut st = inner.lock();
         let r = st.replicas.get(&h).copied().ok_or(Error::NotFound { handle: h })?;
+        rules::may_resume(h, r.held(), version)?;
         if r.corrupt || r.length < offset || r.version > version {
             return Err(Error::InvalidArgument(format!(
                 "chunk {h:016x}: cannot resume at {offset} bytes version {version}: replica holds {} bytes at version {}{}",
@@ -185,6 +186,7 @@ impl Store {
         let inner = &self.inner;
         let mut st = inner.lock();
         let r = st.replicas.get(&h).copied().ok_or(Error::NotFound { handle: h })?;
+        rules::may_settle(h, r.held(), version)?;
         if r.corrupt || r.length < length {
             return Err(Error::InvalidArgument(format!(
                 "chunk {h:016x}: cannot settle at {length} bytes: replica holds {}",
@@ -265,7 +267,13 @@ mod tests {
         // Cannot resume past what it holds, nor go back in version.
         assert!(store.resume_rbw(7, 3, 4 * B, 0, Duration::ZERO).is_err());
         assert!(store.resume_rbw(7, 1, 0, 0, Duration::ZERO).is_err());
-        // A finalized replica can be reopened (its ack was lost).
+        // A finalized replica is never reopened at its own version (a rogue resume)...
+        assert!(matches!(
+            store.resume_rbw(7, 2, B, 0, Duration::ZERO),
+            Err(Error::Finalized { stored: 2, requested: 2, .. })
+        ));
+        assert_eq!(store.list()[0].length, 2 * B + 100, "untouched");
+        // ...only by a pipeline recovery at a newer version (its ack was lost).
         let w = store.resume_rbw(7, 3, B, 0, Duration::ZERO).unwrap();
         drop(w);
         assert_eq!(store.list()[0].length, B);
@@ -293,6 +301,9 @@ mod tests {
             vec![ReplicaInfo { handle: 5, version: 2, length: cut, finalized: true }]
         );
         assert!(store.settle(5, 2, cut + 1).is_err());
+        // A finalized replica is never cut by an order for another version.
+        assert!(matches!(store.settle(5, 3, 0), Err(Error::Finalized { .. })));
+        assert_eq!(store.list()[0].length, cut);
         assert!(store.recover_replica(6, 2).is_err());
     }
 }

@@ -34,6 +34,52 @@ pub fn may_write(handle: u64, held: Option<Held>, version: u64) -> Result<()> {
     Ok(())
 }
 
+/// Whether a pipeline recovery (`WriteHeader.resume_offset`) at `version` may reopen
+/// `held`: a replica being written at an older or the same version, or a *finalized*
+/// one only at a newer version. Only the master moves versions, and only for the lease
+/// holder of a chunk being written (`UpdatePipeline`, whose write token names the new
+/// version), so a finalized replica is never reopened, cut or overwritten through a
+/// write stream at its own version; older-version rules are `resume_rbw`'s.
+///
+/// # Errors
+/// [`Error::Finalized`].
+pub fn may_resume(handle: u64, held: Held, version: u64) -> Result<()> {
+    if held.finalized && held.version >= version {
+        return Err(Error::Finalized {
+            handle,
+            what: "reopen",
+            stored: held.version,
+            requested: version,
+        });
+    }
+    Ok(())
+}
+
+/// Whether lease recovery's `FinalizeReplica` at `version` may cut and finalize
+/// `held`: only a replica that `RecoverReplica` stamped with that very version (both
+/// orders carry the master's recover token for it). A replica at any other version is
+/// not the one this recovery fenced, and is left alone.
+///
+/// # Errors
+/// [`Error::Finalized`] for a finalized replica, [`Error::InvalidArgument`] otherwise.
+pub fn may_settle(handle: u64, held: Held, version: u64) -> Result<()> {
+    if held.version == version {
+        return Ok(());
+    }
+    if held.finalized {
+        return Err(Error::Finalized {
+            handle,
+            what: "cut",
+            stored: held.version,
+            requested: version,
+        });
+    }
+    Err(Error::InvalidArgument(format!(
+        "chunk {handle:016x}: cannot settle version {version}: replica holds version {}",
+        held.version
+    )))
+}
+
 /// Whether a delete naming `version` (and `rbw_only`) removes `held`: a lower version,
 /// or this version unless the delete is for a replica being written and this one is
 /// finalized. A delete decided on old news never removes a replica written since.
@@ -58,6 +104,24 @@ mod tests {
         assert!(matches!(may_write(1, Some(held(2, true)), 2), Err(Error::AlreadyExists { .. })));
         let corrupt = Held { corrupt: true, ..held(2, true) };
         assert!(may_write(1, Some(corrupt), 2).is_ok(), "a corrupt one is replaced");
+    }
+
+    #[test]
+    fn finalized_replicas_are_reopened_only_at_a_newer_version() {
+        assert!(may_resume(1, held(1, false), 1).is_ok(), "this pipeline's own replica");
+        assert!(may_resume(1, held(1, false), 2).is_ok());
+        assert!(may_resume(1, held(1, true), 2).is_ok(), "last packet in, ack lost");
+        assert!(matches!(may_resume(1, held(2, true), 2), Err(Error::Finalized { .. })));
+        assert!(matches!(may_resume(1, held(3, true), 2), Err(Error::Finalized { .. })));
+    }
+
+    #[test]
+    fn settling_needs_the_version_recovery_stamped() {
+        assert!(may_settle(1, held(4, true), 4).is_ok());
+        assert!(may_settle(1, held(4, false), 4).is_ok());
+        assert!(matches!(may_settle(1, held(3, true), 4), Err(Error::Finalized { .. })));
+        assert!(matches!(may_settle(1, held(5, true), 4), Err(Error::Finalized { .. })));
+        assert!(matches!(may_settle(1, held(3, false), 4), Err(Error::InvalidArgument(_))));
     }
 
     #[test]

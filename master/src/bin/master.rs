@@ -69,6 +69,10 @@ struct Cli {
     /// The audit log: a file, or `none` (default: audit.log in the metadata directory).
     #[arg(long, env = "MASTER_AUDIT_LOG")]
     audit_log: Option<String>,
+    /// How long a chunk access token stays valid, in milliseconds (default 10 hours;
+    /// tests shorten it to see tokens expire).
+    #[arg(long, env = "MASTER_CHUNK_TOKEN_LIFETIME_MS", default_value_t = 36_000_000)]
+    chunk_token_lifetime_ms: u64,
     /// Once recovered and serving, write the bound host:port to this file.
     #[arg(long)]
     addr_file: Option<PathBuf>,
@@ -114,6 +118,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .audit_log
             .as_deref()
             .map_or(master::config::AuditTarget::InDir, master::config::AuditTarget::parse),
+        chunk_token_lifetime: Duration::from_millis(cli.chunk_token_lifetime_ms),
     };
     config.validate()?;
     let listener = tokio::net::TcpListener::bind(&cli.addr)

@@ -240,7 +240,7 @@ mod tests {
         let a = cluster.register(Identity { id: "a", addr: "h1:1", rack: "/r" }, full, now, 0);
         let b = cluster.register(Identity { id: "b", addr: "h2:1", rack: "/r" }, empty, now, 0);
         for _ in 0..6 {
-            let h = chunks.allocate(InodeId(9), &[a]);
+            let h = chunks.allocate(InodeId(9), &[a]).expect("handle");
             chunks.finish(h, 100);
         }
         let mut bal = Balancer::default();

@@ -452,7 +452,7 @@ mod tests {
             };
             let (file, _) = self.ns.create(&path, &args).expect("create");
             let servers: Vec<ServerIdx> = on.iter().map(|&i| ServerIdx(i)).collect();
-            let h = self.chunks.allocate(file, &servers);
+            let h = self.chunks.allocate(file, &servers).expect("handle");
             self.ns.add_chunk(&path, "c", None, h, 0).expect("add chunk");
             self.ns.complete(&path, "c", Some((h, 100)), 0).expect("complete");
             self.chunks.finish(h, 100);

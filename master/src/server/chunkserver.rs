@@ -5,9 +5,11 @@
 
 use proto::gfs::chunkserver_protocol_server::ChunkserverProtocol;
 use proto::gfs::{self as pb, ChunkCommand, DeleteChunks, ReplicateChunk, chunk_command};
+use security::chunk_token::Modes;
 use tonic::{Request, Response, Status};
 
 use super::{command, unexpected};
+use crate::clock::wall_ms;
 use crate::cluster::Load;
 use crate::command::{Command, Reply, ServerName};
 use crate::core::ReportedReplica;
@@ -57,10 +59,12 @@ impl ChunkserverProtocol for ChunkserverProtocolService {
         let chunks: Vec<ReportedReplica> = r.chunks.iter().map(reported).collect();
         let load = load(r.capacity, r.used, r.remaining, 0, chunks.len() as u64);
         let server = ServerName { id: server.id, addr: server.addr, rack: server.rack };
+        let tokens = self.driver.tokens();
         let resp = command(&self.driver, Command::Register { server, load, chunks }, |st, _| {
             Ok(pb::RegisterResponse {
                 heartbeat_interval_ms: st.config.heartbeat_interval.as_millis() as u64,
                 chunk_size: st.config.chunk_size,
+                token_keys: tokens.keys(wall_ms()),
             })
         })?;
         Ok(Response::new(resp))
@@ -72,11 +76,17 @@ impl ChunkserverProtocol for ChunkserverProtocolService {
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let r = req.into_inner();
         let load = load(r.capacity, r.used, r.remaining, r.active_writes, r.chunk_count);
+        let tokens = self.driver.tokens();
+        let now_ms = wall_ms();
         let resp = command(&self.driver, Command::Heartbeat { id: r.id, load }, |st, reply| {
             let reply = match reply {
                 Reply::Heartbeat(Some(reply)) => reply,
                 Reply::Heartbeat(None) => {
-                    return Ok(pb::HeartbeatResponse { commands: vec![], reregister: true });
+                    return Ok(pb::HeartbeatResponse {
+                        commands: vec![],
+                        reregister: true,
+                        token_keys: Vec::new(),
+                    });
                 }
                 other => return Err(unexpected(&other)),
             };
@@ -102,10 +112,16 @@ impl ChunkserverProtocol for ChunkserverProtocolService {
                         version: c.version,
                         length: c.length,
                         source: Some(report::server_info(st, c.source)),
+                        // The target reads the chunk from the source with it.
+                        token: tokens.sign(c.handle.0, c.version, Modes::REPLICATE, now_ms).into(),
                     })),
                 });
             }
-            Ok(pb::HeartbeatResponse { commands, reregister: reply.reregister })
+            Ok(pb::HeartbeatResponse {
+                commands,
+                reregister: reply.reregister,
+                token_keys: tokens.keys(now_ms),
+            })
         })?;
         Ok(Response::new(resp))
     }

@@ -9,10 +9,13 @@
 use proto::gfs as pb;
 use proto::gfs::client_protocol_server::ClientProtocol;
 use proto::path::DfsPath;
+use security::chunk_token::Modes;
 use tonic::{Request, Response, Status};
 
 use super::{Audited, Edge, command, mutate, path, perm_of, unexpected};
+use crate::chunk_tokens::ChunkTokens;
 use crate::chunks::ReplicaStatus;
+use crate::clock::wall_ms;
 use crate::command::{Command, Mutation, Read, Reply};
 use crate::config;
 use crate::core::{Core, Located};
@@ -83,7 +86,9 @@ fn file_status(ns: &Namespace, path: &DfsPath, id: InodeId) -> pb::FileStatus {
     st
 }
 
-fn located(st: &Core, l: &Located) -> pb::LocatedChunk {
+/// The wire form of a located chunk, with a token for `modes` on it (read for
+/// locations, write for a pipeline).
+fn located(st: &Core, l: &Located, tokens: &ChunkTokens, modes: Modes) -> pb::LocatedChunk {
     let corrupt = st
         .chunks
         .get(l.handle)
@@ -95,6 +100,7 @@ fn located(st: &Core, l: &Located) -> pb::LocatedChunk {
         length: l.length,
         replicas: l.replicas.iter().map(|&i| report::server_info(st, i)).collect(),
         corrupt_replicas: u32::try_from(corrupt).unwrap_or(u32::MAX),
+        token: tokens.sign(l.handle.0, l.version, modes, wall_ms()).into(),
     }
 }
 
@@ -114,10 +120,15 @@ fn attributes(
     }
 }
 
-/// A chunk answer as the wire has it.
-fn chunk_reply(st: &Core, reply: Reply) -> Result<Option<pb::LocatedChunk>, Status> {
+/// A pipeline answer (`AddChunk`, `UpdatePipeline`) as the wire has it: the chunk with
+/// a write token for its version.
+fn chunk_reply(
+    st: &Core,
+    reply: Reply,
+    tokens: &ChunkTokens,
+) -> Result<Option<pb::LocatedChunk>, Status> {
     match reply {
-        Reply::Chunk(l) => Ok(Some(located(st, &l))),
+        Reply::Chunk(l) => Ok(Some(located(st, &l, tokens, Modes::WRITE))),
         other => Err(unexpected(&other)),
     }
 }
@@ -199,8 +210,9 @@ impl ClientProtocol for ClientProtocolService {
             excluded: r.excluded,
         };
         let call = CallKey::from_request(&r.client_id, r.call_id);
+        let tokens = self.driver.tokens();
         let resp = mutate(&self.driver, call, caller, m, |st, reply| {
-            Ok(pb::AddChunkResponse { chunk: chunk_reply(st, reply)? })
+            Ok(pb::AddChunkResponse { chunk: chunk_reply(st, reply, &tokens)? })
         })
         .await?;
         Ok(Response::new(resp))
@@ -283,7 +295,8 @@ impl ClientProtocol for ClientProtocolService {
             let now = self.driver.now().mono;
             let (file_length, chunks, under_construction) =
                 m.core.locations(&p, r.offset, r.length, &host, now)?;
-            let chunks = chunks.iter().map(|l| located(&m.core, l)).collect();
+            let tokens = self.driver.tokens();
+            let chunks = chunks.iter().map(|l| located(&m.core, l, &tokens, Modes::READ)).collect();
             Ok(pb::GetChunkLocationsResponse { file_length, chunks, under_construction })
         })();
         // A reader asks for locations range by range: the first one is the open.
@@ -461,8 +474,9 @@ impl ClientProtocol for ClientProtocolService {
             survivors: r.survivors,
         };
         let call = CallKey::from_request(&r.client_id, r.call_id);
+        let tokens = self.driver.tokens();
         let resp = mutate(&self.driver, call, caller, m, |st, reply| {
-            Ok(pb::UpdatePipelineResponse { chunk: chunk_reply(st, reply)? })
+            Ok(pb::UpdatePipelineResponse { chunk: chunk_reply(st, reply, &tokens)? })
         })
         .await?;
         Ok(Response::new(resp))
