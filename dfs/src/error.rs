@@ -267,12 +267,11 @@ impl Error {
             (ErrorReason::NotADirectory, _) => Error::NotADirectory { path, message },
             (ErrorReason::IsADirectory, _) => Error::IsADirectory { path, message },
             (ErrorReason::NotFound, _) | (_, Code::NotFound) => Error::NotFound { path, message },
-            (ErrorReason::PermissionDenied, _) | (_, Code::PermissionDenied) => {
-                Error::PermissionDenied { path, message }
-            }
-            (ErrorReason::Unauthenticated, _) | (_, Code::Unauthenticated) => {
-                Error::Unauthenticated { message }
-            }
+            // By reason only: a chunkserver refusing a chunk access token answers these
+            // codes too, with a token reason the reader acts on (it asks the master
+            // again), kept in `Error::Rpc`.
+            (ErrorReason::PermissionDenied, _) => Error::PermissionDenied { path, message },
+            (ErrorReason::Unauthenticated, _) => Error::Unauthenticated { message },
             (ErrorReason::AlreadyExists, _) | (_, Code::AlreadyExists) => {
                 Error::AlreadyExists { path, message }
             }
