@@ -11,7 +11,9 @@
 //! is corrected eventually. `Replicate` commands start background copies
 //! ([`crate::replicate`]). The space each heartbeat reports also goes through
 //! [`crate::space_watch`], which logs once when the disk can no longer take a chunk of the
-//! master's chunk size and once when it can again.
+//! master's chunk size and once when it can again. Every `Register` and `Heartbeat`
+//! answer carries the master's chunk token keys, which replace those this node checks
+//! requests with ([`crate::access`]).
 
 use std::time::{Duration, Instant};
 

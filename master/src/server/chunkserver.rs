@@ -1,7 +1,10 @@
 //! `gfs.v1.ChunkserverProtocol`: what chunkservers call (HDFS's DatanodeProtocol).
 //! Registration with a full replica report, heartbeats whose answers carry delete and
 //! replicate commands, and incremental replica reports. None of it is logged: replica
-//! locations are rebuilt from these reports after a restart (GFS).
+//! locations are rebuilt from these reports after a restart (GFS). Register and
+//! heartbeat answers carry the chunk token keys ([`crate::chunk_tokens`]) and copy
+//! orders a replicate token; in simple mode this service is unauthenticated, so whoever
+//! registers gets the keys (see `docs/security.md`).
 
 use proto::gfs::chunkserver_protocol_server::ChunkserverProtocol;
 use proto::gfs::{self as pb, ChunkCommand, DeleteChunks, ReplicateChunk, chunk_command};
