@@ -40,7 +40,7 @@ impl JobToken {
 
     /// Its hex form (how task specs carry it).
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        security::token::hex::encode(&self.0)
     }
 
     /// Parses the hex form.
@@ -48,15 +48,9 @@ impl JobToken {
     /// # Errors
     /// [`Error::InvalidArgument`] unless it is 64 hex digits.
     pub fn from_hex(s: &str) -> Result<JobToken> {
-        let bad = || Error::InvalidArgument("malformed job token".into());
-        if s.len() != 2 * LEN || !s.is_ascii() {
-            return Err(bad());
-        }
-        let mut out = [0u8; LEN];
-        for (i, o) in out.iter_mut().enumerate() {
-            *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-        }
-        Ok(JobToken(out))
+        security::token::hex::decode(s)
+            .map(JobToken)
+            .ok_or_else(|| Error::InvalidArgument("malformed job token".into()))
     }
 
     fn mac(&self, attempt: AttemptId, partition: u32) -> Hmac<Sha256> {

@@ -308,19 +308,12 @@ impl Authenticate {
 
 impl Interceptor for Authenticate {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(claims) = self.check(req.metadata(), wall_ms())? {
+        if let Some(claims) = self.check(req.metadata(), proto::clock::wall_ms())? {
             req.extensions_mut().insert(claims.principal());
             req.extensions_mut().insert(claims);
         }
         Ok(req)
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
@@ -341,7 +334,7 @@ mod tests {
     #[test]
     fn token_mode_takes_the_user_from_the_token_and_refuses_the_rest() {
         let secret = std::sync::Arc::new(token::Secret::generate());
-        let now = wall_ms();
+        let now = proto::clock::wall_ms();
         let alice = secret.issue(token::Kind::User, "alice", &[], now, 60_000, 60_000);
         let creds = Credentials { user: "mallory".into(), token: Some(alice) };
         let sent = creds.attach().expect("attach").call(Request::new(())).expect("call");

@@ -157,9 +157,11 @@ impl Secret {
                 line: i + 1,
                 what: what.to_owned(),
             };
-            let (id, hex) = line.split_once(' ').ok_or_else(|| bad("expected KEY_ID HEX_KEY"))?;
+            let (id, digits) =
+                line.split_once(' ').ok_or_else(|| bad("expected KEY_ID HEX_KEY"))?;
             let id: u32 = id.parse().map_err(|_| bad("key id is not a number"))?;
-            let key = decode_hex(hex.trim()).ok_or_else(|| bad("key is not 64 hex digits"))?;
+            let key = hex::decode::<KEY_LEN>(digits.trim())
+                .ok_or_else(|| bad("key is not 64 hex digits"))?;
             if keys.iter().any(|(k, _)| *k == id) {
                 return Err(bad("key id used twice"));
             }
@@ -185,7 +187,7 @@ impl Secret {
             .map_err(io)?;
         let mut text = String::from("# cluster secret: keep it 0600; the first key signs\n");
         for (id, key) in &self.keys {
-            text.push_str(&format!("{id} {}\n", encode_hex(key)));
+            text.push_str(&format!("{id} {}\n", hex::encode(key)));
         }
         f.write_all(text.as_bytes()).map_err(io)?;
         f.sync_all().map_err(io)
@@ -286,19 +288,24 @@ fn mac(key: &[u8; KEY_LEN], payload: &[u8]) -> Vec<u8> {
     m.finalize().into_bytes().to_vec()
 }
 
-fn encode_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+/// Secrets as text: lowercase hex, fixed length (the secret file, job tokens).
+pub mod hex {
+    /// The hex form of `bytes`.
+    pub fn encode(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
 
-fn decode_hex(s: &str) -> Option<[u8; KEY_LEN]> {
-    if s.len() != KEY_LEN * 2 || !s.is_ascii() {
-        return None;
+    /// Exactly `2 * N` hex digits as `N` bytes; `None` for anything else.
+    pub fn decode<const N: usize>(s: &str) -> Option<[u8; N]> {
+        if s.len() != N * 2 || !s.is_ascii() {
+            return None;
+        }
+        let mut out = [0u8; N];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(out)
     }
-    let mut out = [0u8; KEY_LEN];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
 }
 
 #[cfg(test)]
