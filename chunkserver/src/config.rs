@@ -39,6 +39,9 @@ pub struct Config {
     /// (command-line flags only).
     #[serde(skip)]
     pub connections: Limits,
+    /// How callers prove who they are, and our own credentials (command-line flags only).
+    #[serde(skip)]
+    pub auth: security::ServerAuth,
 }
 
 impl Default for Config {
@@ -55,6 +58,7 @@ impl Default for Config {
             replication_bandwidth: None,
             full_report_secs: 3600,
             connections: Limits::default(),
+            auth: security::ServerAuth::simple(),
         }
     }
 }

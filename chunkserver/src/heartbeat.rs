@@ -24,6 +24,7 @@ use proto::gfs::{
     ReportChunksRequest, ReportedChunk,
 };
 use tokio::sync::watch;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, info, warn};
 
@@ -57,7 +58,12 @@ pub struct Reporter {
     pub copier: Copier,
     /// How often a full report is sent.
     pub full_report: Duration,
+    /// Its credentials on every call (a service token in token mode).
+    pub attach: security::Attach,
 }
+
+/// The master's chunkserver service, every call carrying our credentials.
+type Master = ChunkserverProtocolClient<InterceptedService<Channel, security::Attach>>;
 
 /// Logs a repeated failure at most once per [`LOG_EVERY`].
 struct QuietLog {
@@ -108,7 +114,7 @@ impl Reporter {
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
             .connect_lazy();
-        let mut client = ChunkserverProtocolClient::new(channel);
+        let mut client = ChunkserverProtocolClient::with_interceptor(channel, self.attach.clone());
         let mut log = QuietLog { last: None };
         let mut space = SpaceWatch::default();
         'register: loop {
@@ -165,7 +171,7 @@ impl Reporter {
     /// shutdown. Returns the heartbeat interval to use.
     async fn register(
         &self,
-        client: &mut ChunkserverProtocolClient<Channel>,
+        client: &mut Master,
         shutdown: &mut watch::Receiver<bool>,
         log: &mut QuietLog,
         space_watch: &mut SpaceWatch,
@@ -181,6 +187,7 @@ impl Reporter {
                 used: space.used,
                 remaining: space.remaining,
                 chunks,
+                id_secret: store.id_secret().to_vec().into(),
             };
             let count = req.chunks.len();
             match client.register(req).await {
@@ -212,7 +219,7 @@ impl Reporter {
 
     async fn heartbeat(
         &self,
-        client: &mut ChunkserverProtocolClient<Channel>,
+        client: &mut Master,
         space_watch: &mut SpaceWatch,
     ) -> std::result::Result<HeartbeatResponse, tonic::Status> {
         let space = self.store.space();
@@ -280,10 +287,7 @@ impl Reporter {
 
     /// Sends queued events; true if the master wants a re-register. Failed events are
     /// queued again.
-    async fn flush(
-        &self,
-        client: &mut ChunkserverProtocolClient<Channel>,
-    ) -> std::result::Result<bool, tonic::Status> {
+    async fn flush(&self, client: &mut Master) -> std::result::Result<bool, tonic::Status> {
         let pending = self.store.reports().drain();
         if pending.is_empty() {
             return Ok(false);

@@ -83,7 +83,8 @@ pub async fn run(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let interval = cfg.heartbeat_interval();
-    let peers = Arc::new(Peers::default());
+    let attach = cfg.auth.attach("chunkserver").map_err(|e| Error::Config(e.to_string()))?;
+    let peers = Arc::new(Peers::new(attach.clone()));
     let keys = Keys::default();
     let reporter = Reporter {
         keys: keys.clone(),
@@ -93,6 +94,7 @@ pub async fn run(
         interval,
         copier: Copier::new(store.clone(), Arc::clone(&peers), cfg.replication_bandwidth),
         full_report: std::time::Duration::from_secs(cfg.full_report_secs),
+        attach,
     };
     let reporter = tokio::spawn(reporter.run(stop_rx.clone()));
     let scrubber = tokio::spawn(scrub::run(
@@ -106,6 +108,10 @@ pub async fn run(
     let service = ChunkserverServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
+    // In token mode every call needs a token (a user's for reads and writes, which the
+    // chunk access token then authorizes; a service's for the master's orders).
+    let service =
+        tonic::service::interceptor::InterceptedService::new(service, cfg.auth.interceptor());
     let served = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .initial_stream_window_size(8 << 20)

@@ -45,6 +45,7 @@ use proto::gfs::{Ack, Packet, PipelineError, WriteChunkRequest, WriteChunkRespon
 use proto::reason::{self, ErrorReason};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status, Streaming};
 use tracing::{debug, warn};
@@ -69,17 +70,26 @@ const PACKETS_IN_FLIGHT: usize = 16;
 
 /// Cached channels to peer chunkservers, one per address (tonic channels multiplex
 /// streams and reconnect on their own).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Peers {
     channels: Mutex<HashMap<String, Channel>>,
+    attach: security::Attach,
 }
 
+/// A peer chunkserver, every call carrying our credentials.
+pub type PeerClient = ChunkserverClient<InterceptedService<Channel, security::Attach>>;
+
 impl Peers {
+    /// Peers called with `attach` (a service token in token mode).
+    pub fn new(attach: security::Attach) -> Peers {
+        Peers { channels: Mutex::new(HashMap::new()), attach }
+    }
+
     /// A client for the chunkserver at `addr` (`host:port`).
     ///
     /// # Errors
     /// A message if `addr` is not a valid address.
-    pub fn client(&self, addr: &str) -> Result<ChunkserverClient<Channel>, String> {
+    pub fn client(&self, addr: &str) -> Result<PeerClient, String> {
         let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         let channel = match map.get(addr) {
             Some(c) => c.clone(),
@@ -96,7 +106,7 @@ impl Peers {
                 c
             }
         };
-        Ok(ChunkserverClient::new(channel)
+        Ok(ChunkserverClient::with_interceptor(channel, self.attach.clone())
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE))
     }

@@ -127,6 +127,7 @@ impl Chunkserver for ChunkserverService {
         &self,
         request: Request<RecoverReplicaRequest>,
     ) -> Result<Response<RecoverReplicaResponse>, Status> {
+        security::require_service(&request)?;
         let r = request.into_inner();
         self.check(&r.token, r.handle, r.new_version, Modes::RECOVER)?;
         let store = self.store.clone();
@@ -144,6 +145,7 @@ impl Chunkserver for ChunkserverService {
         &self,
         request: Request<FinalizeReplicaRequest>,
     ) -> Result<Response<FinalizeReplicaResponse>, Status> {
+        security::require_service(&request)?;
         let r = request.into_inner();
         self.check(&r.token, r.handle, r.version, Modes::RECOVER)?;
         let store = self.store.clone();

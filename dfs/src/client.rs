@@ -32,7 +32,8 @@ use crate::report::ClusterReport;
 use crate::retry::{self, Backoff, CallKind, Calls, WaitNotice};
 use crate::status::{ContentSummary, FileStatus};
 
-/// The channel to the master: every request carries the client's credentials.
+/// A channel on which every request carries the client's credentials (to the master and
+/// to chunkservers).
 pub type MasterChannel = InterceptedService<Channel, security::Attach>;
 
 /// Largest gRPC message exchanged with a chunkserver (packets are ~1 MiB plus overhead).
@@ -55,6 +56,9 @@ pub struct ClientConfig {
     /// OS user: [`security::local_user`]); the master makes it the owner of what it
     /// creates and checks permissions against it.
     pub user: String,
+    /// The bearer token sent with every call (token mode): `None` reads the file
+    /// `DFS_TOKEN_FILE` names, if set, when connecting.
+    pub token: Option<String>,
     /// Mode bits taken away from new files (`0o666`) and directories (`0o777`), as
     /// HDFS's `fs.permissions.umask-mode` (`DFS_UMASK` in octal, else `0o022`).
     pub umask: u16,
@@ -102,6 +106,7 @@ impl Default for ClientConfig {
             client_name: default_client_name(),
             cwd: home_dir(&user),
             user,
+            token: None,
             client_host: None,
             packet_size: 1 << 20,
             write_window: 16 << 20,
@@ -171,7 +176,9 @@ struct Inner {
     admin: AdminProtocolClient<MasterChannel>,
     master_addr: String,
     cfg: ClientConfig,
-    chunkservers: Mutex<HashMap<String, ChunkserverClient<Channel>>>,
+    chunkservers: Mutex<HashMap<String, ChunkserverClient<MasterChannel>>>,
+    /// The credentials sent on every call.
+    attach: security::Attach,
     calls: Calls,
 }
 
@@ -181,6 +188,11 @@ impl Client {
     /// # Errors
     /// [`Error::MasterUnreachable`] naming the address if no connection can be made.
     pub async fn connect(master_addr: &str, mut cfg: ClientConfig) -> Result<Client> {
+        if cfg.token.is_none() {
+            cfg.token = security::Credentials::from_env(Some(cfg.user.clone()))
+                .map_err(|e| Error::InvalidArgument { message: e.to_string() })?
+                .token;
+        }
         cfg.packet_size = cfg.packet_size.max(1).next_multiple_of(proto::checksum::BLOCK_SIZE);
         cfg.read_range = cfg.read_range.max(proto::checksum::BLOCK_SIZE);
         cfg.read_prefetch = cfg.read_prefetch.max(1);
@@ -215,19 +227,20 @@ impl Client {
         Client::over(channel, master_addr, cfg, calls)
     }
 
-    /// A client over `channel` to the master at `master_addr`, sending `cfg.user`.
+    /// A client over `channel` to the master at `master_addr`, sending `cfg.user` (and
+    /// `cfg.token`).
     fn over(
         channel: Channel,
         master_addr: &str,
         cfg: ClientConfig,
         calls: Calls,
     ) -> Result<Client> {
-        let attach = security::Credentials::simple(cfg.user.clone())
+        let attach = security::Credentials { user: cfg.user.clone(), token: cfg.token.clone() }
             .attach()
             .map_err(|e| Error::InvalidArgument { message: format!("user: {e}") })?;
         let admin = AdminProtocolClient::with_interceptor(channel.clone(), attach.clone())
             .max_decoding_message_size(MASTER_MAX_MESSAGE);
-        let master = ClientProtocolClient::with_interceptor(channel.clone(), attach)
+        let master = ClientProtocolClient::with_interceptor(channel.clone(), attach.clone())
             .max_decoding_message_size(MASTER_MAX_MESSAGE);
         Ok(Client {
             inner: Arc::new(Inner {
@@ -237,6 +250,7 @@ impl Client {
                 master_addr: master_addr.to_owned(),
                 cfg,
                 chunkservers: Mutex::new(HashMap::new()),
+                attach,
                 calls,
             }),
         })
@@ -249,8 +263,29 @@ impl Client {
     /// # Errors
     /// [`Error::InvalidArgument`] for a user name that can't be sent.
     pub fn with_user(&self, user: &str) -> Result<Client> {
-        let cfg =
-            ClientConfig { user: user.to_owned(), cwd: home_dir(user), ..self.inner.cfg.clone() };
+        let cfg = ClientConfig {
+            user: user.to_owned(),
+            cwd: home_dir(user),
+            token: None,
+            ..self.inner.cfg.clone()
+        };
+        Client::over(self.inner.channel.clone(), &self.inner.master_addr, cfg, Calls::new())
+    }
+
+    /// A client acting with `token` (token mode) over this one's connection: as the user
+    /// the token names, from that user's home.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for something that is not a token.
+    pub fn with_token(&self, token: &str) -> Result<Client> {
+        let claims = security::token::peek(token)
+            .ok_or_else(|| Error::InvalidArgument { message: "not a token".to_owned() })?;
+        let cfg = ClientConfig {
+            cwd: home_dir(&claims.user),
+            user: claims.user,
+            token: Some(token.to_owned()),
+            ..self.inner.cfg.clone()
+        };
         Client::over(self.inner.channel.clone(), &self.inner.master_addr, cfg, Calls::new())
     }
 
@@ -364,7 +399,7 @@ impl Client {
     }
 
     /// A client for the chunkserver at `addr`, connecting lazily and reusing the channel.
-    pub(crate) fn chunkserver(&self, addr: &str) -> Result<ChunkserverClient<Channel>> {
+    pub(crate) fn chunkserver(&self, addr: &str) -> Result<ChunkserverClient<MasterChannel>> {
         let mut cache = self.inner.chunkservers.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = cache.get(addr) {
             return Ok(c.clone());
@@ -382,9 +417,10 @@ impl Client {
             .max_frame_size(CHUNKSERVER_MAX_FRAME)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(20));
-        let client = ChunkserverClient::new(endpoint.connect_lazy())
-            .max_decoding_message_size(CHUNKSERVER_MAX_MESSAGE)
-            .max_encoding_message_size(CHUNKSERVER_MAX_MESSAGE);
+        let client =
+            ChunkserverClient::with_interceptor(endpoint.connect_lazy(), self.inner.attach.clone())
+                .max_decoding_message_size(CHUNKSERVER_MAX_MESSAGE)
+                .max_encoding_message_size(CHUNKSERVER_MAX_MESSAGE);
         cache.insert(addr.to_owned(), client.clone());
         Ok(client)
     }

@@ -424,7 +424,7 @@ fn connect(
 
 /// Runs the `WriteChunk` call and forwards what comes back.
 async fn read_acks(
-    mut cs: proto::gfs::chunkserver_client::ChunkserverClient<tonic::transport::Channel>,
+    mut cs: proto::gfs::chunkserver_client::ChunkserverClient<crate::client::MasterChannel>,
     rx: mpsc::Receiver<gfs::WriteChunkRequest>,
     addr: String,
     events: mpsc::UnboundedSender<Event>,

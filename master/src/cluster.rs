@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use crate::error::{Error, Result};
 use crate::ids::ChunkHandle;
 
 pub use crate::ids::ServerIdx;
@@ -119,6 +120,8 @@ pub struct Chunkserver {
     pub pending_replicates: Vec<ReplicateCmd>,
     /// In service or being drained.
     pub admin: AdminState,
+    /// Digest of the secret it proved its id with, from its first registration.
+    pub proof: Option<[u8; 32]>,
 }
 
 /// The host part of a `host:port` address (brackets of an IPv6 literal removed).
@@ -169,15 +172,16 @@ impl Cluster {
             pending_deletes: Vec::new(),
             pending_replicates: Vec::new(),
             admin: AdminState::Normal,
+            proof: None,
         };
         match self.by_id.get(id) {
             Some(&idx) => {
                 let old = &mut self.servers[idx.0 as usize];
                 let pending_deletes = std::mem::take(&mut old.pending_deletes);
                 let pending_replicates = std::mem::take(&mut old.pending_replicates);
-                let admin = old.admin;
+                let (admin, proof) = (old.admin, old.proof);
                 self.servers[idx.0 as usize] =
-                    Chunkserver { pending_deletes, pending_replicates, admin, ..entry };
+                    Chunkserver { pending_deletes, pending_replicates, admin, proof, ..entry };
                 idx
             }
             None => {
@@ -186,6 +190,38 @@ impl Cluster {
                 self.by_id.insert(id.to_owned(), idx);
                 idx
             }
+        }
+    }
+
+    /// Whether a registration naming `id` at `addr` with `proof` may have that id: the
+    /// first registration of an id records the digest of the secret its chunkserver
+    /// keeps beside the id in its data directory; later ones must bring the same secret.
+    /// The id and the secret are created together, so a genuine chunkserver never
+    /// changes its secret: another one is someone naming an id that is not theirs, and
+    /// taking it over would let them report (and so delete) that server's replicas. A
+    /// chunkserver that sends no secret can't claim an id that has one.
+    ///
+    /// # Errors
+    /// [`Error::PermissionDenied`] naming the id, where it is registered and who asks.
+    pub fn check_claim(&self, id: &str, addr: &str, proof: Option<[u8; 32]>) -> Result<()> {
+        let Some(&idx) = self.by_id.get(id) else { return Ok(()) };
+        let known = &self.servers[idx.0 as usize];
+        match known.proof {
+            Some(p) if Some(p) != proof => Err(Error::PermissionDenied {
+                path: format!("chunkserver {id}"),
+                detail: format!(
+                    "registration from {addr} does not prove the id registered from {}",
+                    known.addr
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records the proof of a registered chunkserver's id (kept if it sends none).
+    pub fn set_proof(&mut self, idx: ServerIdx, proof: Option<[u8; 32]>) {
+        if let Some(p) = proof {
+            self.servers[idx.0 as usize].proof = Some(p);
         }
     }
 

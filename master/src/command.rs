@@ -155,6 +155,11 @@ pub struct ServerName {
     pub addr: String,
     /// Its rack.
     pub rack: String,
+    /// Digest of the secret it keeps beside its id (see [`Cluster::check_claim`]);
+    /// `None` from a chunkserver that sends none.
+    ///
+    /// [`Cluster::check_claim`]: crate::cluster::Cluster::check_claim
+    pub proof: Option<[u8; 32]>,
 }
 
 /// What an administrator asks of the balancer.
@@ -345,8 +350,12 @@ impl Core {
             },
             Command::Replay(rec) => Outcome::reply(self.replay(rec).map(|()| Reply::Done)),
             Command::Register { server, load, chunks } => {
+                if let Err(e) = self.cluster.check_claim(&server.id, &server.addr, server.proof) {
+                    return Outcome::reply(Err(e));
+                }
                 let who = Identity { id: &server.id, addr: &server.addr, rack: &server.rack };
                 let idx = self.register(who, load, &chunks, now.mono, now.wall_ms);
+                self.cluster.set_proof(idx, server.proof);
                 self.update_safemode(now.mono);
                 Outcome::reply(Ok(Reply::Registered(idx)))
             }
@@ -931,6 +940,7 @@ mod tests {
                 id: format!("cs{i}"),
                 addr: format!("127.0.0.{}:1", i + 2),
                 rack: format!("/rack-{}", i % 2),
+                proof: None,
             };
             core.apply(Command::Register { server, load, chunks: vec![] }, now);
         }

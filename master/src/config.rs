@@ -56,6 +56,13 @@ pub struct Config {
     /// How long a chunk access token the master signs stays valid (see
     /// [`crate::chunk_tokens`]); HDFS's default block token lifetime is 10 hours.
     pub chunk_token_lifetime: Duration,
+    /// How callers prove who they are (`--auth`, `--secret-file`).
+    pub auth: security::ServerAuth,
+    /// A user token the master issues must be renewed within this (HDFS's
+    /// `dfs.namenode.delegation.token.renew-interval`, one day).
+    pub token_renew_interval: Duration,
+    /// ... and can't be renewed past this after issue (HDFS's max lifetime, 7 days).
+    pub token_max_lifetime: Duration,
 }
 
 /// Where the master writes its audit log ([`crate::audit`]).
@@ -100,6 +107,9 @@ impl Default for Config {
             chunk_token_lifetime: Duration::from_millis(
                 security::chunk_token::TOKEN_LIFETIME_MS as u64,
             ),
+            auth: security::ServerAuth::simple(),
+            token_renew_interval: Duration::from_secs(24 * 3600),
+            token_max_lifetime: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -195,6 +205,14 @@ impl Config {
             return Err(Error::InvalidArgument(format!(
                 "lease limits: soft {:?} must be positive and not above hard {:?}",
                 self.lease_soft_limit, self.lease_hard_limit
+            )));
+        }
+        if self.token_renew_interval.is_zero()
+            || self.token_max_lifetime < self.token_renew_interval
+        {
+            return Err(Error::InvalidArgument(format!(
+                "token lifetimes: renew interval {:?} must be positive and not above the maximum {:?}",
+                self.token_renew_interval, self.token_max_lifetime
             )));
         }
         if self.chunk_token_lifetime.is_zero() {

@@ -131,12 +131,14 @@ pub trait ReplicaSettler: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct GrpcSettler {
     tokens: Arc<ChunkTokens>,
+    attach: security::Attach,
 }
 
 impl GrpcSettler {
-    /// A settler signing its orders with `tokens`.
-    pub fn new(tokens: Arc<ChunkTokens>) -> GrpcSettler {
-        GrpcSettler { tokens }
+    /// A settler signing its orders with `tokens`, calling with the master's own
+    /// credentials `attach` (a service token in token mode).
+    pub fn new(tokens: Arc<ChunkTokens>, attach: security::Attach) -> GrpcSettler {
+        GrpcSettler { tokens, attach }
     }
 
     fn token(&self, handle: ChunkHandle, version: u64) -> bytes::Bytes {
@@ -144,11 +146,16 @@ impl GrpcSettler {
     }
 }
 
+type ServiceChannel =
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, security::Attach>;
+
 fn client_for(
     addr: &str,
-) -> std::result::Result<ChunkserverClient<tonic::transport::Channel>, String> {
+    attach: &security::Attach,
+) -> std::result::Result<ChunkserverClient<ServiceChannel>, String> {
     let endpoint = Endpoint::from_shared(format!("http://{addr}")).map_err(|e| e.to_string())?;
-    Ok(ChunkserverClient::new(endpoint.connect_timeout(Duration::from_secs(5)).connect_lazy()))
+    let channel = endpoint.connect_timeout(Duration::from_secs(5)).connect_lazy();
+    Ok(ChunkserverClient::with_interceptor(channel, attach.clone()))
 }
 
 impl ReplicaSettler for GrpcSettler {
@@ -158,7 +165,7 @@ impl ReplicaSettler for GrpcSettler {
         handle: ChunkHandle,
         version: u64,
     ) -> std::result::Result<u64, String> {
-        let mut cs = client_for(addr)?;
+        let mut cs = client_for(addr, &self.attach)?;
         let token = self.token(handle, version);
         let req = RecoverReplicaRequest { handle: handle.0, new_version: version, token };
         match tokio::time::timeout(CALL_TIMEOUT, cs.recover_replica(req)).await {
@@ -175,7 +182,7 @@ impl ReplicaSettler for GrpcSettler {
         version: u64,
         length: u64,
     ) -> std::result::Result<(), String> {
-        let mut cs = client_for(addr)?;
+        let mut cs = client_for(addr, &self.attach)?;
         let token = self.token(handle, version);
         let req = FinalizeReplicaRequest { handle: handle.0, version, length, token };
         match tokio::time::timeout(CALL_TIMEOUT, cs.finalize_replica(req)).await {
@@ -281,7 +288,8 @@ mod tests {
         assert_eq!(status.code(), tonic::Code::Internal);
         // The monitor ends by itself, so the supervisor stops the master.
         let (_stop_tx, stop_rx) = watch::channel(false);
-        let settler = Arc::new(GrpcSettler::new(driver.tokens()));
+        let attach = security::Credentials::simple("master").attach().expect("a valid name");
+        let settler = Arc::new(GrpcSettler::new(driver.tokens(), attach));
         let monitor = monitor(driver, settler, Duration::from_millis(5), stop_rx);
         tokio::time::timeout(Duration::from_secs(10), monitor).await.expect("the monitor stops");
     }

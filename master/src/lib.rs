@@ -122,7 +122,14 @@ pub async fn run_with_ready(
             (log, Some(writer))
         }
     };
-    let edge = server::Edge::new(identities, audit);
+    let auth = config.auth.clone();
+    let issuer = auth.secret.clone().map(|secret| server::TokenIssuer {
+        secret,
+        renew_interval: config.token_renew_interval,
+        max_lifetime: config.token_max_lifetime,
+    });
+    let edge = server::Edge::new(identities, audit, issuer);
+    let own_calls = auth.attach("master").map_err(|e| Error::InvalidArgument(e.to_string()))?;
     let heartbeat = config.heartbeat_interval;
     let dir = config.dir.clone();
     let every = config.checkpoint_records;
@@ -143,7 +150,7 @@ pub async fn run_with_ready(
     let driver = Driver::new(core, journal);
     let checkpointer = checkpoint::Checkpointer::new(driver.clone(), dir, checkpoint_txid);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let settler = Arc::new(driver::GrpcSettler::new(driver.tokens()));
+    let settler = Arc::new(driver::GrpcSettler::new(driver.tokens(), own_calls));
     let monitor =
         tokio::spawn(driver::monitor(driver.clone(), settler, heartbeat, stop_rx.clone()));
     let checkpoints = tokio::spawn(checkpointer.clone().run(wanted, every, stop_rx));
@@ -153,20 +160,23 @@ pub async fn run_with_ready(
     // HTTP/2 frames, which Nagle's algorithm would hold back).
     let incoming = security::connections::guard(listener, connections, "master");
     // One port, three services: each audience's calls arrive on its own service path,
-    // where its own authorization can be checked.
+    // where its own authorization can be checked. In token mode every call must carry a
+    // valid token, and chunkservers' calls a service token.
+    let users = auth.interceptor();
+    let services = auth.interceptor().services_only();
     let serve = tonic::transport::Server::builder()
-        .add_service(ClientProtocolServer::new(server::ClientProtocolService::new(
-            driver.clone(),
-            edge.clone(),
-        )))
-        .add_service(ChunkserverProtocolServer::new(server::ChunkserverProtocolService::new(
-            driver.clone(),
-        )))
-        .add_service(AdminProtocolServer::new(server::AdminProtocolService::new(
-            driver,
-            checkpointer,
-            edge,
-        )))
+        .add_service(ClientProtocolServer::with_interceptor(
+            server::ClientProtocolService::new(driver.clone(), edge.clone()),
+            users.clone(),
+        ))
+        .add_service(ChunkserverProtocolServer::with_interceptor(
+            server::ChunkserverProtocolService::new(driver.clone()),
+            services,
+        ))
+        .add_service(AdminProtocolServer::with_interceptor(
+            server::AdminProtocolService::new(driver, checkpointer, edge),
+            users,
+        ))
         .serve_with_incoming_shutdown(incoming, shutdown);
     let (mut monitor, mut checkpoints) = (monitor, checkpoints);
     let outcome =

@@ -64,12 +64,107 @@ enum Step<R> {
 pub struct Edge {
     identities: Arc<Identities>,
     audit: AuditLog,
+    issuer: Option<Arc<TokenIssuer>>,
+}
+
+/// What token mode's issuing and renewing need: the cluster secret and the lifetimes.
+#[derive(Debug)]
+pub struct TokenIssuer {
+    /// The cluster secret.
+    pub secret: Arc<security::token::Secret>,
+    /// A token must be renewed within this.
+    pub renew_interval: std::time::Duration,
+    /// And can't be renewed past this after issue.
+    pub max_lifetime: std::time::Duration,
+}
+
+fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 impl Edge {
-    /// An edge resolving callers with `identities` and auditing to `audit`.
-    pub fn new(identities: Arc<Identities>, audit: AuditLog) -> Edge {
-        Edge { identities, audit }
+    /// An edge resolving callers with `identities`, auditing to `audit`, and issuing
+    /// tokens with `issuer` (token mode; `None` in simple mode).
+    pub fn new(identities: Arc<Identities>, audit: AuditLog, issuer: Option<TokenIssuer>) -> Edge {
+        Edge { identities, audit, issuer: issuer.map(Arc::new) }
+    }
+
+    fn issuer(&self, what: &str) -> Result<&TokenIssuer, Status> {
+        self.issuer.as_deref().ok_or_else(|| {
+            Error::Refused {
+                path: what.to_owned(),
+                reason: "this master runs in simple mode (--auth simple): it issues no tokens",
+            }
+            .into()
+        })
+    }
+
+    /// Issues a token for `user` (superuser only, checked by the caller): in `groups`, or
+    /// the groups the master maps the user to; renewable every `lifetime` (capped at the
+    /// master's renew interval) up to the maximum lifetime.
+    ///
+    /// # Errors
+    /// `FAILED_PRECONDITION` (reason `REFUSED`) in simple mode, `INVALID_ARGUMENT` for a
+    /// bad name.
+    pub fn issue_token(
+        &self,
+        user: &str,
+        groups: Vec<String>,
+        lifetime: Option<std::time::Duration>,
+    ) -> Result<pb_token::TokenResponse, Status> {
+        let issuer = self.issuer("issue token")?;
+        security::check_name(user).map_err(|e| Error::InvalidArgument(format!("user: {e}")))?;
+        if groups.len() > security::token::MAX_GROUPS {
+            return Err(Error::InvalidArgument(format!(
+                "{} groups, over the limit of {}",
+                groups.len(),
+                security::token::MAX_GROUPS
+            ))
+            .into());
+        }
+        for g in &groups {
+            security::check_name(g).map_err(|e| Error::InvalidArgument(format!("group: {e}")))?;
+        }
+        let groups = if groups.is_empty() {
+            self.identities.resolve(security::Principal::user(user)).groups.clone()
+        } else {
+            groups
+        };
+        let life = lifetime.map_or(issuer.renew_interval, |l| l.min(issuer.renew_interval));
+        let now = proto::clock::wall_ms();
+        let token = issuer.secret.issue(
+            security::token::Kind::User,
+            user,
+            &groups,
+            now,
+            millis(life).max(1),
+            millis(issuer.max_lifetime),
+        );
+        token_response(token)
+    }
+
+    /// Renews `token` for the caller, who must be the user it names or a superuser.
+    ///
+    /// # Errors
+    /// `UNAUTHENTICATED` for a token not valid now; `PERMISSION_DENIED` for another
+    /// user's token; as [`Edge::issue_token`] in simple mode.
+    pub fn renew_token(
+        &self,
+        caller: &Caller,
+        token: &str,
+    ) -> Result<pb_token::TokenResponse, Status> {
+        let issuer = self.issuer("renew token")?;
+        let now = proto::clock::wall_ms();
+        let claims = issuer.secret.verify(token, now)?;
+        if claims.user != caller.user && !caller.superuser {
+            return Err(Error::PermissionDenied {
+                path: "renew token".to_owned(),
+                detail: format!("user={} may not renew a token of {}", caller.user, claims.user),
+            }
+            .into());
+        }
+        let renewed = issuer.secret.renew(token, now, millis(issuer.renew_interval))?;
+        token_response(renewed)
     }
 
     /// The caller of `req`.
@@ -129,6 +224,14 @@ pub struct Audited<'a> {
     pub src: &'a str,
     /// Its second path (rename).
     pub dst: Option<&'a str>,
+}
+
+use proto::gfs as pb_token;
+
+fn token_response(token: String) -> Result<pb_token::TokenResponse, Status> {
+    let claims = security::token::peek(&token)
+        .ok_or_else(|| Status::internal("a token just signed does not decode"))?;
+    Ok(pb_token::TokenResponse { token, expires_ms: claims.expires_ms, max_ms: claims.max_ms })
 }
 
 /// `owner:group:rwxr-xr-x` of `path` now, as the audit log's `perm` field.

@@ -72,6 +72,14 @@ pub enum AuthError {
     /// A user's token on a port only services may call.
     #[error("{0} is not a cluster service: this port takes service tokens only")]
     NotAService(String),
+    /// The token file named by `DFS_TOKEN_FILE` (or a flag) can't be used.
+    #[error("token file {path}: {why}")]
+    TokenFile {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        why: String,
+    },
     /// The token was genuine but has expired.
     #[error(
         "the token of {user} has expired; renew it with `dfs auth renew` or get a new one with `dfs auth token`"
@@ -98,6 +106,19 @@ impl From<AuthError> for Status {
                 proto::reason::ErrorReason::Unauthenticated,
             ),
         }
+    }
+}
+
+/// Refuses a request a user's token authenticated where only cluster services may call
+/// (a worker's report on a port users also call). Passes in simple mode, where nothing
+/// is proven.
+///
+/// # Errors
+/// [`AuthError::NotAService`] naming the user.
+pub fn require_service<T>(req: &Request<T>) -> Result<(), AuthError> {
+    match req.extensions().get::<token::Claims>() {
+        Some(c) if c.kind != token::Kind::Service => Err(AuthError::NotAService(c.user.clone())),
+        _ => Ok(()),
     }
 }
 
@@ -194,40 +215,179 @@ impl Credentials {
         Credentials { user: user.into(), token: None }
     }
 
+    /// A client's credentials from its environment: the token in the file
+    /// [`TOKEN_FILE_ENV`] names, if set, and `user` if given, else the user that token
+    /// names, else [`local_user`].
+    ///
+    /// # Errors
+    /// [`AuthError::TokenFile`] if the token file can't be read.
+    pub fn from_env(user: Option<String>) -> Result<Credentials, AuthError> {
+        let token = match std::env::var_os(TOKEN_FILE_ENV).filter(|p| !p.is_empty()) {
+            Some(path) => Some(token::read_token_file(std::path::Path::new(&path))?),
+            None => None,
+        };
+        let user = user
+            .or_else(|| token.as_deref().and_then(token::peek).map(|c| c.user))
+            .unwrap_or_else(local_user);
+        Ok(Credentials { user, token })
+    }
+
     /// The interceptor that attaches these credentials to every request.
     ///
     /// # Errors
     /// [`AuthError::BadName`] if the user or token can't be sent as metadata.
     pub fn attach(&self) -> Result<Attach, AuthError> {
         check_name(&self.user)?;
-        let ascii = |s: &str, what: &str| {
-            AsciiMetadataValue::try_from(s)
-                .map_err(|_| AuthError::BadName(format!("{what} is not printable ASCII")))
-        };
         let user = ascii(&self.user, "the user name")?;
         let token = match &self.token {
-            Some(t) => Some(ascii(&format!("Bearer {t}"), "the token")?),
-            None => None,
+            Some(t) => Bearer::Fixed(ascii(&format!("Bearer {t}"), "the token")?),
+            None => Bearer::None,
         };
         Ok(Attach { user, token })
     }
+}
+
+/// Environment variable naming the file that holds a client's token (token mode).
+pub const TOKEN_FILE_ENV: &str = "DFS_TOKEN_FILE";
+
+fn ascii(s: &str, what: &str) -> Result<AsciiMetadataValue, AuthError> {
+    AsciiMetadataValue::try_from(s)
+        .map_err(|_| AuthError::BadName(format!("{what} is not printable ASCII")))
 }
 
 /// A tonic interceptor adding a client's [`Credentials`] to each request.
 #[derive(Debug, Clone)]
 pub struct Attach {
     user: AsciiMetadataValue,
-    token: Option<AsciiMetadataValue>,
+    token: Bearer,
+}
+
+#[derive(Debug, Clone)]
+enum Bearer {
+    None,
+    Fixed(AsciiMetadataValue),
+    Minted(std::sync::Arc<token::ServiceMinter>),
+}
+
+impl Attach {
+    /// A cluster service's credentials: tokens minted by `minter`, kept fresh.
+    ///
+    /// # Errors
+    /// [`AuthError::BadName`] for a service name that can't be sent.
+    pub fn service(minter: std::sync::Arc<token::ServiceMinter>) -> Result<Attach, AuthError> {
+        check_name(minter.name())?;
+        Ok(Attach {
+            user: ascii(minter.name(), "the service name")?,
+            token: Bearer::Minted(minter),
+        })
+    }
+
+    /// A service's credentials in token mode (`minter`), or simple-mode ones naming
+    /// `name` without one.
+    ///
+    /// # Errors
+    /// As [`Attach::service`].
+    pub fn for_service(
+        minter: Option<&std::sync::Arc<token::ServiceMinter>>,
+        name: &str,
+    ) -> Result<Attach, AuthError> {
+        match minter {
+            Some(m) => Attach::service(m.clone()),
+            None => Credentials::simple(name).attach(),
+        }
+    }
 }
 
 impl Interceptor for Attach {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
         let md = req.metadata_mut();
         md.insert(USER_HEADER, self.user.clone());
-        if let Some(t) = &self.token {
-            md.insert(AUTHORIZATION_HEADER, t.clone());
+        match &self.token {
+            Bearer::None => {}
+            Bearer::Fixed(t) => {
+                md.insert(AUTHORIZATION_HEADER, t.clone());
+            }
+            Bearer::Minted(m) => {
+                let t =
+                    ascii(&format!("Bearer {}", m.token(proto::clock::wall_ms())), "the token")?;
+                md.insert(AUTHORIZATION_HEADER, t);
+            }
         }
         Ok(req)
+    }
+}
+
+/// The authentication flags every server takes.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct AuthArgs {
+    /// How callers prove who they are: `simple` (they name themselves, trusted) or
+    /// `token` (a token signed under the cluster secret on every call).
+    #[arg(long, default_value_t = AuthMode::Simple)]
+    pub auth: AuthMode,
+    /// The cluster secret (mode 0600; token mode). `dfs auth secret FILE` creates one.
+    #[arg(long)]
+    pub secret_file: Option<std::path::PathBuf>,
+}
+
+/// A server's authentication as its flags configure it.
+#[derive(Debug, Clone)]
+pub struct ServerAuth {
+    /// The mode.
+    pub mode: AuthMode,
+    /// The cluster secret (token mode).
+    pub secret: Option<std::sync::Arc<token::Secret>>,
+    /// This server's own service credentials (token mode).
+    pub minter: Option<std::sync::Arc<token::ServiceMinter>>,
+}
+
+impl ServerAuth {
+    /// Simple mode.
+    pub fn simple() -> ServerAuth {
+        ServerAuth { mode: AuthMode::Simple, secret: None, minter: None }
+    }
+
+    /// Token mode under `secret`; this server's service tokens name `service`.
+    pub fn token(secret: std::sync::Arc<token::Secret>, service: &str) -> ServerAuth {
+        let minter = std::sync::Arc::new(token::ServiceMinter::new(secret.clone(), service));
+        ServerAuth { mode: AuthMode::Token, secret: Some(secret), minter: Some(minter) }
+    }
+
+    /// The interceptor checking callers (any principal).
+    pub fn interceptor(&self) -> Authenticate {
+        match &self.secret {
+            Some(s) => Authenticate::token(s.clone()),
+            None => Authenticate::simple(),
+        }
+    }
+
+    /// The credentials this server attaches to its own calls as `service`.
+    ///
+    /// # Errors
+    /// As [`Attach::service`].
+    pub fn attach(&self, service: &str) -> Result<Attach, AuthError> {
+        Attach::for_service(self.minter.as_ref(), service)
+    }
+}
+
+impl AuthArgs {
+    /// The authentication these flags configure; `service` names this server's own
+    /// service tokens.
+    ///
+    /// # Errors
+    /// A one-line message: token mode without `--secret-file`, or a secret file that
+    /// can't be used.
+    pub fn load(&self, service: &str) -> Result<ServerAuth, String> {
+        match (self.auth, &self.secret_file) {
+            (AuthMode::Simple, _) => Ok(ServerAuth::simple()),
+            (AuthMode::Token, None) => {
+                Err("--auth token needs --secret-file (create one with `dfs auth secret FILE`)"
+                    .into())
+            }
+            (AuthMode::Token, Some(path)) => {
+                let secret = token::Secret::load(path).map_err(|e| e.to_string())?;
+                Ok(ServerAuth::token(std::sync::Arc::new(secret), service))
+            }
+        }
     }
 }
 

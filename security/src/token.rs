@@ -281,6 +281,106 @@ impl Secret {
     }
 }
 
+/// What a token says, read without checking its signature: for its holder, to learn the
+/// user it names and when it expires. Never trust this on a server: use
+/// [`Secret::verify`].
+pub fn peek(token: &str) -> Option<Claims> {
+    if token.len() > MAX_TOKEN_LEN {
+        return None;
+    }
+    let (payload, _) = token.split_once('.')?;
+    postcard::from_bytes(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
+}
+
+/// Reads a token file (`DFS_TOKEN_FILE`): one token, surrounding whitespace ignored.
+///
+/// # Errors
+/// [`AuthError::TokenFile`] naming the file and what is wrong with it.
+pub fn read_token_file(path: &Path) -> Result<String, AuthError> {
+    let bad = |why: String| AuthError::TokenFile { path: path.display().to_string(), why };
+    let len = fs::metadata(path).map_err(|e| bad(e.to_string()))?.len();
+    if len > MAX_TOKEN_LEN as u64 + 2 {
+        return Err(bad(format!("{len} bytes, longer than any token")));
+    }
+    let text = fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let token = text.trim();
+    if token.is_empty() || token.contains(char::is_whitespace) {
+        return Err(bad("expected one token (from `dfs auth token`)".to_owned()));
+    }
+    peek(token).ok_or_else(|| bad("not a token".to_owned()))?;
+    Ok(token.to_owned())
+}
+
+/// Writes `token` to `path` with mode 0600, replacing it atomically (a renewal must
+/// never leave a half-written file behind).
+///
+/// # Errors
+/// [`AuthError::TokenFile`] naming the file.
+pub fn write_token_file(path: &Path, token: &str) -> Result<(), AuthError> {
+    let bad = |e: std::io::Error| AuthError::TokenFile {
+        path: path.display().to_string(),
+        why: e.to_string(),
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{:08x}.tmp", rand::random::<u32>()));
+    let written = (|| {
+        let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        f.write_all(format!("{token}\n").as_bytes())?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written.map_err(bad)
+}
+
+/// Service credentials minted on demand from the cluster secret: a chunkserver, worker,
+/// coordinator or master proves it is a cluster service with a short-lived token it
+/// signs itself, re-minted well before it expires.
+#[derive(Debug)]
+pub struct ServiceMinter {
+    secret: std::sync::Arc<Secret>,
+    name: String,
+    current: std::sync::Mutex<(String, i64)>,
+}
+
+/// How long a service token lives; a fresh one is minted at half of it.
+pub const SERVICE_TOKEN_LIFETIME_MS: i64 = 60 * 60 * 1000;
+
+impl ServiceMinter {
+    /// Service tokens for `name` under `secret`.
+    pub fn new(secret: std::sync::Arc<Secret>, name: &str) -> ServiceMinter {
+        ServiceMinter {
+            secret,
+            name: name.to_owned(),
+            current: std::sync::Mutex::new((String::new(), i64::MIN)),
+        }
+    }
+
+    /// A token valid for at least half its lifetime from `now_ms`.
+    pub fn token(&self, now_ms: i64) -> String {
+        let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if now_ms >= cur.1 {
+            let t = self.secret.issue(
+                Kind::Service,
+                &self.name,
+                &[],
+                now_ms,
+                SERVICE_TOKEN_LIFETIME_MS,
+                SERVICE_TOKEN_LIFETIME_MS,
+            );
+            *cur = (t, now_ms.saturating_add(SERVICE_TOKEN_LIFETIME_MS / 2));
+        }
+        cur.0.clone()
+    }
+
+    /// The service name its tokens carry.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
 fn mac(key: &[u8; KEY_LEN], payload: &[u8]) -> Vec<u8> {
     // HMAC takes a key of any length; 32 bytes always fits.
     let mut m = HmacSha256::new_from_slice(key).unwrap_or_else(|_| unreachable!());
@@ -319,6 +419,36 @@ mod tests {
 
     fn alice(secret: &Secret) -> String {
         secret.issue(Kind::User, "alice", &["staff".into()], NOW, HOUR, 24 * HOUR)
+    }
+
+    #[test]
+    fn token_files_round_trip_privately_and_junk_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("tok");
+        let s = Secret::generate();
+        let t = alice(&s);
+        write_token_file(&path, &t).expect("write");
+        let mode = fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(read_token_file(&path).expect("read"), t);
+        assert_eq!(peek(&t).map(|c| c.user), Some("alice".into()));
+        write_token_file(&path, "two words").expect("write");
+        let err = read_token_file(&path).expect_err("junk");
+        assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+        assert!(read_token_file(&dir.path().join("none")).is_err());
+        assert_eq!(fs::read_dir(dir.path()).expect("ls").count(), 1, "no temporary left");
+    }
+
+    #[test]
+    fn a_service_minter_reuses_its_token_until_half_its_life() {
+        let s = std::sync::Arc::new(Secret::generate());
+        let m = ServiceMinter::new(s.clone(), "chunkserver");
+        let first = m.token(NOW);
+        assert_eq!(m.token(NOW + SERVICE_TOKEN_LIFETIME_MS / 2 - 1), first);
+        let next = m.token(NOW + SERVICE_TOKEN_LIFETIME_MS / 2);
+        assert_ne!(next, first);
+        let c = s.verify(&next, NOW + SERVICE_TOKEN_LIFETIME_MS - 1).expect("valid");
+        assert_eq!((c.kind, c.user.as_str()), (Kind::Service, "chunkserver"));
     }
 
     #[test]

@@ -496,8 +496,12 @@ impl World {
         match msg {
             Msg::Register { cs, chunks } => {
                 let c = &self.css[cs];
-                let server =
-                    ServerName { id: c.id.clone(), addr: c.addr.clone(), rack: c.rack.clone() };
+                let server = ServerName {
+                    id: c.id.clone(),
+                    addr: c.addr.clone(),
+                    rack: c.rack.clone(),
+                    proof: None,
+                };
                 let load = c.load();
                 let n = chunks.len();
                 if self.master_apply(Command::Register { server, load, chunks }).is_none() {

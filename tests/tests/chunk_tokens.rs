@@ -267,6 +267,7 @@ async fn a_spoofed_report_of_a_newer_version_deletes_nothing_and_is_marked_corru
             used: 0,
             remaining: 1 << 40,
             chunks: vec![claim],
+            id_secret: Default::default(),
         })
         .await
         .expect("register");

@@ -52,6 +52,8 @@ struct Cli {
     addr_file: Option<PathBuf>,
     #[command(flatten)]
     connections: security::connections::LimitArgs,
+    #[command(flatten)]
+    auth: security::AuthArgs,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -122,6 +124,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         replication_bandwidth: cli.replication_bandwidth,
         full_report_secs: cli.full_report_secs,
         connections: cli.connections.limits(),
+        auth: cli.auth.load("chunkserver").map_err(anyhow::Error::msg)?,
     };
     let shutdown = proto::process::shutdown_signal().context("installing signal handlers")?;
     chunkserver::run(cfg, listener, shutdown).await?;

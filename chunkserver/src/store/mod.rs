@@ -133,6 +133,7 @@ struct Inner {
     finalized: PathBuf,
     root: PathBuf,
     id: String,
+    id_secret: [u8; 32],
     cap: Option<u64>,
     reports: Arc<ReportQueue>,
     next_gen: AtomicU64,
@@ -199,11 +200,13 @@ impl Store {
             fs::create_dir_all(d).map_err(|e| Error::io(format!("create {}", d.display()), e))?;
         }
         let id = load_or_create_id(dir)?;
+        let id_secret = load_or_create_id_secret(dir)?;
         let inner = Inner {
             rbw,
             finalized,
             root: dir.to_owned(),
             id,
+            id_secret,
             cap,
             reports,
             next_gen: AtomicU64::new(1),
@@ -217,6 +220,11 @@ impl Store {
     /// This chunkserver's id, from `DIR/VERSION`.
     pub fn id(&self) -> &str {
         &self.inner.id
+    }
+
+    /// The secret that proves [`Store::id`] to the master, from `DIR/ID_SECRET`.
+    pub fn id_secret(&self) -> &[u8; 32] {
+        &self.inner.id_secret
     }
 
     /// The data directory.
@@ -519,6 +527,36 @@ fn load_or_create_id(dir: &Path) -> Result<String> {
             };
             write().map_err(|e| Error::io(format!("create {}", path.display()), e))?;
             Ok(id)
+        }
+        Err(e) => Err(Error::io(format!("read {}", path.display()), e)),
+    }
+}
+
+/// Reads `DIR/ID_SECRET`, creating it (mode 0600, 32 random bytes in hex) if missing: the
+/// proof of this chunkserver's id, which lives and dies with the id in the same directory.
+fn load_or_create_id_secret(dir: &Path) -> Result<[u8; 32]> {
+    use security::token::hex;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("ID_SECRET");
+    match fs::read_to_string(&path) {
+        Ok(s) => hex::decode::<32>(s.trim()).ok_or_else(|| Error::BadMeta {
+            path: path.display().to_string(),
+            reason: "expected 64 hex digits".to_owned(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let secret: [u8; 32] = rand::random();
+            let tmp = dir.join("ID_SECRET.tmp");
+            let write = || -> std::io::Result<()> {
+                let _ = fs::remove_file(&tmp);
+                let mut f =
+                    fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+                f.write_all(format!("{}\n", hex::encode(&secret)).as_bytes())?;
+                f.sync_all()?;
+                fs::rename(&tmp, &path)?;
+                File::open(dir)?.sync_all()
+            };
+            write().map_err(|e| Error::io(format!("create {}", path.display()), e))?;
+            Ok(secret)
         }
         Err(e) => Err(Error::io(format!("read {}", path.display()), e)),
     }

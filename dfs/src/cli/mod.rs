@@ -6,6 +6,7 @@
 //! (`dfs cat f | head`) ends the command quietly with status 0.
 
 mod admin;
+mod auth;
 mod fsck;
 mod get;
 mod ls;
@@ -161,6 +162,9 @@ pub enum Command {
     /// Administer the master (like `hdfs dfsadmin`).
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// The cluster secret and tokens (token mode): `secret`, `token`, `renew`, `show`.
+    #[command(subcommand)]
+    Auth(auth::AuthCommand),
 }
 
 /// `dfs admin` commands.
@@ -321,6 +325,7 @@ impl Command {
             Command::Fsck(_) => "fsck",
             Command::Report { .. } => "report",
             Command::Admin(_) => "admin",
+            Command::Auth(_) => "auth",
         }
     }
 
@@ -425,14 +430,35 @@ pub async fn run(cli: Cli) -> ExitCode {
     let notice: WaitNotice = WaitNotice(Arc::new(|line: &str| {
         let _ = writeln!(std::io::stderr(), "dfs: {line}");
     }));
-    let defaults = ClientConfig::default();
+    if let Command::Auth(a) = &cli.command
+        && a.is_local()
+    {
+        return match auth::local(a, cli.user.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                print_error(cmd, e);
+                ExitCode::FAILURE
+            }
+        };
+    }
+    // `auth token --user U` names the token's user, not who asks: the caller is whoever
+    // the token file names.
+    let acting_user = if matches!(cli.command, Command::Auth(_)) { None } else { cli.user.clone() };
+    let creds = match security::Credentials::from_env(acting_user) {
+        Ok(c) => c,
+        Err(e) => {
+            print_error(cmd, e);
+            return ExitCode::FAILURE;
+        }
+    };
     let cfg = ClientConfig {
         master_retry_deadline: Duration::from_secs(cli.retry_seconds),
         on_master_wait: Some(notice),
-        cwd: cli.user.as_deref().map_or(defaults.cwd.clone(), crate::path::home_dir),
-        user: cli.user.clone().unwrap_or(defaults.user.clone()),
+        cwd: crate::path::home_dir(&creds.user),
+        user: creds.user,
+        token: creds.token,
         umask: cli.umask,
-        ..defaults
+        ..ClientConfig::default()
     };
     let client = match Client::connect(&cli.master, cfg).await {
         Ok(c) => c,
@@ -508,6 +534,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Fsck(args) => code = fsck::fsck(&mut ctx, &args).await,
         Command::Report { json } => report::report(&mut ctx, json).await,
         Command::Admin(cmd) => admin::admin(&mut ctx, &cmd).await,
+        Command::Auth(a) => auth::remote(&mut ctx, &a, cli.user.as_deref()).await,
     }
     if ctx.broken_pipe {
         return ExitCode::SUCCESS;

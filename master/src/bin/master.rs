@@ -78,6 +78,14 @@ struct Cli {
     addr_file: Option<PathBuf>,
     #[command(flatten)]
     connections: security::connections::LimitArgs,
+    #[command(flatten)]
+    auth: security::AuthArgs,
+    /// Seconds within which a user token the master issues must be renewed.
+    #[arg(long, default_value_t = 24 * 3600)]
+    token_renew_interval_secs: u64,
+    /// Seconds after issue past which a user token can't be renewed.
+    #[arg(long, default_value_t = 7 * 24 * 3600)]
+    token_max_lifetime_secs: u64,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -119,6 +127,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .as_deref()
             .map_or(master::config::AuditTarget::InDir, master::config::AuditTarget::parse),
         chunk_token_lifetime: Duration::from_millis(cli.chunk_token_lifetime_ms),
+        auth: cli.auth.load("master").map_err(anyhow::Error::msg)?,
+        token_renew_interval: Duration::from_secs(cli.token_renew_interval_secs),
+        token_max_lifetime: Duration::from_secs(cli.token_max_lifetime_secs),
     };
     config.validate()?;
     let listener = tokio::net::TcpListener::bind(&cli.addr)

@@ -140,6 +140,16 @@ impl AdminProtocol for AdminProtocolService {
         Ok(Response::new(resp))
     }
 
+    async fn issue_token(
+        &self,
+        req: Request<pb::IssueTokenRequest>,
+    ) -> Result<Response<pb::TokenResponse>, Status> {
+        self.edge.superuser(&req, "issue token")?;
+        let r = req.into_inner();
+        let lifetime = (r.lifetime_secs > 0).then(|| Duration::from_secs(r.lifetime_secs));
+        Ok(Response::new(self.edge.issue_token(&r.user, r.groups, lifetime)?))
+    }
+
     async fn balance(
         &self,
         req: Request<pb::BalanceRequest>,

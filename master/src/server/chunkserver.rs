@@ -9,6 +9,7 @@
 use proto::gfs::chunkserver_protocol_server::ChunkserverProtocol;
 use proto::gfs::{self as pb, ChunkCommand, DeleteChunks, ReplicateChunk, chunk_command};
 use security::chunk_token::Modes;
+use sha2::Digest;
 use tonic::{Request, Response, Status};
 
 use super::{command, unexpected};
@@ -61,7 +62,16 @@ impl ChunkserverProtocol for ChunkserverProtocolService {
         }
         let chunks: Vec<ReportedReplica> = r.chunks.iter().map(reported).collect();
         let load = load(r.capacity, r.used, r.remaining, 0, chunks.len() as u64);
-        let server = ServerName { id: server.id, addr: server.addr, rack: server.rack };
+        let proof = match r.id_secret.len() {
+            0 => None,
+            32 => Some(<[u8; 32]>::from(sha2::Sha256::digest(&r.id_secret))),
+            n => {
+                return Err(Status::invalid_argument(format!(
+                    "register: id_secret is {n} bytes, expected 32"
+                )));
+            }
+        };
+        let server = ServerName { id: server.id, addr: server.addr, rack: server.rack, proof };
         let tokens = self.driver.tokens();
         let resp = command(&self.driver, Command::Register { server, load, chunks }, |st, _| {
             Ok(pb::RegisterResponse {

@@ -482,6 +482,14 @@ impl ClientProtocol for ClientProtocolService {
         Ok(Response::new(resp))
     }
 
+    async fn renew_token(
+        &self,
+        req: Request<pb::RenewTokenRequest>,
+    ) -> Result<Response<pb::TokenResponse>, Status> {
+        let caller = self.edge.caller(&req)?;
+        Ok(Response::new(self.edge.renew_token(&caller, &req.into_inner().token)?))
+    }
+
     async fn renew_lease(
         &self,
         req: Request<pb::RenewLeaseRequest>,
@@ -539,7 +547,7 @@ mod tests {
         st.safemode.leave();
         let driver = Driver::new(st, r.journal);
         let ids = Identities::new(security::os_user(), "supergroup", Box::new(UnixGroups));
-        let edge = Edge::new(Arc::new(ids), AuditLog::disabled());
+        let edge = Edge::new(Arc::new(ids), AuditLog::disabled(), None);
         (ClientProtocolService::new(driver, edge), r.log)
     }
 

@@ -161,7 +161,12 @@ fn one_chunk_file(st: &mut Core, path: &DfsPath, now: Now) -> Result<()> {
 /// A core with one (fake) chunkserver to place chunks on.
 fn core_with_a_server(cfg: master::Config, now: Now) -> Core {
     let mut st = Core::seeded(cfg, 1);
-    let server = ServerName { id: "fake".into(), addr: "127.0.0.2:1".into(), rack: "/r".into() };
+    let server = ServerName {
+        id: "fake".into(),
+        addr: "127.0.0.2:1".into(),
+        rack: "/r".into(),
+        proof: None,
+    };
     st.apply(Command::Register { server, load: load(), chunks: vec![] }, now);
     st
 }

@@ -174,7 +174,7 @@ fn mutate(core: &mut Core, m: Mutation, now: Now) -> Result<Reply> {
 }
 
 fn register(core: &mut Core, id: &str, addr: &str, chunks: Vec<ReportedReplica>, now: Now) {
-    let server = ServerName { id: id.into(), addr: addr.into(), rack: "/r".into() };
+    let server = ServerName { id: id.into(), addr: addr.into(), rack: "/r".into(), proof: None };
     core.apply(Command::Register { server, load: load(), chunks }, now);
 }
 
