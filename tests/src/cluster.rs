@@ -129,6 +129,9 @@ impl MiniCluster {
 
     /// Starts every process and waits for the cluster to be whole.
     async fn launch(&mut self) -> Result<()> {
+        if self.spec.options.token_auth {
+            self.create_secret()?;
+        }
         self.spawn(MASTER, None)?;
         self.await_listening(MASTER).await?;
         let master_addr = self.spec.master.addr.clone();
@@ -238,6 +241,7 @@ impl MiniCluster {
     pub fn mr_cmd(&self, name: &str) -> Command {
         let mut cmd = Command::new(self.spec.bin_dir.join(name));
         cmd.env("DFS_MASTER", &self.spec.master.addr);
+        self.with_token_env(&mut cmd, &security::os_user());
         if let Some(addr) = self.coordinator_addr() {
             cmd.env("MAPRED_COORDINATOR", addr);
         }
@@ -509,10 +513,84 @@ impl MiniCluster {
         Ok(forced)
     }
 
-    /// A `dfs` command with `DFS_MASTER` set to this cluster's master.
+    /// Creates the cluster secret of a token-mode cluster (kept if it exists: a cluster
+    /// started again in its directory keeps its secret, and its tokens stay valid) and
+    /// the superuser's token file.
+    fn create_secret(&self) -> Result<()> {
+        let path = crate::spec::secret_file(&self.spec.dir);
+        if !path.exists() {
+            security::token::Secret::generate()
+                .create(&path)
+                .map_err(|e| Error::InvalidOptions(e.to_string()))?;
+        }
+        self.token_file(&security::os_user()).map(|_| ())
+    }
+
+    /// A token for `user` signed with this cluster's secret (token mode), valid for a day.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOptions`] in simple mode or if the secret can't be read.
+    pub fn token_for(&self, user: &str) -> Result<String> {
+        if !self.spec.options.token_auth {
+            return Err(Error::InvalidOptions("this cluster runs in simple mode".into()));
+        }
+        let secret = security::token::Secret::load(&crate::spec::secret_file(&self.spec.dir))
+            .map_err(|e| Error::InvalidOptions(e.to_string()))?;
+        let day = 24 * 3600 * 1000;
+        let now = proto::clock::wall_ms();
+        Ok(secret.issue(security::token::Kind::User, user, &[], now, day, 7 * day))
+    }
+
+    /// The file `DIR/tokens/USER.token` holding a token for `user` (token mode),
+    /// created on first use; `None` in simple mode.
+    ///
+    /// # Errors
+    /// As [`MiniCluster::token_for`]; [`Error::Io`] if the file can't be written.
+    pub fn token_file(&self, user: &str) -> Result<Option<PathBuf>> {
+        if !self.spec.options.token_auth {
+            return Ok(None);
+        }
+        let dir = self.spec.dir.join("tokens");
+        std::fs::create_dir_all(&dir)
+            .map_err(Error::io(format!("cannot create {}", dir.display())))?;
+        let path = dir.join(format!("{user}.token"));
+        if !path.exists() {
+            security::token::write_token_file(&path, &self.token_for(user)?)
+                .map_err(|e| Error::InvalidOptions(e.to_string()))?;
+        }
+        Ok(Some(path))
+    }
+
+    /// The credentials a client acting as `user` sends here: the name (simple mode) or a
+    /// token for it (token mode).
+    ///
+    /// # Panics
+    /// If a token can't be minted: a broken test environment.
+    fn credentials(&self, user: &str) -> security::Credentials {
+        let token = self.spec.options.token_auth.then(|| match self.token_for(user) {
+            Ok(t) => t,
+            Err(e) => panic!("{e}"), // the test environment is broken
+        });
+        security::Credentials { user: user.to_owned(), token }
+    }
+
+    /// Sets `DFS_TOKEN_FILE` on `cmd` to the token file of `user` in token mode.
+    fn with_token_env(&self, cmd: &mut Command, user: &str) {
+        match self.token_file(user) {
+            Ok(Some(path)) => {
+                cmd.env(security::TOKEN_FILE_ENV, path);
+            }
+            Ok(None) => {}
+            Err(e) => panic!("{e}"), // the test environment is broken
+        }
+    }
+
+    /// A `dfs` command with `DFS_MASTER` set to this cluster's master (and in token mode
+    /// `DFS_TOKEN_FILE` to the OS user's token: the superuser's).
     pub fn dfs_cmd(&self) -> Command {
         let mut cmd = Command::new(self.spec.bin_dir.join("dfs"));
         cmd.env("DFS_MASTER", &self.spec.master.addr);
+        self.with_token_env(&mut cmd, &security::os_user());
         cmd
     }
 
@@ -532,6 +610,7 @@ impl MiniCluster {
     pub fn dfs_as(&self, user: &str, args: &[&str]) -> CmdOutput {
         let mut cmd = self.dfs_cmd();
         cmd.env("DFS_USER", user);
+        self.with_token_env(&mut cmd, user);
         match command::run(cmd, args, None) {
             Ok(out) => out,
             Err(e) => panic!("{e}"), // the test environment is broken, not the code under test
@@ -573,7 +652,7 @@ impl MiniCluster {
     /// # Errors
     /// [`Error::Client`] if the master cannot be reached.
     pub async fn client(&self) -> Result<dfs::Client> {
-        Ok(dfs::Client::connect(&self.spec.master.addr, dfs::ClientConfig::default()).await?)
+        self.client_as(&security::os_user()).await
     }
 
     /// A connection to the master's one port, which serves its three services.
@@ -595,6 +674,7 @@ impl MiniCluster {
         let cfg = dfs::ClientConfig {
             user: user.to_owned(),
             cwd: dfs::path::home_dir(user),
+            token: self.credentials(user).token,
             ..dfs::ClientConfig::default()
         };
         Ok(dfs::Client::connect(&self.spec.master.addr, cfg).await?)
@@ -617,7 +697,8 @@ impl MiniCluster {
         &self,
         user: &str,
     ) -> Result<ClientProtocolClient<dfs::client::MasterChannel>> {
-        Ok(ClientProtocolClient::with_interceptor(self.master_channel().await?, attach(user)))
+        let attach = attach(&self.credentials(user));
+        Ok(ClientProtocolClient::with_interceptor(self.master_channel().await?, attach))
     }
 
     /// A raw gRPC client of the master's admin service (fsck, reports, safe mode), as
@@ -626,8 +707,8 @@ impl MiniCluster {
     /// # Errors
     /// [`Error::Connect`] if the master does not accept the connection.
     pub async fn admin_client(&self) -> Result<AdminProtocolClient<dfs::client::MasterChannel>> {
-        let user = security::os_user();
-        Ok(AdminProtocolClient::with_interceptor(self.master_channel().await?, attach(&user)))
+        let attach = attach(&self.credentials(&security::os_user()));
+        Ok(AdminProtocolClient::with_interceptor(self.master_channel().await?, attach))
     }
 
     /// A raw gRPC client of the master's chunkserver service, to speak as a chunkserver.
@@ -811,13 +892,13 @@ fn wait_child(child: &mut Child, timeout: Duration) -> bool {
     }
 }
 
-/// The interceptor naming `user` in every request.
+/// The interceptor sending `creds` with every request.
 ///
 /// # Panics
 /// For a user name no request may carry: test code chose it.
-fn attach(user: &str) -> security::Attach {
-    match security::Credentials::simple(user).attach() {
+fn attach(creds: &security::Credentials) -> security::Attach {
+    match creds.attach() {
         Ok(a) => a,
-        Err(e) => panic!("test user {user:?}: {e}"), // faulty test
+        Err(e) => panic!("test user {:?}: {e}", creds.user), // faulty test
     }
 }

@@ -61,6 +61,10 @@ pub struct ClusterOptions {
     /// Extra flags appended to every worker's command line.
     #[serde(default)]
     pub worker_args: Vec<String>,
+    /// Token mode (`--auth token`): the harness creates the cluster secret `DIR/secret`,
+    /// every server takes it, and clients it runs carry tokens it mints.
+    #[serde(default)]
+    pub token_auth: bool,
 }
 
 fn default_slots() -> u32 {
@@ -85,6 +89,7 @@ impl Default for ClusterOptions {
             mr_heartbeat_ms: None,
             coordinator_args: Vec::new(),
             worker_args: Vec::new(),
+            token_auth: false,
         }
     }
 }
@@ -324,6 +329,24 @@ impl ClusterSpec {
     }
 }
 
+/// The cluster secret of a token-mode cluster in `dir`.
+pub fn secret_file(dir: &Path) -> PathBuf {
+    dir.join("secret")
+}
+
+/// Flags every server of a token-mode cluster takes (none in simple mode).
+fn auth_args(dir: &Path, o: &ClusterOptions) -> Vec<String> {
+    if !o.token_auth {
+        return Vec::new();
+    }
+    vec![
+        "--auth".to_owned(),
+        "token".to_owned(),
+        "--secret-file".to_owned(),
+        secret_file(dir).display().to_string(),
+    ]
+}
+
 fn base_spec(dir: &Path, bin_dir: &Path, name: &str, role: Role) -> ProcessSpec {
     let program = match role {
         Role::Master => "master",
@@ -362,6 +385,7 @@ fn master_spec(dir: &Path, bin_dir: &Path, o: &ClusterOptions) -> ProcessSpec {
     if let Some(ms) = o.dead_after_ms {
         args.extend(["--dead-after-ms".to_owned(), ms.to_string()]);
     }
+    args.extend(auth_args(dir, o));
     args.extend(o.master_args.iter().cloned());
     args.extend(["--addr-file".to_owned(), spec.addr_file.display().to_string()]);
     spec.args = args;
@@ -389,6 +413,7 @@ fn chunkserver_spec(dir: &Path, bin_dir: &Path, o: &ClusterOptions, index: usize
     if let Some(bytes) = o.capacity {
         args.extend(["--capacity".to_owned(), bytes.to_string()]);
     }
+    args.extend(auth_args(dir, o));
     args.extend(o.chunkserver_args.iter().cloned());
     args.extend(["--addr-file".to_owned(), spec.addr_file.display().to_string()]);
     spec.rack = Some(rack);
@@ -416,6 +441,7 @@ fn coordinator_spec(dir: &Path, bin_dir: &Path, o: &ClusterOptions) -> ProcessSp
         "--heartbeat-ms".to_owned(),
         mr_heartbeat(o).to_string(),
     ];
+    spec.args.extend(auth_args(dir, o));
     spec.args.extend(o.coordinator_args.iter().cloned());
     spec.args.extend(["--addr-file".to_owned(), spec.addr_file.display().to_string()]);
     spec
@@ -444,6 +470,7 @@ fn worker_spec(dir: &Path, bin_dir: &Path, o: &ClusterOptions, index: usize) -> 
         "--heartbeat-ms".to_owned(),
         mr_heartbeat(o).to_string(),
     ];
+    spec.args.extend(auth_args(dir, o));
     spec.args.extend(o.worker_args.iter().cloned());
     spec.args.extend(["--addr-file".to_owned(), spec.addr_file.display().to_string()]);
     spec.rack = Some(rack);

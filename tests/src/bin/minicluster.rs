@@ -118,6 +118,10 @@ struct UpArgs {
     /// Start only the chunk store (no coordinator and workers).
     #[arg(long)]
     no_mapreduce: bool,
+    /// How callers prove who they are: `simple`, or `token` (creates the cluster secret
+    /// DIR/secret, mode 0600, and a token for you in DIR/tokens/).
+    #[arg(long, default_value_t = security::AuthMode::Simple)]
+    auth: security::AuthMode,
     /// Task slots of each worker.
     #[arg(long, default_value_t = 2)]
     worker_slots: u32,
@@ -202,12 +206,17 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         worker_slots: args.worker_slots,
         master_args: args.master_args,
         chunkserver_args: args.chunkserver_args,
+        token_auth: args.auth == security::AuthMode::Token,
         ..ClusterOptions::default()
     };
     let cluster = MiniCluster::start_in(&args.dir.dir, options, Lifetime::Detached).await?;
+    let token_file = cluster.token_file(&security::os_user())?;
     let spec = cluster.detach();
     print_summary(&spec);
     println!("export DFS_MASTER={}", spec.master.addr);
+    if let Some(path) = token_file {
+        println!("export {}={}", security::TOKEN_FILE_ENV, path.display());
+    }
     if let Some(c) = &spec.coordinator {
         println!("export MAPRED_COORDINATOR={}", c.addr);
     }
