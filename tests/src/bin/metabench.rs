@@ -54,6 +54,14 @@ struct Cli {
     /// Log records replayed in the restart figure.
     #[arg(long, default_value_t = 100_000)]
     replay: u64,
+    /// Authentication of the gRPC figures: `simple`, `token` (every call carries a
+    /// token the master verifies), or `both` (simple, then token, in the same run: the
+    /// cost of token mode).
+    #[arg(long, default_value = "simple", value_parser = ["simple", "token", "both"])]
+    auth: String,
+    /// Only the gRPC figures.
+    #[arg(long)]
+    grpc_only: bool,
 }
 
 const MIB: u64 = 1 << 20;
@@ -391,12 +399,17 @@ async fn create_file(
     Ok(())
 }
 
-async fn grpc(cli: &Cli, rows: &mut Vec<Row>) -> Result<()> {
+async fn grpc(cli: &Cli, token: bool, rows: &mut Vec<Row>) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(master::run(config(dir.path()), listener, async move {
+    let secret = Arc::new(security::token::Secret::generate());
+    let mut cfg = config(dir.path());
+    if token {
+        cfg.auth = security::ServerAuth::token(secret.clone(), "master");
+    }
+    let server = tokio::spawn(master::run(cfg, listener, async move {
         let _ = stop_rx.await;
     }));
     let mut channels = Vec::new();
@@ -413,7 +426,18 @@ async fn grpc(cli: &Cli, rows: &mut Vec<Row>) -> Result<()> {
         channels.push(connected.context("the master did not start")?);
     }
     // The OS user, the master's superuser: the RPC rows measure the edge and the log.
-    let attach = security::Credentials::simple(security::os_user()).attach()?;
+    let user = security::os_user();
+    let now = proto::clock::wall_ms();
+    let hour = 3_600_000;
+    let user_token =
+        token.then(|| secret.issue(security::token::Kind::User, &user, &[], now, hour, hour));
+    let attach = security::Credentials { user, token: user_token }.attach()?;
+    let service = security::ServerAuth::token(secret.clone(), "chunkserver");
+    let service = if token {
+        service.attach("chunkserver")?
+    } else {
+        security::Credentials::simple("cs").attach()?
+    };
     let rpc = Rpc {
         attach,
         channels,
@@ -422,7 +446,7 @@ async fn grpc(cli: &Cli, rows: &mut Vec<Row>) -> Result<()> {
         next_call: Arc::new(AtomicU64::new(1)),
     };
     // One fake chunkserver, so creates find a place for their chunks.
-    let mut cs = ChunkserverProtocolClient::new(rpc.channels[0].clone());
+    let mut cs = ChunkserverProtocolClient::with_interceptor(rpc.channels[0].clone(), service);
     cs.register(pb::RegisterRequest {
         server: Some(pb::ChunkserverInfo {
             id: "fake".into(),
@@ -452,7 +476,8 @@ async fn grpc(cli: &Cli, rows: &mut Vec<Row>) -> Result<()> {
         rpc.channels.len()
     );
     let mut push = |what: &str, d: Duration, note: &str| {
-        rows.push(Row { what: format!("gRPC {what}"), value: rate(ops, d), note: note.into() });
+        let what = if token { format!("gRPC {what}, token mode") } else { format!("gRPC {what}") };
+        rows.push(Row { what, value: rate(ops, d), note: note.into() });
     };
 
     let d = rpc.run(|m, task, i, call| create_file(m, format!("/c/t{task}/f{i}"), call)).await?;
@@ -573,13 +598,31 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let mut rows = Vec::new();
-    eprintln!("metabench: gRPC against a real master ({} ops per kind)...", cli.ops);
-    rt.block_on(grpc(&cli, &mut rows))?;
+    let modes: &[bool] = match cli.auth.as_str() {
+        "token" => &[true],
+        "both" => &[false, true],
+        _ => &[false],
+    };
+    for &token in modes {
+        let mode = if token { "token" } else { "simple" };
+        eprintln!(
+            "metabench: gRPC against a real master, {mode} mode ({} ops per kind)...",
+            cli.ops
+        );
+        rt.block_on(grpc(&cli, token, &mut rows))?;
+    }
     drop(rt);
+    if cli.grpc_only {
+        return print_rows(rows);
+    }
     eprintln!("metabench: in-process Core...");
     in_process(cli.ops, &mut rows)?;
     eprintln!("metabench: {} one-chunk files for memory, checkpoint and restart...", cli.files);
     scale(cli.files, cli.replay, &mut rows)?;
+    print_rows(rows)
+}
+
+fn print_rows(rows: Vec<Row>) -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     println!(
         "Command: `cargo run --release -p tests --bin metabench --{}{}`\n",
