@@ -734,6 +734,25 @@ impl MiniCluster {
         Ok(ChunkserverClient::new(channel))
     }
 
+    /// As [`MiniCluster::chunkserver_client`], sending the credentials of `user` (in
+    /// token mode a valid token for it: an authenticated user overreaching).
+    ///
+    /// # Errors
+    /// [`Error::Connect`] if the chunkserver does not accept the connection.
+    pub async fn chunkserver_client_as(
+        &self,
+        addr: &str,
+        user: &str,
+    ) -> Result<ChunkserverClient<dfs::client::MasterChannel>> {
+        let refused = |source| Error::Connect { addr: addr.to_owned(), source };
+        let channel = Endpoint::new(format!("http://{addr}"))
+            .map_err(refused)?
+            .connect()
+            .await
+            .map_err(refused)?;
+        Ok(ChunkserverClient::with_interceptor(channel, attach(&self.credentials(user))))
+    }
+
     /// The master's cluster report (chunkservers, their state and space).
     ///
     /// # Errors

@@ -20,7 +20,6 @@ use proto::gfs::{
 use proto::reason::{self, ErrorReason};
 use tests::data::random_bytes;
 use tests::{ClusterOptions, DEFAULT_POLL, MiniCluster, wait_until};
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 const MIB: usize = 1 << 20;
@@ -36,6 +35,10 @@ fn options() -> ClusterOptions {
     ClusterOptions { chunkservers: 3, replication: 3, ..ClusterOptions::for_tests() }
 }
 
+fn token_options() -> ClusterOptions {
+    ClusterOptions { token_auth: true, ..options() }
+}
+
 fn put(c: &MiniCluster, remote: &str, data: &[u8]) {
     c.dfs_with_stdin(&["put", "-p", "-", remote], Some(data)).assert_ok();
 }
@@ -44,9 +47,13 @@ async fn locations(c: &MiniCluster, path: &str) -> Vec<LocatedChunk> {
     c.locations(path).await.expect("locations")
 }
 
-async fn cs(c: &MiniCluster, addr: &str) -> ChunkserverClient<Channel> {
-    c.chunkserver_client(addr).await.expect("chunkserver client")
+/// A chunkserver's data service as mallory, a user of the cluster (in token mode with a
+/// valid token of hers: what is tested is what a token lets her do).
+async fn cs(c: &MiniCluster, addr: &str) -> ChunkserverClient<Authed> {
+    c.chunkserver_client_as(addr, "mallory").await.expect("chunkserver client")
 }
+
+type Authed = dfs::client::MasterChannel;
 
 /// The status and reason of a refusal, for exact assertions.
 fn refusal(s: &Status) -> (Code, ErrorReason) {
@@ -55,7 +62,7 @@ fn refusal(s: &Status) -> (Code, ErrorReason) {
 
 /// A `WriteChunk` of one small packet with `header`; returns the refusal, whether it
 /// comes as the call's status or inside the response stream.
-async fn write_with(cs: &mut ChunkserverClient<Channel>, header: WriteHeader) -> Option<Status> {
+async fn write_with(cs: &mut ChunkserverClient<Authed>, header: WriteHeader) -> Option<Status> {
     let data = bytes::Bytes::from_static(b"attacker's bytes");
     let packet = Packet {
         seqno: 0,
@@ -101,7 +108,7 @@ fn read_req(handle: u64, version: u64, token: bytes::Bytes) -> ReadChunkRequest 
 
 /// Reads a whole replica with a raw request.
 async fn raw_read(
-    cs: &mut ChunkserverClient<Channel>,
+    cs: &mut ChunkserverClient<Authed>,
     req: ReadChunkRequest,
 ) -> Result<Vec<u8>, Status> {
     let mut stream = cs.read_chunk(req).await?.into_inner();
@@ -114,7 +121,7 @@ async fn raw_read(
 
 /// Reads with `req` and returns the refusal; panics (without dumping bytes) if it was
 /// served.
-async fn refused_read(cs: &mut ChunkserverClient<Channel>, req: ReadChunkRequest) -> Status {
+async fn refused_read(cs: &mut ChunkserverClient<Authed>, req: ReadChunkRequest) -> Status {
     match raw_read(cs, req).await {
         Err(s) => s,
         Ok(got) => panic!("a read that must be refused returned {} bytes", got.len()),
@@ -133,7 +140,16 @@ fn on_any_disk(c: &MiniCluster, handle: u64) -> bool {
 
 #[tokio::test]
 async fn rogue_writes_finalizes_and_reads_are_refused_and_every_file_reads_back() {
-    let c = cluster(options()).await;
+    rogue_chunk_calls(options()).await;
+}
+
+#[tokio::test]
+async fn in_token_mode_a_users_token_grants_no_chunk_access_by_itself() {
+    rogue_chunk_calls(token_options()).await;
+}
+
+async fn rogue_chunk_calls(options: ClusterOptions) {
+    let c = cluster(options).await;
     let a = random_bytes(1, MIB + MIB / 2);
     let b = random_bytes(2, 300_000);
     put(&c, "/t/a", &a);

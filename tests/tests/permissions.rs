@@ -19,6 +19,12 @@ const MAPPING: &str = "alice: staff\nbob: bob\ncarol: staff\ndave: admins\n";
 
 /// A cluster whose master maps groups from [`MAPPING`], with `admins` as supergroup.
 async fn cluster(mapreduce: bool) -> (MiniCluster, TempDir) {
+    cluster_in(mapreduce, false).await
+}
+
+/// As [`cluster`], in token mode if `token_auth` (`dfs_as` then carries a token the
+/// harness mints for the user instead of naming it).
+async fn cluster_in(mapreduce: bool, token_auth: bool) -> (MiniCluster, TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mapping = dir.path().join("groups");
     std::fs::write(&mapping, MAPPING).expect("mapping");
@@ -32,6 +38,7 @@ async fn cluster(mapreduce: bool) -> (MiniCluster, TempDir) {
             "--supergroup".into(),
             "admins".into(),
         ],
+        token_auth,
         ..base
     };
     match MiniCluster::start(options).await {
@@ -76,7 +83,16 @@ fn denied(out: &tests::CmdOutput, want: &str) {
 
 #[tokio::test]
 async fn the_permission_matrix_of_hdfs() {
-    let (c, _groups) = cluster(false).await;
+    permission_matrix(false).await;
+}
+
+#[tokio::test]
+async fn the_permission_matrix_of_hdfs_in_token_mode() {
+    permission_matrix(true).await;
+}
+
+async fn permission_matrix(token_auth: bool) {
+    let (c, _groups) = cluster_in(false, token_auth).await;
     let local = tempfile::tempdir().expect("tempdir");
     let data = local_file(local.path(), "f", b"alice's data\n");
     homes(&c);
