@@ -42,6 +42,9 @@ pub struct Config {
     /// How callers prove who they are, and our own credentials (command-line flags only).
     #[serde(skip)]
     pub auth: security::ServerAuth,
+    /// TLS for its port (command-line flags only); `None`: plain TCP.
+    #[serde(skip)]
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 impl Default for Config {
@@ -59,6 +62,7 @@ impl Default for Config {
             full_report_secs: 3600,
             connections: Limits::default(),
             auth: security::ServerAuth::simple(),
+            tls: None,
         }
     }
 }

@@ -25,7 +25,7 @@ use proto::gfs::{
 };
 use tokio::sync::watch;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tracing::{debug, info, warn};
 
 use crate::access::Keys;
@@ -109,9 +109,8 @@ impl Reporter {
     /// # Errors
     /// [`Error::Config`] if the master address is not a valid URI.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
-        let channel = Endpoint::from_shared(format!("http://{}", self.master))
-            .map_err(|e| Error::Config(format!("master address {:?}: {e}", self.master)))?
-            .connect_timeout(Duration::from_secs(5))
+        let channel = security::tls::endpoint(&self.master)
+            .map_err(|e| Error::Config(format!("master address: {e}")))?
             .timeout(Duration::from_secs(30))
             .connect_lazy();
         let mut client = ChunkserverProtocolClient::with_interceptor(channel, self.attach.clone());

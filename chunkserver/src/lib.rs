@@ -112,7 +112,11 @@ pub async fn run(
     // chunk access token then authorizes; a service's for the master's orders).
     let service =
         tonic::service::interceptor::InterceptedService::new(service, cfg.auth.interceptor());
-    let served = tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = cfg.tls.clone() {
+        server = server.tls_config(tls).map_err(Error::Transport)?;
+    }
+    let served = server
         .tcp_nodelay(true)
         .initial_stream_window_size(8 << 20)
         .initial_connection_window_size(32 << 20)

@@ -46,7 +46,7 @@ use proto::reason::{self, ErrorReason};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
 use tracing::{debug, warn};
 
@@ -94,9 +94,7 @@ impl Peers {
         let channel = match map.get(addr) {
             Some(c) => c.clone(),
             None => {
-                let c = Endpoint::from_shared(format!("http://{addr}"))
-                    .map_err(|e| format!("bad address {addr:?}: {e}"))?
-                    .connect_timeout(Duration::from_secs(5))
+                let c = security::tls::endpoint(addr)?
                     .tcp_nodelay(true)
                     .initial_stream_window_size(8 << 20)
                     .initial_connection_window_size(32 << 20)

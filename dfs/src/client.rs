@@ -23,7 +23,7 @@ use proto::gfs::chunkserver_client::ChunkserverClient;
 use proto::gfs::client_protocol_client::ClientProtocolClient;
 use proto::path::DfsPath;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::error::{Error, Result};
 use crate::fsck::FsckReport;
@@ -59,6 +59,9 @@ pub struct ClientConfig {
     /// The bearer token sent with every call (token mode): `None` reads the file
     /// `DFS_TOKEN_FILE` names, if set, when connecting.
     pub token: Option<String>,
+    /// TLS to the master and chunkservers (`None`: plain TCP); by default the process's
+    /// setting (`DFS_TLS_CA`, see [`security::tls`]).
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
     /// Mode bits taken away from new files (`0o666`) and directories (`0o777`), as
     /// HDFS's `fs.permissions.umask-mode` (`DFS_UMASK` in octal, else `0o022`).
     pub umask: u16,
@@ -107,6 +110,7 @@ impl Default for ClientConfig {
             cwd: home_dir(&user),
             user,
             token: None,
+            tls: security::tls::default_client(),
             client_host: None,
             packet_size: 1 << 20,
             write_window: 16 << 20,
@@ -198,8 +202,8 @@ impl Client {
         cfg.read_prefetch = cfg.read_prefetch.max(1);
         let unreachable =
             |cause: String| Error::MasterUnreachable { addr: master_addr.to_owned(), cause };
-        let endpoint = Endpoint::from_shared(format!("http://{master_addr}"))
-            .map_err(|_| unreachable("not a host:port address".to_owned()))?
+        let endpoint = security::tls::endpoint_with(master_addr, cfg.tls.as_ref())
+            .map_err(unreachable)?
             .connect_timeout(cfg.connect_timeout)
             .timeout(cfg.rpc_timeout)
             .tcp_nodelay(true);
@@ -404,11 +408,8 @@ impl Client {
         if let Some(c) = cache.get(addr) {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|_| Error::ChunkserverUnreachable {
-                addr: addr.to_owned(),
-                cause: "not a host:port address".to_owned(),
-            })?
+        let endpoint = security::tls::endpoint_with(addr, self.inner.cfg.tls.as_ref())
+            .map_err(|cause| Error::ChunkserverUnreachable { addr: addr.to_owned(), cause })?
             .connect_timeout(self.inner.cfg.connect_timeout)
             .tcp_nodelay(true)
             // Large windows so one connection can stream at memory speed over loopback.

@@ -58,6 +58,8 @@ pub struct Config {
     pub chunk_token_lifetime: Duration,
     /// How callers prove who they are (`--auth`, `--secret-file`).
     pub auth: security::ServerAuth,
+    /// TLS for the master's port (`--tls-cert`, `--tls-key`); `None`: plain TCP.
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
     /// A user token the master issues must be renewed within this (HDFS's
     /// `dfs.namenode.delegation.token.renew-interval`, one day).
     pub token_renew_interval: Duration,
@@ -108,6 +110,7 @@ impl Default for Config {
                 security::chunk_token::TOKEN_LIFETIME_MS as u64,
             ),
             auth: security::ServerAuth::simple(),
+            tls: None,
             token_renew_interval: Duration::from_secs(24 * 3600),
             token_max_lifetime: Duration::from_secs(7 * 24 * 3600),
         }

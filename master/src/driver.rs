@@ -17,7 +17,6 @@ use proto::gfs::chunkserver_client::ChunkserverClient;
 use proto::gfs::{FinalizeReplicaRequest, RecoverReplicaRequest};
 use security::chunk_token::Modes;
 use tokio::sync::watch;
-use tonic::transport::Endpoint;
 use tracing::{error, info, warn};
 
 use crate::chunk_tokens::ChunkTokens;
@@ -153,8 +152,7 @@ fn client_for(
     addr: &str,
     attach: &security::Attach,
 ) -> std::result::Result<ChunkserverClient<ServiceChannel>, String> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}")).map_err(|e| e.to_string())?;
-    let channel = endpoint.connect_timeout(Duration::from_secs(5)).connect_lazy();
+    let channel = security::tls::endpoint(addr)?.connect_lazy();
     Ok(ChunkserverClient::with_interceptor(channel, attach.clone()))
 }
 

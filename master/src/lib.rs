@@ -123,6 +123,7 @@ pub async fn run_with_ready(
         }
     };
     let auth = config.auth.clone();
+    let tls = config.tls.clone();
     let issuer = auth.secret.clone().map(|secret| server::TokenIssuer {
         secret,
         renew_interval: config.token_renew_interval,
@@ -164,7 +165,11 @@ pub async fn run_with_ready(
     // valid token, and chunkservers' calls a service token.
     let users = auth.interceptor();
     let services = auth.interceptor().services_only();
-    let serve = tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls).map_err(Error::Transport)?;
+    }
+    let serve = server
         .add_service(ClientProtocolServer::with_interceptor(
             server::ClientProtocolService::new(driver.clone(), edge.clone()),
             users.clone(),

@@ -18,6 +18,7 @@
 
 pub mod chunk_token;
 pub mod connections;
+pub mod tls;
 pub mod token;
 
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};

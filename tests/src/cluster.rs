@@ -132,6 +132,14 @@ impl MiniCluster {
         if self.spec.options.token_auth {
             self.create_secret()?;
         }
+        let tls = crate::certs::TlsFiles::in_dir(&self.spec.dir);
+        if self.spec.options.tls && !tls.exist() {
+            // Every loopback address a process of this cluster may listen on.
+            let last = self.spec.options.chunkservers + 2;
+            let mut names = vec!["localhost".to_owned()];
+            names.extend((1..=last).map(|i| format!("127.0.0.{i}")));
+            crate::certs::generate(&tls, &names)?;
+        }
         self.spawn(MASTER, None)?;
         self.await_listening(MASTER).await?;
         let master_addr = self.spec.master.addr.clone();
@@ -574,8 +582,32 @@ impl MiniCluster {
         security::Credentials { user: user.to_owned(), token }
     }
 
-    /// Sets `DFS_TOKEN_FILE` on `cmd` to the token file of `user` in token mode.
+    /// TLS to this cluster's servers (`None` without `--tls`).
+    ///
+    /// # Panics
+    /// If the cluster's CA can't be read: a broken test environment.
+    fn client_tls(&self) -> Option<tonic::transport::ClientTlsConfig> {
+        self.spec.options.tls.then(|| {
+            let ca = crate::certs::TlsFiles::in_dir(&self.spec.dir).ca;
+            match security::tls::client_config(&ca) {
+                Ok(c) => c,
+                Err(e) => panic!("{e}"), // the test environment is broken
+            }
+        })
+    }
+
+    /// An endpoint for a server of this cluster (TLS with `--tls`).
+    fn endpoint(&self, addr: &str) -> Result<Endpoint> {
+        security::tls::endpoint_with(addr, self.client_tls().as_ref())
+            .map_err(Error::InvalidOptions)
+    }
+
+    /// Sets `DFS_TOKEN_FILE` on `cmd` to the token file of `user` in token mode (and
+    /// `DFS_TLS_CA` to the cluster's CA with `--tls`).
     fn with_token_env(&self, cmd: &mut Command, user: &str) {
+        if self.spec.options.tls {
+            cmd.env(security::tls::CA_ENV, crate::certs::TlsFiles::in_dir(&self.spec.dir).ca);
+        }
         match self.token_file(user) {
             Ok(Some(path)) => {
                 cmd.env(security::TOKEN_FILE_ENV, path);
@@ -662,7 +694,7 @@ impl MiniCluster {
     async fn master_channel(&self) -> Result<Channel> {
         let addr = &self.spec.master.addr;
         let refused = |source| Error::Connect { addr: addr.clone(), source };
-        Endpoint::new(format!("http://{addr}")).map_err(refused)?.connect().await.map_err(refused)
+        self.endpoint(addr)?.connect().await.map_err(refused)
     }
 
     /// A `dfs` client library handle acting as `user` (simple mode: the master takes
@@ -675,6 +707,7 @@ impl MiniCluster {
             user: user.to_owned(),
             cwd: dfs::path::home_dir(user),
             token: self.credentials(user).token,
+            tls: self.client_tls(),
             ..dfs::ClientConfig::default()
         };
         Ok(dfs::Client::connect(&self.spec.master.addr, cfg).await?)
@@ -726,11 +759,7 @@ impl MiniCluster {
     /// [`Error::Connect`] if the chunkserver does not accept the connection.
     pub async fn chunkserver_client(&self, addr: &str) -> Result<ChunkserverClient<Channel>> {
         let refused = |source| Error::Connect { addr: addr.to_owned(), source };
-        let channel = Endpoint::new(format!("http://{addr}"))
-            .map_err(refused)?
-            .connect()
-            .await
-            .map_err(refused)?;
+        let channel = self.endpoint(addr)?.connect().await.map_err(refused)?;
         Ok(ChunkserverClient::new(channel))
     }
 
@@ -745,11 +774,7 @@ impl MiniCluster {
         user: &str,
     ) -> Result<ChunkserverClient<dfs::client::MasterChannel>> {
         let refused = |source| Error::Connect { addr: addr.to_owned(), source };
-        let channel = Endpoint::new(format!("http://{addr}"))
-            .map_err(refused)?
-            .connect()
-            .await
-            .map_err(refused)?;
+        let channel = self.endpoint(addr)?.connect().await.map_err(refused)?;
         Ok(ChunkserverClient::with_interceptor(channel, attach(&self.credentials(user))))
     }
 

@@ -15,6 +15,7 @@
 //! output contract), [`wait`] (polling), [`data`] (deterministic test data and checksums).
 #![warn(missing_docs)]
 
+pub mod certs;
 pub mod cluster;
 pub mod command;
 pub mod data;

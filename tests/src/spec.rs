@@ -65,6 +65,10 @@ pub struct ClusterOptions {
     /// every server takes it, and clients it runs carry tokens it mints.
     #[serde(default)]
     pub token_auth: bool,
+    /// TLS on every port (`--tls`): the harness makes a throwaway CA and a server
+    /// certificate in `DIR/tls/` (see [`crate::certs`]); clients it runs trust the CA.
+    #[serde(default)]
+    pub tls: bool,
 }
 
 fn default_slots() -> u32 {
@@ -90,6 +94,7 @@ impl Default for ClusterOptions {
             coordinator_args: Vec::new(),
             worker_args: Vec::new(),
             token_auth: false,
+            tls: false,
         }
     }
 }
@@ -334,17 +339,21 @@ pub fn secret_file(dir: &Path) -> PathBuf {
     dir.join("secret")
 }
 
-/// Flags every server of a token-mode cluster takes (none in simple mode).
+/// Flags every server takes for token mode and TLS (none in simple mode without TLS).
 fn auth_args(dir: &Path, o: &ClusterOptions) -> Vec<String> {
-    if !o.token_auth {
-        return Vec::new();
+    let mut args = Vec::new();
+    if o.token_auth {
+        args.extend([
+            "--auth".to_owned(),
+            "token".to_owned(),
+            "--secret-file".to_owned(),
+            secret_file(dir).display().to_string(),
+        ]);
     }
-    vec![
-        "--auth".to_owned(),
-        "token".to_owned(),
-        "--secret-file".to_owned(),
-        secret_file(dir).display().to_string(),
-    ]
+    if o.tls {
+        args.extend(crate::certs::TlsFiles::in_dir(dir).server_args());
+    }
+    args
 }
 
 fn base_spec(dir: &Path, bin_dir: &Path, name: &str, role: Role) -> ProcessSpec {

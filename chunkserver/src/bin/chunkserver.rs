@@ -54,6 +54,8 @@ struct Cli {
     connections: security::connections::LimitArgs,
     #[command(flatten)]
     auth: security::AuthArgs,
+    #[command(flatten)]
+    tls: security::tls::TlsArgs,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -125,6 +127,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         full_report_secs: cli.full_report_secs,
         connections: cli.connections.limits(),
         auth: cli.auth.load("chunkserver").map_err(anyhow::Error::msg)?,
+        tls: cli.tls.load().map_err(anyhow::Error::msg)?,
     };
     let shutdown = proto::process::shutdown_signal().context("installing signal handlers")?;
     chunkserver::run(cfg, listener, shutdown).await?;

@@ -80,6 +80,8 @@ struct Cli {
     connections: security::connections::LimitArgs,
     #[command(flatten)]
     auth: security::AuthArgs,
+    #[command(flatten)]
+    tls: security::tls::TlsArgs,
     /// Seconds within which a user token the master issues must be renewed.
     #[arg(long, default_value_t = 24 * 3600)]
     token_renew_interval_secs: u64,
@@ -128,6 +130,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .map_or(master::config::AuditTarget::InDir, master::config::AuditTarget::parse),
         chunk_token_lifetime: Duration::from_millis(cli.chunk_token_lifetime_ms),
         auth: cli.auth.load("master").map_err(anyhow::Error::msg)?,
+        tls: cli.tls.load().map_err(anyhow::Error::msg)?,
         token_renew_interval: Duration::from_secs(cli.token_renew_interval_secs),
         token_max_lifetime: Duration::from_secs(cli.token_max_lifetime_secs),
     };

@@ -122,6 +122,9 @@ struct UpArgs {
     /// DIR/secret, mode 0600, and a token for you in DIR/tokens/).
     #[arg(long, default_value_t = security::AuthMode::Simple)]
     auth: security::AuthMode,
+    /// TLS on every port, with a throwaway CA and certificate made in DIR/tls/.
+    #[arg(long)]
+    tls: bool,
     /// Task slots of each worker.
     #[arg(long, default_value_t = 2)]
     worker_slots: u32,
@@ -207,6 +210,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         master_args: args.master_args,
         chunkserver_args: args.chunkserver_args,
         token_auth: args.auth == security::AuthMode::Token,
+        tls: args.tls,
         ..ClusterOptions::default()
     };
     let cluster = MiniCluster::start_in(&args.dir.dir, options, Lifetime::Detached).await?;
@@ -216,6 +220,10 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     println!("export DFS_MASTER={}", spec.master.addr);
     if let Some(path) = token_file {
         println!("export {}={}", security::TOKEN_FILE_ENV, path.display());
+    }
+    if spec.options.tls {
+        let ca = tests::certs::TlsFiles::in_dir(&spec.dir).ca;
+        println!("export {}={}", security::tls::CA_ENV, ca.display());
     }
     if let Some(c) = &spec.coordinator {
         println!("export MAPRED_COORDINATOR={}", c.addr);
