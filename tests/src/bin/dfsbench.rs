@@ -41,6 +41,12 @@ struct Cli {
     /// Chunk size of the cluster.
     #[arg(long, default_value = "64MiB", value_parser = parse_size)]
     chunk_size: u64,
+    /// TLS on every port of the cluster (a throwaway CA), to measure its cost.
+    #[arg(long)]
+    tls: bool,
+    /// How callers prove who they are (`token`: every call carries a token).
+    #[arg(long, default_value_t = security::AuthMode::Simple)]
+    auth: security::AuthMode,
 }
 
 /// Timings of one measurement across runs.
@@ -95,7 +101,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     eprintln!("generating {} in {}", format_size(cli.size), input.display());
     write_random_file(&input, 0xbe9c, cli.size)?;
 
-    let options = ClusterOptions { chunk_size: cli.chunk_size, ..ClusterOptions::default() };
+    let options = ClusterOptions {
+        chunk_size: cli.chunk_size,
+        tls: cli.tls,
+        token_auth: cli.auth == security::AuthMode::Token,
+        ..ClusterOptions::default()
+    };
     let mut cluster =
         MiniCluster::start_in(&work.path().join("cluster"), options, Lifetime::Scoped).await?;
     eprintln!("cluster up: master {}, 4 chunkservers on 2 racks", cluster.master_addr());
@@ -148,8 +159,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     println!();
     println!(
-        "Mini cluster: 4 chunkservers on 2 racks (loopback), {} chunks, replication 3; {} runs, {} file.",
+        "Mini cluster: 4 chunkservers on 2 racks (loopback), {} chunks, replication 3, {} mode{}; {} runs, {} file.",
         format_size(cli.chunk_size),
+        cli.auth,
+        if cli.tls { ", TLS" } else { "" },
         cli.runs,
         size
     );
@@ -182,9 +195,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     );
     println!();
     println!(
-        "Command: `cargo build --release --workspace && target/release/dfsbench --size {} --runs {}`",
+        "Command: `cargo build --release --workspace && target/release/dfsbench --size {} --runs {}{}{}`",
         size_arg(cli.size),
-        cli.runs
+        cli.runs,
+        if cli.tls { " --tls" } else { "" },
+        if cli.auth == security::AuthMode::Token { " --auth token" } else { "" },
     );
     Ok(())
 }
