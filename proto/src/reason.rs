@@ -30,8 +30,14 @@ const TYPE_URL: &str = "type.googleapis.com/gfs.v1.ErrorDetail";
 /// A status with `code` and `message` that carries `reason` in its details.
 ///
 /// [`ErrorReason::Unspecified`] attaches nothing: the status is a plain `Status::new`.
+///
+/// The message is cut in the middle to [`MAX_MESSAGE_LEN`] bytes: it travels in an HTTP/2
+/// header, and headers past the peer's limit (16 KiB by default) break the whole stream,
+/// which a client reads as an unreachable server. A message naming a path near the path
+/// limit would otherwise do that (it is sent twice: as `grpc-message` and inside the
+/// details, base64-encoded).
 pub fn status(code: Code, message: impl Into<String>, reason: ErrorReason) -> Status {
-    let message = message.into();
+    let message = bounded(message.into());
     if reason == ErrorReason::Unspecified {
         return Status::new(code, message);
     }
@@ -45,6 +51,20 @@ pub fn status(code: Code, message: impl Into<String>, reason: ErrorReason) -> St
         }],
     };
     Status::with_details(code, message, envelope.encode_to_vec().into())
+}
+
+/// Longest status message sent, in bytes.
+pub const MAX_MESSAGE_LEN: usize = 4096;
+
+/// `message`, cut in the middle (at character boundaries) to [`MAX_MESSAGE_LEN`] bytes.
+pub fn bounded(message: String) -> String {
+    if message.len() <= MAX_MESSAGE_LEN {
+        return message;
+    }
+    let keep = (MAX_MESSAGE_LEN - 32) / 2;
+    let head = message.floor_char_boundary(keep);
+    let tail = message.ceil_char_boundary(message.len() - keep);
+    format!("{} [... {} bytes ...] {}", &message[..head], tail - head, &message[tail..])
 }
 
 /// The reason `status` carries, or [`ErrorReason::Unspecified`] when it carries none.
@@ -69,6 +89,19 @@ mod tests {
     use tonic::codegen::http::HeaderMap;
 
     use super::*;
+
+    #[test]
+    fn long_messages_are_cut_in_the_middle_and_short_ones_kept() {
+        let short = "a".repeat(MAX_MESSAGE_LEN);
+        assert_eq!(bounded(short.clone()), short);
+        let long = format!("start {} é end", "é".repeat(10_000));
+        let cut = bounded(long.clone());
+        assert!(cut.len() <= MAX_MESSAGE_LEN, "{}", cut.len());
+        assert!(cut.starts_with("start ") && cut.ends_with(" é end"), "{cut}");
+        let s = status(Code::NotFound, long, ErrorReason::NotFound);
+        assert!(s.message().len() <= MAX_MESSAGE_LEN);
+        assert_eq!(of(&s), ErrorReason::NotFound);
+    }
 
     fn every_reason() -> impl Iterator<Item = ErrorReason> {
         (0..).map_while(|n| ErrorReason::try_from(n).ok())
