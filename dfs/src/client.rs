@@ -501,19 +501,51 @@ impl Client {
 
     /// The children of a directory sorted by name, or the file itself for a file.
     ///
+    /// The master answers a big directory in pages of at most its `--ls-limit` entries;
+    /// this asks for page after page, each after the last name of the one before (as
+    /// HDFS's `listStatus` does with `startAfter`), and returns them all. A directory
+    /// that changes meanwhile is listed as it was at some point of each page: an entry
+    /// that existed throughout is listed once; one added or removed meanwhile may or may
+    /// not be.
+    ///
     /// # Errors
-    /// [`Error::NotFound`] if nothing is at `path`.
+    /// [`Error::NotFound`] if nothing is at `path` (or it went away between pages);
+    /// [`Error::Protocol`] if the master's pages do not move forward.
     pub async fn list(&self, path: impl PathArg) -> Result<Vec<FileStatus>> {
         let path = self.resolve(path)?;
-        let req = gfs::ListDirRequest { path: path.to_string() };
-        let resp = self
-            .call_master(CallKind::Read, &path, |mut m| {
-                let req = req.clone();
-                async move { m.list_dir(req).await }
-            })
-            .await?;
-        let mut entries =
-            resp.entries.into_iter().map(FileStatus::try_from).collect::<Result<Vec<_>, _>>()?;
+        let mut entries: Vec<FileStatus> = Vec::new();
+        let mut start_after = String::new();
+        loop {
+            let req = gfs::ListDirRequest { path: path.to_string(), start_after };
+            let resp = self
+                .call_master(CallKind::Read, &path, |mut m| {
+                    let req = req.clone();
+                    async move { m.list_dir(req).await }
+                })
+                .await?;
+            let first = entries.len();
+            for e in resp.entries {
+                entries.push(FileStatus::try_from(e)?);
+            }
+            if resp.remaining == 0 {
+                break;
+            }
+            // The next page starts after this one's last name. A page that names nothing
+            // past the cursor yet says more remain would have us ask the same forever.
+            let last = entries[first..].iter().map(|e| e.path.name()).max().map(str::to_owned);
+            match last {
+                Some(name) if name.as_str() > req.start_after.as_str() => start_after = name,
+                _ => {
+                    return Err(Error::Protocol {
+                        addr: self.master_addr().to_owned(),
+                        message: format!(
+                            "listing {path} after {:?}: a page that does not move on ({} more said to remain)",
+                            req.start_after, resp.remaining
+                        ),
+                    });
+                }
+            }
+        }
         entries.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(entries)
     }

@@ -56,6 +56,9 @@ pub struct Config {
     /// How long a chunk access token the master signs stays valid (see
     /// [`crate::chunk_tokens`]); HDFS's default block token lifetime is 10 hours.
     pub chunk_token_lifetime: Duration,
+    /// Most entries in one `ListDir` answer (HDFS's `dfs.ls.limit`): a bigger directory
+    /// is listed in pages, so no answer, and no time under the lock, grows with it.
+    pub ls_limit: usize,
 }
 
 /// Where the master writes its audit log ([`crate::audit`]).
@@ -100,9 +103,13 @@ impl Default for Config {
             chunk_token_lifetime: Duration::from_millis(
                 security::chunk_token::TOKEN_LIFETIME_MS as u64,
             ),
+            ls_limit: DEFAULT_LS_LIMIT,
         }
     }
 }
+
+/// Entries per `ListDir` page unless `--ls-limit` says otherwise (HDFS's default).
+pub const DEFAULT_LS_LIMIT: usize = 1000;
 
 /// Largest replication factor accepted (HDFS's default `dfs.replication.max` is 512; a
 /// handful is all this design's pipelines are meant for).
@@ -197,6 +204,9 @@ impl Config {
                 self.lease_soft_limit, self.lease_hard_limit
             )));
         }
+        if self.ls_limit == 0 {
+            return Err(Error::InvalidArgument("listing limit must be at least 1".into()));
+        }
         if self.chunk_token_lifetime.is_zero() {
             return Err(Error::InvalidArgument("chunk token lifetime must be positive".into()));
         }
@@ -242,6 +252,7 @@ mod tests {
             Config { safemode_threshold: 1.5, ..Config::default() },
             Config { safemode_threshold: f64::NAN, ..Config::default() },
             Config { lease_hard_limit: Duration::from_secs(1), ..Config::default() },
+            Config { ls_limit: 0, ..Config::default() },
         ];
         for c in bad {
             assert!(c.validate().is_err(), "{c:?}");
