@@ -46,6 +46,10 @@ const CHUNKSERVER_MAX_FRAME: u32 = 4 << 20;
 /// Largest master answer accepted (large listings and fsck reports).
 const MASTER_MAX_MESSAGE: usize = 256 << 20;
 
+/// Keepalive interval of write streams unless configured otherwise
+/// ([`ClientConfig::keepalive_interval`]).
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+
 /// How a client identifies itself and tunes its transfers.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -77,6 +81,11 @@ pub struct ClientConfig {
     pub rpc_timeout: Duration,
     /// Longest wait for the next message of a chunkserver read stream.
     pub io_timeout: Duration,
+    /// How often a write stream sends a keepalive to its pipeline, so that a writer
+    /// whose input pauses (a slow producer piping into `dfs put -`) is not taken for a
+    /// dead one by the chunkservers' `--stream-idle-timeout-secs` (default 60 s). Keep it
+    /// well below that; zero sends none.
+    pub keepalive_interval: Duration,
     /// Longest wait for the next ack of a write pipeline before the first node is
     /// declared hung and the pipeline recovered without it. Keep it above the
     /// chunkservers' `--pipeline-timeout-ms` x 1.5, so a node hung further down the
@@ -110,6 +119,9 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(5),
             rpc_timeout: Duration::from_secs(60),
             io_timeout: Duration::from_secs(60),
+            // A third of the chunkservers' default idle timeout: two keepalives may be
+            // late or lost before a stream is cut.
+            keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
             // Twice the chunkservers' default 30 s pipeline timeout: above the 45 s the
             // first of three nodes waits for a hung one below it, so that one is named
             // first, and a hung first node still costs at most a minute.
