@@ -74,6 +74,8 @@ impl Copier {
             let _stream = match this.streams.try_open() {
                 Ok(permit) => permit,
                 Err(e) => {
+                    // Copies come a few per heartbeat, throttled by the master: one line
+                    // each is no storm.
                     warn!(chunk = %format!("{h:016x}"), cause = %e, "not copying a replica now");
                     return;
                 }

@@ -86,9 +86,15 @@ impl ChunkserverService {
     /// A permit for one more data stream, or the refusal naming this node and the cap.
     fn open_stream(&self, what: &str) -> Result<StreamPermit, Status> {
         self.limits.streams.try_open().map_err(|e| {
-            // Once per refused stream: a busy node under a storm logs a storm, which is
-            // what an operator raising the cap needs to see.
-            warn!(cap = self.limits.streams.cap(), stream = what, "refused a data stream: busy");
+            if let Some(refused) = self.limits.streams.refusals_to_log() {
+                let cap = self.limits.streams.cap();
+                warn!(
+                    cap,
+                    refused,
+                    last = what,
+                    "refused data streams: busy (--max-transfer-streams)"
+                );
+            }
             status(&self.addr, e)
         })
     }
