@@ -35,6 +35,15 @@ pub struct Config {
     pub replication_bandwidth: Option<u64>,
     /// A full block report is sent this often (seconds), besides at registration.
     pub full_report_secs: u64,
+    /// Most data streams at once: write streams, read streams served (to clients and to
+    /// peers copying from here) and copies pulled in (HDFS's
+    /// `dfs.datanode.max.transfer.threads`). One more is refused at once with
+    /// `RESOURCE_EXHAUSTED` (reason `EXHAUSTED`).
+    pub max_transfer_streams: usize,
+    /// A write stream that receives nothing (no packet, no keepalive) for this many
+    /// seconds is closed: its replica being written is kept, as when a writer dies, and
+    /// its space reservation released. Writers send keepalives well within it.
+    pub stream_idle_timeout_secs: u64,
     /// Cap on open connections (clients, pipelines, copies) and their idle timeout
     /// (command-line flags only).
     #[serde(skip)]
@@ -60,6 +69,8 @@ impl Default for Config {
             scrub_period_secs: 86_400,
             replication_bandwidth: None,
             full_report_secs: 3600,
+            max_transfer_streams: DEFAULT_MAX_TRANSFER_STREAMS,
+            stream_idle_timeout_secs: DEFAULT_STREAM_IDLE_TIMEOUT_SECS,
             connections: Limits::default(),
             auth: security::ServerAuth::simple(),
             tls: None,
@@ -67,17 +78,29 @@ impl Default for Config {
     }
 }
 
+/// Data streams at once unless `--max-transfer-streams` says otherwise.
+pub const DEFAULT_MAX_TRANSFER_STREAMS: usize = 256;
+/// Seconds a write stream may stay silent unless `--stream-idle-timeout-secs` says
+/// otherwise (HDFS's DataNode socket timeout is 60 s too). The dfs client's keepalive
+/// interval (20 s by default) is well below it.
+pub const DEFAULT_STREAM_IDLE_TIMEOUT_SECS: u64 = 60;
+
 impl Config {
     /// The heartbeat interval.
     pub fn heartbeat_interval(&self) -> Duration {
         Duration::from_millis(self.heartbeat_ms)
     }
 
+    /// How long a write stream may receive nothing before it is closed.
+    pub fn stream_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.stream_idle_timeout_secs)
+    }
+
     /// Checks the settings.
     ///
     /// # Errors
     /// [`Error::Config`] if the master address is empty or has a scheme, the directory
-    /// or the rack name is empty, or the heartbeat interval is 0.
+    /// or the rack name is empty, or an interval, timeout, rate or the stream cap is 0.
     pub fn validate(&self) -> Result<()> {
         if self.master.is_empty() {
             return Err(Error::Config("master address is empty".to_owned()));
@@ -106,6 +129,12 @@ impl Config {
         if self.full_report_secs == 0 {
             return Err(Error::Config("full report interval must be positive".to_owned()));
         }
+        if self.max_transfer_streams == 0 {
+            return Err(Error::Config("max transfer streams must be at least 1".to_owned()));
+        }
+        if self.stream_idle_timeout_secs == 0 {
+            return Err(Error::Config("stream idle timeout must be positive".to_owned()));
+        }
         Ok(())
     }
 }
@@ -130,6 +159,8 @@ mod tests {
             Config { dir: PathBuf::new(), ..Config::default() },
             Config { pipeline_timeout_ms: 0, ..Config::default() },
             Config { scrub_bytes_per_sec: 0, ..Config::default() },
+            Config { max_transfer_streams: 0, ..Config::default() },
+            Config { stream_idle_timeout_secs: 0, ..Config::default() },
         ];
         for c in bad {
             assert!(c.validate().is_err(), "{c:?} should be refused");

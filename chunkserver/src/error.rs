@@ -114,6 +114,24 @@ pub enum Error {
         /// The version the request named.
         requested: u64,
     },
+    /// Every data stream the chunkserver allows is in use ([`crate::streams`]).
+    #[error("busy: all {cap} data streams allowed (--max-transfer-streams) are open")]
+    Busy {
+        /// The cap.
+        cap: usize,
+    },
+    /// A write stream whose upstream sent nothing, neither packet nor keepalive, for
+    /// the idle timeout; closed so it no longer holds a stream and reserved space.
+    #[error(
+        "{what}: nothing from upstream for {} s (--stream-idle-timeout-secs): stream closed",
+        .idle.as_secs_f64()
+    )]
+    Idle {
+        /// The stream, e.g. `write of chunk 00000000000000ab`.
+        what: String,
+        /// The idle timeout.
+        idle: std::time::Duration,
+    },
     /// A request that breaks the protocol.
     #[error("{0}")]
     InvalidArgument(String),
@@ -163,6 +181,9 @@ impl Error {
             }
             Error::Token { .. } => ErrorReason::BadToken,
             Error::Finalized { .. } => ErrorReason::Refused,
+            Error::Busy { .. } => ErrorReason::Exhausted,
+            // The peer (upstream) did not send in time.
+            Error::Idle { .. } => ErrorReason::Unreachable,
             Error::InvalidArgument(_) | Error::Config(_) => ErrorReason::InvalidArgument,
         }
     }
@@ -184,6 +205,8 @@ impl Error {
             Error::Token { cause, .. } if cause.is_unauthenticated() => Code::Unauthenticated,
             Error::Token { .. } => Code::PermissionDenied,
             Error::Finalized { .. } => Code::FailedPrecondition,
+            Error::Busy { .. } => Code::ResourceExhausted,
+            Error::Idle { .. } => Code::DeadlineExceeded,
             Error::InvalidArgument(_) | Error::Config(_) => Code::InvalidArgument,
         }
     }

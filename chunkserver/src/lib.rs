@@ -7,6 +7,7 @@
 //! - [`server`]: the gRPC service, including read streaming;
 //! - [`heartbeat`] and [`reports`]: registration, heartbeats, incremental reports and
 //!   the master's commands; [`space_watch`]: logging a full disk once, not per heartbeat;
+//! - [`streams`]: the cap on concurrent data streams (`--max-transfer-streams`);
 //! - [`replicate`]: copies the master asks for, pulled from a peer and verified;
 //! - [`scrub`]: background verification of finalized replicas; [`throttle`]: byte rates;
 //! - [`config`], [`error`].
@@ -26,6 +27,7 @@ pub mod scrub;
 pub mod server;
 pub mod space_watch;
 pub mod store;
+pub mod streams;
 pub mod throttle;
 
 use std::future::Future;
@@ -50,8 +52,9 @@ use crate::heartbeat::Reporter;
 use crate::pipeline::{MAX_FRAME, MAX_MESSAGE, Peers};
 use crate::replicate::Copier;
 use crate::reports::ReportQueue;
-use crate::server::ChunkserverService;
+use crate::server::{ChunkserverService, StreamLimits};
 use crate::store::Store;
+use crate::streams::Streams;
 
 /// Runs a chunkserver on `listener` until `shutdown` completes: opens the store in
 /// `cfg.dir`, serves the Chunkserver service, and reports to the master at `cfg.master`
@@ -86,13 +89,20 @@ pub async fn run(
     let attach = cfg.auth.attach("chunkserver").map_err(|e| Error::Config(e.to_string()))?;
     let peers = Arc::new(Peers::new(attach.clone()));
     let keys = Keys::default();
+    let streams = Streams::new(cfg.max_transfer_streams);
+    let idle_timeout = cfg.stream_idle_timeout();
     let reporter = Reporter {
         keys: keys.clone(),
         store: store.clone(),
         server: ChunkserverInfo { id: store.id().to_owned(), addr: addr.clone(), rack: cfg.rack },
         master: cfg.master,
         interval,
-        copier: Copier::new(store.clone(), Arc::clone(&peers), cfg.replication_bandwidth),
+        copier: Copier::new(
+            store.clone(),
+            Arc::clone(&peers),
+            cfg.replication_bandwidth,
+            streams.clone(),
+        ),
         full_report: std::time::Duration::from_secs(cfg.full_report_secs),
         attach,
     };
@@ -103,8 +113,12 @@ pub async fn run(
         std::time::Duration::from_secs(cfg.scrub_period_secs),
         stop_rx.clone(),
     ));
-    let pipeline_timeout = std::time::Duration::from_millis(cfg.pipeline_timeout_ms);
-    let service = ChunkserverService::new(store, keys, addr, peers, stop_rx, pipeline_timeout);
+    let limits = StreamLimits {
+        pipeline_timeout: std::time::Duration::from_millis(cfg.pipeline_timeout_ms),
+        idle_timeout,
+        streams,
+    };
+    let service = ChunkserverService::new(store, keys, addr, peers, stop_rx, limits);
     let service = ChunkserverServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);

@@ -24,6 +24,16 @@
 //! wait runs out. The disk worker never blocks forever on a downstream that stopped
 //! reading: it gives up once the acker has failed.
 //!
+//! Idle streams: the receiver waits at most the *idle timeout* for each message from
+//! upstream. A writer with nothing to send sends a `Keepalive` instead (the dfs client
+//! does every `ClientConfig::keepalive_interval`); it resets the timer and is forwarded
+//! downstream by the disk worker, in order with the packets, so every node's timer is
+//! reset; it is never acked. A stream silent past the timeout fails with
+//! [`Error::Idle`] sent upstream and ends as if its upstream had gone: the replica stays
+//! in `rbw/` for recovery (and is reported), its space reservation is released, and the
+//! downstream sees its upstream close. A node whose *downstream* goes quiet is the
+//! pipeline timeout's business, unchanged.
+//!
 //! The header's chunk access token was checked by the service before this runs
 //! ([`crate::access`]); it is forwarded unchanged in the header sent downstream, and each
 //! node checks it again.
@@ -41,7 +51,9 @@ use proto::checksum::{self, BLOCK_SIZE, ChecksumError};
 use proto::gfs::chunkserver_client::ChunkserverClient;
 use proto::gfs::write_chunk_request::Msg as ReqMsg;
 use proto::gfs::write_chunk_response::Msg as RespMsg;
-use proto::gfs::{Ack, Packet, PipelineError, WriteChunkRequest, WriteChunkResponse, WriteHeader};
+use proto::gfs::{
+    Ack, Keepalive, Packet, PipelineError, WriteChunkRequest, WriteChunkResponse, WriteHeader,
+};
 use proto::reason::{self, ErrorReason};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -123,6 +135,8 @@ pub struct WriteContext {
     pub shutdown: watch::Receiver<bool>,
     /// How long the node above a hung one waits for its ack (see the module docs).
     pub timeout: Duration,
+    /// How long the stream may receive nothing from upstream (see the module docs).
+    pub idle_timeout: Duration,
 }
 
 /// How long a node with `below` nodes downstream waits for an ack.
@@ -175,6 +189,13 @@ impl Failure {
         let _ = tx.send(Ok(msg)).await;
         let _ = tx.send(Err(self.status)).await;
     }
+}
+
+/// What the receiver hands the disk worker, in arrival order.
+enum Inbound {
+    Packet(Packet),
+    /// Forwarded downstream; nothing to store.
+    Keepalive,
 }
 
 /// What the disk worker (or receiver) tells the acker.
@@ -249,7 +270,7 @@ pub async fn run(
         None => (None, None),
     };
 
-    let (pkt_tx, pkt_rx) = mpsc::channel::<Packet>(PACKETS_IN_FLIGHT);
+    let (pkt_tx, pkt_rx) = mpsc::channel::<Inbound>(PACKETS_IN_FLIGHT);
     let (ev_tx, ev_rx) = mpsc::channel::<Event>(4 * PACKETS_IN_FLIGHT);
     let failed = Arc::new(AtomicBool::new(false));
     let worker = {
@@ -259,7 +280,14 @@ pub async fn run(
             disk_worker(writer, pkt_rx, ds_tx, ev_tx, &addr, &store, &failed)
         })
     };
-    let receiver = tokio::spawn(receive(inbound, pkt_tx, ev_tx, addr.clone(), limit, resume));
+    let receiver = tokio::spawn(receive(
+        inbound,
+        pkt_tx,
+        ev_tx,
+        addr.clone(),
+        (limit, resume),
+        (handle, ctx.idle_timeout),
+    ));
     ack(ev_rx, ds_rx, &tx, (&addr, &next_addr), ctx.shutdown.clone(), wait).await;
     failed.store(true, Ordering::Relaxed);
     // The acker is done (finished, failed, or upstream gone): stop reading upstream so
@@ -284,19 +312,34 @@ async fn open_downstream(
     Ok((tx, response.into_inner()))
 }
 
-/// Reads upstream packets, checks framing, and queues them for the disk worker.
+/// Reads upstream packets, checks framing, and queues them for the disk worker, with
+/// keepalives in between; gives up on an upstream silent for `idle`.
 async fn receive(
     mut inbound: Streaming<WriteChunkRequest>,
-    pkt_tx: mpsc::Sender<Packet>,
+    pkt_tx: mpsc::Sender<Inbound>,
     ev_tx: mpsc::Sender<Event>,
     addr: String,
-    limit: u64,
-    resume: u64,
+    (limit, resume): (u64, u64),
+    (handle, idle): (u64, Duration),
 ) {
     let mut expected = resume;
     loop {
-        let packet = match inbound.message().await {
+        // Only the wait for upstream counts as idle: time blocked below on a busy disk
+        // worker is this node's own backlog, not a silent writer.
+        let Ok(received) = tokio::time::timeout(idle, inbound.message()).await else {
+            let what = format!("write of chunk {handle:016x}");
+            warn!(chunk = %format!("{handle:016x}"), idle_ms = idle.as_millis() as u64, "closing an idle write stream");
+            let f = Failure::from_error(&addr, Error::Idle { what, idle });
+            let _ = ev_tx.send(Event::Failed(f)).await;
+            return;
+        };
+        let packet = match received {
             Ok(Some(WriteChunkRequest { msg: Some(ReqMsg::Packet(p)) })) => p,
+            Ok(Some(WriteChunkRequest { msg: Some(ReqMsg::Keepalive(_)) })) => {
+                // Never waits: a full queue means packets are on their way down anyway.
+                let _ = pkt_tx.try_send(Inbound::Keepalive);
+                continue;
+            }
             Ok(Some(_)) => {
                 let f = Failure::here(
                     &addr,
@@ -326,7 +369,7 @@ async fn receive(
         }
         expected += packet.data.len() as u64;
         let last = packet.last;
-        if pkt_tx.send(packet).await.is_err() || last {
+        if pkt_tx.send(Inbound::Packet(packet)).await.is_err() || last {
             return;
         }
     }
@@ -358,7 +401,7 @@ fn check_framing(p: &Packet, expected: u64, limit: u64) -> Result<(), String> {
 /// Verifies, forwards and stores packets; runs on a blocking thread.
 fn disk_worker(
     mut writer: RbwWriter,
-    mut pkt_rx: mpsc::Receiver<Packet>,
+    mut pkt_rx: mpsc::Receiver<Inbound>,
     ds_tx: Option<mpsc::Sender<WriteChunkRequest>>,
     ev_tx: mpsc::Sender<Event>,
     addr: &str,
@@ -366,7 +409,18 @@ fn disk_worker(
     failed: &AtomicBool,
 ) {
     let handle = writer.handle();
-    while let Some(p) = pkt_rx.blocking_recv() {
+    while let Some(inbound) = pkt_rx.blocking_recv() {
+        let p = match inbound {
+            Inbound::Packet(p) => p,
+            Inbound::Keepalive => {
+                if let Some(ds) = &ds_tx {
+                    // As upstream: dropped if the downstream queue is full of packets.
+                    let msg = WriteChunkRequest { msg: Some(ReqMsg::Keepalive(Keepalive {})) };
+                    let _ = ds.try_send(msg);
+                }
+                continue;
+            }
+        };
         if let Err(e) = checksum::verify(&p.data, &p.crcs) {
             let block = match e {
                 ChecksumError::Mismatch { block, .. } => p.offset / B + block as u64,

@@ -8,7 +8,10 @@
 //!
 //! Copies run as background tasks; at most [`MAX_COPIES`] at once per chunkserver (the
 //! master throttles too, per source and target) and within the optional
-//! `--replication-bandwidth` cap.
+//! `--replication-bandwidth` cap. Each copy is a data stream: it holds a permit of the
+//! chunkserver's stream cap ([`crate::streams`]) while it runs, and is dropped, not
+//! queued, when none is free (the master issues it again after its replication timeout),
+//! as the source refuses a read over its own cap.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +24,7 @@ use tracing::{debug, info, warn};
 use crate::error::{Error, Result};
 use crate::pipeline::Peers;
 use crate::store::Store;
+use crate::streams::Streams;
 use crate::throttle::Throttle;
 
 /// Copies a chunkserver makes at once.
@@ -39,16 +43,25 @@ pub struct Copier {
     pub throttle: Arc<Throttle>,
     /// Bounds concurrent copies.
     pub slots: Arc<Semaphore>,
+    /// The chunkserver's cap on data streams, shared with its service.
+    pub streams: Streams,
 }
 
 impl Copier {
-    /// A copier over `store` with an optional cap in bytes per second.
-    pub fn new(store: Store, peers: Arc<Peers>, bandwidth: Option<u64>) -> Copier {
+    /// A copier over `store` with an optional cap in bytes per second, counting its
+    /// copies against `streams`.
+    pub fn new(
+        store: Store,
+        peers: Arc<Peers>,
+        bandwidth: Option<u64>,
+        streams: Streams,
+    ) -> Copier {
         Copier {
             store,
             peers,
             throttle: Arc::new(Throttle::new(bandwidth)),
             slots: Arc::new(Semaphore::new(MAX_COPIES)),
+            streams,
         }
     }
 
@@ -58,6 +71,15 @@ impl Copier {
         tokio::spawn(async move {
             let Ok(_slot) = this.slots.acquire().await else { return };
             let h = cmd.handle;
+            let _stream = match this.streams.try_open() {
+                Ok(permit) => permit,
+                Err(e) => {
+                    // Copies come a few per heartbeat, throttled by the master: one line
+                    // each is no storm.
+                    warn!(chunk = %format!("{h:016x}"), cause = %e, "not copying a replica now");
+                    return;
+                }
+            };
             let started = std::time::Instant::now();
             match this.copy(&cmd).await {
                 Ok(true) => info!(

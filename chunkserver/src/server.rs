@@ -4,6 +4,11 @@
 //! access token from the master allowing it ([`crate::access`]) before anything is read,
 //! created, cut or finalized.
 //!
+//! Every data stream (a write, a read) first takes a permit from the chunkserver's
+//! stream cap ([`crate::streams`]) and holds it until the stream ends; one over the cap
+//! is refused before anything else is done. A write stream must send its header, and
+//! then packets or keepalives, within the idle timeout ([`crate::pipeline`]).
+//!
 //! Reads go in windows of [`READ_WINDOW`] bytes aligned to blocks: a producer task reads
 //! and verifies a window on a blocking thread, slices it into ~1 MiB messages without
 //! copying, and queues them; the bounded queue lets it read the next window while the
@@ -30,6 +35,7 @@ use crate::access::Keys;
 use crate::error::Error;
 use crate::pipeline::{self, Peers, WriteContext};
 use crate::store::{ReplicaReader, Store};
+use crate::streams::{StreamPermit, Streams};
 
 /// Bytes read and verified at a time by a read stream.
 pub const READ_WINDOW: u64 = 4 << 20;
@@ -40,6 +46,17 @@ const READ_QUEUE: usize = 8;
 /// Responses queued per write stream.
 const WRITE_QUEUE: usize = 64;
 
+/// How the service bounds its streams.
+#[derive(Debug, Clone)]
+pub struct StreamLimits {
+    /// How long a node waits for its downstream's ack (see [`crate::pipeline`]).
+    pub pipeline_timeout: Duration,
+    /// How long a write stream may receive nothing before it is closed.
+    pub idle_timeout: Duration,
+    /// The cap on data streams, shared with the copier.
+    pub streams: Streams,
+}
+
 /// The service; cheap to construct, all state is shared.
 #[derive(Debug)]
 pub struct ChunkserverService {
@@ -48,22 +65,38 @@ pub struct ChunkserverService {
     addr: String,
     peers: Arc<Peers>,
     shutdown: watch::Receiver<bool>,
-    pipeline_timeout: Duration,
+    limits: StreamLimits,
 }
 
 impl ChunkserverService {
     /// A service over `store`, advertising `addr` in its error messages, using `peers`
-    /// for downstream nodes and waiting `pipeline_timeout` for a downstream ack; streams
-    /// end when `shutdown` turns true.
+    /// for downstream nodes, bounding streams by `limits`; streams end when `shutdown`
+    /// turns true.
     pub fn new(
         store: Store,
         keys: Keys,
         addr: String,
         peers: Arc<Peers>,
         shutdown: watch::Receiver<bool>,
-        pipeline_timeout: Duration,
+        limits: StreamLimits,
     ) -> ChunkserverService {
-        ChunkserverService { store, keys, addr, peers, shutdown, pipeline_timeout }
+        ChunkserverService { store, keys, addr, peers, shutdown, limits }
+    }
+
+    /// A permit for one more data stream, or the refusal naming this node and the cap.
+    fn open_stream(&self, what: &str) -> Result<StreamPermit, Status> {
+        self.limits.streams.try_open().map_err(|e| {
+            if let Some(refused) = self.limits.streams.refusals_to_log() {
+                let cap = self.limits.streams.cap();
+                warn!(
+                    cap,
+                    refused,
+                    last = what,
+                    "refused data streams: busy (--max-transfer-streams)"
+                );
+            }
+            status(&self.addr, e)
+        })
     }
 
     /// Refuses a request whose token does not allow `modes` on `handle` at `version`.
@@ -96,8 +129,19 @@ impl Chunkserver for ChunkserverService {
         &self,
         request: Request<Streaming<WriteChunkRequest>>,
     ) -> Result<Response<Self::WriteChunkStream>, Status> {
+        // Before anything else, even the header: a stream that never sends one holds a
+        // permit for at most the idle timeout.
+        let permit = self.open_stream("write")?;
         let mut inbound = request.into_inner();
-        let header = match inbound.message().await? {
+        let idle = self.limits.idle_timeout;
+        let first = match tokio::time::timeout(idle, inbound.message()).await {
+            Ok(first) => first?,
+            Err(_) => {
+                let what = "write stream before its header".to_owned();
+                return Err(status(&self.addr, Error::Idle { what, idle }));
+            }
+        };
+        let header = match first {
             Some(WriteChunkRequest { msg: Some(ReqMsg::Header(h)) }) => h,
             _ => {
                 return Err(Status::invalid_argument(format!(
@@ -116,9 +160,14 @@ impl Chunkserver for ChunkserverService {
             addr: self.addr.clone(),
             peers: Arc::clone(&self.peers),
             shutdown: self.shutdown.clone(),
-            timeout: self.pipeline_timeout,
+            timeout: self.limits.pipeline_timeout,
+            idle_timeout: idle,
         };
-        tokio::spawn(pipeline::run(ctx, header, inbound, tx));
+        tokio::spawn(async move {
+            pipeline::run(ctx, header, inbound, tx).await;
+            // The stream counts until its pipeline is done with it.
+            drop(permit);
+        });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
@@ -161,6 +210,7 @@ impl Chunkserver for ChunkserverService {
         &self,
         request: Request<ReadChunkRequest>,
     ) -> Result<Response<Self::ReadChunkStream>, Status> {
+        let permit = self.open_stream("read")?;
         let req = request.into_inner();
         self.check(&req.token, req.handle, req.version, Modes::READ | Modes::REPLICATE)?;
         let addr = &self.addr;
@@ -196,12 +246,14 @@ impl Chunkserver for ChunkserverService {
             tx,
             addr.clone(),
             self.shutdown.clone(),
+            permit,
         ));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
 
-/// Sends `start..end` of a replica as verified ~1 MiB messages.
+/// Sends `start..end` of a replica as verified ~1 MiB messages, holding the stream's
+/// `_permit` until done.
 async fn stream_range(
     reader: ReplicaReader,
     start: u64,
@@ -209,6 +261,7 @@ async fn stream_range(
     tx: mpsc::Sender<Result<ReadChunkResponse, Status>>,
     addr: String,
     mut shutdown: watch::Receiver<bool>,
+    _permit: StreamPermit,
 ) {
     let reader = Arc::new(reader);
     let mut pos = start;

@@ -2,21 +2,24 @@
 //! hands them a chunk token key (`common`), driven with the real tonic client.
 
 use std::path::Path;
+use std::time::Duration;
 
 use proto::checksum::{self, BLOCK_SIZE};
 use proto::gfs::chunkserver_client::ChunkserverClient;
 use proto::gfs::write_chunk_request::Msg as ReqMsg;
 use proto::gfs::write_chunk_response::Msg as RespMsg;
 use proto::gfs::{
-    ChunkserverInfo, Packet, PipelineError, ReadChunkRequest, WriteChunkRequest, WriteHeader,
+    ChunkserverInfo, Keepalive, Packet, PipelineError, ReadChunkRequest, WriteChunkRequest,
+    WriteChunkResponse, WriteHeader,
 };
 use proto::reason::{self, ErrorReason};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tonic::Code;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
+use tonic::{Code, Status, Streaming};
 
 mod common;
 use common::{FakeMaster, token};
@@ -50,15 +53,21 @@ async fn unused_addr() -> String {
 }
 
 async fn start(master: &str) -> Node {
+    start_with(master, |_| {}).await
+}
+
+/// Starts a chunkserver whose config `tweak` changes first.
+async fn start_with(master: &str, tweak: impl FnOnce(&mut chunkserver::Config)) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let cfg = chunkserver::Config {
+    let mut cfg = chunkserver::Config {
         master: master.to_owned(),
         dir: dir.path().to_owned(),
         heartbeat_ms: 100,
         ..chunkserver::Config::default()
     };
+    tweak(&mut cfg);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(chunkserver::run(cfg, listener, async {
         let _ = stopped.await;
@@ -309,5 +318,176 @@ async fn requests_without_a_token_for_their_chunk_are_refused_and_change_nothing
         (Code::PermissionDenied, ErrorReason::BadToken)
     );
     assert_eq!(read(&node.addr, 0x50, 0, 0).await.unwrap(), bytes);
+    node.stop().await;
+}
+
+/// A write stream the test holds open: the request side stays open while `tx` lives.
+struct Held {
+    tx: mpsc::Sender<WriteChunkRequest>,
+    responses: Streaming<WriteChunkResponse>,
+}
+
+impl Held {
+    /// Opens a `WriteChunk` stream to `addr` and sends `first` (if any) and nothing more.
+    async fn open(addr: &str, first: Option<WriteChunkRequest>) -> Result<Held, Status> {
+        let (tx, rx) = mpsc::channel(64);
+        if let Some(first) = first {
+            tx.send(first).await.unwrap();
+        }
+        let responses = client(addr).await.write_chunk(ReceiverStream::new(rx)).await?.into_inner();
+        Ok(Held { tx, responses })
+    }
+
+    async fn keepalive(&self) {
+        let msg = WriteChunkRequest { msg: Some(ReqMsg::Keepalive(Keepalive {})) };
+        self.tx.send(msg).await.expect("the request side is open");
+    }
+
+    /// The pipeline error and the status that end the response stream, within `within`.
+    async fn failure(&mut self, within: Duration) -> (PipelineError, Status) {
+        let err = match next_within(&mut self.responses, within).await {
+            Ok(Some(WriteChunkResponse { msg: Some(RespMsg::Error(e)) })) => e,
+            other => panic!("expected a pipeline error, got {other:?}"),
+        };
+        match next_within(&mut self.responses, within).await {
+            Err(status) => (err, status),
+            other => panic!("expected the stream to end with a status, got {other:?}"),
+        }
+    }
+}
+
+/// The next response, which must come within `within`.
+async fn next_within(
+    r: &mut Streaming<WriteChunkResponse>,
+    within: Duration,
+) -> Result<Option<WriteChunkResponse>, Status> {
+    tokio::time::timeout(within, r.message()).await.expect("an answer in time")
+}
+
+fn header_only(handle: u64, downstream: Vec<ChunkserverInfo>) -> Option<WriteChunkRequest> {
+    requests(handle, downstream, &[], 1).into_iter().next()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_streams_over_the_cap_are_refused_at_once_until_one_ends() {
+    let fake = FakeMaster::start().await;
+    let node = start_with(&fake.addr, |c| c.max_transfer_streams = 2).await;
+    fake.wait_registered(1).await;
+    let _a = Held::open(&node.addr, header_only(0x60, vec![])).await.expect("first stream");
+    let b = Held::open(&node.addr, header_only(0x61, vec![])).await.expect("second stream");
+    // A third write, and any read, is refused before anything is done for it.
+    let Err(busy) = Held::open(&node.addr, header_only(0x62, vec![])).await else {
+        panic!("a third stream was accepted over a cap of 2");
+    };
+    assert_eq!((busy.code(), reason::of(&busy)), (Code::ResourceExhausted, ErrorReason::Exhausted));
+    let message = busy.message();
+    assert!(!message.contains('\n'), "{message}");
+    assert!(message.contains(&node.addr) && message.contains("all 2 data streams"), "{message}");
+    assert!(message.contains("--max-transfer-streams"), "{message}");
+    let read_busy = read(&node.addr, 0x60, 0, 0).await.unwrap_err();
+    assert_eq!(reason::of(&read_busy), ErrorReason::Exhausted, "{read_busy}");
+    assert!(!node.dir.path().join("rbw/0000000000000062.data").exists());
+
+    // Ending one stream makes room: a read gets as far as the store (the chunk is not
+    // there) once the stream's pipeline is done, and then a whole write goes through.
+    drop(b);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = read(&node.addr, 0x99, 0, 0).await.unwrap_err();
+        if s.code() == Code::NotFound {
+            break;
+        }
+        assert_eq!(reason::of(&s), ErrorReason::Exhausted, "{s}");
+        assert!(std::time::Instant::now() < deadline, "no stream was freed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let bytes = data(100_000);
+    let (_, err) = write(&node.addr, requests(0x63, vec![], &bytes, 1)).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(read(&node.addr, 0x63, 0, 0).await.unwrap(), bytes);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalives_hold_a_quiet_pipeline_open_on_every_node() {
+    let fake = FakeMaster::start().await;
+    let idle = |c: &mut chunkserver::Config| c.stream_idle_timeout_secs = 1;
+    let nodes = [start_with(&fake.addr, idle).await, start_with(&fake.addr, idle).await];
+    fake.wait_registered(2).await;
+    let bytes = data(3 * BLOCK_SIZE + 5);
+    let mut reqs = requests(0x70, vec![nodes[1].info()], &bytes, 2).into_iter();
+    let mut held = Held::open(&nodes[0].addr, reqs.next()).await.expect("open");
+    // Two and a half idle timeouts with nothing but keepalives, sent to the first node
+    // only: the second stays open only if the first passes them on.
+    for _ in 0..10 {
+        held.keepalive().await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for r in reqs {
+        held.tx.send(r).await.expect("still open");
+        held.keepalive().await;
+    }
+    let mut acks = Vec::new();
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(30), held.responses.message());
+        match next.await.expect("an answer") {
+            Ok(Some(WriteChunkResponse { msg: Some(RespMsg::Ack(a)) })) => acks.push(a.seqno),
+            Ok(None) => break,
+            other => panic!("the pipeline failed: {other:?}"),
+        }
+    }
+    assert_eq!(acks, [0, 1]);
+    for node in &nodes {
+        assert_eq!(read(&node.addr, 0x70, 0, 0).await.unwrap(), bytes, "{}", node.addr);
+    }
+    for node in nodes {
+        node.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_write_stream_is_closed_its_replica_kept_and_its_space_released() {
+    let fake = FakeMaster::start().await;
+    let node = start_with(&fake.addr, |c| {
+        c.stream_idle_timeout_secs = 1;
+        c.capacity = Some(256 << 20);
+    })
+    .await;
+    fake.wait_registered(1).await;
+    let free = fake.fresh_remaining().await;
+    // The header reserves the chunk size (64 MiB); keepalives hold the stream open until
+    // a heartbeat shows the reservation, however slow this machine is.
+    let mut held = Held::open(&node.addr, header_only(0x80, vec![])).await.expect("open");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        held.keepalive().await;
+        if fake.fresh_remaining().await == free - (64 << 20) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the reservation never showed");
+    }
+    // Then silence: the stream is closed with an error saying why.
+    let (err, status) = held.failure(Duration::from_secs(10)).await;
+    assert_eq!(
+        (status.code(), reason::of(&status)),
+        (Code::DeadlineExceeded, ErrorReason::Unreachable),
+        "{status}"
+    );
+    assert_eq!((err.node_index, err.addr.as_str()), (0, node.addr.as_str()));
+    assert!(status.message().contains(&node.addr), "{status}");
+    assert!(status.message().contains("--stream-idle-timeout-secs"), "{status}");
+    // As when a writer dies: the replica stays for recovery, the space comes back.
+    assert!(node.dir.path().join("rbw/0000000000000080.data").exists());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while fake.fresh_remaining().await != free {
+        assert!(std::time::Instant::now() < deadline, "the reservation was never released");
+    }
+    drop(held);
+
+    // A stream that never sends its header is refused once the timeout passes.
+    let started = std::time::Instant::now();
+    let Err(s) = Held::open(&node.addr, None).await else { panic!("a stream without a header") };
+    assert_eq!((s.code(), reason::of(&s)), (Code::DeadlineExceeded, ErrorReason::Unreachable));
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
     node.stop().await;
 }

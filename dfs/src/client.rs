@@ -47,6 +47,10 @@ const CHUNKSERVER_MAX_FRAME: u32 = 4 << 20;
 /// Largest master answer accepted (large listings and fsck reports).
 const MASTER_MAX_MESSAGE: usize = 256 << 20;
 
+/// Keepalive interval of write streams unless configured otherwise
+/// ([`ClientConfig::keepalive_interval`]).
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+
 /// How a client identifies itself and tunes its transfers.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -84,6 +88,11 @@ pub struct ClientConfig {
     pub rpc_timeout: Duration,
     /// Longest wait for the next message of a chunkserver read stream.
     pub io_timeout: Duration,
+    /// How often a write stream sends a keepalive to its pipeline, so that a writer
+    /// whose input pauses (a slow producer piping into `dfs put -`) is not taken for a
+    /// dead one by the chunkservers' `--stream-idle-timeout-secs` (default 60 s). Keep it
+    /// well below that; zero sends none.
+    pub keepalive_interval: Duration,
     /// Longest wait for the next ack of a write pipeline before the first node is
     /// declared hung and the pipeline recovered without it. Keep it above the
     /// chunkservers' `--pipeline-timeout-ms` x 1.5, so a node hung further down the
@@ -119,6 +128,9 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(5),
             rpc_timeout: Duration::from_secs(60),
             io_timeout: Duration::from_secs(60),
+            // A third of the chunkservers' default idle timeout: two keepalives may be
+            // late or lost before a stream is cut.
+            keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
             // Twice the chunkservers' default 30 s pipeline timeout: above the 45 s the
             // first of three nodes waits for a hung one below it, so that one is named
             // first, and a hung first node still costs at most a minute.
@@ -538,19 +550,51 @@ impl Client {
 
     /// The children of a directory sorted by name, or the file itself for a file.
     ///
+    /// The master answers a big directory in pages of at most its `--ls-limit` entries;
+    /// this asks for page after page, each after the last name of the one before (as
+    /// HDFS's `listStatus` does with `startAfter`), and returns them all. A directory
+    /// that changes meanwhile is listed as it was at some point of each page: an entry
+    /// that existed throughout is listed once; one added or removed meanwhile may or may
+    /// not be.
+    ///
     /// # Errors
-    /// [`Error::NotFound`] if nothing is at `path`.
+    /// [`Error::NotFound`] if nothing is at `path` (or it went away between pages);
+    /// [`Error::Protocol`] if the master's pages do not move forward.
     pub async fn list(&self, path: impl PathArg) -> Result<Vec<FileStatus>> {
         let path = self.resolve(path)?;
-        let req = gfs::ListDirRequest { path: path.to_string() };
-        let resp = self
-            .call_master(CallKind::Read, &path, |mut m| {
-                let req = req.clone();
-                async move { m.list_dir(req).await }
-            })
-            .await?;
-        let mut entries =
-            resp.entries.into_iter().map(FileStatus::try_from).collect::<Result<Vec<_>, _>>()?;
+        let mut entries: Vec<FileStatus> = Vec::new();
+        let mut start_after = String::new();
+        loop {
+            let req = gfs::ListDirRequest { path: path.to_string(), start_after };
+            let resp = self
+                .call_master(CallKind::Read, &path, |mut m| {
+                    let req = req.clone();
+                    async move { m.list_dir(req).await }
+                })
+                .await?;
+            let first = entries.len();
+            for e in resp.entries {
+                entries.push(FileStatus::try_from(e)?);
+            }
+            if resp.remaining == 0 {
+                break;
+            }
+            // The next page starts after this one's last name. A page that names nothing
+            // past the cursor yet says more remain would have us ask the same forever.
+            let last = entries[first..].iter().map(|e| e.path.name()).max().map(str::to_owned);
+            match last {
+                Some(name) if name.as_str() > req.start_after.as_str() => start_after = name,
+                _ => {
+                    return Err(Error::Protocol {
+                        addr: self.master_addr().to_owned(),
+                        message: format!(
+                            "listing {path} after {:?}: a page that does not move on ({} more said to remain)",
+                            req.start_after, resp.remaining
+                        ),
+                    });
+                }
+            }
+        }
         entries.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(entries)
     }

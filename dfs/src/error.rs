@@ -175,6 +175,18 @@ pub enum Error {
         /// What it said.
         message: String,
     },
+    /// A chunkserver refused a data stream because it already serves as many as it
+    /// allows (`--max-transfer-streams`; reason `EXHAUSTED`). Handled like a failed
+    /// node: a reader tries the next replica, a writer drops it from the pipeline and
+    /// excludes it from its next chunks. The message is the chunkserver's (it names the
+    /// node and the cap).
+    #[error("{message}")]
+    Busy {
+        /// `host:port` of the chunkserver.
+        addr: String,
+        /// What it said.
+        message: String,
+    },
     /// A chunkserver or the master ran out of space.
     #[error("no space left at {addr}: {message}")]
     DiskFull {
@@ -248,6 +260,10 @@ impl Error {
         let message = status.message().to_owned();
         match status.code() {
             Code::DataLoss => Error::Corrupt { addr: addr.to_owned(), message },
+            // Busy and full share the code; only the reason tells them apart.
+            Code::ResourceExhausted if reason::of(&status) == ErrorReason::Exhausted => {
+                Error::Busy { addr: addr.to_owned(), message }
+            }
             Code::ResourceExhausted => Error::DiskFull { addr: addr.to_owned(), message },
             Code::Unavailable => {
                 Error::ChunkserverUnreachable { addr: addr.to_owned(), cause: message }
@@ -303,6 +319,7 @@ impl Error {
             | Error::NoLiveReplica { .. } => ErrorReason::Unreachable,
             Error::Corrupt { .. } | Error::AllReplicasCorrupt { .. } => ErrorReason::Corrupt,
             Error::DiskFull { .. } => ErrorReason::NoSpace,
+            Error::Busy { .. } => ErrorReason::Exhausted,
             Error::Protocol { .. } => ErrorReason::Protocol,
             Error::Rpc { status, .. } => reason::of(status),
             Error::Pipeline { .. }
@@ -321,6 +338,7 @@ impl Error {
             | Error::Unavailable { .. }
             | Error::Pipeline { .. }
             | Error::NoLiveReplica { .. }
+            | Error::Busy { .. }
             | Error::Protocol { .. } => true,
             Error::Rpc { status, .. } => {
                 matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Aborted)
@@ -359,7 +377,7 @@ impl Error {
             Error::Corrupt { .. }
             | Error::NoLiveReplica { .. }
             | Error::AllReplicasCorrupt { .. } => Code::DataLoss,
-            Error::DiskFull { .. } => Code::ResourceExhausted,
+            Error::DiskFull { .. } | Error::Busy { .. } => Code::ResourceExhausted,
             Error::Protocol { .. } | Error::Io { .. } | Error::Output { .. } => Code::Internal,
             Error::Rpc { status, .. } => status.code(),
         }
@@ -550,6 +568,18 @@ mod tests {
         assert_eq!(e.to_string(), "corrupt replica on chunkserver h:1: chunk 1 block 2 corrupt");
         let e = Error::from_chunkserver_status(Status::resource_exhausted("disk full"), "h:1");
         assert!(matches!(e, Error::DiskFull { .. }));
+        // The same code with the reason EXHAUSTED: a node at its stream cap, not full.
+        let busy =
+            "chunkserver h:1: busy: all 2 data streams allowed (--max-transfer-streams) are open";
+        let e = Error::from_chunkserver_status(
+            with(Code::ResourceExhausted, busy, ErrorReason::Exhausted),
+            "h:1",
+        );
+        assert!(matches!(e, Error::Busy { .. }), "{e:?}");
+        assert_eq!(e.to_string(), busy);
+        assert!(e.is_retryable());
+        let s = Status::from(e);
+        assert_eq!((s.code(), reason::of(&s)), (Code::ResourceExhausted, ErrorReason::Exhausted));
         let e = Error::from_chunkserver_status(Status::failed_precondition("stale"), "h:1");
         assert!(matches!(e, Error::FailedPrecondition { .. }));
     }

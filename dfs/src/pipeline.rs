@@ -18,7 +18,14 @@
 //! the client does (see the chunkserver's pipeline module), so a hung node further down is
 //! named by its upstream neighbour.
 //!
+//! Keepalives: while a stream is open, a small task sends a `Keepalive` on it every
+//! [`ClientConfig::keepalive_interval`], so a writer whose input pauses longer than the
+//! chunkservers' idle timeout keeps its pipeline (each node forwards it downstream). It
+//! never waits for room: a full request channel means packets are flowing, which resets
+//! the chunkservers' timers as well.
+//!
 //! [`ClientConfig::ack_timeout`]: crate::ClientConfig::ack_timeout
+//! [`ClientConfig::keepalive_interval`]: crate::ClientConfig::keepalive_interval
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -57,6 +64,8 @@ struct Stream {
     tx: Option<mpsc::Sender<gfs::WriteChunkRequest>>,
     events: mpsc::UnboundedReceiver<Event>,
     task: JoinHandle<()>,
+    /// Sends keepalives; holds only a weak sender, so it never keeps the stream open.
+    keepalive: Option<JoinHandle<()>>,
 }
 
 impl Drop for Stream {
@@ -64,6 +73,9 @@ impl Drop for Stream {
         // Dropping the sender ends the request stream without a `last` packet, which
         // tells the chunkservers to abandon (or, for recovery, keep) the replica.
         self.task.abort();
+        if let Some(k) = &self.keepalive {
+            k.abort();
+        }
     }
 }
 
@@ -419,7 +431,24 @@ fn connect(
     })?;
     let (events_tx, events) = mpsc::unbounded_channel();
     let task = tokio::spawn(read_acks(cs, rx, addr, events_tx));
-    Ok(Stream { tx: Some(tx), events, task })
+    let every = client.config().keepalive_interval;
+    let keepalive = (!every.is_zero()).then(|| tokio::spawn(keep_alive(tx.downgrade(), every)));
+    Ok(Stream { tx: Some(tx), events, task, keepalive })
+}
+
+/// Queues a keepalive every `every` (after the header, queued first) until the stream's
+/// request side is closed.
+async fn keep_alive(tx: mpsc::WeakSender<gfs::WriteChunkRequest>, every: Duration) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(tx) = tx.upgrade() else { return };
+        let msg = gfs::WriteChunkRequest { msg: Some(ReqMsg::Keepalive(gfs::Keepalive {})) };
+        if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(msg) {
+            return;
+        }
+    }
 }
 
 /// Runs the `WriteChunk` call and forwards what comes back.

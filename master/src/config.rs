@@ -65,6 +65,9 @@ pub struct Config {
     pub token_renew_interval: Duration,
     /// ... and can't be renewed past this after issue (HDFS's max lifetime, 7 days).
     pub token_max_lifetime: Duration,
+    /// Most entries in one `ListDir` answer (HDFS's `dfs.ls.limit`): a bigger directory
+    /// is listed in pages, so no answer, and no time under the lock, grows with it.
+    pub ls_limit: usize,
 }
 
 /// Where the master writes its audit log ([`crate::audit`]).
@@ -113,9 +116,13 @@ impl Default for Config {
             tls: None,
             token_renew_interval: Duration::from_secs(24 * 3600),
             token_max_lifetime: Duration::from_secs(7 * 24 * 3600),
+            ls_limit: DEFAULT_LS_LIMIT,
         }
     }
 }
+
+/// Entries per `ListDir` page unless `--ls-limit` says otherwise (HDFS's default).
+pub const DEFAULT_LS_LIMIT: usize = 1000;
 
 /// Largest replication factor accepted (HDFS's default `dfs.replication.max` is 512; a
 /// handful is all this design's pipelines are meant for).
@@ -218,6 +225,9 @@ impl Config {
                 self.token_renew_interval, self.token_max_lifetime
             )));
         }
+        if self.ls_limit == 0 {
+            return Err(Error::InvalidArgument("listing limit must be at least 1".into()));
+        }
         if self.chunk_token_lifetime.is_zero() {
             return Err(Error::InvalidArgument("chunk token lifetime must be positive".into()));
         }
@@ -263,6 +273,7 @@ mod tests {
             Config { safemode_threshold: 1.5, ..Config::default() },
             Config { safemode_threshold: f64::NAN, ..Config::default() },
             Config { lease_hard_limit: Duration::from_secs(1), ..Config::default() },
+            Config { ls_limit: 0, ..Config::default() },
         ];
         for c in bad {
             assert!(c.validate().is_err(), "{c:?}");

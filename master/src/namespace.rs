@@ -36,6 +36,15 @@ pub const DIR_PERMISSION: u16 = 0o755;
 /// inodes had groups (HDFS's default `dfs.permissions.superusergroup`).
 pub const DEFAULT_GROUP: &str = "supergroup";
 
+/// A page of a directory listing ([`Namespace::list_page`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListPage {
+    /// Children (or the file itself), with their paths, in name order.
+    pub entries: Vec<(DfsPath, InodeId)>,
+    /// Children after the page's last entry (0: the listing is complete).
+    pub remaining: u64,
+}
+
 /// An interned owner name (most inodes share a few owners); see [`Namespace::owner_of`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Owner(u32);
@@ -412,16 +421,54 @@ impl Namespace {
     /// # Errors
     /// As [`Namespace::lookup`]; for a file, returns just the file.
     pub fn list(&self, path: &DfsPath) -> Result<Vec<(DfsPath, InodeId)>> {
+        Ok(self.list_page(path, "", usize::MAX)?.entries)
+    }
+
+    /// One page of a listing (HDFS's `getListing` with `startAfter`): the first `limit`
+    /// children of a directory whose names sort bytewise strictly after `start_after`
+    /// (empty: from the first), in name order, and how many children follow them.
+    ///
+    /// The cursor is a name, so a directory changing between pages never makes a caller
+    /// skip a child that existed throughout or see one twice; `start_after` need not exist
+    /// (deleted since the last page): the page starts where it would sort. A file lists
+    /// as itself on the first page and as nothing after. A `limit` of 0 counts as 1.
+    ///
+    /// Children sit in a hash table, not in name order: a page is one pass over them
+    /// (picking the `limit` smallest after the cursor), not a sort of the directory.
+    ///
+    /// # Errors
+    /// As [`Namespace::lookup`].
+    pub fn list_page(&self, path: &DfsPath, start_after: &str, limit: usize) -> Result<ListPage> {
         let id = self.lookup(path)?;
         let inode = self.inode(id);
-        match &inode.kind {
-            InodeKind::File(_) => Ok(vec![(path.clone(), id)]),
-            InodeKind::Dir(_) => self
-                .sorted_children(inode)
-                .into_iter()
-                .map(|(name, child)| Ok((path.join(name)?, child)))
-                .collect(),
+        let InodeKind::Dir(children) = &inode.kind else {
+            let entries =
+                if start_after.is_empty() { vec![(path.clone(), id)] } else { Vec::new() };
+            return Ok(ListPage { entries, remaining: 0 });
+        };
+        let limit = limit.max(1);
+        let mut after: Vec<(&str, InodeId)> = children
+            .0
+            .iter()
+            .filter_map(|&slot| {
+                let child = self.at(slot);
+                let name = child.name.as_str();
+                (name > start_after).then(|| (name, InodeId::new(slot, child.generation)))
+            })
+            .collect();
+        let total = after.len();
+        if total > limit {
+            // Names in a directory are unique, so the order is total.
+            after.select_nth_unstable_by(limit - 1, |a, b| a.0.cmp(b.0));
+            after.truncate(limit);
         }
+        after.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let remaining = (total - after.len()) as u64;
+        let entries = after
+            .into_iter()
+            .map(|(name, child)| Ok((path.join(name)?, child)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ListPage { entries, remaining })
     }
 
     /// Every file at or below `path`, with its path, in depth-first name order.
@@ -1133,6 +1180,76 @@ mod tests {
         assert_eq!(files, ["/a/b", "/a/x/c", "/z"]);
         assert_eq!(ns.count_under(&p("/a")).expect("count"), (2, 2));
         assert_eq!(ns.list(&p("/z")).expect("file").len(), 1);
+    }
+
+    /// The names of a page's entries and its remaining count.
+    fn page(ns: &Namespace, dir: &str, after: &str, limit: usize) -> (Vec<String>, u64) {
+        let page = ns.list_page(&p(dir), after, limit).expect("page");
+        (page.entries.into_iter().map(|(p, _)| p.to_string()).collect(), page.remaining)
+    }
+
+    #[test]
+    fn listing_pages_end_where_they_should() {
+        let none: Vec<String> = Vec::new();
+        let ns = ns_with(&["/e/", "/d/a", "/d/b", "/d/c", "/d/d", "/d/e/", "/d/f"]);
+        assert_eq!(page(&ns, "/e", "", 3), (none.clone(), 0), "an empty directory");
+        // Six children, three a page: the second page says nothing remains, so there
+        // is no third, empty, page to ask for.
+        assert_eq!(page(&ns, "/d", "", 3), (vec!["/d/a".into(), "/d/b".into(), "/d/c".into()], 3));
+        assert_eq!(page(&ns, "/d", "c", 3), (vec!["/d/d".into(), "/d/e".into(), "/d/f".into()], 0));
+        assert_eq!(page(&ns, "/d", "", 6).1, 0, "exactly one full page");
+        assert_eq!(page(&ns, "/d", "", 7).0.len(), 6);
+        // Past the end, or at the last name.
+        assert_eq!(page(&ns, "/d", "f", 3), (none.clone(), 0));
+        assert_eq!(page(&ns, "/d", "zzz", 3), (none.clone(), 0));
+        // A cursor between names starts at the next one; a limit of 0 is 1.
+        assert_eq!(page(&ns, "/d", "bb", 2), (vec!["/d/c".into(), "/d/d".into()], 2));
+        assert_eq!(page(&ns, "/d", "", 0), (vec!["/d/a".into()], 5));
+        // A file lists as itself on the first page only.
+        assert_eq!(page(&ns, "/d/a", "", 3), (vec!["/d/a".into()], 0));
+        assert_eq!(page(&ns, "/d/a", "a", 3), (none, 0));
+        assert!(matches!(ns.list_page(&p("/nope"), "", 3), Err(Error::NotFound(_))));
+    }
+
+    #[test]
+    fn a_deleted_cursor_pages_on_from_where_it_sorted() {
+        let mut ns = ns_with(&["/d/a", "/d/b", "/d/c", "/d/d", "/d/e"]);
+        assert_eq!(page(&ns, "/d", "", 2).0, ["/d/a", "/d/b"]);
+        // Between pages: the cursor's own entry goes, one appears before the cursor (not
+        // listed: as HDFS, a listing is not a snapshot) and one after it (listed).
+        ns.delete(&p("/d/b"), false, 2).expect("delete");
+        for new in ["/d/a2", "/d/c2"] {
+            ns.create(&p(new), &args("c")).expect("create");
+        }
+        assert_eq!(page(&ns, "/d", "b", 2), (vec!["/d/c".into(), "/d/c2".into()], 2));
+        assert_eq!(page(&ns, "/d", "c2", 2), (vec!["/d/d".into(), "/d/e".into()], 0));
+    }
+
+    #[test]
+    fn pages_of_any_size_add_up_to_the_whole_listing() {
+        let names: Vec<String> = (0..40).map(|i| format!("/d/{}", (i * 7919) % 1000)).collect();
+        let paths: Vec<&str> = names.iter().map(String::as_str).collect();
+        let ns = ns_with(&paths);
+        let whole: Vec<String> =
+            ns.list(&p("/d")).expect("list").into_iter().map(|(p, _)| p.to_string()).collect();
+        assert_eq!(whole.len(), 40);
+        for limit in [1, 2, 3, 7, 39, 40, 41] {
+            let (mut got, mut after) = (Vec::new(), String::new());
+            loop {
+                let (names, remaining) = page(&ns, "/d", &after, limit);
+                assert!(names.len() <= limit);
+                after = names
+                    .last()
+                    .map(|n| n.rsplit('/').next().unwrap_or("").to_owned())
+                    .unwrap_or_default();
+                got.extend(names);
+                assert_eq!(remaining as usize, 40 - got.len(), "limit {limit}");
+                if remaining == 0 {
+                    break;
+                }
+            }
+            assert_eq!(got, whole, "limit {limit}");
+        }
     }
 
     #[test]

@@ -141,8 +141,12 @@ async fn tree(c: &mut ClientProtocolClient<Ch>) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut stack = vec!["/".to_string()];
     while let Some(dir) = stack.pop() {
-        let entries =
-            c.list_dir(pb::ListDirRequest { path: dir }).await.expect("list").into_inner().entries;
+        let entries = c
+            .list_dir(pb::ListDirRequest { path: dir, start_after: String::new() })
+            .await
+            .expect("list")
+            .into_inner()
+            .entries;
         for e in entries {
             if e.is_dir {
                 out.insert(format!("{}/", e.path));

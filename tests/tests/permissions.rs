@@ -391,7 +391,9 @@ async fn the_audit_log_has_one_escaped_line_per_call() {
         .await
         .expect_err("denied");
     bob.get_file_info(pb::GetFileInfoRequest { path: "/pub/plain".into() }).await.expect("stat");
-    bob.list_dir(pb::ListDirRequest { path: "/pub".into() }).await.expect("list");
+    bob.list_dir(pb::ListDirRequest { path: "/pub".into(), start_after: String::new() })
+        .await
+        .expect("list");
     bob.get_file_info(pb::GetFileInfoRequest { path: "/nope".into() }).await.expect_err("missing");
     let su_name = security::os_user();
     let want = [

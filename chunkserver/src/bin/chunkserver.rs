@@ -47,6 +47,14 @@ struct Cli {
     /// Send a full report of every replica this often, in seconds.
     #[arg(long, default_value_t = 3600)]
     full_report_secs: u64,
+    /// Most data streams at once (writes, reads served, copies; HDFS's
+    /// dfs.datanode.max.transfer.threads); one more is refused at once as busy.
+    #[arg(long, env = "CHUNKSERVER_MAX_TRANSFER_STREAMS", default_value_t = chunkserver::config::DEFAULT_MAX_TRANSFER_STREAMS)]
+    max_transfer_streams: usize,
+    /// Close a write stream that receives nothing (no packet, no keepalive) for this
+    /// many seconds, keeping its replica for recovery and releasing its reserved space.
+    #[arg(long, env = "CHUNKSERVER_STREAM_IDLE_TIMEOUT_SECS", default_value_t = chunkserver::config::DEFAULT_STREAM_IDLE_TIMEOUT_SECS)]
+    stream_idle_timeout_secs: u64,
     /// Once listening, write the bound host:port to this file.
     #[arg(long)]
     addr_file: Option<PathBuf>,
@@ -125,6 +133,8 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         scrub_period_secs: cli.scrub_period_secs,
         replication_bandwidth: cli.replication_bandwidth,
         full_report_secs: cli.full_report_secs,
+        max_transfer_streams: cli.max_transfer_streams,
+        stream_idle_timeout_secs: cli.stream_idle_timeout_secs,
         connections: cli.connections.limits(),
         auth: cli.auth.load("chunkserver").map_err(anyhow::Error::msg)?,
         tls: cli.tls.load().map_err(anyhow::Error::msg)?,

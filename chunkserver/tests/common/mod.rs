@@ -23,11 +23,14 @@ pub struct FakeMaster {
     pub addr: String,
     minter: Arc<TokenMinter>,
     registered: Arc<Mutex<HashSet<String>>>,
+    /// Every heartbeat received, in order.
+    heartbeats: Arc<Mutex<Vec<pb::HeartbeatRequest>>>,
 }
 
 struct Service {
     keys: Vec<pb::ChunkTokenKey>,
     registered: Arc<Mutex<HashSet<String>>>,
+    heartbeats: Arc<Mutex<Vec<pb::HeartbeatRequest>>>,
 }
 
 #[tonic::async_trait]
@@ -47,7 +50,9 @@ impl ChunkserverProtocol for Service {
         &self,
         req: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        self.registered.lock().unwrap().insert(req.into_inner().id);
+        let hb = req.into_inner();
+        self.registered.lock().unwrap().insert(hb.id.clone());
+        self.heartbeats.lock().unwrap().push(hb);
         Ok(Response::new(pb::HeartbeatResponse {
             commands: vec![],
             reregister: false,
@@ -80,13 +85,32 @@ impl FakeMaster {
             })
             .collect();
         let registered = Arc::new(Mutex::new(HashSet::new()));
-        let service = Service { keys, registered: Arc::clone(&registered) };
+        let heartbeats = Arc::new(Mutex::new(Vec::new()));
+        let service = Service {
+            keys,
+            registered: Arc::clone(&registered),
+            heartbeats: Arc::clone(&heartbeats),
+        };
         tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(ChunkserverProtocolServer::new(service))
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
         );
-        FakeMaster { addr, minter: Arc::new(minter), registered }
+        FakeMaster { addr, minter: Arc::new(minter), registered, heartbeats }
+    }
+
+    /// The space the (one) chunkserver reports free, after reservations of writes under
+    /// way, in a heartbeat sent after this call: what it is now, not what it was.
+    pub async fn fresh_remaining(&self) -> u64 {
+        let seen = self.heartbeats.lock().unwrap().len();
+        for _ in 0..1000 {
+            // The second heartbeat from now was certainly made after the call.
+            if let Some(hb) = self.heartbeats.lock().unwrap().get(seen + 1) {
+                return hb.remaining;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("no heartbeat within 10 s");
     }
 
     /// Waits until `n` chunkservers have registered and heartbeated (so hold the key).

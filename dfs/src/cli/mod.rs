@@ -51,6 +51,11 @@ pub struct Cli {
     /// mode (0 = fail at once).
     #[arg(long, env = "DFS_RETRY_SECONDS", default_value_t = 60, global = true)]
     pub retry_seconds: u64,
+    /// Send a keepalive on an open write pipeline every this many milliseconds, so a
+    /// pause in the input (a slow producer piping into `put -`) does not trip the
+    /// chunkservers' --stream-idle-timeout-secs; keep it well below that (0 = never).
+    #[arg(long, env = "DFS_KEEPALIVE_MS", default_value_t = crate::client::DEFAULT_KEEPALIVE_INTERVAL.as_millis() as u64, global = true)]
+    pub keepalive_ms: u64,
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
@@ -458,6 +463,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         user: creds.user,
         token: creds.token,
         umask: cli.umask,
+        keepalive_interval: Duration::from_millis(cli.keepalive_ms),
         ..ClientConfig::default()
     };
     let client = match Client::connect(&cli.master, cfg).await {

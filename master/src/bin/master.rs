@@ -73,6 +73,10 @@ struct Cli {
     /// tests shorten it to see tokens expire).
     #[arg(long, env = "MASTER_CHUNK_TOKEN_LIFETIME_MS", default_value_t = 36_000_000)]
     chunk_token_lifetime_ms: u64,
+    /// Most entries in one directory listing answer (HDFS's dfs.ls.limit); clients
+    /// page through bigger directories.
+    #[arg(long, env = "MASTER_LS_LIMIT", default_value_t = master::config::DEFAULT_LS_LIMIT)]
+    ls_limit: usize,
     /// Once recovered and serving, write the bound host:port to this file.
     #[arg(long)]
     addr_file: Option<PathBuf>,
@@ -133,6 +137,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         tls: cli.tls.load().map_err(anyhow::Error::msg)?,
         token_renew_interval: Duration::from_secs(cli.token_renew_interval_secs),
         token_max_lifetime: Duration::from_secs(cli.token_max_lifetime_secs),
+        ls_limit: cli.ls_limit,
     };
     config.validate()?;
     let listener = tokio::net::TcpListener::bind(&cli.addr)

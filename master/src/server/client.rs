@@ -8,7 +8,7 @@
 
 use proto::gfs as pb;
 use proto::gfs::client_protocol_server::ClientProtocol;
-use proto::path::DfsPath;
+use proto::path::{DfsPath, MAX_COMPONENT_LEN};
 use security::chunk_token::Modes;
 use tonic::{Request, Response, Status};
 
@@ -264,19 +264,33 @@ impl ClientProtocol for ClientProtocolService {
         let caller = self.edge.caller(&req)?;
         let ip = req.remote_addr().map(|a| a.ip());
         let p = path(&req.get_ref().path)?;
+        let start_after = req.get_ref().start_after.as_str();
         let res = (|| {
+            if start_after.len() > MAX_COMPONENT_LEN {
+                return Err(crate::Error::InvalidArgument(format!(
+                    "listing cursor is {} bytes long, over the name limit of {MAX_COMPONENT_LEN}",
+                    start_after.len()
+                ))
+                .into());
+            }
             let m = self.driver.lock()?;
+            // Every page is checked: access may have changed since the first.
             m.core.authorize_read(&caller, &p, Read::List)?;
             let ns = &m.core.ns;
-            let entries = ns.list(&p)?.iter().map(|(cp, id)| file_status(ns, cp, *id)).collect();
-            Ok(pb::ListDirResponse { entries })
+            let page = ns.list_page(&p, start_after, m.core.config.ls_limit)?;
+            let entries = page.entries.iter().map(|(cp, id)| file_status(ns, cp, *id)).collect();
+            Ok(pb::ListDirResponse { entries, remaining: page.remaining })
         })();
-        let src = p.as_str();
-        self.edge.audit(
-            &Audited { caller: &caller, ip, cmd: "listStatus", src, dst: None },
-            &res,
-            None,
-        );
+        // One line per listing, as before pages: the first page is the listing (as the
+        // first range is the open); a refused page is always written.
+        if start_after.is_empty() || res.is_err() {
+            let src = p.as_str();
+            self.edge.audit(
+                &Audited { caller: &caller, ip, cmd: "listStatus", src, dst: None },
+                &res,
+                None,
+            );
+        }
         Ok(Response::new(res?))
     }
 

@@ -582,7 +582,9 @@ async fn grpc(cli: &Cli, token: bool, rows: &mut Vec<Row>) -> Result<()> {
     }
     let d = rpc
         .run(|mut m, _, _, _| async move {
-            let r = m.list_dir(pb::ListDirRequest { path: "/l".into() }).await?;
+            let r = m
+                .list_dir(pb::ListDirRequest { path: "/l".into(), start_after: String::new() })
+                .await?;
             anyhow::ensure!(r.into_inner().entries.len() == LIST_ENTRIES as usize);
             Ok(())
         })
