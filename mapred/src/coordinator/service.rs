@@ -452,7 +452,7 @@ impl Coordinator for CoordinatorService {
             return Err(Error::PermissionDenied(format!(
                 "user={} may not submit a job as {}",
                 caller.user,
-                r.user.escape_debug()
+                r.user.chars().take(security::MAX_NAME_LEN).collect::<String>().escape_debug()
             ))
             .into());
         }
