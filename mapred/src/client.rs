@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use proto::mapred as pb;
 use proto::mapred::coordinator_client::CoordinatorClient;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::counters::Counters;
@@ -14,10 +15,14 @@ use crate::error::{Error, Result};
 /// Environment variable holding the coordinator's address.
 pub const COORDINATOR_ENV: &str = "MAPRED_COORDINATOR";
 
+/// A channel on which every request carries its caller's credentials (the coordinator
+/// authorizes each call by who makes it).
+pub type CallerChannel = InterceptedService<Channel, security::Attach>;
+
 /// A connection to the coordinator.
 #[derive(Debug, Clone)]
 pub struct JobClient {
-    inner: CoordinatorClient<Channel>,
+    inner: CoordinatorClient<CallerChannel>,
     addr: String,
 }
 
@@ -31,11 +36,25 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 impl JobClient {
-    /// Connects to the coordinator at `addr` (`host:port`).
+    /// Connects to the coordinator at `addr` (`host:port`) with the credentials of this
+    /// process's environment ([`security::Credentials::from_env`]: the token in
+    /// `DFS_TOKEN_FILE`, else the user `DFS_USER` or the OS names).
     ///
     /// # Errors
-    /// [`Error::Unavailable`] naming the address if it does not answer.
+    /// [`Error::InvalidArgument`] for a token file that can't be used,
+    /// [`Error::Unavailable`] naming the address if the coordinator does not answer.
     pub async fn connect(addr: &str) -> Result<JobClient> {
+        let creds = security::Credentials::from_env(None)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        JobClient::connect_as(addr, &creds).await
+    }
+
+    /// Connects to the coordinator at `addr` sending `creds` with every call.
+    ///
+    /// # Errors
+    /// As [`JobClient::connect`].
+    pub async fn connect_as(addr: &str, creds: &security::Credentials) -> Result<JobClient> {
+        let attach = creds.attach().map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let unavailable = |cause: String| Error::Unavailable {
             what: "coordinator",
             addr: addr.to_owned(),
@@ -47,7 +66,10 @@ impl JobClient {
             .timeout(Duration::from_secs(60))
             .tcp_nodelay(true);
         let channel = endpoint.connect().await.map_err(|e| unavailable(root_cause(&e)))?;
-        Ok(JobClient { inner: CoordinatorClient::new(channel), addr: addr.to_owned() })
+        Ok(JobClient {
+            inner: CoordinatorClient::with_interceptor(channel, attach),
+            addr: addr.to_owned(),
+        })
     }
 
     /// The coordinator's address.
@@ -70,7 +92,8 @@ impl JobClient {
     /// A job's status with its tasks.
     ///
     /// # Errors
-    /// [`Error::NotFound`] for an unknown job.
+    /// [`Error::NotFound`] for an unknown job, a `PERMISSION_DENIED` [`Error::Rpc`]
+    /// unless the caller owns it or is an admin.
     pub async fn status(&self, job_id: &str) -> Result<pb::JobStatus> {
         let req = pb::GetJobRequest { job_id: job_id.to_owned() };
         self.inner.clone().get_job(req).await.map(|r| r.into_inner()).map_err(|s| self.err(s))
@@ -93,7 +116,8 @@ impl JobClient {
     /// Kills a running job.
     ///
     /// # Errors
-    /// [`Error::NotFound`], or [`Error::FailedPrecondition`] if it is over.
+    /// [`Error::NotFound`], [`Error::FailedPrecondition`] if it is over, a
+    /// `PERMISSION_DENIED` [`Error::Rpc`] unless the caller owns it or is an admin.
     pub async fn kill(&self, job_id: &str) -> Result<()> {
         let req = pb::KillJobRequest { job_id: job_id.to_owned() };
         self.inner.clone().kill_job(req).await.map(|_| ()).map_err(|s| self.err(s))
@@ -133,12 +157,14 @@ fn seconds(s: &pb::JobStatus) -> f64 {
     (end - s.submit_ms).max(0) as f64 / 1000.0
 }
 
-/// One line per job: id, state, name, progress, elapsed.
+/// One line per job: id, state, user, name, progress, elapsed, output (shown only to
+/// those who may see the job's details).
 pub fn job_line(s: &pb::JobStatus) -> String {
     format!(
-        "{:<26} {:<10} {:<14} map {:>3}% reduce {:>3}%  {:>8.1} s  {}",
+        "{:<26} {:<10} {:<10} {:<14} map {:>3}% reduce {:>3}%  {:>8.1} s  {}",
         s.job_id,
         s.state,
+        s.user,
         s.name,
         percent(s.maps_done, s.maps),
         percent(s.reduces_done, s.reduces),

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::acl::AccessList;
 use crate::error::{Error, Result};
 
 /// Settings of the coordinator process.
@@ -38,6 +39,15 @@ pub struct CoordinatorConfig {
     pub speculative_lag: Duration,
     /// Cap on open connections and their idle timeout.
     pub connections: Limits,
+    /// How callers prove who they are, and the cluster secret the coordinator mints its
+    /// jobs' user tokens under (token mode).
+    pub auth: security::ServerAuth,
+    /// Who may see and kill every job, besides the user running the coordinator
+    /// (`--admins`, Hadoop's `mapreduce.cluster.administrators`).
+    pub admins: AccessList,
+    /// A static group mapping in front of this host's (simple mode), as the master's
+    /// `--group-mapping`.
+    pub group_mapping: Option<PathBuf>,
 }
 
 impl CoordinatorConfig {
@@ -86,6 +96,9 @@ pub struct WorkerConfig {
     pub heartbeat: Duration,
     /// Cap on open shuffle connections and their idle timeout.
     pub connections: Limits,
+    /// How callers prove who they are; in token mode, the service token the worker
+    /// calls the coordinator with.
+    pub auth: security::ServerAuth,
 }
 
 impl WorkerConfig {
@@ -416,6 +429,7 @@ mod tests {
             dir: "/tmp".into(),
             heartbeat: Duration::from_millis(100),
             connections: Limits::default(),
+            auth: security::ServerAuth::simple(),
         };
         assert!(w.validate().is_err());
         assert!(WorkerConfig { slots: 2, ..w }.validate().is_ok());
@@ -430,6 +444,9 @@ mod tests {
             speculative_slowness: 2.0,
             speculative_lag: Duration::from_secs(5),
             connections: Limits::default(),
+            auth: security::ServerAuth::simple(),
+            admins: AccessList::nobody(),
+            group_mapping: None,
         };
         assert!(c.validate().is_ok());
         assert!(

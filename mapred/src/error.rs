@@ -184,6 +184,10 @@ impl From<Error> for tonic::Status {
             Error::Unavailable { .. } => Code::Unavailable,
             Error::Corrupt(_) => Code::DataLoss,
             Error::Dfs(d) if d.is_not_found() => Code::NotFound,
+            // The store refused the job's user: a refusal, not an outage (a client would
+            // otherwise say it cannot reach the coordinator).
+            Error::Dfs(dfs::Error::PermissionDenied { .. }) => Code::PermissionDenied,
+            Error::Dfs(dfs::Error::Unauthenticated { .. }) => Code::Unauthenticated,
             Error::Dfs(_) => Code::Unavailable,
             Error::Rpc { code, .. } => *code,
             Error::Io { .. } | Error::Task(_) | Error::Protocol(_) => Code::Internal,
@@ -233,5 +237,11 @@ mod tests {
         let s: tonic::Status = Error::Dfs(dfs).into();
         assert_eq!(s.code(), tonic::Code::Unavailable, "codes as before");
         assert_eq!(reason::of(&s), ErrorReason::DirectoryNotEmpty, "the store's reason");
+        let denied = dfs::Error::PermissionDenied { path: "/x".into(), message: "/x: no".into() };
+        let s: tonic::Status = Error::Dfs(denied).into();
+        assert_eq!(
+            (s.code(), reason::of(&s)),
+            (tonic::Code::PermissionDenied, ErrorReason::PermissionDenied)
+        );
     }
 }

@@ -98,6 +98,33 @@ impl JobToken {
     }
 }
 
+/// File naming a job's user in a worker's job directory (token mode checks a reducer's
+/// user token against it).
+pub const OWNER_FILE: &str = "owner";
+
+/// Records in `job_dir` (created if missing) that the job belongs to `user`, unless
+/// recorded already: a job's owner never changes.
+///
+/// # Errors
+/// [`Error::Io`] if it can't be written.
+pub fn store_owner(job_dir: &Path, user: &str) -> Result<()> {
+    std::fs::create_dir_all(job_dir)
+        .map_err(Error::io(format!("cannot create {}", job_dir.display())))?;
+    let path = job_dir.join(OWNER_FILE);
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+        Ok(mut f) => f
+            .write_all(user.as_bytes())
+            .map_err(Error::io(format!("cannot write {}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::io(format!("cannot create {}", path.display()))(e)),
+    }
+}
+
+/// The user recorded by [`store_owner`] in `job_dir`, if any.
+pub fn owner(job_dir: &Path) -> Option<String> {
+    std::fs::read_to_string(job_dir.join(OWNER_FILE)).ok()
+}
+
 /// Checks a fetch's proof for `attempt` of `job` against the token stored in
 /// `job_dir`.
 ///
@@ -152,5 +179,9 @@ mod tests {
         JobToken::generate().store(dir.path()).expect("a second store keeps the first");
         assert!(check_fetch(dir.path(), job, a, 0, &t.prove(a, 0)).is_ok());
         assert!(check_fetch(dir.path(), job, a, 0, b"forged").is_err());
+        assert_eq!(owner(dir.path()), None);
+        store_owner(dir.path(), "alice").expect("owner");
+        store_owner(dir.path(), "bob").expect("a second store keeps the first");
+        assert_eq!(owner(dir.path()).as_deref(), Some("alice"));
     }
 }

@@ -17,9 +17,11 @@
 //!   returns; [`progress`]: its memory-mapped progress file and skipping of bad records.
 //! - [`coordinator`] (scheduling core + gRPC service), [`worker`], [`client`] (the
 //!   coordinator API for tools), [`runtime`] (a job binary's `main`).
+//! - [`acl`]: access lists in Hadoop's shape (the coordinator's `--admins`).
 //! - [`error`].
 #![warn(missing_docs)]
 
+pub mod acl;
 pub mod api;
 pub mod attempt;
 pub mod client;

@@ -166,9 +166,17 @@ async fn submit(registry: Registry, args: SubmitArgs) -> Result<ExitCode> {
     let master = args.master.clone().filter(|m| !m.is_empty()).ok_or_else(|| {
         Error::InvalidArgument("no master address: use --master or set DFS_MASTER".into())
     })?;
-    let jobs = JobClient::connect(&coordinator).await?;
+    // One identity for both services: the token in DFS_TOKEN_FILE and the user it
+    // names (token mode), else DFS_USER or the OS user. The coordinator makes the job
+    // the caller's.
+    let creds =
+        security::Credentials::from_env(None).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let jobs = JobClient::connect_as(&coordinator, &creds).await?;
     let dfs_cfg = dfs::ClientConfig {
         master_retry_deadline: Duration::from_secs(10),
+        cwd: dfs::path::home_dir(&creds.user),
+        user: creds.user.clone(),
+        token: creds.token.clone(),
         ..dfs::ClientConfig::default()
     };
     let client = dfs::Client::connect(&master, dfs_cfg).await?;

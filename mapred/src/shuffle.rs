@@ -9,6 +9,11 @@
 //! holds segments in memory while the attempt's budget (`mapred.reduce.memory.mb`) lasts
 //! and streams the rest to local files, and checks every segment's CRC.
 //!
+//! **Who may fetch.** Every fetch carries an HMAC under the job's secret of what it asks
+//! for ([`crate::job_token`]); in token mode it must also carry a valid token, a cluster
+//! service's or the job's own user's (what a reduce attempt holds), so a fetch is
+//! refused to anyone the cluster has not authenticated even if a job's secret leaked.
+//!
 //! **Lost map output.** A fetch that fails (worker gone, file missing, CRC mismatch, or
 //! nothing received for `mapred.reduce.fetch.timeout.ms`: a frozen worker) is tried again
 //! `mapred.reduce.fetch.retries` times with doubling back-off, then reported to the
@@ -32,13 +37,14 @@ use proto::mapred::shuffle_client::ShuffleClient;
 use proto::mapred::shuffle_server::Shuffle;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 use tonic::{Request, Response, Status};
 use tracing::{debug, warn};
 
+use crate::client::CallerChannel;
 use crate::error::{Error, Result};
 use crate::ids::{AttemptId, JobId};
-use crate::job_token::{JobToken, check_fetch};
+use crate::job_token::{self, JobToken, check_fetch};
 use crate::mapside::{OUTPUT_FILE, read_index};
 use crate::run::{FileRun, MemRun, Run};
 use crate::spec::{MapOutputLoc, TaskKind};
@@ -81,6 +87,7 @@ impl Shuffle for ShuffleService {
         &self,
         req: Request<pb::FetchPartitionRequest>,
     ) -> Result<Response<Self::FetchPartitionStream>, Status> {
+        let claims = req.extensions().get::<security::token::Claims>().cloned();
         let req = req.into_inner();
         let job = JobId::parse(&req.job_id)?;
         let attempt = AttemptId::parse(&req.map_attempt)?;
@@ -89,6 +96,17 @@ impl Shuffle for ShuffleService {
                 "{} is not a map attempt of {}",
                 req.map_attempt, req.job_id
             )));
+        }
+        // Token mode: a user's token must be the job's own user's.
+        if let Some(c) = claims
+            && c.kind == security::token::Kind::User
+            && job_token::owner(&job_dir(&self.root, job)).as_deref() != Some(c.user.as_str())
+        {
+            return Err(Error::PermissionDenied(format!(
+                "user={} may not fetch map outputs of {job}: not its owner",
+                c.user
+            ))
+            .into());
         }
         check_fetch(&job_dir(&self.root, job), job, attempt, req.partition, &req.proof)?;
         let dir = attempt_dir(&self.root, attempt);
@@ -171,6 +189,9 @@ pub struct FetchRecovery {
     pub stall: Duration,
     /// The job's token, to prove each fetch is the job's.
     pub token: JobToken,
+    /// The credentials sent with every fetch and every call to the coordinator (the
+    /// job user's token in token mode).
+    pub credentials: security::Attach,
     /// Longest wait for a lost output's new location.
     pub wait: Duration,
 }
@@ -185,8 +206,8 @@ struct Fetcher<'a> {
     memory: u64,
     spill_dir: &'a Path,
     used: AtomicU64,
-    channels: Mutex<HashMap<String, ShuffleClient<Channel>>>,
-    coordinator: CoordinatorClient<Channel>,
+    channels: Mutex<HashMap<String, ShuffleClient<CallerChannel>>>,
+    coordinator: CoordinatorClient<CallerChannel>,
     recovery: &'a FetchRecovery,
 }
 
@@ -221,7 +242,7 @@ pub async fn fetch_partitions(
         spill_dir,
         used: AtomicU64::new(0),
         channels: Mutex::new(HashMap::new()),
-        coordinator: CoordinatorClient::new(coordinator),
+        coordinator: CoordinatorClient::with_interceptor(coordinator, recovery.credentials.clone()),
         recovery,
     };
     let fetches = maps.iter().map(|m| fetcher.fetch_recovering(m.clone()));
@@ -241,12 +262,12 @@ pub async fn fetch_partitions(
 }
 
 impl Fetcher<'_> {
-    fn client(&self, addr: &str) -> Result<ShuffleClient<Channel>> {
+    fn client(&self, addr: &str) -> Result<ShuffleClient<CallerChannel>> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
-        let c = connect(addr)?;
+        let c = connect(addr, self.recovery.credentials.clone())?;
         channels.insert(addr.to_owned(), c.clone());
         Ok(c)
     }
@@ -375,20 +396,20 @@ impl Fetcher<'_> {
     }
 }
 
-fn connect(addr: &str) -> Result<ShuffleClient<Channel>> {
+fn connect(addr: &str, credentials: security::Attach) -> Result<ShuffleClient<CallerChannel>> {
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|_| Error::InvalidArgument(format!("bad worker address {addr}")))?
         .tcp_nodelay(true)
         .initial_stream_window_size(16 << 20)
         .initial_connection_window_size(64 << 20);
-    Ok(ShuffleClient::new(endpoint.connect_lazy())
+    Ok(ShuffleClient::with_interceptor(endpoint.connect_lazy(), credentials)
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE))
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn fetch_one(
-    mut client: ShuffleClient<Channel>,
+    mut client: ShuffleClient<CallerChannel>,
     req: pb::FetchPartitionRequest,
     m: &MapOutputLoc,
     partition: u32,

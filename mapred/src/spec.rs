@@ -181,8 +181,9 @@ pub struct TaskSpec {
     /// (see [`crate::coordinator::skip`]).
     #[serde(default)]
     pub replay: Option<u64>,
-    /// The submitting user: the attempt's DFS calls are made as this user (simple mode),
-    /// so a task reads only what its user may and its output is its user's.
+    /// The submitting user: the attempt's DFS calls are made as this user (named in
+    /// simple mode, proven by [`TaskSpec::dfs_token`] in token mode), so a task reads
+    /// only what its user may and its output is its user's.
     #[serde(default)]
     pub user: String,
     /// The worker kills the attempt when it makes no progress for this many ms (0 = never).
@@ -197,6 +198,12 @@ pub struct TaskSpec {
     /// The job's token (hex), which its reducers prove their fetches with.
     #[serde(default)]
     pub job_token: String,
+    /// Token mode: a token naming the submitting user, minted by the coordinator, which
+    /// the attempt makes its DFS calls (and a reducer its shuffle calls) with. The worker
+    /// takes it out of the spec and hands it to the attempt in a 0600 file
+    /// (`DFS_TOKEN_FILE`); it is never written into `spec.json`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub dfs_token: String,
 }
 
 impl TaskSpec {

@@ -281,6 +281,11 @@ pub(crate) fn reduce_task<R: Reducer>(env: &mut TaskEnv, mut reducer: R) -> Resu
         stall: ms(keys::FETCH_TIMEOUT_MS, 30_000)?.max(Duration::from_millis(100)),
         wait: ms(keys::FETCH_WAIT_MS, 600_000)?,
         token: JobToken::from_hex(&env.spec.job_token)?,
+        // As the job's user, as its DFS calls: the token the worker left in
+        // DFS_TOKEN_FILE (token mode), else the user named.
+        credentials: security::Credentials::from_env(Some(env.spec.user.clone()))
+            .and_then(|c| c.attach())
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?,
     };
     let progress = env.progress.clone();
     let replay = env.spec.replay;

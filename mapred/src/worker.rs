@@ -6,7 +6,11 @@
 //!
 //! ```text
 //! DIR/bin/<sha256>                       job binaries, fetched from the DFS once per hash
+//! DIR/jobs/<job>/job-token               the job's shuffle secret (0600)
+//! DIR/jobs/<job>/owner                   the job's user (token mode checks fetches by it)
 //! DIR/jobs/<job>/<attempt>/spec.json     the attempt's TaskSpec (the child's argument)
+//! DIR/jobs/<job>/<attempt>/dfs-token     token mode: the user token the attempt's DFS
+//!                                        calls are made with (0600, DFS_TOKEN_FILE)
 //! DIR/jobs/<job>/<attempt>/result.json   what the child reports (counters, output)
 //! DIR/jobs/<job>/<attempt>/stderr        the child's stderr (quoted when it fails)
 //! DIR/jobs/<job>/<attempt>/progress      index of the record being processed (mmap)
@@ -14,6 +18,13 @@
 //! ```
 //!
 //! A job's directory is deleted when the coordinator says the job is over.
+//!
+//! **Identity.** The worker calls the coordinator as a cluster service (a self-minted
+//! service token in token mode). An attempt acts as the job's user, never as the worker:
+//! its DFS and shuffle calls carry the user token the coordinator sent for it (token
+//! mode) or name the user (simple mode), and the worker fetches the job's binary as that
+//! user too. The worker's shuffle service takes, in token mode, a service token or a
+//! token of the job's own user, besides the job-token proof of every fetch.
 //!
 //! Running attempts as child processes (rather than threads) is what lets a worker
 //! survive user code that panics, aborts, segfaults or hangs: it sees the exit status,
@@ -46,13 +57,14 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot, watch};
 use tokio::task::JoinSet;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 use tracing::{debug, info, warn};
 
+use crate::client::CallerChannel;
 use crate::config::WorkerConfig;
 use crate::error::{Error, Result};
 use crate::ids::{AttemptId, JobId};
-use crate::job_token::JobToken;
+use crate::job_token::{self, JobToken};
 use crate::shuffle::{MAX_MESSAGE, ShuffleService, attempt_dir, job_dir};
 use crate::spec::{TaskResult, TaskSpec};
 use crate::task::{Progress, stall_watch};
@@ -63,7 +75,7 @@ const STDERR_TAIL: usize = 10;
 struct State {
     cfg: WorkerConfig,
     shuffle_addr: String,
-    coordinator: CoordinatorClient<Channel>,
+    coordinator: CoordinatorClient<CallerChannel>,
     /// Running attempts and the switch that kills each.
     running: Mutex<HashMap<String, oneshot::Sender<()>>>,
     /// Pokes the heartbeat loop when a slot frees up.
@@ -78,7 +90,9 @@ impl State {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The DFS client, connected on first use.
+    /// The worker's connection to the master, made on first use; each attempt's binary
+    /// is fetched through it as the attempt's job user ([`dfs::Client::with_user`],
+    /// [`dfs::Client::with_token`]).
     async fn dfs(&self) -> Result<dfs::Client> {
         let mut slot = self.dfs.lock().await;
         if let Some(c) = slot.as_ref() {
@@ -123,7 +137,8 @@ pub async fn run(
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30))
         .tcp_nodelay(true);
-    let coordinator = CoordinatorClient::new(endpoint.connect_lazy());
+    let attach = cfg.auth.attach("worker").map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let coordinator = CoordinatorClient::with_interceptor(endpoint.connect_lazy(), attach);
     let state = Arc::new(State {
         cfg: cfg.clone(),
         shuffle_addr: shuffle_addr.clone(),
@@ -135,13 +150,15 @@ pub async fn run(
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let beats = tokio::spawn(heartbeat_loop(state.clone(), stop_rx));
-    info!(shuffle = %shuffle_addr, host = %cfg.host, slots = cfg.slots, "worker listening");
+    info!(shuffle = %shuffle_addr, host = %cfg.host, slots = cfg.slots, auth = %cfg.auth.mode, "worker listening");
+    // Token mode: every fetch carries a valid token; whose it may be is checked per job.
     let served = tonic::transport::Server::builder()
-        .add_service(
+        .add_service(tonic::service::interceptor::InterceptedService::new(
             ShuffleServer::new(ShuffleService::new(&cfg.dir))
                 .max_encoding_message_size(MAX_MESSAGE)
                 .max_decoding_message_size(MAX_MESSAGE),
-        )
+            cfg.auth.interceptor(),
+        ))
         .serve_with_incoming_shutdown(
             security::connections::guard(listener, cfg.connections, "worker"),
             shutdown,
@@ -311,23 +328,49 @@ async fn execute(
     if spec.attempt_id != attempt_id || JobId::parse(&spec.job_id)? != attempt.job {
         return Err(Error::Protocol(format!("task spec does not match attempt {attempt_id}")));
     }
-    // The job's token goes beside its map outputs, for the shuffle to check fetches.
-    JobToken::from_hex(&spec.job_token)?.store(&job_dir(&state.cfg.dir, attempt.job))?;
+    // The job's token and user go beside its map outputs, for the shuffle to check
+    // fetches.
+    let job_dir = job_dir(&state.cfg.dir, attempt.job);
+    JobToken::from_hex(&spec.job_token)?.store(&job_dir)?;
+    security::check_name(&spec.user)
+        .map_err(|e| Error::Protocol(format!("task spec of {attempt_id}: user: {e}")))?;
+    job_token::store_owner(&job_dir, &spec.user)?;
     let dir = attempt_dir(&state.cfg.dir, attempt);
     std::fs::create_dir_all(&dir).map_err(Error::io(format!("cannot create {}", dir.display())))?;
     spec.host = state.cfg.host.clone();
     spec.work_dir = dir.clone();
+    // The user token leaves the spec for a file of its own that only the worker's user
+    // may read; the attempt finds it through DFS_TOKEN_FILE.
+    let dfs_token = std::mem::take(&mut spec.dfs_token);
+    let token_file = dir.join("dfs-token");
+    if state.cfg.auth.secret.is_some() {
+        if dfs_token.is_empty() {
+            return Err(Error::Protocol(format!(
+                "the coordinator sent no user token for {attempt_id}: it must run with --auth token too"
+            )));
+        }
+        security::token::write_token_file(&token_file, &dfs_token)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    }
     let spec_path = dir.join("spec.json");
     let text = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Encode(format!("spec: {e}")))?;
-    std::fs::write(&spec_path, text)
-        .map_err(Error::io(format!("cannot write {}", spec_path.display())))?;
+    write_private(&spec_path, &text)?;
+    // The job's binary is fetched as its user: what the user may not read is not run.
+    let dfs_client = {
+        let base = state.dfs().await?;
+        if dfs_token.is_empty() {
+            base.with_user(&spec.user)?
+        } else {
+            base.with_token(&dfs_token)?
+        }
+    };
     // On a blocking thread: the download future is not provably `Send` to the compiler
     // (a higher-ranked lifetime limitation with the DFS client's generic futures), and
     // fetching a binary is rare and slow anyway.
     let binary = {
         let (st, path, hash) = (state.clone(), spec.binary_path.clone(), spec.binary_hash.clone());
         let rt = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || rt.block_on(ensure_binary(st, path, hash)))
+        tokio::task::spawn_blocking(move || rt.block_on(ensure_binary(st, dfs_client, path, hash)))
             .await
             .map_err(|e| Error::Protocol(format!("fetching the job binary panicked: {e}")))??
     };
@@ -340,8 +383,11 @@ async fn execute(
         .stdout(stdout)
         .stderr(stderr)
         .env("NO_COLOR", "1")
-        // The attempt's DFS calls act as the job's user (simple mode).
+        // The attempt's DFS calls act as the job's user: named (simple mode), or proven
+        // by the token in its file (token mode). A token of the worker's own environment
+        // is never passed on.
         .env("DFS_USER", &spec.user)
+        .env_remove(security::TOKEN_FILE_ENV)
         .kill_on_drop(true)
         .process_group(0);
     // SAFETY: runs in the forked child before exec and only makes the prctl system call,
@@ -353,6 +399,9 @@ async fn execute(
             }
             Ok(())
         });
+    }
+    if state.cfg.auth.secret.is_some() {
+        cmd.env(security::TOKEN_FILE_ENV, &token_file);
     }
     let mut child = cmd.spawn().map_err(Error::io(format!("cannot start {}", binary.display())))?;
     let timeout = Duration::from_millis(spec.timeout_ms);
@@ -417,7 +466,12 @@ fn create_in(dir: &Path, name: &str) -> Result<std::fs::File> {
 
 /// The local path of the job binary with content hash `hash`, fetching it from the DFS
 /// at `path` on first use.
-async fn ensure_binary(state: Arc<State>, path: String, hash: String) -> Result<PathBuf> {
+async fn ensure_binary(
+    state: Arc<State>,
+    client: dfs::Client,
+    path: String,
+    hash: String,
+) -> Result<PathBuf> {
     if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error::InvalidArgument(format!("bad binary hash {hash:?}")));
     }
@@ -436,7 +490,6 @@ async fn ensure_binary(state: Arc<State>, path: String, hash: String) -> Result<
     if local.is_file() {
         return Ok(local);
     }
-    let client = state.dfs().await?;
     let bytes = client.read_all(path.clone()).await?;
     let got = content_hash(&bytes);
     if got != hash {
@@ -445,6 +498,22 @@ async fn ensure_binary(state: Arc<State>, path: String, hash: String) -> Result<
     write_executable(&local, &bytes)?;
     info!(binary = %path, "job binary cached");
     Ok(local)
+}
+
+/// Writes a file only the worker's user may read (a spec names the job's shuffle
+/// secret).
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let what = || format!("cannot write {}", path.display());
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(Error::io(what()))?;
+    f.write_all(bytes).map_err(Error::io(what()))
 }
 
 fn write_executable(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -99,10 +99,8 @@ pub async fn run_with_ready(
     ready: impl FnOnce(std::net::SocketAddr) -> std::io::Result<()>,
 ) -> Result<()> {
     config.validate()?;
-    let mapping: Box<dyn identity::GroupMapping> = match &config.group_mapping {
-        Some(file) => Box::new(identity::StaticGroups::load(file)?),
-        None => Box::new(identity::UnixGroups),
-    };
+    let mapping = security::groups::from_flag(config.group_mapping.as_deref())
+        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
     let identities =
         Arc::new(identity::Identities::new(&config.superuser, &config.supergroup, mapping));
     let (audit, audit_writer) = match &config.audit_log {

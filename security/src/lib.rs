@@ -13,11 +13,13 @@
 //! - [`token`]: the signed bearer tokens of token mode and the cluster secret;
 //! - [`chunk_token`]: the master's signed capabilities for chunk data (HDFS block access
 //!   tokens), which chunkservers verify on every read, write, copy and recovery;
+//! - [`groups`]: a simple-mode caller's groups, resolved the same way by every server;
 //! - [`connections`]: the cap on open connections and the idle timeout every server
 //!   accepts under.
 
 pub mod chunk_token;
 pub mod connections;
+pub mod groups;
 pub mod tls;
 pub mod token;
 

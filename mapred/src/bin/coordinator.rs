@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use mapred::acl::AccessList;
 use mapred::config::CoordinatorConfig;
 
 /// Schedules MapReduce jobs on workers.
@@ -46,11 +47,22 @@ struct Cli {
     /// ... and at least this many milliseconds longer than that median.
     #[arg(long, env = "MAPRED_SPECULATIVE_LAG_MS", default_value_t = 5000)]
     speculative_lag_ms: u64,
+    /// Who may see and kill every job besides its owner and the user running the
+    /// coordinator, in Hadoop's ACL shape: `"user1,user2 group1,group2"` (users, a
+    /// space, groups; `" ops"` is the group alone; `*` is everyone).
+    #[arg(long, env = "MAPRED_ADMINS", default_value = "")]
+    admins: String,
+    /// A static group mapping, lines `user: group1,group2`, consulted before this
+    /// host's `/etc/group` (simple mode; give it the master's file).
+    #[arg(long)]
+    group_mapping: Option<PathBuf>,
     /// Write the bound address here once listening.
     #[arg(long)]
     addr_file: Option<PathBuf>,
     #[command(flatten)]
     connections: security::connections::LimitArgs,
+    #[command(flatten)]
+    auth: security::AuthArgs,
 }
 
 #[tokio::main]
@@ -80,6 +92,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         speculative_slowness: cli.speculative_slowness,
         speculative_lag: Duration::from_millis(cli.speculative_lag_ms),
         connections: cli.connections.limits(),
+        auth: cli.auth.load("coordinator").map_err(anyhow::Error::msg)?,
+        admins: AccessList::parse(&cli.admins).context("--admins")?,
+        group_mapping: cli.group_mapping,
     };
     cfg.validate()?;
     let listener = tokio::net::TcpListener::bind(&cli.addr)

@@ -44,6 +44,8 @@ struct Cli {
     addr_file: Option<PathBuf>,
     #[command(flatten)]
     connections: security::connections::LimitArgs,
+    #[command(flatten)]
+    auth: security::AuthArgs,
 }
 
 #[tokio::main]
@@ -74,6 +76,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         dir: cli.dir,
         heartbeat: Duration::from_millis(cli.heartbeat_ms),
         connections: cli.connections.limits(),
+        auth: cli.auth.load("worker").map_err(anyhow::Error::msg)?,
     };
     cfg.validate()?;
     if let Some(path) = &cli.addr_file {

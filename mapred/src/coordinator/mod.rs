@@ -4,8 +4,10 @@
 //! speculation), [`faults`] (worker death, lost output) and [`skip`] (skipping records
 //! shown to crash deterministically); [`journal`] records jobs on
 //! local disk so a restart does not forget them; [`service`] is the gRPC edge that carries
-//! out the core's actions against the chunk store and runs the housekeeping loop.
+//! out the core's actions against the chunk store and runs the housekeeping loop, and
+//! [`access`] its rules of who may do what to which job.
 
+pub mod access;
 pub mod core;
 pub mod faults;
 pub mod journal;

@@ -409,8 +409,11 @@ pub struct NewJob {
     pub reducers: u32,
     /// Options.
     pub conf: JobConf,
-    /// Submitting user.
+    /// Submitting user (the caller of `SubmitJob`): the job's owner.
     pub user: String,
+    /// Its groups as its token proved them (token mode; empty in simple mode, where the
+    /// master resolves them): the tokens minted for the job name them.
+    pub groups: Vec<String>,
     /// How input is read.
     pub input_format: InputFormat,
     /// One per map task.

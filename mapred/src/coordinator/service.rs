@@ -2,6 +2,13 @@
 //! out the core's [`Action`]s (commit renames, `_SUCCESS`, cleaning `_temporary`) on the
 //! chunk store in background tasks whose outcomes go back to the core.
 //!
+//! Every call is authorized here first ([`super::access`]): jobs belong to the caller
+//! that submitted them, their details and killing are for their owner and the admins,
+//! workers' calls need a service token in token mode. The coordinator's DFS calls made
+//! for a job (listing its input, making, committing and cleaning its output) act as the
+//! job's user: named (simple mode) or with a user token the coordinator mints under the
+//! cluster secret (token mode), and each task attempt is sent such a token too.
+//!
 //! Submission is where the coordinator itself does I/O before touching the core: it
 //! refuses an existing output directory (as Hadoop does), computes the splits from the
 //! inputs' chunk locations, and creates `OUT/_temporary`. Submissions and job ends are
@@ -11,6 +18,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use proto::mapred as pb;
 use proto::mapred::coordinator_server::{Coordinator, CoordinatorServer};
@@ -19,6 +27,7 @@ use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
+use super::access::{JobAccess, JobOp, require_service_or_owner};
 use super::core::{Action, Core, CoreConfig, Job, JobState, NewJob, Outcome};
 use super::journal::{Entry, Journal};
 use crate::config::{CoordinatorConfig, JobConf, keys};
@@ -27,14 +36,28 @@ use crate::error::{Error, Result};
 use crate::format::compute_splits;
 use crate::job_token::JobToken;
 use crate::spec::{InputFormat, Split};
+use security::token::{Claims, Kind};
 
 pub use proto::clock::wall_ms as now_ms;
+
+/// Longest a job's attempts may act as its user in token mode, counted from its
+/// submission: the tokens they are sent expire then (Hadoop's delegation tokens have the
+/// same 7-day maximum lifetime). A job still running after that fails its DFS calls.
+pub const MAX_JOB_TOKEN_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Lifetime of a token the coordinator mints for one of its own calls on a job's behalf
+/// (a commit, `_SUCCESS`, a clean-up): minted afresh for each, never sent anywhere.
+const OWN_CALL_TOKEN_LIFETIME: Duration = Duration::from_secs(600);
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
 
 struct Shared {
     core: Mutex<Core>,
     client: dfs::Client,
     cfg: CoordinatorConfig,
     journal: Journal,
+    access: JobAccess,
 }
 
 impl Shared {
@@ -44,19 +67,47 @@ impl Shared {
         self.core.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A DFS client acting as `user` (simple mode: the job's output is made, committed
-    /// and cleaned up as its submitter, who owns it); the coordinator's own for none.
-    fn client_as(&self, user: &str) -> Result<dfs::Client> {
+    /// A DFS client acting as `user` (in `groups`, token mode), so that a job's output
+    /// is made, committed and cleaned up as its submitter, who owns it: naming the user
+    /// (simple mode) or with a short-lived token minted for it (token mode). The
+    /// coordinator's own client for no user.
+    fn client_as(&self, user: &str, groups: &[String]) -> Result<dfs::Client> {
         if user.is_empty() {
             return Ok(self.client.clone());
         }
-        Ok(self.client.with_user(user)?)
+        match &self.cfg.auth.secret {
+            Some(secret) => {
+                let life = millis(OWN_CALL_TOKEN_LIFETIME);
+                let token = secret.issue(Kind::User, user, groups, now_ms(), life, life);
+                Ok(self.client.with_token(&token)?)
+            }
+            None => Ok(self.client.with_user(user)?),
+        }
     }
 
     /// The DFS client of job `job_id`'s user.
     fn job_client(&self, job_id: &str) -> Result<dfs::Client> {
-        let user = self.core().job(job_id).map(|j| j.def.user.clone()).unwrap_or_default();
-        self.client_as(&user)
+        let (user, groups) = self
+            .core()
+            .job(job_id)
+            .map(|j| (j.def.user.clone(), j.def.groups.clone()))
+            .unwrap_or_default();
+        self.client_as(&user, &groups)
+    }
+
+    /// The token an attempt of `job` makes its DFS calls with (token mode; empty in
+    /// simple mode): the job's user in the submitter's groups, expiring
+    /// [`MAX_JOB_TOKEN_LIFETIME`] after the job was submitted.
+    fn attempt_token(&self, job: &Job, now: i64) -> String {
+        let Some(secret) = &self.cfg.auth.secret else { return String::new() };
+        let end = job.submit_ms.saturating_add(millis(MAX_JOB_TOKEN_LIFETIME));
+        let life = end.saturating_sub(now).max(1);
+        secret.issue(Kind::User, &job.def.user, &job.def.groups, now, life, life)
+    }
+
+    /// The job's owner, if the job is known.
+    fn owner(&self, job_id: &str) -> Option<String> {
+        self.core().job(job_id).map(|j| j.def.user.clone())
     }
 }
 
@@ -68,13 +119,13 @@ fn execute(shared: &Arc<Shared>, actions: Vec<Action>) {
         tokio::spawn(async move {
             match action {
                 Action::Commit { attempt_id, renames } => {
-                    let user = shared
+                    let (user, groups) = shared
                         .core()
                         .attempt(&attempt_id)
-                        .map(|(j, _, _)| j.def.user.clone())
+                        .map(|(j, _, _)| (j.def.user.clone(), j.def.groups.clone()))
                         .unwrap_or_default();
                     let mut res = Ok(());
-                    match shared.client_as(&user) {
+                    match shared.client_as(&user, &groups) {
                         Ok(client) => {
                             for (from, to) in &renames {
                                 res = commit_one(&client, from, to).await;
@@ -274,6 +325,21 @@ pub fn job_status(j: &Job, tasks: bool) -> pb::JobStatus {
     }
 }
 
+/// A job's summary as shown to those who may not see its details (anyone but its owner
+/// and the admins): id, name, user, state, progress and times, as Hadoop's job list
+/// shows every job; its counters, error and output path are left out.
+fn summary_line(s: pb::JobStatus) -> pb::JobStatus {
+    pb::JobStatus {
+        counters: Vec::new(),
+        tasks: Vec::new(),
+        error: String::new(),
+        output: String::new(),
+        skipped_records: 0,
+        skip_allowed: 0,
+        ..s
+    }
+}
+
 /// The gRPC service.
 #[derive(Clone)]
 pub struct CoordinatorService {
@@ -292,6 +358,7 @@ impl Coordinator for CoordinatorService {
         &self,
         req: Request<pb::RegisterWorkerRequest>,
     ) -> Result<Response<pb::RegisterWorkerResponse>, Status> {
+        security::require_service(&req)?;
         let r = req.into_inner();
         if r.host.is_empty() || r.shuffle_addr.is_empty() || r.slots == 0 {
             return Err(Error::InvalidArgument(
@@ -318,9 +385,20 @@ impl Coordinator for CoordinatorService {
         &self,
         req: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        // Assignments carry the job token and a user token of each job: services only.
+        security::require_service(&req)?;
         let r = req.into_inner();
-        let (reply, actions) =
-            self.shared.core().heartbeat(&r.worker_id, r.free_slots, &r.running, now_ms());
+        let now = now_ms();
+        let (reply, actions) = {
+            let mut core = self.shared.core();
+            let (mut reply, actions) = core.heartbeat(&r.worker_id, r.free_slots, &r.running, now);
+            for a in &mut reply.tasks {
+                if let Some(job) = core.job(&a.spec.job_id) {
+                    a.spec.dfs_token = self.shared.attempt_token(job, now);
+                }
+            }
+            (reply, actions)
+        };
         execute(&self.shared, actions);
         let mut tasks = Vec::with_capacity(reply.tasks.len());
         for a in reply.tasks {
@@ -341,6 +419,7 @@ impl Coordinator for CoordinatorService {
         &self,
         req: Request<pb::ReportAttemptRequest>,
     ) -> Result<Response<pb::ReportAttemptResponse>, Status> {
+        security::require_service(&req)?;
         let r = req.into_inner();
         let outcome = match pb::AttemptOutcome::try_from(r.outcome) {
             Ok(pb::AttemptOutcome::Succeeded) => Outcome::Succeeded {
@@ -362,8 +441,22 @@ impl Coordinator for CoordinatorService {
         &self,
         req: Request<pb::SubmitJobRequest>,
     ) -> Result<Response<pb::SubmitJobResponse>, Status> {
+        // The job is the caller's: the name a request carries must be the caller's own
+        // (or none), so a mistaken or forged one is refused rather than run as someone.
+        let caller = self.shared.access.caller(&req)?;
+        // Token mode: the groups the token proves, passed on to the tokens minted for the
+        // job (never the coordinator's own mapping, which the master may not share).
+        let groups = req.extensions().get::<Claims>().map(|c| c.groups.clone()).unwrap_or_default();
         let r = req.into_inner();
-        let job = self.prepare(r).await?;
+        if !r.user.is_empty() && r.user != caller.user {
+            return Err(Error::PermissionDenied(format!(
+                "user={} may not submit a job as {}",
+                caller.user,
+                r.user.chars().take(security::MAX_NAME_LEN).collect::<String>().escape_debug()
+            ))
+            .into());
+        }
+        let job = self.prepare(r, caller.user, groups).await?;
         let (maps, reduces) = (job.splits.len() as u32, job.reducers);
         let (name, output, user) = (job.name.clone(), job.output.clone(), job.user.clone());
         let now = now_ms();
@@ -395,9 +488,11 @@ impl Coordinator for CoordinatorService {
         &self,
         req: Request<pb::GetJobRequest>,
     ) -> Result<Response<pb::JobStatus>, Status> {
+        let caller = self.shared.access.caller(&req)?;
         let id = req.into_inner().job_id;
         let core = self.shared.core();
         let job = core.job(&id).ok_or_else(|| Status::not_found(format!("no job {id}")))?;
+        self.shared.access.check(&caller, JobOp::View, &id, &job.def.user)?;
         Ok(Response::new(job_status(job, true)))
     }
 
@@ -405,12 +500,16 @@ impl Coordinator for CoordinatorService {
         &self,
         req: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        let caller = self.shared.access.caller(&req)?;
         let all = req.into_inner().all;
         let core = self.shared.core();
         let jobs = core
             .jobs()
             .filter(|j| all || j.state == JobState::Running)
-            .map(|j| job_status(j, false))
+            .map(|j| {
+                let s = job_status(j, false);
+                if self.shared.access.may(&caller, &j.def.user) { s } else { summary_line(s) }
+            })
             .collect();
         Ok(Response::new(pb::ListJobsResponse { jobs }))
     }
@@ -419,17 +518,23 @@ impl Coordinator for CoordinatorService {
         &self,
         req: Request<pb::KillJobRequest>,
     ) -> Result<Response<pb::KillJobResponse>, Status> {
+        let caller = self.shared.access.caller(&req)?;
         let id = req.into_inner().job_id;
+        // An unknown job is the core's to refuse (NOT_FOUND).
+        if let Some(owner) = self.shared.owner(&id) {
+            self.shared.access.check(&caller, JobOp::Kill, &id, &owner)?;
+        }
         let actions = self.shared.core().kill_job(&id, now_ms())?;
-        info!(job = %id, "job killed");
+        info!(job = %id, by = %caller.user, "job killed");
         execute(&self.shared, actions);
         Ok(Response::new(pb::KillJobResponse { killed: true }))
     }
 
     async fn list_workers(
         &self,
-        _req: Request<pb::ListWorkersRequest>,
+        req: Request<pb::ListWorkersRequest>,
     ) -> Result<Response<pb::ListWorkersResponse>, Status> {
+        self.shared.access.caller(&req)?;
         let core = self.shared.core();
         let workers = core
             .workers()
@@ -450,6 +555,8 @@ impl Coordinator for CoordinatorService {
         &self,
         req: Request<pb::ReportFetchFailureRequest>,
     ) -> Result<Response<pb::ReportFetchFailureResponse>, Status> {
+        let owner = self.shared.owner(&req.get_ref().job_id);
+        require_service_or_owner(&req, &req.get_ref().job_id, owner.as_deref())?;
         let r = req.into_inner();
         info!(job = %r.job_id, reducer = %r.reduce_attempt, map_attempt = %r.map_attempt, error = %r.error, "fetch failure reported");
         let actions = self.shared.core().fetch_failed(
@@ -468,6 +575,8 @@ impl Coordinator for CoordinatorService {
         &self,
         req: Request<pb::GetMapOutputsRequest>,
     ) -> Result<Response<pb::GetMapOutputsResponse>, Status> {
+        let owner = self.shared.owner(&req.get_ref().job_id);
+        require_service_or_owner(&req, &req.get_ref().job_id, owner.as_deref())?;
         let r = req.into_inner();
         let outputs = self
             .shared
@@ -489,9 +598,14 @@ pub const MAX_REDUCERS: u32 = 10_000;
 
 impl CoordinatorService {
     /// Checks a submission and turns it into a job for the core.
-    async fn prepare(&self, r: pb::SubmitJobRequest) -> Result<NewJob> {
+    async fn prepare(
+        &self,
+        r: pb::SubmitJobRequest,
+        user: String,
+        groups: Vec<String>,
+    ) -> Result<NewJob> {
         // The job's inputs are listed and its output made as its user.
-        let client = &self.shared.client_as(&r.user)?;
+        let client = &self.shared.client_as(&user, &groups)?;
         if r.name.is_empty() || r.binary_path.is_empty() {
             return Err(Error::InvalidArgument("a job needs a name and a binary".into()));
         }
@@ -533,7 +647,8 @@ impl CoordinatorService {
             output,
             reducers: r.reducers,
             conf,
-            user: r.user,
+            user,
+            groups,
             input_format,
             splits,
             token: JobToken::generate(),
@@ -565,8 +680,19 @@ pub async fn run(
         .map_err(Error::io(format!("cannot create {}", cfg.dir.display())))?;
     let addr: SocketAddr =
         listener.local_addr().map_err(Error::io("cannot read the listening address"))?;
-    let client = dfs::Client::connect(&cfg.master, dfs::ClientConfig::default()).await?;
+    // The coordinator's own DFS calls (the binary directory) are made as the user it
+    // runs as, in both modes: in token mode with a token it mints for that user, for an
+    // hour (it is used at start-up; every call for a job gets a token of its own).
+    let own = dfs::ClientConfig::default();
+    let token = cfg.auth.secret.as_ref().map(|secret| {
+        let life = millis(Duration::from_secs(3600));
+        secret.issue(Kind::User, &own.user, &[], now_ms(), life, life)
+    });
+    let client = dfs::Client::connect(&cfg.master, dfs::ClientConfig { token, ..own }).await?;
     prepare_binary_dir(&client).await;
+    let mapping = security::groups::from_flag(cfg.group_mapping.as_deref())
+        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let access = JobAccess::new(cfg.admins.clone().with_user(&security::os_user()), mapping);
     let core_cfg = CoreConfig {
         heartbeat_ms: cfg.heartbeat.as_millis() as i64,
         dead_after_ms: cfg.dead_after.as_millis() as i64,
@@ -594,7 +720,7 @@ pub async fn run(
         };
         core.restore_ended(&j.job_id, def, state, error, (j.submit_ms, finish));
     }
-    let shared = Arc::new(Shared { core: Mutex::new(core), client, cfg, journal });
+    let shared = Arc::new(Shared { core: Mutex::new(core), client, cfg, journal, access });
     for (job_id, output) in orphans {
         warn!(job = %job_id, "job was running when the coordinator stopped: reported failed");
         shared.core().mark_ended(&job_id);
@@ -616,10 +742,13 @@ pub async fn run(
             }
         })
     };
-    info!(%addr, "coordinator listening");
+    info!(%addr, auth = %shared.cfg.auth.mode, "coordinator listening");
+    // Token mode: every call must carry a valid token (users' and services' alike);
+    // which kind each call needs is checked in its handler.
+    let authenticate = shared.cfg.auth.interceptor();
     let svc = CoordinatorService { shared };
     let served = tonic::transport::Server::builder()
-        .add_service(CoordinatorServer::new(svc))
+        .add_service(CoordinatorServer::with_interceptor(svc, authenticate))
         .serve_with_incoming_shutdown(
             security::connections::guard(listener, cfg_connections, "coordinator"),
             shutdown,
