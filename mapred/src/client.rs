@@ -7,7 +7,7 @@ use std::time::Duration;
 use proto::mapred as pb;
 use proto::mapred::coordinator_client::CoordinatorClient;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::counters::Counters;
 use crate::error::{Error, Result};
@@ -54,15 +54,27 @@ impl JobClient {
     /// # Errors
     /// As [`JobClient::connect`].
     pub async fn connect_as(addr: &str, creds: &security::Credentials) -> Result<JobClient> {
+        JobClient::connect_with(addr, creds, security::tls::default_client().as_ref()).await
+    }
+
+    /// As [`JobClient::connect_as`], over `tls` (`None`: plain TCP) instead of the
+    /// process's TLS setting.
+    ///
+    /// # Errors
+    /// As [`JobClient::connect`].
+    pub async fn connect_with(
+        addr: &str,
+        creds: &security::Credentials,
+        tls: Option<&tonic::transport::ClientTlsConfig>,
+    ) -> Result<JobClient> {
         let attach = creds.attach().map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let unavailable = |cause: String| Error::Unavailable {
             what: "coordinator",
             addr: addr.to_owned(),
             cause,
         };
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|_| unavailable("not a host:port address".into()))?
-            .connect_timeout(Duration::from_secs(5))
+        let endpoint = security::tls::endpoint_with(addr, tls)
+            .map_err(unavailable)?
             .timeout(Duration::from_secs(60))
             .tcp_nodelay(true);
         let channel = endpoint.connect().await.map_err(|e| unavailable(root_cause(&e)))?;

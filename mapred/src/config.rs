@@ -42,6 +42,8 @@ pub struct CoordinatorConfig {
     /// How callers prove who they are, and the cluster secret the coordinator mints its
     /// jobs' user tokens under (token mode).
     pub auth: security::ServerAuth,
+    /// TLS for its port (`--tls-cert`, `--tls-key`); `None`: plain TCP.
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
     /// Who may see and kill every job, besides the user running the coordinator
     /// (`--admins`, Hadoop's `mapreduce.cluster.administrators`).
     pub admins: AccessList,
@@ -99,6 +101,8 @@ pub struct WorkerConfig {
     /// How callers prove who they are; in token mode, the service token the worker
     /// calls the coordinator with.
     pub auth: security::ServerAuth,
+    /// TLS for its shuffle port (`--tls-cert`, `--tls-key`); `None`: plain TCP.
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 impl WorkerConfig {
@@ -430,6 +434,7 @@ mod tests {
             heartbeat: Duration::from_millis(100),
             connections: Limits::default(),
             auth: security::ServerAuth::simple(),
+            tls: None,
         };
         assert!(w.validate().is_err());
         assert!(WorkerConfig { slots: 2, ..w }.validate().is_ok());
@@ -445,6 +450,7 @@ mod tests {
             speculative_lag: Duration::from_secs(5),
             connections: Limits::default(),
             auth: security::ServerAuth::simple(),
+            tls: None,
             admins: AccessList::nobody(),
             group_mapping: None,
         };

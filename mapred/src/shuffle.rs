@@ -37,7 +37,6 @@ use proto::mapred::shuffle_client::ShuffleClient;
 use proto::mapred::shuffle_server::Shuffle;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Endpoint;
 use tonic::{Request, Response, Status};
 use tracing::{debug, warn};
 
@@ -228,11 +227,8 @@ pub async fn fetch_partitions(
     spill_dir: &Path,
     recovery: &FetchRecovery,
 ) -> Result<(Vec<Run>, u64)> {
-    let coordinator = Endpoint::from_shared(format!("http://{}", recovery.coordinator))
-        .map_err(|_| {
-            Error::InvalidArgument(format!("bad coordinator address {}", recovery.coordinator))
-        })?
-        .connect_timeout(Duration::from_secs(5))
+    let coordinator = security::tls::endpoint(&recovery.coordinator)
+        .map_err(|e| Error::InvalidArgument(format!("coordinator: {e}")))?
         .timeout(Duration::from_secs(30))
         .connect_lazy();
     let fetcher = Fetcher {
@@ -397,8 +393,8 @@ impl Fetcher<'_> {
 }
 
 fn connect(addr: &str, credentials: security::Attach) -> Result<ShuffleClient<CallerChannel>> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|_| Error::InvalidArgument(format!("bad worker address {addr}")))?
+    let endpoint = security::tls::endpoint(addr)
+        .map_err(|e| Error::InvalidArgument(format!("worker: {e}")))?
         .tcp_nodelay(true)
         .initial_stream_window_size(16 << 20)
         .initial_connection_window_size(64 << 20);

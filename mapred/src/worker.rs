@@ -57,7 +57,6 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot, watch};
 use tokio::task::JoinSet;
-use tonic::transport::Endpoint;
 use tracing::{debug, info, warn};
 
 use crate::client::CallerChannel;
@@ -130,11 +129,8 @@ pub async fn run(
     }
     let shuffle_addr =
         listener.local_addr().map_err(Error::io("cannot read the listening address"))?.to_string();
-    let endpoint = Endpoint::from_shared(format!("http://{}", cfg.coordinator))
-        .map_err(|_| {
-            Error::InvalidArgument(format!("bad coordinator address {}", cfg.coordinator))
-        })?
-        .connect_timeout(Duration::from_secs(5))
+    let endpoint = security::tls::endpoint(&cfg.coordinator)
+        .map_err(|e| Error::InvalidArgument(format!("coordinator: {e}")))?
         .timeout(Duration::from_secs(30))
         .tcp_nodelay(true);
     let attach = cfg.auth.attach("worker").map_err(|e| Error::InvalidArgument(e.to_string()))?;
@@ -152,7 +148,13 @@ pub async fn run(
     let beats = tokio::spawn(heartbeat_loop(state.clone(), stop_rx));
     info!(shuffle = %shuffle_addr, host = %cfg.host, slots = cfg.slots, auth = %cfg.auth.mode, "worker listening");
     // Token mode: every fetch carries a valid token; whose it may be is checked per job.
-    let served = tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = cfg.tls.clone() {
+        server = server
+            .tls_config(tls)
+            .map_err(|e| Error::InvalidArgument(format!("TLS on the shuffle port: {e}")))?;
+    }
+    let served = server
         .add_service(tonic::service::interceptor::InterceptedService::new(
             ShuffleServer::new(ShuffleService::new(&cfg.dir))
                 .max_encoding_message_size(MAX_MESSAGE)
@@ -403,6 +405,11 @@ async fn execute(
     if state.cfg.auth.secret.is_some() {
         cmd.env(security::TOKEN_FILE_ENV, &token_file);
     }
+    // The attempt talks to the cluster as the worker does: over TLS if the worker does.
+    match security::tls::ca_path() {
+        Some(ca) => cmd.env(security::tls::CA_ENV, ca),
+        None => cmd.env_remove(security::tls::CA_ENV),
+    };
     let mut child = cmd.spawn().map_err(Error::io(format!("cannot start {}", binary.display())))?;
     let timeout = Duration::from_millis(spec.timeout_ms);
     let progress = spec.progress_file();

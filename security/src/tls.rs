@@ -60,6 +60,14 @@ impl TlsArgs {
 }
 
 static CLIENT: OnceLock<Option<ClientTlsConfig>> = OnceLock::new();
+static CA_PATH: OnceLock<Option<PathBuf>> = OnceLock::new();
+
+/// The CA file this process's client TLS trusts, if it speaks TLS: what a worker hands
+/// its task attempts (`DFS_TLS_CA`) so their calls speak TLS too.
+pub fn ca_path() -> Option<&'static Path> {
+    client()?;
+    CA_PATH.get().and_then(Option::as_deref)
+}
 
 /// Sets this process's client TLS from the CA certificate at `ca` (else `DFS_TLS_CA`,
 /// else plain TCP). The first call wins; later ones must agree.
@@ -73,7 +81,10 @@ pub fn init_client(ca: Option<&Path>) -> Result<(), String> {
         Some(p) => Some(client_config(p)?),
         None => None,
     };
-    let set = CLIENT.get_or_init(|| config.clone());
+    let set = CLIENT.get_or_init(|| {
+        let _ = CA_PATH.set(path.clone());
+        config.clone()
+    });
     if set.is_some() != config.is_some() {
         return Err("TLS for outgoing calls was already set up differently".to_owned());
     }

@@ -208,7 +208,9 @@ impl MiniCluster {
         let addr = self
             .coordinator_addr()
             .ok_or_else(|| Error::InvalidOptions("this cluster runs no coordinator".into()))?;
-        Ok(mapred::client::JobClient::connect(addr).await?)
+        let creds = self.credentials(&security::os_user());
+        Ok(mapred::client::JobClient::connect_with(addr, &creds, self.client_tls().as_ref())
+            .await?)
     }
 
     /// Waits until job `job` is no longer running, and returns its final status.

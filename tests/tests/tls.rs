@@ -75,3 +75,57 @@ async fn token_mode_over_tls() {
     let out = c.dfs(&["auth", "token", "--user", "alice"]);
     assert!(out.assert_ok().stdout_str().trim().contains('.'));
 }
+
+/// Words of `text`, counted the way wordcount counts them.
+fn count_words(text: &[u8]) -> std::collections::BTreeMap<String, u64> {
+    let mut counts = std::collections::BTreeMap::new();
+    for w in text.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()) {
+        *counts.entry(String::from_utf8_lossy(w).into_owned()).or_default() += 1;
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn word_count_runs_over_tls_in_token_mode() {
+    let options = ClusterOptions {
+        chunkservers: 2,
+        replication: 2,
+        tls: true,
+        token_auth: true,
+        ..ClusterOptions::for_mapreduce_tests()
+    };
+    let c = match MiniCluster::start(options).await {
+        Ok(c) => c,
+        Err(e) => panic!("cannot start the mini cluster: {e}"),
+    };
+    // Text over several 1 MiB chunks, so maps read remote and local replicas and the
+    // reducers fetch from both workers.
+    let mut text = Vec::new();
+    let mut g = tests::data::DataGen::new(7);
+    let mut b = [0u8; 4];
+    while text.len() < 3 << 20 {
+        g.fill(&mut b);
+        text.extend_from_slice(format!("w{} ", u16::from_le_bytes([b[0], b[1]]) % 500).as_bytes());
+        if b[2] % 9 == 0 {
+            text.push(b'\n');
+        }
+    }
+    c.dfs_with_stdin(&["put", "-p", "-", "/in/text"], Some(&text)).assert_ok();
+    let out = c.mr(
+        "mapred-examples",
+        &["submit", "wordcount", "--input", "/in", "--output", "/out", "--reducers", "2"],
+    );
+    out.assert_ok();
+    let client = c.client().await.expect("client");
+    let mut got = std::collections::BTreeMap::new();
+    for f in client.list("/out").await.expect("list") {
+        if f.path.as_str().rsplit('/').next().is_some_and(|n| n.starts_with("part-")) {
+            let data = client.read_all(f.path.as_str()).await.expect("read");
+            for line in String::from_utf8(data).expect("utf-8").lines() {
+                let (w, n) = line.split_once('\t').expect("word TAB count");
+                got.insert(w.to_owned(), n.parse::<u64>().expect("count"));
+            }
+        }
+    }
+    assert!(got == count_words(&text), "word counts differ ({} words)", got.len());
+}

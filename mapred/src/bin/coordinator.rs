@@ -63,6 +63,8 @@ struct Cli {
     connections: security::connections::LimitArgs,
     #[command(flatten)]
     auth: security::AuthArgs,
+    #[command(flatten)]
+    tls: security::tls::TlsArgs,
 }
 
 #[tokio::main]
@@ -93,6 +95,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         speculative_lag: Duration::from_millis(cli.speculative_lag_ms),
         connections: cli.connections.limits(),
         auth: cli.auth.load("coordinator").map_err(anyhow::Error::msg)?,
+        tls: cli.tls.load().map_err(anyhow::Error::msg)?,
         admins: AccessList::parse(&cli.admins).context("--admins")?,
         group_mapping: cli.group_mapping,
     };

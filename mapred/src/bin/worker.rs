@@ -46,6 +46,8 @@ struct Cli {
     connections: security::connections::LimitArgs,
     #[command(flatten)]
     auth: security::AuthArgs,
+    #[command(flatten)]
+    tls: security::tls::TlsArgs,
 }
 
 #[tokio::main]
@@ -77,6 +79,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         heartbeat: Duration::from_millis(cli.heartbeat_ms),
         connections: cli.connections.limits(),
         auth: cli.auth.load("worker").map_err(anyhow::Error::msg)?,
+        tls: cli.tls.load().map_err(anyhow::Error::msg)?,
     };
     cfg.validate()?;
     if let Some(path) = &cli.addr_file {

@@ -746,8 +746,15 @@ pub async fn run(
     // Token mode: every call must carry a valid token (users' and services' alike);
     // which kind each call needs is checked in its handler.
     let authenticate = shared.cfg.auth.interceptor();
+    let tls = shared.cfg.tls.clone();
     let svc = CoordinatorService { shared };
-    let served = tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server
+            .tls_config(tls)
+            .map_err(|e| Error::InvalidArgument(format!("TLS on the coordinator port: {e}")))?;
+    }
+    let served = server
         .add_service(CoordinatorServer::with_interceptor(svc, authenticate))
         .serve_with_incoming_shutdown(
             security::connections::guard(listener, cfg_connections, "coordinator"),
