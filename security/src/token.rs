@@ -317,22 +317,31 @@ pub fn read_token_file(path: &Path) -> Result<String, AuthError> {
 /// # Errors
 /// [`AuthError::TokenFile`] naming the file.
 pub fn write_token_file(path: &Path, token: &str) -> Result<(), AuthError> {
-    let bad = |e: std::io::Error| AuthError::TokenFile {
-        path: path.display().to_string(),
-        why: e.to_string(),
-    };
+    write_private(path, &format!("{token}\n"))
+        .map_err(|e| AuthError::TokenFile { path: path.display().to_string(), why: e.to_string() })
+}
+
+/// Writes `text` to `path` with mode 0600, atomically (a temporary file beside it,
+/// synced, renamed over it, the directory synced): a private file (a token, a
+/// chunkserver's id secret) is either whole or absent, never half-written.
+///
+/// # Errors
+/// The I/O error; the temporary file is removed.
+pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.{:08x}.tmp", rand::random::<u32>()));
     let written = (|| {
         let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-        f.write_all(format!("{token}\n").as_bytes())?;
+        f.write_all(text.as_bytes())?;
         f.sync_all()?;
-        fs::rename(&tmp, path)
+        fs::rename(&tmp, path)?;
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        fs::File::open(dir)?.sync_all()
     })();
     if written.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    written.map_err(bad)
+    written
 }
 
 /// Service credentials minted on demand from the cluster secret: a chunkserver, worker,

@@ -536,7 +536,6 @@ fn load_or_create_id(dir: &Path) -> Result<String> {
 /// proof of this chunkserver's id, which lives and dies with the id in the same directory.
 fn load_or_create_id_secret(dir: &Path) -> Result<[u8; 32]> {
     use security::token::hex;
-    use std::os::unix::fs::OpenOptionsExt;
     let path = dir.join("ID_SECRET");
     match fs::read_to_string(&path) {
         Ok(s) => hex::decode::<32>(s.trim()).ok_or_else(|| Error::BadMeta {
@@ -545,17 +544,8 @@ fn load_or_create_id_secret(dir: &Path) -> Result<[u8; 32]> {
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let secret: [u8; 32] = rand::random();
-            let tmp = dir.join("ID_SECRET.tmp");
-            let write = || -> std::io::Result<()> {
-                let _ = fs::remove_file(&tmp);
-                let mut f =
-                    fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-                f.write_all(format!("{}\n", hex::encode(&secret)).as_bytes())?;
-                f.sync_all()?;
-                fs::rename(&tmp, &path)?;
-                File::open(dir)?.sync_all()
-            };
-            write().map_err(|e| Error::io(format!("create {}", path.display()), e))?;
+            security::token::write_private(&path, &format!("{}\n", hex::encode(&secret)))
+                .map_err(|e| Error::io(format!("create {}", path.display()), e))?;
             Ok(secret)
         }
         Err(e) => Err(Error::io(format!("read {}", path.display()), e)),

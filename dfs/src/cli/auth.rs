@@ -11,7 +11,6 @@
 //! `secret`, `show` and `token --secret-file` need no master.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use clap::Subcommand;
 use security::token::{self, Kind, Secret};
@@ -59,50 +58,41 @@ const LOCAL_LIFETIME_SECS: u64 = 24 * 3600;
 /// Its maximum lifetime (HDFS's default: 7 days).
 const LOCAL_MAX_SECS: u64 = 7 * 24 * 3600;
 
-impl AuthCommand {
-    /// Whether it runs without a master.
-    pub(super) fn is_local(&self) -> bool {
-        matches!(
-            self,
-            AuthCommand::Secret { .. }
-                | AuthCommand::Show
-                | AuthCommand::Token { secret_file: Some(_), .. }
-        )
-    }
-}
-
-/// Runs a command that needs no master; `user` is the global --user.
-pub(super) fn local(cmd: &AuthCommand, user: Option<&str>) -> Result<(), String> {
-    match cmd {
-        AuthCommand::Secret { file, rotate: false } => {
-            Secret::generate().create(file).map_err(|e| e.to_string())?;
-            print(&format!("created cluster secret {}\n", file.display()))
-        }
+/// Runs a command that needs no master (`user` is the global --user); `None` for one
+/// that does ([`remote`]).
+pub(super) fn local(cmd: &AuthCommand, user: Option<&str>) -> Option<Result<(), String>> {
+    Some(match cmd {
+        AuthCommand::Secret { file, rotate: false } => Secret::generate()
+            .create(file)
+            .map_err(|e| e.to_string())
+            .and_then(|()| print(&format!("created cluster secret {}\n", file.display()))),
         AuthCommand::Secret { file, rotate: true } => rotate(file),
         AuthCommand::Token { groups, lifetime_secs, secret_file: Some(path) } => {
-            let secret = Arc::new(Secret::load(path).map_err(|e| e.to_string())?);
-            let user = user.map_or_else(security::local_user, str::to_owned);
-            security::check_name(&user).map_err(|e| format!("--user: {e}"))?;
-            for g in groups {
-                security::check_name(g).map_err(|e| format!("--groups: {e}"))?;
-            }
-            let life = lifetime_secs.unwrap_or(LOCAL_LIFETIME_SECS).max(1);
-            let ms = |s: u64| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
-            let t = secret.issue(
-                Kind::User,
-                &user,
-                groups,
-                proto::clock::wall_ms(),
-                ms(life),
-                ms(LOCAL_MAX_SECS.max(life)),
-            );
-            print(&format!("{t}\n"))
+            local_token(path, groups, *lifetime_secs, user)
         }
         AuthCommand::Show => show(),
-        AuthCommand::Token { secret_file: None, .. } | AuthCommand::Renew { .. } => {
-            Err("needs the master".to_owned())
-        }
+        AuthCommand::Token { secret_file: None, .. } | AuthCommand::Renew { .. } => return None,
+    })
+}
+
+/// A token for `user` signed here with the secret at `path` (a new cluster's first).
+fn local_token(
+    path: &Path,
+    groups: &[String],
+    lifetime_secs: Option<u64>,
+    user: Option<&str>,
+) -> Result<(), String> {
+    let secret = Secret::load(path).map_err(|e| e.to_string())?;
+    let user = user.map_or_else(security::local_user, str::to_owned);
+    security::check_name(&user).map_err(|e| format!("--user: {e}"))?;
+    for g in groups {
+        security::check_name(g).map_err(|e| format!("--groups: {e}"))?;
     }
+    let life = lifetime_secs.unwrap_or(LOCAL_LIFETIME_SECS).max(1);
+    let ms = |s: u64| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let now = proto::clock::wall_ms();
+    let t = secret.issue(Kind::User, &user, groups, now, ms(life), ms(LOCAL_MAX_SECS.max(life)));
+    print(&format!("{t}\n"))
 }
 
 fn print(text: &str) -> Result<(), String> {
@@ -181,10 +171,7 @@ pub(super) async fn remote(ctx: &mut Ctx, cmd: &AuthCommand, user: Option<&str>)
                 super::ls::format_time(renewed.expires_ms)
             )));
         }
-        local_cmd => {
-            if let Err(e) = local(local_cmd, user) {
-                ctx.fail_msg(e);
-            }
-        }
+        // Run by `local` before any connection is made.
+        AuthCommand::Secret { .. } | AuthCommand::Show | AuthCommand::Token { .. } => {}
     }
 }

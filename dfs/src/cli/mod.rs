@@ -436,9 +436,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         let _ = writeln!(std::io::stderr(), "dfs: {line}");
     }));
     if let Command::Auth(a) = &cli.command
-        && a.is_local()
+        && let Some(done) = auth::local(a, cli.user.as_deref())
     {
-        return match auth::local(a, cli.user.as_deref()) {
+        return match done {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 print_error(cmd, e);

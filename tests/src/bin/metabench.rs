@@ -432,12 +432,12 @@ async fn grpc(cli: &Cli, token: bool, rows: &mut Vec<Row>) -> Result<()> {
     let user_token =
         token.then(|| secret.issue(security::token::Kind::User, &user, &[], now, hour, hour));
     let attach = security::Credentials { user, token: user_token }.attach()?;
-    let service = security::ServerAuth::token(secret.clone(), "chunkserver");
     let service = if token {
-        service.attach("chunkserver")?
+        security::ServerAuth::token(secret.clone(), "chunkserver")
     } else {
-        security::Credentials::simple("cs").attach()?
+        security::ServerAuth::simple()
     };
+    let service = service.attach("chunkserver")?;
     let rpc = Rpc {
         attach,
         channels,
