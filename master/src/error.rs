@@ -106,6 +106,19 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// This member of a replicated master group does not lead it (or lost the lead before
+    /// the change was committed: it may still be, by the new leader; retry there with the
+    /// same call id).
+    #[error("{why}{}", leader.as_ref().map(|l| format!("; the leader is {l}")).unwrap_or_default())]
+    NotLeader {
+        /// What happened.
+        why: String,
+        /// The leader's `host:port`, if known.
+        leader: Option<String>,
+    },
+    /// The leader could not make a change durable on a majority of its group.
+    #[error("no quorum: {0}")]
+    NoQuorum(String),
     /// Metadata on disk (a log segment or a checkpoint) cannot be trusted.
     #[error("{file} at offset {offset}: {reason}")]
     Corrupt {
@@ -180,6 +193,8 @@ impl Error {
             Error::UnknownChunkserver(_) => ErrorReason::UnknownChunkserver,
             Error::SafeMode(_) => ErrorReason::SafeMode,
             Error::LogFailed { .. } => ErrorReason::LogFailed,
+            Error::NotLeader { .. } => ErrorReason::NotLeader,
+            Error::NoQuorum(_) => ErrorReason::NoQuorum,
             Error::Corrupt { .. } | Error::CheckpointLost { .. } => ErrorReason::Corrupt,
             Error::TaskDied { .. } | Error::CoreFailed | Error::Transport(_) | Error::Io { .. } => {
                 ErrorReason::Internal
@@ -202,7 +217,10 @@ impl Error {
             | Error::WrongChunk { .. }
             | Error::UnknownChunkserver(_)
             | Error::SafeMode(_) => Code::FailedPrecondition,
-            Error::NoChunkservers | Error::LogFailed { .. } => Code::Unavailable,
+            Error::NoChunkservers
+            | Error::LogFailed { .. }
+            | Error::NotLeader { .. }
+            | Error::NoQuorum(_) => Code::Unavailable,
             Error::NoSpace { .. } | Error::HandlesExhausted => Code::ResourceExhausted,
             Error::PermissionDenied { .. } => Code::PermissionDenied,
             Error::Transport(_)
@@ -217,6 +235,9 @@ impl Error {
 
 impl From<Error> for tonic::Status {
     fn from(e: Error) -> Self {
+        if let Error::NotLeader { leader, .. } = &e {
+            return reason::not_leader(e.to_string(), leader.as_deref());
+        }
         reason::status(e.code(), e.to_string(), e.reason())
     }
 }
@@ -237,6 +258,8 @@ mod tests {
             (Error::NoSpace { chunk_size: 1, live: 1, most_free: 0 }, Code::ResourceExhausted),
             (Error::HandlesExhausted, Code::ResourceExhausted),
             (Error::NotFound("/x".into()), Code::NotFound),
+            (Error::NotLeader { why: "a follower".into(), leader: None }, Code::Unavailable),
+            (Error::NoQuorum("2 of 3 members unreachable".into()), Code::Unavailable),
         ];
         for (err, code) in cases {
             let (reason, message) = (err.reason(), err.to_string());

@@ -37,11 +37,24 @@ const TYPE_URL: &str = "type.googleapis.com/gfs.v1.ErrorDetail";
 /// limit would otherwise do that (it is sent twice: as `grpc-message` and inside the
 /// details, base64-encoded).
 pub fn status(code: Code, message: impl Into<String>, reason: ErrorReason) -> Status {
+    with_detail(code, message, ErrorDetail { reason: reason.into(), leader: String::new() })
+}
+
+/// UNAVAILABLE with [`ErrorReason::NotLeader`] and the leader's address (`None`: not known
+/// to the member answering).
+pub fn not_leader(message: impl Into<String>, leader: Option<&str>) -> Status {
+    let detail = ErrorDetail {
+        reason: ErrorReason::NotLeader.into(),
+        leader: leader.unwrap_or_default().to_owned(),
+    };
+    with_detail(Code::Unavailable, message, detail)
+}
+
+fn with_detail(code: Code, message: impl Into<String>, detail: ErrorDetail) -> Status {
     let message = bounded(message.into());
-    if reason == ErrorReason::Unspecified {
+    if detail.reason == i32::from(ErrorReason::Unspecified) {
         return Status::new(code, message);
     }
-    let detail = ErrorDetail { reason: reason.into() };
     let envelope = rpc::Status {
         code: code as i32,
         message: message.clone(),
@@ -72,16 +85,25 @@ pub fn bounded(message: String) -> String {
 /// Never fails: details that do not decode, or a reason this build does not know (from a
 /// newer server), also read as unspecified, leaving the caller the gRPC code to go on.
 pub fn of(status: &Status) -> ErrorReason {
-    let Ok(envelope) = rpc::Status::decode(status.details()) else {
-        return ErrorReason::Unspecified;
-    };
+    detail(status)
+        .and_then(|detail| ErrorReason::try_from(detail.reason).ok())
+        .unwrap_or(ErrorReason::Unspecified)
+}
+
+/// The leader a [`ErrorReason::NotLeader`] status names, if any.
+pub fn leader_of(status: &Status) -> Option<String> {
+    detail(status)
+        .filter(|d| d.reason == i32::from(ErrorReason::NotLeader) && !d.leader.is_empty())
+        .map(|d| d.leader)
+}
+
+fn detail(status: &Status) -> Option<ErrorDetail> {
+    let envelope = rpc::Status::decode(status.details()).ok()?;
     envelope
         .details
         .iter()
         .filter(|any| any.type_url.rsplit('/').next() == TYPE_URL.rsplit('/').next())
         .find_map(|any| ErrorDetail::decode(any.value.as_slice()).ok())
-        .and_then(|detail| ErrorReason::try_from(detail.reason).ok())
-        .unwrap_or(ErrorReason::Unspecified)
 }
 
 #[cfg(test)]
@@ -129,6 +151,20 @@ mod tests {
     }
 
     #[test]
+    fn a_not_leader_status_names_the_leader_through_the_trailers() {
+        let sent = not_leader("master 2 is a follower", Some("127.0.0.3:9000"));
+        let mut headers = HeaderMap::new();
+        sent.add_header(&mut headers).expect("encodes");
+        let received = Status::from_header_map(&headers).expect("a status");
+        assert_eq!(received.code(), Code::Unavailable);
+        assert_eq!(of(&received), ErrorReason::NotLeader);
+        assert_eq!(leader_of(&received).as_deref(), Some("127.0.0.3:9000"));
+        assert_eq!(leader_of(&not_leader("no leader yet", None)), None);
+        let other = status(Code::Unavailable, "safe mode", ErrorReason::SafeMode);
+        assert_eq!(leader_of(&other), None);
+    }
+
+    #[test]
     fn a_status_without_a_reason_is_unspecified() {
         assert_eq!(
             of(&Status::failed_precondition("master is in safe mode")),
@@ -154,7 +190,7 @@ mod tests {
                 message: "x".into(),
                 details: vec![prost_types::Any {
                     type_url: type_url.into(),
-                    value: ErrorDetail { reason }.encode_to_vec(),
+                    value: ErrorDetail { reason, leader: String::new() }.encode_to_vec(),
                 }],
             };
             Status::with_details(Code::Internal, "x", envelope.encode_to_vec().into())
