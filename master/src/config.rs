@@ -68,6 +68,9 @@ pub struct Config {
     /// Most entries in one `ListDir` answer (HDFS's `dfs.ls.limit`): a bigger directory
     /// is listed in pages, so no answer, and no time under the lock, grows with it.
     pub ls_limit: usize,
+    /// The replicated master group this master is a member of (`--id`, `--peers` with
+    /// more than one member); `None`: a single master with its own operation log.
+    pub group: Option<crate::raft::GroupConfig>,
 }
 
 /// Where the master writes its audit log ([`crate::audit`]).
@@ -117,6 +120,7 @@ impl Default for Config {
             token_renew_interval: Duration::from_secs(24 * 3600),
             token_max_lifetime: Duration::from_secs(7 * 24 * 3600),
             ls_limit: DEFAULT_LS_LIMIT,
+            group: None,
         }
     }
 }

@@ -169,6 +169,17 @@ impl Core {
         self.leases.adopt(writers.iter().map(String::as_str), now);
     }
 
+    /// Makes a follower that was just elected its group's leader ready to decide: every
+    /// file left open gets a fresh lease (leases are not logged, and a new leader grants
+    /// them anew as a restarted master does). What it learnt from chunkservers' reports
+    /// as a follower stays: it knows where replicas are and need not wait in safe mode.
+    pub fn promote(&mut self, now: Instant) {
+        let writers: Vec<String> =
+            self.ns.open_files().into_iter().map(|(_, w)| w.to_owned()).collect();
+        self.leases.restart(writers.iter().map(String::as_str), now);
+        self.update_safemode(now);
+    }
+
     /// Fails unless a namespace change may be made now: not in safe mode. (Whether the
     /// log can take the record is the driver's to check.)
     ///

@@ -91,6 +91,36 @@ impl Driver {
         self.master.lock().map_err(|_| Error::CoreFailed)
     }
 
+    /// Whether this master leads (always, alone) and its term (0 alone): what heartbeat
+    /// answers say, so chunkservers take orders from the leader only.
+    pub fn leadership(&self) -> Result<(bool, u64)> {
+        let m = self.lock()?;
+        Ok(match m.journal.replica() {
+            None => (true, 0),
+            Some(r) => (r.ready(), r.metrics().current_term),
+        })
+    }
+
+    /// Fails unless this master may take a change now: alone always, in a group as its
+    /// ready leader.
+    ///
+    /// # Errors
+    /// [`Error::NotLeader`] naming the leader.
+    pub fn check_leader(&self) -> Result<()> {
+        let m = self.lock()?;
+        m.journal.replica().map_or(Ok(()), |r| r.writable())
+    }
+
+    /// Fails unless this master may answer a read: alone always; in a group as its leader
+    /// within its lease, or any member when the caller accepts stale answers.
+    ///
+    /// # Errors
+    /// [`Error::NotLeader`] naming the leader.
+    pub fn check_read(&self, stale_ok: bool) -> Result<()> {
+        let m = self.lock()?;
+        m.journal.replica().map_or(Ok(()), |r| r.readable(stale_ok))
+    }
+
     /// Applies `cmd` now, then waits until its records are durable; returns its outcome.
     ///
     /// # Errors
@@ -131,13 +161,28 @@ pub trait ReplicaSettler: Send + Sync + 'static {
 pub struct GrpcSettler {
     tokens: Arc<ChunkTokens>,
     attach: security::Attach,
+    /// The term the master leads in (0 alone): chunkservers refuse orders of older terms.
+    term: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl GrpcSettler {
     /// A settler signing its orders with `tokens`, calling with the master's own
     /// credentials `attach` (a service token in token mode).
     pub fn new(tokens: Arc<ChunkTokens>, attach: security::Attach) -> GrpcSettler {
-        GrpcSettler { tokens, attach }
+        GrpcSettler { tokens, attach, term: Arc::default() }
+    }
+
+    /// As [`GrpcSettler::new`], for a member of a master group leading in `term`.
+    pub fn with_term(
+        tokens: Arc<ChunkTokens>,
+        attach: security::Attach,
+        term: Arc<std::sync::atomic::AtomicU64>,
+    ) -> GrpcSettler {
+        GrpcSettler { tokens, attach, term }
+    }
+
+    fn term(&self) -> u64 {
+        self.term.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn token(&self, handle: ChunkHandle, version: u64) -> bytes::Bytes {
@@ -165,7 +210,12 @@ impl ReplicaSettler for GrpcSettler {
     ) -> std::result::Result<u64, String> {
         let mut cs = client_for(addr, &self.attach)?;
         let token = self.token(handle, version);
-        let req = RecoverReplicaRequest { handle: handle.0, new_version: version, token };
+        let req = RecoverReplicaRequest {
+            handle: handle.0,
+            new_version: version,
+            token,
+            term: self.term(),
+        };
         match tokio::time::timeout(CALL_TIMEOUT, cs.recover_replica(req)).await {
             Ok(Ok(r)) => Ok(r.into_inner().length),
             Ok(Err(s)) => Err(s.message().to_owned()),
@@ -182,7 +232,8 @@ impl ReplicaSettler for GrpcSettler {
     ) -> std::result::Result<(), String> {
         let mut cs = client_for(addr, &self.attach)?;
         let token = self.token(handle, version);
-        let req = FinalizeReplicaRequest { handle: handle.0, version, length, token };
+        let req =
+            FinalizeReplicaRequest { handle: handle.0, version, length, token, term: self.term() };
         match tokio::time::timeout(CALL_TIMEOUT, cs.finalize_replica(req)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(s)) => Err(s.message().to_owned()),
@@ -255,6 +306,11 @@ pub async fn monitor<S: ReplicaSettler>(
                 error!("the master's state failed under its lock: the monitor stops");
                 return;
             };
+            // In a master group only the leader repairs, recovers leases and orders
+            // chunkservers about: a follower's copies would never be carried out.
+            if m.journal.replica().is_some_and(|r| !r.ready()) {
+                continue;
+            }
             let log_writable = m.journal.writable().is_ok();
             let (out, _) = m.apply(Command::Tick { log_writable }, driver.now());
             // Everything appended so far includes each recovery's version bump.

@@ -60,6 +60,16 @@ impl Leases {
 
     /// Gives every writer of an open file a fresh lease unless it has one (after a
     /// restart, or a file whose writer never renewed with this master).
+    /// Forgets every lease and recovery and gives each of `writers` a fresh lease from
+    /// `now`: what a member that just became the group's leader does, since leases are
+    /// not logged and its followers' view of them is stale.
+    pub fn restart<'a>(&mut self, writers: impl IntoIterator<Item = &'a str>, now: Instant) {
+        self.renewed.clear();
+        self.recovering.clear();
+        self.adopt(writers, now);
+    }
+
+    /// Gives each of `writers` without a lease one from `now`.
     pub fn adopt<'a>(&mut self, writers: impl IntoIterator<Item = &'a str>, now: Instant) {
         for w in writers {
             if !self.renewed.contains_key(w) {

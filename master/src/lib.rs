@@ -45,6 +45,7 @@ pub mod namespace;
 pub mod oplog;
 pub mod permission;
 pub mod placement;
+pub mod raft;
 pub mod recovery;
 pub mod replication;
 pub mod report;
@@ -58,6 +59,7 @@ use std::sync::Arc;
 use proto::gfs::admin_protocol_server::AdminProtocolServer;
 use proto::gfs::chunkserver_protocol_server::ChunkserverProtocolServer;
 use proto::gfs::client_protocol_server::ClientProtocolServer;
+use proto::gfs::raft_protocol_server::RaftProtocolServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
@@ -133,26 +135,55 @@ pub async fn run_with_ready(
     let dir = config.dir.clone();
     let every = config.checkpoint_records;
     let connections = config.connections;
-    let recovered =
-        tokio::task::spawn_blocking(move || recovery::recover(config)).await.map_err(|e| {
-            Error::Io {
-                what: "recovering the namespace".into(),
-                source: std::io::Error::other(e.to_string()),
-            }
-        })??;
-    let recovery::Recovered { core, journal, log, checkpoint_txid } = recovered;
-    let wanted = journal.checkpoint_wanted();
     let addr = listener
         .local_addr()
         .map_err(|source| Error::Io { what: "reading the bound address".into(), source })?;
-    ready(addr).map_err(|source| Error::Io { what: "announcing the address".into(), source })?;
-    let driver = Driver::new(core, journal);
-    let checkpointer = checkpoint::Checkpointer::new(driver.clone(), dir, checkpoint_txid);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let settler = Arc::new(driver::GrpcSettler::new(driver.tokens(), own_calls));
+    // A single master recovers from its checkpoint and log and checkpoints by itself; a
+    // group member from its snapshot and the group's log, and Raft takes its snapshots.
+    let (driver, local, group, settler) = match config.group.clone() {
+        None => {
+            let recovered = tokio::task::spawn_blocking(move || recovery::recover(config))
+                .await
+                .map_err(|e| Error::Io {
+                what: "recovering the namespace".into(),
+                source: std::io::Error::other(e.to_string()),
+            })??;
+            let recovery::Recovered { core, journal, log, checkpoint_txid } = recovered;
+            let wanted = journal.checkpoint_wanted();
+            let driver = Driver::new(core, journal);
+            let checkpointer = checkpoint::Checkpointer::new(driver.clone(), dir, checkpoint_txid);
+            let checkpoints =
+                tokio::spawn(checkpointer.clone().run(wanted, every, stop_rx.clone()));
+            let settler = driver::GrpcSettler::new(driver.tokens(), own_calls);
+            (driver, Some((checkpointer, checkpoints, log)), None, settler)
+        }
+        Some(g) => {
+            info!(id = g.id, members = g.peers.len(), "starting as a member of a master group");
+            let network = raft::network::Network::new(own_calls.clone());
+            let (driver, group, term) = raft::start(config, g, network).await?;
+            let settler = driver::GrpcSettler::with_term(driver.tokens(), own_calls, term);
+            (driver, None, Some(group), settler)
+        }
+    };
+    ready(addr).map_err(|source| Error::Io { what: "announcing the address".into(), source })?;
+    let settler = Arc::new(settler);
     let monitor =
         tokio::spawn(driver::monitor(driver.clone(), settler, heartbeat, stop_rx.clone()));
-    let checkpoints = tokio::spawn(checkpointer.clone().run(wanted, every, stop_rx));
+    let (admin, mut checkpoints, log) = match (local, &group) {
+        (Some((c, t, l)), _) => {
+            (server::AdminProtocolService::new(driver.clone(), c, edge.clone()), t, Some(l))
+        }
+        // Nothing to supervise: a task that waits for the stop.
+        // The consensus in place of the checkpointer: if it stops (a fatal storage
+        // error), so does the master, rather than serve from a state nobody updates.
+        (None, Some(g)) => (
+            server::AdminProtocolService::for_group(driver.clone(), g.clone(), edge.clone()),
+            tokio::spawn(raft::until_fatal(g.raft.metrics(), stop_rx)),
+            None,
+        ),
+        (None, None) => return Err(Error::InvalidArgument("neither a log nor a group".into())),
+    };
     info!(%addr, "master serving");
     // Connections are capped and idle ones closed, so no peer can take every file
     // descriptor; accepted sockets get TCP_NODELAY (a gRPC answer is several small
@@ -176,22 +207,34 @@ pub async fn run_with_ready(
             server::ChunkserverProtocolService::new(driver.clone()),
             services,
         ))
-        .add_service(AdminProtocolServer::with_interceptor(
-            server::AdminProtocolService::new(driver, checkpointer, edge),
-            users,
-        ))
+        .add_service(AdminProtocolServer::with_interceptor(admin, users))
+        .add_optional_service(group.as_ref().map(|g| {
+            let raft = RaftProtocolServer::new(raft::network::RaftService::new(g.raft.clone()))
+                .max_decoding_message_size(raft::network::MAX_MESSAGE)
+                .max_encoding_message_size(raft::network::MAX_MESSAGE);
+            tonic::service::interceptor::InterceptedService::new(
+                raft,
+                auth.interceptor().services_only(),
+            )
+        }))
         .serve_with_incoming_shutdown(incoming, shutdown);
-    let (mut monitor, mut checkpoints) = (monitor, checkpoints);
+    let mut monitor = monitor;
+    let second_task = if group.is_some() { "consensus" } else { "checkpointer" };
     let outcome =
-        supervise(serve, [("monitor", &mut monitor), ("checkpointer", &mut checkpoints)]).await;
+        supervise(serve, [("monitor", &mut monitor), (second_task, &mut checkpoints)]).await;
     if let Err(e) = &outcome {
         error!(cause = %e, "the master stops");
     }
     let _ = stop_tx.send(true);
     let _ = monitor.await;
     let _ = checkpoints.await;
+    if let Some(g) = &group {
+        let _ = g.raft.shutdown().await;
+    }
     // Whatever is queued is written before the writer exits.
-    let _ = tokio::task::spawn_blocking(move || log.stop()).await;
+    if let Some(log) = log {
+        let _ = tokio::task::spawn_blocking(move || log.stop()).await;
+    }
     // The services, and with them every clone of the audit log, are gone: the writer
     // writes what is queued and ends.
     if let Some(w) = audit_writer {

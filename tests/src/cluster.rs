@@ -138,11 +138,17 @@ impl MiniCluster {
             let last = self.spec.options.chunkservers + 2;
             let mut names = vec!["localhost".to_owned()];
             names.extend((1..=last).map(|i| format!("127.0.0.{i}")));
+            names.extend((1..=self.spec.options.masters).map(|i| format!("127.0.1.{i}")));
             crate::certs::generate(&tls, &names)?;
         }
-        self.spawn(MASTER, None)?;
-        self.await_listening(MASTER).await?;
-        let master_addr = self.spec.master.addr.clone();
+        let masters: Vec<String> = self.spec.masters().map(|m| m.name.clone()).collect();
+        for name in &masters {
+            self.spawn(name, None)?;
+        }
+        for name in &masters {
+            self.await_listening(name).await?;
+        }
+        let master_addr = self.spec.master_addrs();
         for cs in &mut self.spec.chunkservers {
             if let Some(i) = cs.args.iter().position(|a| a == "--master") {
                 cs.args[i + 1] = master_addr.clone();
@@ -250,7 +256,7 @@ impl MiniCluster {
     /// `DFS_MASTER` and `MAPRED_COORDINATOR` set to this cluster's.
     pub fn mr_cmd(&self, name: &str) -> Command {
         let mut cmd = Command::new(self.spec.bin_dir.join(name));
-        cmd.env("DFS_MASTER", &self.spec.master.addr);
+        cmd.env("DFS_MASTER", self.spec.master_addrs());
         self.with_token_env(&mut cmd, &security::os_user());
         if let Some(addr) = self.coordinator_addr() {
             cmd.env("MAPRED_COORDINATOR", addr);
@@ -305,9 +311,63 @@ impl MiniCluster {
         &self.spec.dir
     }
 
-    /// The master's `host:port` (what `DFS_MASTER` is set to).
+    /// The master's `host:port` (of member 1 in a master group: see
+    /// [`MiniCluster::master_addrs`]).
     pub fn master_addr(&self) -> &str {
         &self.spec.master.addr
+    }
+
+    /// Every master's `host:port`, comma-separated: what `DFS_MASTER` is set to.
+    pub fn master_addrs(&self) -> String {
+        self.spec.master_addrs()
+    }
+
+    /// The `host:port` of the master that leads (the only master, alone), asking the
+    /// members until one names a leader.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] if no member names a leader within 20 s.
+    pub async fn leader_addr(&self) -> Result<String> {
+        if self.spec.other_masters.is_empty() {
+            return Ok(self.spec.master.addr.clone());
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            for m in self.spec.masters() {
+                if let Some(addr) = self.leader_seen_by(&m.addr).await {
+                    return Ok(addr);
+                }
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(Error::Timeout {
+                    what: format!(
+                        "a leader of the master group {} (logs in {})",
+                        self.spec.master_addrs(),
+                        self.spec.dir.join("logs").display()
+                    ),
+                    secs: 20,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The leader member `addr` knows of, asked with `x-dfs-stale-ok`.
+    async fn leader_seen_by(&self, addr: &str) -> Option<String> {
+        let channel =
+            tokio::time::timeout(Duration::from_secs(1), self.endpoint(addr).ok()?.connect())
+                .await
+                .ok()?
+                .ok()?;
+        let attach = security::Credentials::simple(security::os_user()).attach().ok()?;
+        let mut admin = AdminProtocolClient::with_interceptor(channel, attach);
+        let mut req = tonic::Request::new(proto::gfs::MastersRequest {});
+        req.metadata_mut()
+            .insert("x-dfs-stale-ok", tonic::metadata::MetadataValue::from_static("1"));
+        let resp =
+            tokio::time::timeout(Duration::from_secs(1), admin.masters(req)).await.ok()?.ok()?;
+        let r = resp.into_inner();
+        r.members.iter().find(|m| m.id == r.leader && r.leader != 0).map(|m| m.addr.clone())
     }
 
     /// The process called `name` (`master`, `cs-1`, ...).
@@ -623,7 +683,7 @@ impl MiniCluster {
     /// `DFS_TOKEN_FILE` to the OS user's token: the superuser's).
     pub fn dfs_cmd(&self) -> Command {
         let mut cmd = Command::new(self.spec.bin_dir.join("dfs"));
-        cmd.env("DFS_MASTER", &self.spec.master.addr);
+        cmd.env("DFS_MASTER", self.spec.master_addrs());
         self.with_token_env(&mut cmd, &security::os_user());
         cmd
     }
@@ -694,7 +754,7 @@ impl MiniCluster {
     /// # Errors
     /// [`Error::Connect`] if the master does not accept the connection.
     async fn master_channel(&self) -> Result<Channel> {
-        let addr = &self.spec.master.addr;
+        let addr = &self.leader_addr().await?;
         let refused = |source| Error::Connect { addr: addr.clone(), source };
         self.endpoint(addr)?.connect().await.map_err(refused)
     }
@@ -712,7 +772,7 @@ impl MiniCluster {
             tls: self.client_tls(),
             ..dfs::ClientConfig::default()
         };
-        Ok(dfs::Client::connect(&self.spec.master.addr, cfg).await?)
+        Ok(dfs::Client::connect(&self.spec.master_addrs(), cfg).await?)
     }
 
     /// A raw gRPC client of the master's client service (what `dfs` calls), naming the

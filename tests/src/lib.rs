@@ -23,6 +23,7 @@ pub mod error;
 pub mod process;
 pub mod spec;
 pub mod wait;
+pub mod workload;
 
 pub use cluster::{Lifetime, MiniCluster};
 pub use command::CmdOutput;

@@ -69,6 +69,14 @@ pub struct ClusterOptions {
     /// certificate in `DIR/tls/` (see [`crate::certs`]); clients it runs trust the CA.
     #[serde(default)]
     pub tls: bool,
+    /// Members of the master group: 1 is a single master (`master`); 3 or 5 start a
+    /// replicated group `master`, `master-2`, ... on `127.0.1.{1,2,...}`.
+    #[serde(default = "one")]
+    pub masters: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 fn default_slots() -> u32 {
@@ -95,6 +103,7 @@ impl Default for ClusterOptions {
             worker_args: Vec::new(),
             token_auth: false,
             tls: false,
+            masters: 1,
         }
     }
 }
@@ -145,6 +154,9 @@ impl ClusterOptions {
         }
         if self.heartbeat_ms == 0 {
             return bad("heartbeat interval must be positive");
+        }
+        if self.masters == 0 || self.masters > 9 {
+            return bad("masters must be between 1 and 9");
         }
         if self.mapreduce && self.worker_slots == 0 {
             return bad("workers need at least one slot");
@@ -249,6 +261,10 @@ pub struct ClusterSpec {
     /// The MapReduce workers, `w-1` (beside `cs-1`) first.
     #[serde(default)]
     pub workers: Vec<ProcessSpec>,
+    /// The other members of a replicated master group (`master` is member 1):
+    /// `master-2`, `master-3`, ...
+    #[serde(default)]
+    pub other_masters: Vec<ProcessSpec>,
 }
 
 impl ClusterSpec {
@@ -286,6 +302,7 @@ impl ClusterSpec {
     /// Every process: master, chunkservers, coordinator, workers.
     pub fn processes(&self) -> impl Iterator<Item = &ProcessSpec> {
         std::iter::once(&self.master)
+            .chain(&self.other_masters)
             .chain(&self.chunkservers)
             .chain(self.coordinator.as_ref())
             .chain(&self.workers)
@@ -305,6 +322,7 @@ impl ClusterSpec {
     /// [`Error::UnknownProcess`] if there is none.
     pub fn process_mut(&mut self, name: &str) -> Result<&mut ProcessSpec> {
         std::iter::once(&mut self.master)
+            .chain(&mut self.other_masters)
             .chain(&mut self.chunkservers)
             .chain(self.coordinator.as_mut())
             .chain(&mut self.workers)
@@ -318,7 +336,13 @@ impl ClusterSpec {
     /// addresses and pids are empty, and chunkservers' `--master` is filled in once the
     /// master has bound its port.
     pub fn plan(dir: PathBuf, bin_dir: PathBuf, options: ClusterOptions) -> ClusterSpec {
-        let master = master_spec(&dir, &bin_dir, &options);
+        let mut master = master_spec(&dir, &bin_dir, &options, MASTER);
+        let mut other_masters: Vec<ProcessSpec> = (2..=options.masters)
+            .map(|i| master_spec(&dir, &bin_dir, &options, &format!("{MASTER}-{i}")))
+            .collect();
+        if options.masters > 1 {
+            group_masters(&mut master, &mut other_masters);
+        }
         let chunkservers = (0..options.chunkservers)
             .map(|i| chunkserver_spec(&dir, &bin_dir, &options, i))
             .collect();
@@ -330,7 +354,58 @@ impl ClusterSpec {
         } else {
             (None, Vec::new())
         };
-        ClusterSpec { dir, bin_dir, options, master, chunkservers, coordinator, workers }
+        ClusterSpec {
+            dir,
+            bin_dir,
+            options,
+            master,
+            chunkservers,
+            coordinator,
+            workers,
+            other_masters,
+        }
+    }
+
+    /// Every master's `host:port`, comma-separated (what `DFS_MASTER` is set to).
+    pub fn master_addrs(&self) -> String {
+        std::iter::once(&self.master)
+            .chain(&self.other_masters)
+            .map(|m| m.addr.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The master processes: `master`, then the other members of a group.
+    pub fn masters(&self) -> impl Iterator<Item = &ProcessSpec> {
+        std::iter::once(&self.master).chain(&self.other_masters)
+    }
+}
+
+/// Gives the members of a master group fixed addresses (they must know each other's
+/// before they start): member `i` on `127.0.1.i`, on a port free when planned.
+fn group_masters(first: &mut ProcessSpec, others: &mut [ProcessSpec]) {
+    let mut addrs = Vec::new();
+    for i in 1..=others.len() + 1 {
+        let host = format!("127.0.1.{i}");
+        let port = std::net::TcpListener::bind((host.as_str(), 0))
+            .and_then(|l| l.local_addr())
+            .map_or(9000 + i as u16, |a| a.port());
+        addrs.push(format!("{host}:{port}"));
+    }
+    let peers: Vec<String> =
+        addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect();
+    let peers = peers.join(",");
+    for (i, m) in std::iter::once(first).chain(others.iter_mut()).enumerate() {
+        if let Some(at) = m.args.iter().position(|a| a == "--addr") {
+            m.args[at + 1] = addrs[i].clone();
+        }
+        m.addr = addrs[i].clone();
+        m.args.extend([
+            "--id".to_owned(),
+            (i + 1).to_string(),
+            "--peers".to_owned(),
+            peers.clone(),
+        ]);
     }
 }
 
@@ -377,8 +452,8 @@ fn base_spec(dir: &Path, bin_dir: &Path, name: &str, role: Role) -> ProcessSpec 
     }
 }
 
-fn master_spec(dir: &Path, bin_dir: &Path, o: &ClusterOptions) -> ProcessSpec {
-    let mut spec = base_spec(dir, bin_dir, MASTER, Role::Master);
+fn master_spec(dir: &Path, bin_dir: &Path, o: &ClusterOptions, name: &str) -> ProcessSpec {
+    let mut spec = base_spec(dir, bin_dir, name, Role::Master);
     let mut args = vec![
         "--addr".to_owned(),
         "127.0.0.1:0".to_owned(),
@@ -546,6 +621,7 @@ mod tests {
             chunkservers: vec![spec(&["--addr", "127.0.0.3:0"], "127.0.0.3:5")],
             coordinator: None,
             workers: Vec::new(),
+            other_masters: Vec::new(),
         };
         c.save().unwrap();
         let back = ClusterSpec::load(dir.path()).unwrap();
@@ -555,9 +631,32 @@ mod tests {
     }
 
     #[test]
+    fn a_master_group_gets_fixed_addresses_and_its_peer_list() {
+        let o = ClusterOptions { masters: 3, ..ClusterOptions::for_tests() };
+        let c = ClusterSpec::plan("/c".into(), "/bin".into(), o);
+        let names: Vec<&str> = c.masters().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["master", "master-2", "master-3"]);
+        let addrs = c.master_addrs();
+        let peers: Vec<String> = addrs
+            .split(',')
+            .enumerate()
+            .map(|(i, a)| {
+                assert!(a.starts_with(&format!("127.0.1.{}:", i + 1)), "{a}");
+                format!("{}={a}", i + 1)
+            })
+            .collect();
+        for (i, m) in c.masters().enumerate() {
+            let line = m.args.join(" ");
+            assert!(line.contains(&format!("--id {} --peers {}", i + 1, peers.join(","))), "{line}");
+            assert!(line.contains(&format!("--addr {}", m.addr)), "{line}");
+        }
+        assert_eq!(c.process("master-3").unwrap().role, Role::Master);
+    }
+
+    #[test]
     fn command_lines_follow_the_contract() {
         let o = ClusterOptions { capacity: Some(3 << 20), ..ClusterOptions::for_tests() };
-        let m = master_spec(Path::new("/c"), Path::new("/bin"), &o);
+        let m = master_spec(Path::new("/c"), Path::new("/bin"), &o, MASTER);
         assert_eq!(m.program, Path::new("/bin/master"));
         assert_eq!(
             m.args.join(" "),

@@ -77,6 +77,25 @@ struct Cli {
     /// page through bigger directories.
     #[arg(long, env = "MASTER_LS_LIMIT", default_value_t = master::config::DEFAULT_LS_LIMIT)]
     ls_limit: usize,
+    /// This member's id in a replicated master group (with --peers).
+    #[arg(long, env = "MASTER_ID", default_value_t = 1)]
+    id: u64,
+    /// The master group, ID=HOST:PORT,... (every member, this one included): with more
+    /// than one member, the namespace is replicated over Raft and a mutation is answered
+    /// once a majority has it durable. One member, or none: a single master.
+    #[arg(long, env = "MASTER_PEERS")]
+    peers: Option<String>,
+    /// A follower that hears no leader for about this long (randomized up to 1.5x) calls
+    /// an election.
+    #[arg(long, env = "MASTER_ELECTION_TIMEOUT_MS", default_value_t = 1000)]
+    election_timeout_ms: u64,
+    /// How often a group's leader sends heartbeats to its followers.
+    #[arg(long, env = "MASTER_RAFT_HEARTBEAT_MS", default_value_t = 150)]
+    raft_heartbeat_ms: u64,
+    /// How long a mutation waits for a majority of the group before failing with "no
+    /// quorum".
+    #[arg(long, env = "MASTER_QUORUM_TIMEOUT_MS", default_value_t = 10_000)]
+    quorum_timeout_ms: u64,
     /// Once recovered and serving, write the bound host:port to this file.
     #[arg(long)]
     addr_file: Option<PathBuf>,
@@ -94,13 +113,30 @@ struct Cli {
     token_max_lifetime_secs: u64,
 }
 
+/// The group from `--peers`, or `None` for a single master.
+fn group(cli: &Cli) -> anyhow::Result<Option<master::raft::GroupConfig>> {
+    let Some(peers) = cli.peers.as_deref() else { return Ok(None) };
+    let mut g = master::raft::GroupConfig::parse(cli.id, peers)?;
+    if g.peers.len() < 2 {
+        return Ok(None);
+    }
+    g.election_timeout = Duration::from_millis(cli.election_timeout_ms);
+    g.heartbeat = Duration::from_millis(cli.raft_heartbeat_ms);
+    g.quorum_timeout = Duration::from_millis(cli.quorum_timeout_ms);
+    g.snapshot_every = cli.checkpoint_records;
+    g.raft_config()?;
+    Ok(Some(g))
+}
+
 fn parse_size(s: &str) -> Result<u64, String> {
     proto::size::parse_size(s).map_err(|e| e.to_string())
 }
 
 #[tokio::main]
 async fn main() {
-    proto::logging::init("info");
+    // openraft logs every unreachable peer at ERROR on every heartbeat; the master logs
+    // the group's changes itself (leader, term, role).
+    proto::logging::init("info,openraft=off");
     if let Err(e) = run(Cli::parse()).await {
         eprintln!("master: error: {e:#}");
         std::process::exit(1);
@@ -108,6 +144,7 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let group = group(&cli)?;
     let config = master::Config {
         dir: cli.dir,
         chunk_size: cli.chunk_size,
@@ -138,6 +175,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         token_renew_interval: Duration::from_secs(cli.token_renew_interval_secs),
         token_max_lifetime: Duration::from_secs(cli.token_max_lifetime_secs),
         ls_limit: cli.ls_limit,
+        group,
     };
     config.validate()?;
     let listener = tokio::net::TcpListener::bind(&cli.addr)

@@ -43,6 +43,9 @@ pub struct Durable(DurableInner);
 enum DurableInner {
     Ready(Ack),
     Waiting(oneshot::Receiver<Ack>),
+    /// A replicated master's record: committed by a majority, or why not.
+    Group(oneshot::Receiver<Result<()>>),
+    Failed(Error),
 }
 
 impl Durable {
@@ -53,6 +56,12 @@ impl Durable {
     pub async fn wait(self) -> Result<()> {
         let ack = match self.0 {
             DurableInner::Ready(ack) => ack,
+            DurableInner::Failed(e) => return Err(e),
+            DurableInner::Group(rx) => {
+                return rx.await.unwrap_or_else(|_| {
+                    Err(Error::NotLeader { why: "the master is stopping".into(), leader: None })
+                });
+            }
             DurableInner::Waiting(rx) => rx.await.unwrap_or_else(|_| {
                 Err(Failure {
                     path: "the operation log".into(),
@@ -61,6 +70,21 @@ impl Durable {
             }),
         };
         ack.map_err(Error::from)
+    }
+}
+
+impl Durable {
+    /// Already settled with `r`.
+    pub fn ready(r: Result<()>) -> Durable {
+        match r {
+            Ok(()) => Durable(DurableInner::Ready(Ok(()))),
+            Err(e) => Durable(DurableInner::Failed(e)),
+        }
+    }
+
+    /// Settled by whoever holds the sender (a master group's proposer).
+    pub fn group(rx: oneshot::Receiver<Result<()>>) -> Durable {
+        Durable(DurableInner::Group(rx))
     }
 }
 
@@ -75,9 +99,33 @@ pub struct Journal {
     since_checkpoint: u64,
     checkpoint_every: u64,
     checkpoint_wanted: Arc<Notify>,
+    /// A member of a replicated master group: records go to the group's log instead.
+    group: Option<Box<crate::raft::Replica>>,
 }
 
 impl Journal {
+    /// The journal of a member of a replicated master group: records are proposed to the
+    /// group through `replica` (see [`crate::raft`]).
+    pub fn group(replica: crate::raft::Replica) -> Journal {
+        Journal { group: Some(Box::new(replica)), ..Journal::in_memory() }
+    }
+
+    /// The group side, for a member of a replicated master group.
+    pub fn group_mut(&mut self) -> Option<&mut crate::raft::Replica> {
+        self.group.as_deref_mut()
+    }
+
+    /// The group side, read-only.
+    pub fn replica(&self) -> Option<&crate::raft::Replica> {
+        self.group.as_deref()
+    }
+
+    /// Numbers the next record after `txid` (a member replaying the group's log, or
+    /// rebuilt from it).
+    pub fn set_last_txid(&mut self, txid: u64) {
+        self.last_txid = txid;
+    }
+
     /// A journal that persists nothing, for a master that lives only in memory (tests).
     pub fn in_memory() -> Journal {
         Journal {
@@ -87,6 +135,7 @@ impl Journal {
             since_checkpoint: 0,
             checkpoint_every: u64::MAX,
             checkpoint_wanted: Arc::new(Notify::new()),
+            group: None,
         }
     }
 
@@ -116,6 +165,7 @@ impl Journal {
             since_checkpoint: 0,
             checkpoint_every,
             checkpoint_wanted: Arc::new(Notify::new()),
+            group: None,
         };
         Ok((journal, LogThread { tx, thread: Some(thread) }))
     }
@@ -125,6 +175,9 @@ impl Journal {
     /// # Errors
     /// [`Error::LogFailed`] with the first failure.
     pub fn writable(&self) -> Result<()> {
+        if let Some(g) = &self.group {
+            return g.writable();
+        }
         match self.shared.failure() {
             Some(f) => Err(f.into()),
             None => Ok(()),
@@ -151,6 +204,9 @@ impl Journal {
     /// [`Journal::last_txid`].
     pub fn append_call(&mut self, op: Op, time_ms: i64, call: Option<LoggedCall>) -> Durable {
         self.last_txid += 1;
+        if let Some(g) = &mut self.group {
+            return g.propose(Record { txid: self.last_txid, time_ms, op, call });
+        }
         self.since_checkpoint += 1;
         if self.since_checkpoint >= self.checkpoint_every {
             self.checkpoint_wanted.notify_one();
@@ -173,6 +229,9 @@ impl Journal {
     /// Resolves once every record appended before this call is durable: how a retried
     /// call whose original is still being synced waits for it.
     pub fn barrier(&self) -> Durable {
+        if let Some(g) = &self.group {
+            return g.barrier();
+        }
         let Some(tx) = &self.tx else {
             return Durable(DurableInner::Ready(Ok(())));
         };

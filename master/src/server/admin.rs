@@ -12,11 +12,12 @@ use proto::gfs as pb;
 use proto::gfs::admin_protocol_server::AdminProtocol;
 use tonic::{Request, Response, Status};
 
-use super::{Edge, command, path, unexpected};
+use super::{Edge, command, path, stale_ok, unexpected};
 use crate::checkpoint::Checkpointer;
 use crate::command::{BalanceAction, Command, Reply, SafeModeAction};
 use crate::core::Core;
 use crate::driver::Driver;
+use crate::raft::Group;
 use crate::report;
 
 /// How often `safemode wait` re-checks.
@@ -26,15 +27,67 @@ const SAFE_MODE_POLL: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone)]
 pub struct AdminProtocolService {
     driver: Driver,
-    checkpointer: Checkpointer,
+    checkpointer: Option<Checkpointer>,
     edge: Edge,
+    /// The master group this master is a member of, if any.
+    group: Option<Group>,
 }
 
 impl AdminProtocolService {
     /// A service over `driver`, taking checkpoints on demand with `checkpointer`,
     /// learning callers at `edge`.
     pub fn new(driver: Driver, checkpointer: Checkpointer, edge: Edge) -> AdminProtocolService {
-        AdminProtocolService { driver, checkpointer, edge }
+        AdminProtocolService { driver, checkpointer: Some(checkpointer), edge, group: None }
+    }
+
+    /// The service of a member of a master group: checkpoints are the group's snapshots.
+    pub fn for_group(driver: Driver, group: Group, edge: Edge) -> AdminProtocolService {
+        AdminProtocolService { driver, checkpointer: None, edge, group: Some(group) }
+    }
+
+    fn masters_table(&self) -> Result<pb::MastersResponse, Status> {
+        let Some(group) = &self.group else {
+            return Ok(pb::MastersResponse::default());
+        };
+        let m = group.raft.metrics().borrow().clone();
+        let me = group.id;
+        let membership = m.membership_config.membership();
+        let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+        let last = m.last_log_index.unwrap_or(0);
+        let mut members = Vec::new();
+        for (id, node) in membership.nodes() {
+            let voter = voters.contains(id);
+            let (role, term, applied, lag) = if *id == me {
+                let role = match m.state {
+                    openraft::ServerState::Leader => "leader",
+                    openraft::ServerState::Candidate => "candidate",
+                    openraft::ServerState::Learner => "learner",
+                    _ => "follower",
+                };
+                let applied = m.last_applied.map_or(0, |l| l.index);
+                (role, m.current_term, applied, last.saturating_sub(applied))
+            } else {
+                let matched = m.replication.as_ref().and_then(|r| r.get(id).copied());
+                let role = if !voter { "learner" } else { "follower" };
+                match matched {
+                    // What the leader knows the member holds.
+                    Some(Some(l)) => (role, m.current_term, l.index, last.saturating_sub(l.index)),
+                    Some(None) => ("unreachable", 0, 0, last),
+                    // Not the leader: it does not track the others.
+                    None => (role, 0, 0, 0),
+                }
+            };
+            members.push(pb::MasterMember {
+                id: *id,
+                addr: node.addr.clone(),
+                role: role.to_owned(),
+                term,
+                applied,
+                lag,
+                voter,
+            });
+        }
+        Ok(pb::MastersResponse { members, answered_by: me, leader: m.current_leader.unwrap_or(0) })
     }
 }
 
@@ -57,6 +110,7 @@ impl AdminProtocol for AdminProtocolService {
         req: Request<pb::FsckRequest>,
     ) -> Result<Response<pb::FsckResponse>, Status> {
         self.edge.caller(&req)?;
+        self.driver.check_read(stale_ok(&req))?;
         let r = req.into_inner();
         let p = path(if r.path.is_empty() { "/" } else { &r.path })?;
         let m = self.driver.lock()?;
@@ -68,6 +122,7 @@ impl AdminProtocol for AdminProtocolService {
         req: Request<pb::ClusterReportRequest>,
     ) -> Result<Response<pb::ClusterReportResponse>, Status> {
         self.edge.caller(&req)?;
+        self.driver.check_read(stale_ok(&req))?;
         let m = self.driver.lock()?;
         Ok(Response::new(report::cluster_report(&m.core, self.driver.now().mono)))
     }
@@ -77,7 +132,16 @@ impl AdminProtocol for AdminProtocolService {
         req: Request<pb::CheckpointRequest>,
     ) -> Result<Response<pb::CheckpointResponse>, Status> {
         self.edge.superuser(&req, "checkpoint")?;
-        let txid = self.checkpointer.checkpoint(self.driver.now().wall_ms).await?;
+        if let Some(group) = &self.group {
+            // A member's checkpoint is its Raft snapshot, built from the committed log.
+            let txid = self.driver.lock()?.journal.replica().map_or(0, |r| r.applied_txid);
+            group.raft.trigger().snapshot().await.map_err(|e| Status::internal(e.to_string()))?;
+            return Ok(Response::new(pb::CheckpointResponse { txid }));
+        }
+        let Some(checkpointer) = &self.checkpointer else {
+            return Err(Status::internal("no checkpointer"));
+        };
+        let txid = checkpointer.checkpoint(self.driver.now().wall_ms).await?;
         Ok(Response::new(pb::CheckpointResponse { txid }))
     }
 
@@ -98,6 +162,7 @@ impl AdminProtocol for AdminProtocolService {
             self.edge.caller(&req)?;
         } else {
             self.edge.superuser(&req, "safemode")?;
+            self.driver.check_leader()?;
         }
         loop {
             let status =
@@ -127,6 +192,7 @@ impl AdminProtocol for AdminProtocolService {
         req: Request<pb::DecommissionRequest>,
     ) -> Result<Response<pb::DecommissionResponse>, Status> {
         self.edge.superuser(&req, "decommission")?;
+        self.driver.check_leader()?;
         let r = req.into_inner();
         let cmd = Command::Decommission { who: r.addr, recommission: r.recommission };
         let resp = command(&self.driver, cmd, |st, reply| match reply {
@@ -158,6 +224,7 @@ impl AdminProtocol for AdminProtocolService {
             self.edge.caller(&req)?;
         } else {
             self.edge.superuser(&req, "balance")?;
+            self.driver.check_leader()?;
         }
         let r = req.into_inner();
         let action = if r.stop {
@@ -171,5 +238,48 @@ impl AdminProtocol for AdminProtocolService {
             Ok(report::balancer_status(st))
         })?;
         Ok(Response::new(resp))
+    }
+
+    async fn masters(
+        &self,
+        req: Request<pb::MastersRequest>,
+    ) -> Result<Response<pb::MastersResponse>, Status> {
+        self.edge.caller(&req)?;
+        // The leader knows every member's progress; any member answers a stale-ok caller
+        // (with no leader, that is all there is to see).
+        if self.group.is_some() {
+            self.driver.check_read(stale_ok(&req))?;
+        }
+        Ok(Response::new(self.masters_table()?))
+    }
+
+    async fn change_masters(
+        &self,
+        req: Request<pb::ChangeMastersRequest>,
+    ) -> Result<Response<pb::MastersResponse>, Status> {
+        self.edge.superuser(&req, "change masters")?;
+        let Some(group) = &self.group else {
+            return Err(proto::reason::status(
+                tonic::Code::FailedPrecondition,
+                "this master is not a member of a master group (started without --peers)",
+                proto::reason::ErrorReason::Refused,
+            ));
+        };
+        self.driver.check_leader()?;
+        let r = req.into_inner();
+        if r.id == 0 {
+            return Err(Status::invalid_argument("change masters: member ids start at 1"));
+        }
+        let ids = std::collections::BTreeSet::from([r.id]);
+        let changed = if r.addr.is_empty() {
+            group.raft.change_membership(openraft::ChangeMembers::RemoveVoters(ids), false).await
+        } else {
+            let node = openraft::BasicNode { addr: r.addr.clone() };
+            // A learner first: it catches up (a snapshot, then the log) before it votes.
+            group.raft.add_learner(r.id, node, true).await.map_err(crate::raft::change_error)?;
+            group.raft.change_membership(openraft::ChangeMembers::AddVoterIds(ids), true).await
+        };
+        changed.map_err(crate::raft::change_error)?;
+        Ok(Response::new(self.masters_table()?))
     }
 }

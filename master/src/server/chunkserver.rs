@@ -73,11 +73,14 @@ impl ChunkserverProtocol for ChunkserverProtocolService {
         };
         let server = ServerName { id: server.id, addr: server.addr, rack: server.rack, proof };
         let tokens = self.driver.tokens();
+        let (leader, term) = self.driver.leadership()?;
         let resp = command(&self.driver, Command::Register { server, load, chunks }, |st, _| {
             Ok(pb::RegisterResponse {
                 heartbeat_interval_ms: st.config.heartbeat_interval.as_millis() as u64,
                 chunk_size: st.config.chunk_size,
                 token_keys: tokens.keys(wall_ms()),
+                leader,
+                term,
             })
         })?;
         Ok(Response::new(resp))
@@ -91,6 +94,9 @@ impl ChunkserverProtocol for ChunkserverProtocolService {
         let load = load(r.capacity, r.used, r.remaining, r.active_writes, r.chunk_count);
         let tokens = self.driver.tokens();
         let now_ms = wall_ms();
+        // A follower of a master group hears heartbeats too (so it knows who is live when
+        // it leads) but gives no orders: only the leader does.
+        let (leader, term) = self.driver.leadership()?;
         let resp = command(&self.driver, Command::Heartbeat { id: r.id, load }, |st, reply| {
             let reply = match reply {
                 Reply::Heartbeat(Some(reply)) => reply,
@@ -99,11 +105,22 @@ impl ChunkserverProtocol for ChunkserverProtocolService {
                         commands: vec![],
                         reregister: true,
                         token_keys: Vec::new(),
+                        leader,
+                        term,
                     });
                 }
                 other => return Err(unexpected(&other)),
             };
             let mut commands = Vec::new();
+            if !leader {
+                return Ok(pb::HeartbeatResponse {
+                    commands,
+                    reregister: reply.reregister,
+                    token_keys: tokens.keys(now_ms),
+                    leader,
+                    term,
+                });
+            }
             if !reply.deletes.is_empty() {
                 let replicas = reply
                     .deletes
@@ -134,6 +151,8 @@ impl ChunkserverProtocol for ChunkserverProtocolService {
                 commands,
                 reregister: reply.reregister,
                 token_keys: tokens.keys(now_ms),
+                leader,
+                term,
             })
         })?;
         Ok(Response::new(resp))

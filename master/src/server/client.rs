@@ -240,6 +240,7 @@ impl ClientProtocol for ClientProtocolService {
         req: Request<pb::GetFileInfoRequest>,
     ) -> Result<Response<pb::GetFileInfoResponse>, Status> {
         let caller = self.edge.caller(&req)?;
+        self.driver.check_read(super::stale_ok(&req))?;
         let ip = req.remote_addr().map(|a| a.ip());
         let p = path(&req.get_ref().path)?;
         let res = (|| {
@@ -262,6 +263,7 @@ impl ClientProtocol for ClientProtocolService {
         req: Request<pb::ListDirRequest>,
     ) -> Result<Response<pb::ListDirResponse>, Status> {
         let caller = self.edge.caller(&req)?;
+        self.driver.check_read(super::stale_ok(&req))?;
         let ip = req.remote_addr().map(|a| a.ip());
         let p = path(&req.get_ref().path)?;
         let start_after = req.get_ref().start_after.as_str();
@@ -299,6 +301,7 @@ impl ClientProtocol for ClientProtocolService {
         req: Request<pb::GetChunkLocationsRequest>,
     ) -> Result<Response<pb::GetChunkLocationsResponse>, Status> {
         let caller = self.edge.caller(&req)?;
+        self.driver.check_read(super::stale_ok(&req))?;
         let ip = req.remote_addr().map(|a| a.ip());
         let host = client_host(&req, &req.get_ref().client_host);
         let r = req.into_inner();
@@ -433,6 +436,7 @@ impl ClientProtocol for ClientProtocolService {
         req: Request<pb::GetContentSummaryRequest>,
     ) -> Result<Response<pb::GetContentSummaryResponse>, Status> {
         let caller = self.edge.caller(&req)?;
+        self.driver.check_read(super::stale_ok(&req))?;
         let ip = req.remote_addr().map(|a| a.ip());
         let p = path(&req.get_ref().path)?;
         let res = (|| {
@@ -465,6 +469,7 @@ impl ClientProtocol for ClientProtocolService {
         req: Request<pb::ReportBadReplicaRequest>,
     ) -> Result<Response<pb::ReportBadReplicaResponse>, Status> {
         self.edge.caller(&req)?;
+        self.driver.check_leader()?;
         let r = req.into_inner();
         let cmd = Command::ReportBadReplica {
             handle: ChunkHandle(r.handle),
@@ -509,6 +514,7 @@ impl ClientProtocol for ClientProtocolService {
         req: Request<pb::RenewLeaseRequest>,
     ) -> Result<Response<pb::RenewLeaseResponse>, Status> {
         self.edge.caller(&req)?;
+        self.driver.check_leader()?;
         let r = req.into_inner();
         if r.client_name.is_empty() {
             return Err(Status::invalid_argument("renew lease: client_name is required"));

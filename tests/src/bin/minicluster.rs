@@ -128,6 +128,10 @@ struct UpArgs {
     /// Task slots of each worker.
     #[arg(long, default_value_t = 2)]
     worker_slots: u32,
+    /// Members of the master group: 1 (a single master) or 3 or 5 (a replicated group,
+    /// `master`, `master-2`, ... on 127.0.1.x).
+    #[arg(long, default_value_t = 1)]
+    masters: usize,
     /// One more argument for the master's command line (repeatable; kept in cluster.json,
     /// so `start master` uses it too), e.g. `--master-arg=--safemode-extension-ms=0`.
     #[arg(long = "master-arg", value_name = "ARG", allow_hyphen_values = true)]
@@ -211,13 +215,14 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         chunkserver_args: args.chunkserver_args,
         token_auth: args.auth == security::AuthMode::Token,
         tls: args.tls,
+        masters: args.masters,
         ..ClusterOptions::default()
     };
     let cluster = MiniCluster::start_in(&args.dir.dir, options, Lifetime::Detached).await?;
     let token_file = cluster.token_file(&security::os_user())?;
     let spec = cluster.detach();
     print_summary(&spec);
-    println!("export DFS_MASTER={}", spec.master.addr);
+    println!("export DFS_MASTER={}", spec.master_addrs());
     if let Some(path) = token_file {
         println!("export {}={}", security::TOKEN_FILE_ENV, path.display());
     }
@@ -236,7 +241,7 @@ fn print_summary(spec: &ClusterSpec) {
     eprintln!(
         "mini cluster up in {}: master {}, {} chunkservers on {} racks, {} chunks, replication {}",
         spec.dir.display(),
-        spec.master.addr,
+        spec.master_addrs(),
         o.chunkservers,
         o.racks.min(o.chunkservers),
         format_size(o.chunk_size),
@@ -282,12 +287,23 @@ async fn status(dir: &Path) -> anyhow::Result<()> {
     // The master's own view, if it answers quickly: a chunkserver may be up but declared dead.
     let report = tokio::time::timeout(Duration::from_secs(2), cluster.cluster_report()).await;
     let report = report.ok().and_then(Result::ok);
+    let leader = if cluster.spec().other_masters.is_empty() {
+        None
+    } else {
+        tokio::time::timeout(Duration::from_secs(3), cluster.leader_addr())
+            .await
+            .ok()
+            .and_then(Result::ok)
+    };
     println!(
         "{:<8} {:<21} {:<8} {:>8}  {:<8} MASTER-VIEW",
         "NAME", "ADDRESS", "RACK", "PID", "STATE"
     );
     for p in cluster.spec().processes() {
         let view = match (&report, p.role == tests::Role::Chunkserver) {
+            _ if p.role == tests::Role::Master && leader.is_some() => {
+                if leader.as_deref() == Some(p.addr.as_str()) { "leader" } else { "member" }
+            }
             (None, _) => "-",
             (Some(_), false) => "answering",
             (Some(r), true) => match r
@@ -355,7 +371,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             let _ = t.keep();
         }
         eprintln!("==> cluster left running; use it with:");
-        println!("export DFS_MASTER={}", spec.master.addr);
+        println!("export DFS_MASTER={}", spec.master_addrs());
         eprintln!("    stop it with: minicluster down --dir {}", spec.dir.display());
     } else {
         eprintln!("==> stopping the cluster");
