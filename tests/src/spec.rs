@@ -647,7 +647,10 @@ mod tests {
             .collect();
         for (i, m) in c.masters().enumerate() {
             let line = m.args.join(" ");
-            assert!(line.contains(&format!("--id {} --peers {}", i + 1, peers.join(","))), "{line}");
+            assert!(
+                line.contains(&format!("--id {} --peers {}", i + 1, peers.join(","))),
+                "{line}"
+            );
             assert!(line.contains(&format!("--addr {}", m.addr)), "{line}");
         }
         assert_eq!(c.process("master-3").unwrap().role, Role::Master);

@@ -67,6 +67,12 @@ impl Entries {
         }
     }
 
+    /// Adds `e` (tests that build a log by hand).
+    #[cfg(test)]
+    pub(crate) fn insert(&mut self, e: Entry<TypeConfig>) {
+        self.take(LogRecord::Entry(e));
+    }
+
     /// Entries in `range`, in order.
     pub(crate) fn range(&self, range: impl RangeBounds<u64>) -> Vec<Entry<TypeConfig>> {
         self.map.range(range).map(|(_, e)| e.clone()).collect()

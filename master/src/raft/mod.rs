@@ -165,8 +165,9 @@ impl Speculation {
     }
 }
 
-struct Pending {
-    proposal: Proposal,
+/// A record on its way to Raft, and who waits for its commit.
+pub(crate) struct Pending {
+    pub(crate) proposal: Proposal,
     done: oneshot::Sender<Result<()>>,
 }
 

@@ -411,3 +411,127 @@ impl RaftSnapshotBuilder<TypeConfig> for Builder {
         built.map_err(storage)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use openraft::testing::log_id;
+    use openraft::{RaftMetrics, ServerState};
+    use proto::path::DfsPath;
+    use tokio::sync::{mpsc, watch};
+
+    use super::*;
+    use crate::command::Mutation;
+    use crate::oplog::{Journal, Op};
+    use crate::permission::Caller;
+    use crate::raft::{Pending, Proposal, Replica};
+
+    type Metrics = watch::Sender<RaftMetrics<u64, BasicNode>>;
+
+    fn p(s: &str) -> DfsPath {
+        DfsPath::parse(s).expect("path")
+    }
+
+    fn exists(m: &Master, path: &str) -> bool {
+        m.core.namespace().lookup(&p(path)).is_ok()
+    }
+
+    /// Member 1, told by Raft that it leads in term 1; what it proposes is kept for the
+    /// test.
+    fn leader() -> (Master, mpsc::UnboundedReceiver<Pending>, Metrics, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut metrics = RaftMetrics::new_initial(1);
+        metrics.state = ServerState::Leader;
+        metrics.current_leader = Some(1);
+        metrics.current_term = 1;
+        let (mtx, mrx) = watch::channel(metrics);
+        let replica = Replica::new(
+            1,
+            tx,
+            mrx,
+            Duration::from_secs(1),
+            Arc::new(AtomicU64::new(0)),
+            Duration::from_secs(1),
+        );
+        let core = Core::new(Config::default());
+        (Master { core, journal: Journal::group(replica) }, rx, mtx, dir)
+    }
+
+    fn mkdir(m: &mut Master, path: &str, parents: bool, now: Now) {
+        let caller = Arc::new(Caller::superuser("root"));
+        let mutation = Mutation::Mkdir { path: p(path), parents, umask: 0o022 };
+        let (out, _durable) = m.apply(Command::Mutate { caller, mutation }, now);
+        out.reply.expect("mkdir applies");
+    }
+
+    fn normal(term: u64, node: u64, index: u64, proposal: Proposal) -> Entry<TypeConfig> {
+        Entry { log_id: log_id(term, node, index), payload: EntryPayload::Normal(proposal) }
+    }
+
+    fn blank(term: u64, node: u64, index: u64) -> Entry<TypeConfig> {
+        Entry { log_id: log_id(term, node, index), payload: EntryPayload::Blank }
+    }
+
+    #[test]
+    fn a_deposed_leader_drops_what_was_never_committed_and_follows() {
+        let now = Now { mono: std::time::Instant::now(), wall_ms: 1_000 };
+        let (mut m, mut proposed, _metrics, dir) = leader();
+        let images = Images::new(dir.path().to_owned(), Config::default());
+        let log: SharedEntries = Arc::new(Mutex::new(Default::default()));
+        lock(&log).insert(blank(1, 1, 1));
+        apply_entry(&mut m, &images, &log, blank(1, 1, 1), now).expect("blank");
+        assert!(m.journal.replica().expect("member").ready(), "leading once its blank applied");
+
+        // Two changes applied and proposed; only the first commits.
+        mkdir(&mut m, "/a", false, now);
+        mkdir(&mut m, "/b", false, now);
+        let first = proposed.try_recv().expect("proposed").proposal;
+        assert!(proposed.try_recv().is_ok(), "the second was proposed too");
+        let committed = normal(1, 1, 2, first.clone());
+        lock(&log).insert(committed.clone());
+        apply_entry(&mut m, &images, &log, committed, now).expect("own entry");
+        assert!(exists(&m, "/a") && exists(&m, "/b"), "the leader's core runs ahead");
+        assert!(m.journal.replica().expect("member").spec.pending());
+
+        // A new leader's first entry: /b was overwritten and must go.
+        lock(&log).insert(blank(2, 2, 3));
+        apply_entry(&mut m, &images, &log, blank(2, 2, 3), now).expect("foreign blank");
+        assert!(exists(&m, "/a"), "committed changes stay");
+        assert!(!exists(&m, "/b"), "the uncommitted change is gone");
+        let r = m.journal.replica().expect("member");
+        assert!(!r.spec.pending() && r.spec.term == 0, "no longer speculating");
+        assert_eq!(m.journal.last_txid(), first.txid);
+
+        // Then it follows: the new leader's records replay as on any follower.
+        let rec = Record {
+            txid: first.txid + 1,
+            time_ms: 2_000,
+            op: Op::Mkdir { path: p("/c"), parents: false, owner: "root".into(), umask: 0o022 },
+            call: None,
+        };
+        let theirs = Proposal { seq: 1, txid: rec.txid, record: rec.encode().into() };
+        apply_entry(&mut m, &images, &log, normal(2, 2, 4, theirs), now).expect("replay");
+        assert!(exists(&m, "/c"));
+        assert_eq!(m.journal.last_txid(), first.txid + 1);
+    }
+
+    #[test]
+    fn the_leaders_own_committed_records_are_not_applied_twice() {
+        let now = Now { mono: std::time::Instant::now(), wall_ms: 1_000 };
+        let (mut m, mut proposed, _metrics, dir) = leader();
+        let images = Images::new(dir.path().to_owned(), Config::default());
+        let log: SharedEntries = Arc::new(Mutex::new(Default::default()));
+        apply_entry(&mut m, &images, &log, blank(1, 1, 1), now).expect("blank");
+        mkdir(&mut m, "/once", false, now);
+        let mine = proposed.try_recv().expect("proposed").proposal;
+        // Replayed a second time, a plain mkdir of an existing directory fails.
+        apply_entry(&mut m, &images, &log, normal(1, 1, 2, mine), now).expect("skipped");
+        let r = m.journal.replica().expect("member");
+        assert_eq!((r.spec.proposed, r.spec.committed), (1, 1));
+        assert!(!r.spec.pending());
+    }
+}

@@ -62,6 +62,11 @@ struct Cli {
     /// Only the gRPC figures.
     #[arg(long)]
     grpc_only: bool,
+    /// Masters behind the gRPC figures: `1` (a single master), `3` (a replicated group
+    /// of three in this process, on 127.0.1.1-3, each with its own log on disk: an
+    /// answer waits for a majority), or `both` (1, then 3, in the same run).
+    #[arg(long, default_value = "1", value_parser = ["1", "3", "both"])]
+    masters: String,
 }
 
 const MIB: u64 = 1 << 20;
@@ -399,19 +404,66 @@ async fn create_file(
     Ok(())
 }
 
-async fn grpc(cli: &Cli, token: bool, rows: &mut Vec<Row>) -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let secret = Arc::new(security::token::Secret::generate());
-    let mut cfg = config(dir.path());
-    if token {
-        cfg.auth = security::ServerAuth::token(secret.clone(), "master");
+/// Starts `members` masters (one, or a group on 127.0.1.x) in this process; returns the
+/// address to call (the group's leader) and a way to stop them all.
+async fn start_masters(
+    dir: &Path,
+    members: usize,
+    auth: Option<Arc<security::token::Secret>>,
+) -> Result<(
+    std::net::SocketAddr,
+    Vec<(oneshot::Sender<()>, tokio::task::JoinHandle<master::Result<()>>)>,
+)> {
+    let mut listeners = Vec::new();
+    for i in 1..=members {
+        let host = if members == 1 { "127.0.0.1".to_owned() } else { format!("127.0.1.{i}") };
+        listeners.push(tokio::net::TcpListener::bind((host.as_str(), 0)).await?);
     }
-    let server = tokio::spawn(master::run(cfg, listener, async move {
-        let _ = stop_rx.await;
-    }));
+    let addrs: Vec<std::net::SocketAddr> =
+        listeners.iter().map(|l| l.local_addr()).collect::<std::io::Result<_>>()?;
+    let peers: Vec<String> =
+        addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect();
+    let mut servers = Vec::new();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let mut cfg = config(&dir.join(format!("m{}", i + 1)));
+        if let Some(secret) = &auth {
+            cfg.auth = security::ServerAuth::token(secret.clone(), "master");
+        }
+        if members > 1 {
+            cfg.group = Some(master::raft::GroupConfig::parse(i as u64 + 1, &peers.join(","))?);
+        }
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(master::run(cfg, listener, async move {
+            let _ = stop_rx.await;
+        }));
+        servers.push((stop_tx, server));
+    }
+    if members == 1 {
+        return Ok((addrs[0], servers));
+    }
+    // The leader is the member whose admin service answers a membership query without
+    // pointing elsewhere.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        for addr in &addrs {
+            let Ok(ep) = Endpoint::from_shared(format!("http://{addr}")) else { continue };
+            let Ok(ch) = ep.connect().await else { continue };
+            let attach = security::Credentials::simple(security::os_user()).attach()?;
+            let mut admin =
+                pb::admin_protocol_client::AdminProtocolClient::with_interceptor(ch, attach);
+            if admin.masters(pb::MastersRequest {}).await.is_ok() {
+                return Ok((*addr, servers));
+            }
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the master group elected no leader");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn grpc(cli: &Cli, token: bool, members: usize, rows: &mut Vec<Row>) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let secret = Arc::new(security::token::Secret::generate());
+    let (addr, servers) = start_masters(dir.path(), members, token.then(|| secret.clone())).await?;
     let mut channels = Vec::new();
     for _ in 0..cli.channels.max(1) {
         let ep = Endpoint::from_shared(format!("http://{addr}"))?.tcp_nodelay(true);
@@ -471,12 +523,14 @@ async fn grpc(cli: &Cli, token: bool, rows: &mut Vec<Row>) -> Result<()> {
     }
     let ops = rpc.clients * (rpc.ops / rpc.clients);
     let note = format!(
-        "{} tasks over {} connections, durable (group commit)",
+        "{} tasks over {} connections, durable (group commit){}",
         rpc.clients,
-        rpc.channels.len()
+        rpc.channels.len(),
+        if members > 1 { format!(", a majority of {members} masters") } else { String::new() }
     );
     let mut push = |what: &str, d: Duration, note: &str| {
         let what = if token { format!("gRPC {what}, token mode") } else { format!("gRPC {what}") };
+        let what = if cli.masters == "1" { what } else { format!("{what}, {members} master(s)") };
         rows.push(Row { what, value: rate(ops, d), note: note.into() });
     };
 
@@ -591,8 +645,10 @@ async fn grpc(cli: &Cli, token: bool, rows: &mut Vec<Row>) -> Result<()> {
         .await?;
     push("listing (100 entries)", d, &format!("{} tasks, reads only", rpc.clients));
 
-    let _ = stop_tx.send(());
-    server.await??;
+    for (stop, server) in servers {
+        let _ = stop.send(());
+        server.await??;
+    }
     Ok(())
 }
 
@@ -605,13 +661,20 @@ fn main() -> Result<()> {
         "both" => &[false, true],
         _ => &[false],
     };
-    for &token in modes {
-        let mode = if token { "token" } else { "simple" };
-        eprintln!(
-            "metabench: gRPC against a real master, {mode} mode ({} ops per kind)...",
-            cli.ops
-        );
-        rt.block_on(grpc(&cli, token, &mut rows))?;
+    let groups: &[usize] = match cli.masters.as_str() {
+        "3" => &[3],
+        "both" => &[1, 3],
+        _ => &[1],
+    };
+    for &members in groups {
+        for &token in modes {
+            let mode = if token { "token" } else { "simple" };
+            eprintln!(
+                "metabench: gRPC against {members} real master(s), {mode} mode ({} ops per kind)...",
+                cli.ops
+            );
+            rt.block_on(grpc(&cli, token, members, &mut rows))?;
+        }
     }
     drop(rt);
     if cli.grpc_only {
