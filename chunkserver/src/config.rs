@@ -14,7 +14,9 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct Config {
-    /// The master's `host:port` (without a scheme).
+    /// The master's `host:port` (without a scheme), or the comma-separated addresses of
+    /// every member of a replicated master group: it registers, heartbeats and reports
+    /// to each of them ([`crate::heartbeat`]); see [`Config::masters`].
     pub master: String,
     /// Data directory holding `VERSION`, `rbw/` and `finalized/`.
     pub dir: PathBuf,
@@ -96,21 +98,43 @@ impl Config {
         Duration::from_secs(self.stream_idle_timeout_secs)
     }
 
+    /// The masters in [`Config::master`]: one, or each member of a group, in the order
+    /// given, each once (the syntax of `dfs --master`, `dfs::masters::parse_list`).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an empty list or member, or an address with a scheme.
+    pub fn masters(&self) -> Result<Vec<String>> {
+        if self.master.trim().is_empty() {
+            return Err(Error::Config("master address is empty".to_owned()));
+        }
+        let mut masters: Vec<String> = Vec::new();
+        for addr in self.master.split(',').map(str::trim) {
+            if addr.is_empty() {
+                return Err(Error::Config(format!(
+                    "master list {:?} has an empty member",
+                    self.master
+                )));
+            }
+            if addr.contains("://") {
+                return Err(Error::Config(format!(
+                    "master address {addr:?} must be host:port without a scheme"
+                )));
+            }
+            if !masters.iter().any(|m| m == addr) {
+                masters.push(addr.to_owned());
+            }
+        }
+        Ok(masters)
+    }
+
     /// Checks the settings.
     ///
     /// # Errors
-    /// [`Error::Config`] if the master address is empty or has a scheme, the directory
-    /// or the rack name is empty, or an interval, timeout, rate or the stream cap is 0.
+    /// [`Error::Config`] if the master list is empty or an address in it is empty or has
+    /// a scheme, the directory or the rack name is empty, or an interval, timeout, rate
+    /// or the stream cap is 0.
     pub fn validate(&self) -> Result<()> {
-        if self.master.is_empty() {
-            return Err(Error::Config("master address is empty".to_owned()));
-        }
-        if self.master.contains("://") {
-            return Err(Error::Config(format!(
-                "master address {:?} must be host:port without a scheme",
-                self.master
-            )));
-        }
+        self.masters()?;
         if self.dir.as_os_str().is_empty() {
             return Err(Error::Config("data directory is empty".to_owned()));
         }
@@ -154,6 +178,8 @@ mod tests {
         let bad = [
             Config { master: String::new(), ..Config::default() },
             Config { master: "http://x:1".to_owned(), ..Config::default() },
+            Config { master: "a:1,,b:2".to_owned(), ..Config::default() },
+            Config { master: "a:1,http://b:2".to_owned(), ..Config::default() },
             Config { rack: String::new(), ..Config::default() },
             Config { heartbeat_ms: 0, ..Config::default() },
             Config { dir: PathBuf::new(), ..Config::default() },
@@ -165,5 +191,14 @@ mod tests {
         for c in bad {
             assert!(c.validate().is_err(), "{c:?} should be refused");
         }
+    }
+
+    #[test]
+    fn a_master_group_is_a_list() {
+        let one = Config { master: "m:9000".to_owned(), ..Config::default() };
+        assert_eq!(one.masters().unwrap(), ["m:9000"]);
+        let group = Config { master: "a:1, b:2,c:3,a:1".to_owned(), ..Config::default() };
+        group.validate().unwrap();
+        assert_eq!(group.masters().unwrap(), ["a:1", "b:2", "c:3"]);
     }
 }

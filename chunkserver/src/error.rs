@@ -132,6 +132,15 @@ pub enum Error {
         /// The idle timeout.
         idle: std::time::Duration,
     },
+    /// An order from a master whose term is older than the newest this chunkserver has
+    /// seen: a deposed leader's ([`crate::fence`]).
+    #[error("order of master term {term} refused: term {newest} has been seen since")]
+    StaleTerm {
+        /// The ordering master's term.
+        term: u64,
+        /// The newest term seen.
+        newest: u64,
+    },
     /// A request that breaks the protocol.
     #[error("{0}")]
     InvalidArgument(String),
@@ -181,6 +190,7 @@ impl Error {
             }
             Error::Token { .. } => ErrorReason::BadToken,
             Error::Finalized { .. } => ErrorReason::Refused,
+            Error::StaleTerm { .. } => ErrorReason::StaleTerm,
             Error::Busy { .. } => ErrorReason::Exhausted,
             // The peer (upstream) did not send in time.
             Error::Idle { .. } => ErrorReason::Unreachable,
@@ -204,7 +214,7 @@ impl Error {
             Error::DiskFull { .. } => Code::ResourceExhausted,
             Error::Token { cause, .. } if cause.is_unauthenticated() => Code::Unauthenticated,
             Error::Token { .. } => Code::PermissionDenied,
-            Error::Finalized { .. } => Code::FailedPrecondition,
+            Error::Finalized { .. } | Error::StaleTerm { .. } => Code::FailedPrecondition,
             Error::Busy { .. } => Code::ResourceExhausted,
             Error::Idle { .. } => Code::DeadlineExceeded,
             Error::InvalidArgument(_) | Error::Config(_) => Code::InvalidArgument,

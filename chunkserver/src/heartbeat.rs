@@ -3,6 +3,14 @@
 //! space and load, carry out the commands in the replies, and flush incremental
 //! reports (finalized, deleted, corrupt) from [`crate::reports`] within ~100 ms.
 //!
+//! With a replicated master group (`--master a,b,c`) the whole conversation is held with
+//! every member, each in a task of its own with its own backoff, report queue and
+//! full-report timer, so a member that is down delays nobody and a newly elected leader
+//! already knows every replica (as DataNodes report to both NameNodes). Commands are
+//! carried out only from the answer of the leader of the newest term seen
+//! ([`crate::fence`]); each member's token keys are kept apart ([`crate::access`]). A
+//! single master is a group of one.
+//!
 //! The master being down is normal (it restarts, or starts after us): every call is
 //! retried with backoff, waiting is logged once a minute, and the loop only ends on
 //! shutdown. A reply asking to re-register (the master forgot us, or had declared us
@@ -15,6 +23,7 @@
 //! answer carries the master's chunk token keys, which replace those this node checks
 //! requests with ([`crate::access`]).
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use proto::gfs::chunk_command::Command;
@@ -24,13 +33,16 @@ use proto::gfs::{
     ReportChunksRequest, ReportedChunk,
 };
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tracing::{debug, info, warn};
 
 use crate::access::Keys;
 use crate::error::{Error, Result};
+use crate::fence::{Fence, Verdict};
 use crate::replicate::Copier;
+use crate::reports::ReportQueue;
 use crate::space_watch::{SpaceChange, SpaceWatch};
 use crate::store::{Deleted, ReplicaInfo, Space, Store};
 
@@ -46,12 +58,12 @@ const LOG_EVERY: Duration = Duration::from_secs(60);
 pub struct Reporter {
     /// The replica store to report on.
     pub store: Store,
-    /// Where the master's chunk token keys go (every register and heartbeat answer).
+    /// Where the masters' chunk token keys go (every register and heartbeat answer).
     pub keys: Keys,
     /// How the master knows us.
     pub server: ChunkserverInfo,
-    /// The master's `host:port`.
-    pub master: String,
+    /// The master's `host:port`, or each member's of a master group.
+    pub masters: Vec<String>,
     /// Heartbeat interval until the master says otherwise.
     pub interval: Duration,
     /// Makes the copies the master asks for.
@@ -60,10 +72,25 @@ pub struct Reporter {
     pub full_report: Duration,
     /// Its credentials on every call (a service token in token mode).
     pub attach: security::Attach,
+    /// The newest master term seen, which decides whose commands are carried out
+    /// (shared with the service, which fences lease-recovery orders with it).
+    pub fence: Fence,
 }
 
 /// The master's chunkserver service, every call carrying our credentials.
 type Master = ChunkserverProtocolClient<InterceptedService<Channel, security::Attach>>;
+
+/// The conversation with one master (one member of a group).
+struct Link {
+    /// Its `host:port`.
+    master: String,
+    client: Master,
+    /// The replica events not yet reported to it.
+    queue: Arc<ReportQueue>,
+    /// The disk's state, logged once per change whichever member's turn it is.
+    space: Arc<Mutex<SpaceWatch>>,
+    log: QuietLog,
+}
 
 /// Logs a repeated failure at most once per [`LOG_EVERY`].
 struct QuietLog {
@@ -104,59 +131,80 @@ fn to_proto(r: &ReplicaInfo) -> ReportedChunk {
 }
 
 impl Reporter {
-    /// Runs until `shutdown` turns true.
+    /// Runs until `shutdown` turns true: the conversation with every master at once.
     ///
     /// # Errors
-    /// [`Error::Config`] if the master address is not a valid URI.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
-        let channel = security::tls::endpoint(&self.master)
-            .map_err(|e| Error::Config(format!("master address: {e}")))?
-            .timeout(Duration::from_secs(30))
-            .connect_lazy();
-        let mut client = ChunkserverProtocolClient::with_interceptor(channel, self.attach.clone());
-        let mut log = QuietLog { last: None };
-        let mut space = SpaceWatch::default();
+    /// [`Error::Config`] if a master address is not a valid URI.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) -> Result<()> {
+        let space = Arc::new(Mutex::new(SpaceWatch::default()));
+        let mut links = Vec::with_capacity(self.masters.len());
+        for master in &self.masters {
+            let channel = security::tls::endpoint(master)
+                .map_err(|e| Error::Config(format!("master address {master}: {e}")))?
+                .timeout(Duration::from_secs(30))
+                .connect_lazy();
+            links.push(Link {
+                master: master.clone(),
+                client: ChunkserverProtocolClient::with_interceptor(channel, self.attach.clone()),
+                queue: self.store.reports().subscribe(),
+                space: Arc::clone(&space),
+                log: QuietLog { last: None },
+            });
+        }
+        let this = Arc::new(self);
+        let mut conversations = JoinSet::new();
+        for link in links {
+            conversations.spawn(Arc::clone(&this).converse(link, shutdown.clone()));
+        }
+        while let Some(done) = conversations.join_next().await {
+            if let Err(e) = done {
+                warn!(cause = %e, "a master conversation panicked");
+            }
+        }
+        Ok(())
+    }
+
+    /// The conversation with one master until `shutdown` turns true.
+    async fn converse(self: Arc<Self>, mut link: Link, mut shutdown: watch::Receiver<bool>) {
         'register: loop {
-            let Some(interval) =
-                self.register(&mut client, &mut shutdown, &mut log, &mut space).await
-            else {
-                return Ok(());
+            let Some(interval) = self.register(&mut link, &mut shutdown).await else {
+                return;
             };
             let mut next_beat = tokio::time::Instant::now() + interval;
             let full_report_due = tokio::time::Instant::now() + self.full_report;
             loop {
                 if tokio::time::Instant::now() >= full_report_due {
-                    debug!("periodic full report");
+                    debug!(master = %link.master, "periodic full report");
                     continue 'register;
                 }
                 tokio::select! {
-                    _ = crate::stopped(&mut shutdown) => return Ok(()),
+                    _ = crate::stopped(&mut shutdown) => return,
                     _ = tokio::time::sleep_until(next_beat) => {
                         next_beat = tokio::time::Instant::now() + interval;
-                        match self.heartbeat(&mut client, &mut space).await {
+                        match self.heartbeat(&mut link).await {
                             Ok(reply) => {
-                                log.last = None;
-                                if self.execute(reply).await {
+                                link.log.last = None;
+                                if self.execute(&link, reply).await {
                                     continue 'register;
                                 }
                                 // Events whose report failed earlier go out now.
-                                match self.flush(&mut client).await {
+                                match self.flush(&mut link).await {
                                     Ok(true) => continue 'register,
                                     Ok(false) => {}
-                                    Err(status) => log.failed("report", &self.master, &status),
+                                    Err(status) => link.log.failed("report", &link.master, &status),
                                 }
                             }
-                            Err(status) => log.failed("heartbeat", &self.master, &status),
+                            Err(status) => link.log.failed("heartbeat", &link.master, &status),
                         }
                     }
-                    _ = self.store.reports().notified() => {
+                    _ = link.queue.notified() => {
                         // Let a burst (a pipeline finalizing, a batch of deletes) gather.
                         tokio::time::sleep(REPORT_DELAY).await;
-                        match self.flush(&mut client).await {
+                        match self.flush(&mut link).await {
                             Ok(true) => continue 'register,
                             Ok(false) => {}
                             Err(status) => {
-                                log.failed("report", &self.master, &status);
+                                link.log.failed("report", &link.master, &status);
                                 // Retry with the next heartbeat's wake-up or new events.
                             }
                         }
@@ -170,10 +218,8 @@ impl Reporter {
     /// shutdown. Returns the heartbeat interval to use.
     async fn register(
         &self,
-        client: &mut Master,
+        link: &mut Link,
         shutdown: &mut watch::Receiver<bool>,
-        log: &mut QuietLog,
-        space_watch: &mut SpaceWatch,
     ) -> Option<Duration> {
         let mut backoff = MIN_BACKOFF;
         loop {
@@ -189,24 +235,28 @@ impl Reporter {
                 id_secret: store.id_secret().to_vec().into(),
             };
             let count = req.chunks.len();
-            match client.register(req).await {
+            match link.client.register(req).await {
                 Ok(reply) => {
                     let reply = reply.into_inner();
-                    self.keys.replace(&reply.token_keys);
+                    self.keys.replace(&link.master, &reply.token_keys);
+                    self.fence.observe(reply.term);
                     let ms = reply.heartbeat_interval_ms;
-                    info!(master = %self.master, chunks = count, "registered with the master");
-                    if reply.chunk_size > 0 {
-                        space_watch.set_reserve(reply.chunk_size);
+                    info!(master = %link.master, chunks = count, leader = reply.leader, term = reply.term, "registered with the master");
+                    {
+                        let mut space_watch = link.space.lock().unwrap_or_else(|p| p.into_inner());
+                        if reply.chunk_size > 0 {
+                            space_watch.set_reserve(reply.chunk_size);
+                        }
+                        watch_space(&mut space_watch, &space);
                     }
-                    watch_space(space_watch, &space);
                     // The full report supersedes queued `received` events, but corrupt
-                    // replicas are not in it: report them (again) now.
+                    // replicas are not in it: report them (again) now, to this master.
                     for h in store.corrupt() {
-                        store.reports().corrupt(h);
+                        link.queue.corrupt(h);
                     }
                     return Some(if ms > 0 { Duration::from_millis(ms) } else { self.interval });
                 }
-                Err(status) => log.failed("register", &self.master, &status),
+                Err(status) => link.log.failed("register", &link.master, &status),
             }
             tokio::select! {
                 _ = crate::stopped(shutdown) => return None,
@@ -218,11 +268,10 @@ impl Reporter {
 
     async fn heartbeat(
         &self,
-        client: &mut Master,
-        space_watch: &mut SpaceWatch,
+        link: &mut Link,
     ) -> std::result::Result<HeartbeatResponse, tonic::Status> {
         let space = self.store.space();
-        watch_space(space_watch, &space);
+        watch_space(&mut link.space.lock().unwrap_or_else(|p| p.into_inner()), &space);
         let req = HeartbeatRequest {
             id: self.server.id.clone(),
             capacity: space.capacity,
@@ -231,18 +280,31 @@ impl Reporter {
             active_writes: self.store.active_writes(),
             chunk_count: self.store.chunk_count(),
         };
-        let reply = client.heartbeat(req).await?.into_inner();
+        let reply = link.client.heartbeat(req).await?.into_inner();
         if !reply.reregister {
-            self.keys.replace(&reply.token_keys);
+            self.keys.replace(&link.master, &reply.token_keys);
         }
         Ok(reply)
     }
 
-    /// Carries out a heartbeat reply's commands; true if the master wants a re-register.
+    /// Carries out a heartbeat reply's commands if they come from the leader of the
+    /// newest term seen ([`Fence::admit`]); true if the master wants a re-register.
     ///
     /// Deletes run to completion before any copy starts: a copy the master sent to
     /// replace a replica it also told this server to delete must land after the delete.
-    async fn execute(&self, reply: HeartbeatResponse) -> bool {
+    async fn execute(&self, link: &Link, reply: HeartbeatResponse) -> bool {
+        match self.fence.admit(reply.leader, reply.term) {
+            Verdict::Admitted => {}
+            _ if reply.commands.is_empty() => return reply.reregister,
+            Verdict::NotLeader => {
+                debug!(master = %link.master, term = reply.term, commands = reply.commands.len(), "ignoring commands from a master that does not lead");
+                return reply.reregister;
+            }
+            Verdict::Stale { newest } => {
+                debug!(master = %link.master, term = reply.term, newest, commands = reply.commands.len(), "ignoring commands from a deposed leader");
+                return reply.reregister;
+            }
+        }
         let mut deletes: Vec<DeleteReplica> = Vec::new();
         let mut copies = Vec::new();
         for c in reply.commands {
@@ -286,8 +348,8 @@ impl Reporter {
 
     /// Sends queued events; true if the master wants a re-register. Failed events are
     /// queued again.
-    async fn flush(&self, client: &mut Master) -> std::result::Result<bool, tonic::Status> {
-        let pending = self.store.reports().drain();
+    async fn flush(&self, link: &mut Link) -> std::result::Result<bool, tonic::Status> {
+        let pending = link.queue.drain();
         if pending.is_empty() {
             return Ok(false);
         }
@@ -297,10 +359,10 @@ impl Reporter {
             deleted: pending.deleted.clone(),
             corrupt: pending.corrupt.clone(),
         };
-        match client.report_chunks(req).await {
+        match link.client.report_chunks(req).await {
             Ok(reply) => Ok(reply.into_inner().reregister),
             Err(status) => {
-                self.store.reports().requeue(pending);
+                link.queue.requeue(pending);
                 Err(status)
             }
         }

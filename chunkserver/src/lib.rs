@@ -6,7 +6,9 @@
 //! - [`pipeline`]: one `WriteChunk` stream (verify, store, forward, ack in order);
 //! - [`server`]: the gRPC service, including read streaming;
 //! - [`heartbeat`] and [`reports`]: registration, heartbeats, incremental reports and
-//!   the master's commands; [`space_watch`]: logging a full disk once, not per heartbeat;
+//!   the master's commands, with every member of a master group; [`fence`]: obeying
+//!   only the leader of the newest term; [`space_watch`]: logging a full disk once, not
+//!   per heartbeat;
 //! - [`streams`]: the cap on concurrent data streams (`--max-transfer-streams`);
 //! - [`replicate`]: copies the master asks for, pulled from a peer and verified;
 //! - [`scrub`]: background verification of finalized replicas; [`throttle`]: byte rates;
@@ -18,6 +20,7 @@
 pub mod access;
 pub mod config;
 pub mod error;
+pub mod fence;
 pub mod heartbeat;
 pub mod meta;
 pub mod pipeline;
@@ -48,6 +51,7 @@ pub use config::Config;
 pub use error::{Error, Result};
 
 use crate::access::Keys;
+use crate::fence::Fence;
 use crate::heartbeat::Reporter;
 use crate::pipeline::{MAX_FRAME, MAX_MESSAGE, Peers};
 use crate::replicate::Copier;
@@ -58,7 +62,8 @@ use crate::streams::Streams;
 
 /// Runs a chunkserver on `listener` until `shutdown` completes: opens the store in
 /// `cfg.dir`, serves the Chunkserver service, and reports to the master at `cfg.master`
-/// (retrying quietly while it is unreachable). The advertised address is the listener's.
+/// (to every member of a master group listed there; retrying quietly while one is
+/// unreachable). The advertised address is the listener's.
 ///
 /// # Errors
 /// [`Error::Config`] for invalid settings, [`Error::Io`] if the data directory cannot be
@@ -69,6 +74,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
     cfg.validate()?;
+    let masters = cfg.masters()?;
     let addr = listener.local_addr().map_err(|e| Error::io("read the listening address", e))?;
     let addr = addr.to_string();
     let (dir, cap) = (cfg.dir.clone(), cfg.capacity);
@@ -89,13 +95,14 @@ pub async fn run(
     let attach = cfg.auth.attach("chunkserver").map_err(|e| Error::Config(e.to_string()))?;
     let peers = Arc::new(Peers::new(attach.clone()));
     let keys = Keys::default();
+    let fence = Fence::default();
     let streams = Streams::new(cfg.max_transfer_streams);
     let idle_timeout = cfg.stream_idle_timeout();
     let reporter = Reporter {
         keys: keys.clone(),
         store: store.clone(),
         server: ChunkserverInfo { id: store.id().to_owned(), addr: addr.clone(), rack: cfg.rack },
-        master: cfg.master,
+        masters,
         interval,
         copier: Copier::new(
             store.clone(),
@@ -105,6 +112,7 @@ pub async fn run(
         ),
         full_report: std::time::Duration::from_secs(cfg.full_report_secs),
         attach,
+        fence: fence.clone(),
     };
     let reporter = tokio::spawn(reporter.run(stop_rx.clone()));
     let scrubber = tokio::spawn(scrub::run(
@@ -118,7 +126,7 @@ pub async fn run(
         idle_timeout,
         streams,
     };
-    let service = ChunkserverService::new(store, keys, addr, peers, stop_rx, limits);
+    let service = ChunkserverService::new(store, keys, fence, addr, peers, stop_rx, limits);
     let service = ChunkserverServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);

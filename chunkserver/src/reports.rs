@@ -4,9 +4,15 @@
 //! [`crate::store`] pushes events as they happen; [`crate::heartbeat`] is woken, waits a
 //! moment so bursts travel in one `ReportChunks` call, and drains the queue. A failed
 //! call puts the events back, so nothing is lost while the master is down.
+//!
+//! Every member of a replicated master group gets every report, each at its own pace (a
+//! member that is down keeps its events until it is back, without holding up the
+//! others): the conversation with each member [`ReportQueue::subscribe`]s a queue of its
+//! own, and the store's queue then hands each event to every subscriber instead of
+//! keeping it.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::Notify;
 
@@ -43,7 +49,7 @@ impl Pending {
 
 /// Keyed by handle so the latest event about a chunk wins (a replica finalized and then
 /// deleted before the next report is reported only as deleted).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Queued {
     received: BTreeMap<u64, ReplicaInfo>,
     deleted: BTreeMap<u64, ()>,
@@ -55,6 +61,9 @@ struct Queued {
 pub struct ReportQueue {
     queued: Mutex<Queued>,
     notify: Notify,
+    /// Queues that get every event pushed here from their subscription on (one per
+    /// master group member); while there are any, this queue keeps none itself.
+    subscribers: RwLock<Vec<Arc<ReportQueue>>>,
 }
 
 impl ReportQueue {
@@ -129,7 +138,34 @@ impl ReportQueue {
         self.notify.notified().await;
     }
 
-    fn update(&self, f: impl FnOnce(&mut Queued)) {
+    /// A queue of its own that gets every event pushed here from now on, starting with
+    /// a copy of the events this queue holds (those queued before anyone subscribed).
+    pub fn subscribe(&self) -> Arc<ReportQueue> {
+        // Under the write lock no event slips between the copy and the subscription.
+        let mut subscribers = self.subscribers.write().unwrap_or_else(|p| p.into_inner());
+        let queue = Arc::new(ReportQueue::new());
+        let held = self.lock().clone();
+        let any = !held.received.is_empty() || !held.deleted.is_empty() || !held.corrupt.is_empty();
+        *queue.lock() = held;
+        if any {
+            queue.notify.notify_one();
+        }
+        subscribers.push(Arc::clone(&queue));
+        queue
+    }
+
+    fn update(&self, f: impl Fn(&mut Queued)) {
+        self.apply(&f);
+    }
+
+    fn apply(&self, f: &dyn Fn(&mut Queued)) {
+        let subscribers = self.subscribers.read().unwrap_or_else(|p| p.into_inner());
+        if !subscribers.is_empty() {
+            for s in subscribers.iter() {
+                s.apply(f);
+            }
+            return;
+        }
         f(&mut self.lock());
         // `notify_one` stores a permit, so an event queued while the reporter is busy
         // still wakes it on its next wait.
@@ -163,6 +199,25 @@ mod tests {
         assert_eq!(p.deleted, vec![1]);
         assert_eq!(p.corrupt, vec![3]);
         assert!(q.drain().is_empty());
+    }
+
+    #[test]
+    fn every_subscriber_gets_every_event_at_its_own_pace() {
+        let q = ReportQueue::new();
+        q.received(info(1));
+        let (a, b) = (q.subscribe(), q.subscribe());
+        q.deleted(2);
+        let p = a.drain();
+        assert_eq!((&p.received, &p.deleted), (&vec![info(1)], &vec![2]), "held ones too");
+        // `a` failed to send its report; `b` has not tried yet.
+        a.requeue(p);
+        q.corrupt(3);
+        for s in [&a, &b] {
+            let p = s.drain();
+            assert_eq!(p.received, vec![info(1)]);
+            assert_eq!((p.deleted, p.corrupt), (vec![2], vec![3]));
+        }
+        assert!(a.drain().is_empty() && b.drain().is_empty());
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! `ReadChunk` (verified, read-ahead streaming from [`crate::store`]), and lease
 //! recovery's `RecoverReplica`/`FinalizeReplica`. Every request must carry a chunk
 //! access token from the master allowing it ([`crate::access`]) before anything is read,
-//! created, cut or finalized.
+//! created, cut or finalized; lease recovery's orders must also come from a master term
+//! no older than the newest seen ([`crate::fence`]).
 //!
 //! Every data stream (a write, a read) first takes a permit from the chunkserver's
 //! stream cap ([`crate::streams`]) and holds it until the stream ends; one over the cap
@@ -33,6 +34,7 @@ use tracing::{debug, info, instrument, warn};
 
 use crate::access::Keys;
 use crate::error::Error;
+use crate::fence::Fence;
 use crate::pipeline::{self, Peers, WriteContext};
 use crate::store::{ReplicaReader, Store};
 use crate::streams::{StreamPermit, Streams};
@@ -62,6 +64,7 @@ pub struct StreamLimits {
 pub struct ChunkserverService {
     store: Store,
     keys: Keys,
+    fence: Fence,
     addr: String,
     peers: Arc<Peers>,
     shutdown: watch::Receiver<bool>,
@@ -69,18 +72,20 @@ pub struct ChunkserverService {
 }
 
 impl ChunkserverService {
-    /// A service over `store`, advertising `addr` in its error messages, using `peers`
-    /// for downstream nodes, bounding streams by `limits`; streams end when `shutdown`
-    /// turns true.
+    /// A service over `store`, checking tokens with `keys` and lease-recovery orders
+    /// against `fence`, advertising `addr` in its error messages, using `peers` for
+    /// downstream nodes, bounding streams by `limits`; streams end when `shutdown` turns
+    /// true.
     pub fn new(
         store: Store,
         keys: Keys,
+        fence: Fence,
         addr: String,
         peers: Arc<Peers>,
         shutdown: watch::Receiver<bool>,
         limits: StreamLimits,
     ) -> ChunkserverService {
-        ChunkserverService { store, keys, addr, peers, shutdown, limits }
+        ChunkserverService { store, keys, fence, addr, peers, shutdown, limits }
     }
 
     /// A permit for one more data stream, or the refusal naming this node and the cap.
@@ -95,6 +100,15 @@ impl ChunkserverService {
                     "refused data streams: busy (--max-transfer-streams)"
                 );
             }
+            status(&self.addr, e)
+        })
+    }
+
+    /// Refuses a lease-recovery order of a master `term` older than the newest seen. Run
+    /// after the token check, so only a master's signed order can raise the newest term.
+    fn check_term(&self, handle: u64, term: u64) -> Result<(), Status> {
+        self.fence.check_order(term).map_err(|e| {
+            info!(chunk = %format!("{handle:016x}"), term, cause = %e, "refused a deposed master's order");
             status(&self.addr, e)
         })
     }
@@ -179,6 +193,7 @@ impl Chunkserver for ChunkserverService {
         security::require_service(&request)?;
         let r = request.into_inner();
         self.check(&r.token, r.handle, r.new_version, Modes::RECOVER)?;
+        self.check_term(r.handle, r.term)?;
         let store = self.store.clone();
         let info =
             tokio::task::spawn_blocking(move || store.recover_replica(r.handle, r.new_version))
@@ -197,6 +212,7 @@ impl Chunkserver for ChunkserverService {
         security::require_service(&request)?;
         let r = request.into_inner();
         self.check(&r.token, r.handle, r.version, Modes::RECOVER)?;
+        self.check_term(r.handle, r.term)?;
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.settle(r.handle, r.version, r.length))
             .await

@@ -1,10 +1,13 @@
 //! Administration calls on the master's `gfs.v1.AdminProtocol` (`dfs admin ...`, like
 //! `hdfs dfsadmin`): force a checkpoint, get or change safe mode, fetch the `metasave`
-//! debugging dump, decommission or recommission a chunkserver, and start, stop or query
-//! the balancer.
+//! debugging dump, decommission or recommission a chunkserver, start, stop or query
+//! the balancer, and list or change the members of a replicated master group.
 //!
-//! All of them are idempotent, so they are retried only while the master is unreachable
-//! ([`CallKind::Read`]), never because of safe mode: they are how one inspects or ends it.
+//! All of them are idempotent, so they are retried only while the master is unreachable,
+//! never because of safe mode: they are how one inspects or ends it. The queries are
+//! [`CallKind::Read`] (a follower may answer them with `--stale-ok`: its own `metasave`,
+//! its view of the group), the orders [`CallKind::Idempotent`] (the leader carries them
+//! out).
 
 use std::time::Duration;
 
@@ -67,7 +70,7 @@ impl Client {
     /// transport error.
     pub async fn checkpoint(&self) -> Result<u64> {
         let resp = self
-            .call_admin(CallKind::Read, &DfsPath::root(), |mut m| async move {
+            .call_admin(CallKind::Idempotent, &DfsPath::root(), |mut m| async move {
                 m.checkpoint(gfs::CheckpointRequest {}).await
             })
             .await?;
@@ -79,13 +82,14 @@ impl Client {
     /// # Errors
     /// A transport error if the master cannot be reached.
     pub async fn safe_mode(&self, op: SafeModeOp) -> Result<SafeModeStatus> {
-        let action = match op {
-            SafeModeOp::Get => SafeModeAction::Get,
-            SafeModeOp::Enter => SafeModeAction::Enter,
-            SafeModeOp::Leave => SafeModeAction::Leave,
-        } as i32;
+        let (action, kind) = match op {
+            SafeModeOp::Get => (SafeModeAction::Get, CallKind::Read),
+            SafeModeOp::Enter => (SafeModeAction::Enter, CallKind::Idempotent),
+            SafeModeOp::Leave => (SafeModeAction::Leave, CallKind::Idempotent),
+        };
+        let action = action as i32;
         let resp = self
-            .call_admin(CallKind::Read, &DfsPath::root(), |mut m| async move {
+            .call_admin(kind, &DfsPath::root(), |mut m| async move {
                 m.safe_mode(gfs::SafeModeRequest { action }).await
             })
             .await?;
@@ -161,7 +165,7 @@ impl Client {
     pub async fn decommission(&self, addr: &str, recommission: bool) -> Result<DecommissionStatus> {
         let req = gfs::DecommissionRequest { addr: addr.to_owned(), recommission };
         let resp = self
-            .call_admin(CallKind::Read, &DfsPath::root(), |mut m| {
+            .call_admin(CallKind::Idempotent, &DfsPath::root(), |mut m| {
                 let req = req.clone();
                 async move { m.decommission(req).await }
             })
@@ -179,15 +183,11 @@ impl Client {
     /// # Errors
     /// The master's error for a bad threshold, or a transport error.
     pub async fn balance(&self, threshold_pct: Option<f64>, stop: bool) -> Result<BalancerStatus> {
-        let req = gfs::BalanceRequest {
-            threshold_pct: threshold_pct.unwrap_or(0.0),
-            stop,
-            query: threshold_pct.is_none() && !stop,
-        };
-        let r =
-            self.call_admin(CallKind::Read, &DfsPath::root(), |mut m| async move {
-                m.balance(req).await
-            })
+        let query = threshold_pct.is_none() && !stop;
+        let req = gfs::BalanceRequest { threshold_pct: threshold_pct.unwrap_or(0.0), stop, query };
+        let kind = if query { CallKind::Read } else { CallKind::Idempotent };
+        let r = self
+            .call_admin(kind, &DfsPath::root(), |mut m| async move { m.balance(req).await })
             .await?;
         Ok(BalancerStatus {
             running: r.running,
@@ -199,6 +199,119 @@ impl Client {
             message: r.message,
         })
     }
+}
+
+/// One member of a replicated master group, as the member that answered sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterMember {
+    /// Its id in the group.
+    pub id: u64,
+    /// Its `host:port`.
+    pub addr: String,
+    /// `leader`, `follower`, `candidate`, `learner` or `unreachable`.
+    pub role: String,
+    /// Its Raft term.
+    pub term: u64,
+    /// Last log index applied to its state (as the leader last heard).
+    pub applied: u64,
+    /// Entries behind the leader's log (0 on the leader).
+    pub lag: u64,
+    /// Whether it votes (a learner catching up does not).
+    pub voter: bool,
+}
+
+/// The members of a master group (`dfs admin masters`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterGroup {
+    /// Every member, in id order.
+    pub members: Vec<MasterMember>,
+    /// The id of the member that answered.
+    pub answered_by: u64,
+    /// The id of the leader it knows of (0: none).
+    pub leader: u64,
+}
+
+impl From<gfs::MastersResponse> for MasterGroup {
+    fn from(r: gfs::MastersResponse) -> MasterGroup {
+        let mut members: Vec<MasterMember> = r
+            .members
+            .into_iter()
+            .map(|m| MasterMember {
+                id: m.id,
+                addr: m.addr,
+                role: m.role,
+                term: m.term,
+                applied: m.applied,
+                lag: m.lag,
+                voter: m.voter,
+            })
+            .collect();
+        members.sort_by_key(|m| m.id);
+        MasterGroup { members, answered_by: r.answered_by, leader: r.leader }
+    }
+}
+
+impl Client {
+    /// The members of the master group, their roles, terms and progress. A single
+    /// master answers as a group of one.
+    ///
+    /// # Errors
+    /// A transport error if no member can be reached.
+    pub async fn masters(&self) -> Result<MasterGroup> {
+        let resp = self
+            .call_admin(CallKind::Read, &DfsPath::root(), |mut m| async move {
+                m.masters(gfs::MastersRequest {}).await
+            })
+            .await?;
+        Ok(resp.into())
+    }
+
+    /// Adds member `id` at `addr` to the master group (`Some`: it joins as a learner,
+    /// then votes once caught up), or removes member `id` (`None`). One change at a time;
+    /// superuser only. Returns the group afterwards.
+    ///
+    /// # Errors
+    /// The leader's refusal (a change already under way, an unknown member, not a
+    /// superuser), or a transport error.
+    pub async fn change_masters(&self, id: u64, addr: Option<&str>) -> Result<MasterGroup> {
+        let req = gfs::ChangeMastersRequest { id, addr: addr.unwrap_or_default().to_owned() };
+        let resp = self
+            .call_admin(CallKind::Idempotent, &DfsPath::root(), |mut m| {
+                let req = req.clone();
+                async move { m.change_masters(req).await }
+            })
+            .await?;
+        Ok(resp.into())
+    }
+}
+
+/// The table `dfs admin masters` prints: one line per member, the leader marked `*`,
+/// then who answered.
+pub fn format_masters(g: &MasterGroup) -> String {
+    let addr_width = g.members.iter().map(|m| m.addr.len()).max().unwrap_or(0).max(7);
+    let mut out = format!(
+        "  {:>4}  {:<addr_width$}  {:<11}  {:>6}  {:>10}  {:>8}  VOTER\n",
+        "ID", "ADDRESS", "ROLE", "TERM", "APPLIED", "LAG"
+    );
+    for m in &g.members {
+        let mark = if m.id == g.leader && g.leader != 0 { '*' } else { ' ' };
+        out.push_str(&format!(
+            "{mark} {:>4}  {:<addr_width$}  {:<11}  {:>6}  {:>10}  {:>8}  {}\n",
+            m.id,
+            m.addr,
+            m.role,
+            m.term,
+            m.applied,
+            m.lag,
+            if m.voter { "yes" } else { "no" }
+        ));
+    }
+    let leader = match g.leader {
+        0 => "no leader is known".to_owned(),
+        id => format!("the leader is member {id}"),
+    };
+    out.push_str(&format!("Answered by member {}; {leader}.\n", g.answered_by));
+    out
 }
 
 /// The lines `dfs admin balance` prints.
@@ -234,6 +347,50 @@ pub fn format_safe_mode(s: &SafeModeStatus) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_members_table_marks_the_leader() {
+        let member = |id: u64, role: &str, lag: u64, voter: bool| MasterMember {
+            id,
+            addr: format!("127.0.0.{id}:9000"),
+            role: role.into(),
+            term: 3,
+            applied: 120 - lag,
+            lag,
+            voter,
+        };
+        let g = MasterGroup::from(gfs::MastersResponse {
+            members: [(2, "follower", 0, true), (1, "leader", 0, true), (3, "learner", 40, false)]
+                .iter()
+                .map(|&(id, role, lag, voter)| {
+                    let m = member(id, role, lag, voter);
+                    gfs::MasterMember {
+                        id: m.id,
+                        addr: m.addr,
+                        role: m.role,
+                        term: m.term,
+                        applied: m.applied,
+                        lag: m.lag,
+                        voter: m.voter,
+                    }
+                })
+                .collect(),
+            answered_by: 2,
+            leader: 1,
+        });
+        assert_eq!(
+            format_masters(&g),
+            "    ID  ADDRESS         ROLE           TERM     APPLIED       LAG  VOTER\n\
+             *    1  127.0.0.1:9000  leader            3         120         0  yes\n\
+             \x20    2  127.0.0.2:9000  follower          3         120         0  yes\n\
+             \x20    3  127.0.0.3:9000  learner           3          80        40  no\n\
+             Answered by member 2; the leader is member 1.\n"
+        );
+        let leaderless = MasterGroup { leader: 0, ..g };
+        let table = format_masters(&leaderless);
+        assert!(!table.contains('*'), "{table}");
+        assert!(table.ends_with("Answered by member 2; no leader is known.\n"), "{table}");
+    }
 
     #[test]
     fn safe_mode_lines_follow_hdfs() {

@@ -1,6 +1,7 @@
-//! The connection to a cluster: a [`Client`] holds a master channel and a cache of
-//! chunkserver channels by address, and offers the namespace operations (`mkdir`, `stat`,
-//! `list`, `rename`, `delete`, ...). Writing and reading files live in
+//! The connection to a cluster: a [`Client`] holds a channel to the master (one per
+//! member of a replicated master group, [`crate::masters`]) and a cache of chunkserver
+//! channels by address, and offers the namespace operations (`mkdir`, `stat`, `list`,
+//! `rename`, `delete`, ...). Writing and reading files live in
 //! [`writer`](crate::writer) and [`reader`](crate::reader).
 //!
 //! Every master call has a deadline ([`ClientConfig::rpc_timeout`]), so a dead or stopped
@@ -8,8 +9,9 @@
 //! go through [`Client::call_master`] (the master's `gfs.v1.ClientProtocol`) or
 //! [`Client::call_admin`] (its `gfs.v1.AdminProtocol`, for fsck, reports and
 //! [`crate::admin`]), which retry them across a master restart as [`crate::retry`]
-//! describes, up to [`ClientConfig::master_retry_deadline`]. Both services share one
-//! connection to the master's one port, and every call on it names the client's user
+//! describes, up to [`ClientConfig::master_retry_deadline`], and send them on to the
+//! leader of a master group as [`crate::masters`] describes. Both services share one
+//! connection to each master's one port, and every call on it names the client's user
 //! ([`ClientConfig::user`], sent by [`security::Attach`]).
 
 use std::collections::HashMap;
@@ -23,10 +25,11 @@ use proto::gfs::chunkserver_client::ChunkserverClient;
 use proto::gfs::client_protocol_client::ClientProtocolClient;
 use proto::path::DfsPath;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, Endpoint};
 
 use crate::error::{Error, Result};
 use crate::fsck::FsckReport;
+use crate::masters::{self, Failure, Masters, Members, Route, Services, Step};
 use crate::path::{PathArg, home_dir};
 use crate::report::ClusterReport;
 use crate::retry::{self, Backoff, CallKind, Calls, WaitNotice};
@@ -44,8 +47,6 @@ const CHUNKSERVER_MAX_MESSAGE: usize = 16 << 20;
 /// smaller than a message also makes tonic copy the buffered part again when it grows its
 /// buffer to the message's length.
 const CHUNKSERVER_MAX_FRAME: u32 = 4 << 20;
-/// Largest master answer accepted (large listings and fsck reports).
-const MASTER_MAX_MESSAGE: usize = 256 << 20;
 
 /// Keepalive interval of write streams unless configured otherwise
 /// ([`ClientConfig::keepalive_interval`]).
@@ -105,6 +106,10 @@ pub struct ClientConfig {
     pub backoff: Backoff,
     /// Told once when the client starts waiting for the master; `None` logs a warning.
     pub on_master_wait: Option<WaitNotice>,
+    /// Let a follower of a replicated master group answer lookups from its possibly
+    /// stale state (`dfs --stale-ok`, as GFS's shadow masters did): reads go on while
+    /// the group has no leader. Changes always go to the leader.
+    pub stale_ok: bool,
 }
 
 impl Default for ClientConfig {
@@ -138,6 +143,7 @@ impl Default for ClientConfig {
             master_retry_deadline: Duration::from_secs(60),
             backoff: Backoff::default(),
             on_master_wait: None,
+            stale_ok: false,
         }
     }
 }
@@ -186,11 +192,8 @@ pub struct Client {
 
 #[derive(Debug)]
 struct Inner {
-    /// The connection to the master, for clients acting as other users over it.
-    channel: Channel,
-    master: ClientProtocolClient<MasterChannel>,
-    admin: AdminProtocolClient<MasterChannel>,
-    master_addr: String,
+    /// The master (or each member of the master group), with this client's credentials.
+    masters: Masters,
     cfg: ClientConfig,
     chunkservers: Mutex<HashMap<String, ChunkserverClient<MasterChannel>>>,
     /// The credentials sent on every call.
@@ -198,12 +201,36 @@ struct Inner {
     calls: Calls,
 }
 
+/// The endpoint of the master (or member) at `addr`, as `cfg` asks.
+fn master_endpoint(addr: &str, cfg: &ClientConfig) -> Result<Endpoint> {
+    Ok(security::tls::endpoint_with(addr, cfg.tls.as_ref())
+        .map_err(|cause| Error::MasterUnreachable { addr: addr.to_owned(), cause })?
+        .connect_timeout(cfg.connect_timeout)
+        .timeout(cfg.rpc_timeout)
+        .tcp_nodelay(true))
+}
+
+/// A failed connection to the master at `addr`, as [`Error::MasterUnreachable`].
+fn unreachable(addr: &str, err: tonic::transport::Error) -> Error {
+    let status = tonic::Status::from_error(Box::new(err));
+    let cause = match Error::from_master_status(status, "", addr) {
+        Error::MasterUnreachable { cause, .. } => cause,
+        other => other.to_string(),
+    };
+    Error::MasterUnreachable { addr: addr.to_owned(), cause }
+}
+
 impl Client {
-    /// Connects to the master at `master_addr` (`host:port`).
+    /// Connects to the master at `master` (`host:port`), or to a replicated master group
+    /// given as its members' comma-separated addresses (`m1:9000,m2:9000,m3:9000`):
+    /// the first member that accepts a connection is called first, the others are
+    /// connected to when a call needs them ([`crate::masters`]).
     ///
     /// # Errors
-    /// [`Error::MasterUnreachable`] naming the address if no connection can be made.
-    pub async fn connect(master_addr: &str, mut cfg: ClientConfig) -> Result<Client> {
+    /// [`Error::InvalidArgument`] for an empty list; [`Error::MasterUnreachable`] naming
+    /// the last member tried if none accepts a connection before
+    /// [`ClientConfig::master_retry_deadline`].
+    pub async fn connect(master: &str, mut cfg: ClientConfig) -> Result<Client> {
         if cfg.token.is_none() {
             cfg.token = security::Credentials::from_env(Some(cfg.user.clone()))
                 .map_err(|e| Error::InvalidArgument { message: e.to_string() })?
@@ -212,58 +239,47 @@ impl Client {
         cfg.packet_size = cfg.packet_size.max(1).next_multiple_of(proto::checksum::BLOCK_SIZE);
         cfg.read_range = cfg.read_range.max(proto::checksum::BLOCK_SIZE);
         cfg.read_prefetch = cfg.read_prefetch.max(1);
-        let unreachable =
-            |cause: String| Error::MasterUnreachable { addr: master_addr.to_owned(), cause };
-        let endpoint = security::tls::endpoint_with(master_addr, cfg.tls.as_ref())
-            .map_err(unreachable)?
-            .connect_timeout(cfg.connect_timeout)
-            .timeout(cfg.rpc_timeout)
-            .tcp_nodelay(true);
+        let addrs = masters::parse_list(master)?;
+        let endpoints =
+            addrs.iter().map(|a| master_endpoint(a, &cfg)).collect::<Result<Vec<_>>>()?;
         let calls = Calls::new();
         let deadline = Instant::now() + cfg.master_retry_deadline;
-        let mut attempt = 0;
-        let channel = loop {
-            let err = match endpoint.connect().await {
-                Ok(channel) => break channel,
-                Err(e) => {
-                    let status = tonic::Status::from_error(Box::new(e));
-                    match Error::from_master_status(status, "", master_addr) {
-                        Error::MasterUnreachable { cause, .. } => unreachable(cause),
-                        other => unreachable(other.to_string()),
-                    }
-                }
+        // Each member in turn, at once; a backoff step once all of them failed.
+        let (mut attempt, mut round) = (0usize, 0u32);
+        let (first, channel) = loop {
+            let i = attempt % endpoints.len();
+            let err = match endpoints[i].connect().await {
+                Ok(channel) => break (i, channel),
+                Err(e) => unreachable(&addrs[i], e),
             };
-            let Some(delay) = cfg.backoff.wait_before(attempt, deadline, Instant::now()) else {
+            attempt += 1;
+            if attempt % endpoints.len() != 0 {
+                continue;
+            }
+            let Some(delay) = cfg.backoff.wait_before(round, deadline, Instant::now()) else {
                 return Err(err);
             };
-            notice_wait(&cfg, &calls, master_addr, &err);
+            notice_wait(&cfg, &calls, &addrs[i], &err);
             tokio::time::sleep(delay).await;
-            attempt = attempt.saturating_add(1);
+            round = round.saturating_add(1);
         };
-        Client::over(channel, master_addr, cfg, calls)
+        let channels = endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, e)| if i == first { channel.clone() } else { e.connect_lazy() })
+            .collect();
+        Client::over(Arc::new(Members::new(addrs, channels, first)), cfg, calls)
     }
 
-    /// A client over `channel` to the master at `master_addr`, sending `cfg.user` (and
-    /// `cfg.token`).
-    fn over(
-        channel: Channel,
-        master_addr: &str,
-        cfg: ClientConfig,
-        calls: Calls,
-    ) -> Result<Client> {
+    /// A client over the channels of `members`, sending `cfg.user` (and `cfg.token`).
+    fn over(members: Arc<Members>, cfg: ClientConfig, calls: Calls) -> Result<Client> {
         let attach = security::Credentials { user: cfg.user.clone(), token: cfg.token.clone() }
             .attach()
             .map_err(|e| Error::InvalidArgument { message: format!("user: {e}") })?;
-        let admin = AdminProtocolClient::with_interceptor(channel.clone(), attach.clone())
-            .max_decoding_message_size(MASTER_MAX_MESSAGE);
-        let master = ClientProtocolClient::with_interceptor(channel.clone(), attach.clone())
-            .max_decoding_message_size(MASTER_MAX_MESSAGE);
+        let masters = Masters::new(members, &attach, cfg.stale_ok);
         Ok(Client {
             inner: Arc::new(Inner {
-                channel,
-                master,
-                admin,
-                master_addr: master_addr.to_owned(),
+                masters,
                 cfg,
                 chunkservers: Mutex::new(HashMap::new()),
                 attach,
@@ -285,7 +301,7 @@ impl Client {
             token: None,
             ..self.inner.cfg.clone()
         };
-        Client::over(self.inner.channel.clone(), &self.inner.master_addr, cfg, Calls::new())
+        Client::over(Arc::clone(self.inner.masters.members()), cfg, Calls::new())
     }
 
     /// A client acting with `token` (token mode) over this one's connection: as the user
@@ -302,12 +318,13 @@ impl Client {
             token: Some(token.to_owned()),
             ..self.inner.cfg.clone()
         };
-        Client::over(self.inner.channel.clone(), &self.inner.master_addr, cfg, Calls::new())
+        Client::over(Arc::clone(self.inner.masters.members()), cfg, Calls::new())
     }
 
     /// Calls the master's client service with `call` (given a handle on it; called once
     /// per attempt), retrying failures that [`retry::is_retryable`] allows for `kind` with
-    /// backoff until [`ClientConfig::master_retry_deadline`]; errors are mapped for `path`.
+    /// backoff until [`ClientConfig::master_retry_deadline`], on the member
+    /// [`crate::masters`] picks; errors are mapped for `path`.
     ///
     /// # Errors
     /// The last attempt's error, mapped by [`Error::from_master_status`].
@@ -321,7 +338,8 @@ impl Client {
         F: FnMut(ClientProtocolClient<MasterChannel>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
-        self.call_retrying(kind, path, &self.inner.master, call).await
+        let deadline = Instant::now() + self.inner.cfg.master_retry_deadline;
+        self.call_retrying(kind, path, deadline, |s| &s.master, call).await
     }
 
     /// As [`Client::call_master`], on the master's admin service.
@@ -338,16 +356,21 @@ impl Client {
         F: FnMut(AdminProtocolClient<MasterChannel>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
-        self.call_retrying(kind, path, &self.inner.admin, call).await
+        let deadline = Instant::now() + self.inner.cfg.master_retry_deadline;
+        self.call_retrying(kind, path, deadline, |s| &s.admin, call).await
     }
 
     /// The retry loop of [`Client::call_master`] and [`Client::call_admin`], calling
-    /// `call` with a clone of `service` (a cheap handle on the shared channel).
+    /// `call` with a clone of the service `pick` chooses (a cheap handle on the shared
+    /// channel) on the member each attempt goes to. A deadline already past still lets
+    /// the call find the leader of a group (no waiting, each member at most once or
+    /// twice), but never waits a backoff step.
     async fn call_retrying<S, T, F, Fut>(
         &self,
         kind: CallKind,
         path: &DfsPath,
-        service: &S,
+        deadline: Instant,
+        pick: fn(&Services) -> &S,
         mut call: F,
     ) -> Result<T>
     where
@@ -356,23 +379,53 @@ impl Client {
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
         let cfg = &self.inner.cfg;
-        let deadline = Instant::now() + cfg.master_retry_deadline;
-        let mut attempt = 0;
+        let masters = &self.inner.masters;
+        let mut route = Route::new(masters.len());
+        let mut at = masters.current();
+        let mut waits = 0;
+        // The latest answer from a member that is up, which says more about the group
+        // than a later "cannot reach" from one that is down: what a caller giving up
+        // is told.
+        let mut answered: Option<Error> = None;
         loop {
-            let err = match call(service.clone()).await {
-                Ok(resp) => return Ok(resp.into_inner()),
-                Err(status) => self.master_error(status, path),
+            let status = match call(pick(masters.services(at, kind)).clone()).await {
+                Ok(resp) => {
+                    masters.set_current(at);
+                    return Ok(resp.into_inner());
+                }
+                Err(status) => status,
             };
+            let leader = proto::reason::leader_of(&status).and_then(|l| masters.position(&l));
+            let err = Error::from_master_status(status, path.as_str(), masters.addr(at));
             if !retry::is_retryable(&err, kind) {
                 return Err(err);
             }
-            let Some(delay) = cfg.backoff.wait_before(attempt, deadline, Instant::now()) else {
-                return Err(err);
+            let failure = Failure::of(&err, leader);
+            let next = match route.next(at, failure) {
+                Step::Now(next) => {
+                    tracing::debug!(from = masters.addr(at), to = masters.addr(next), error = %err, "trying another master");
+                    next
+                }
+                Step::AfterBackoff(next) => {
+                    let Some(delay) = cfg.backoff.wait_before(waits, deadline, Instant::now())
+                    else {
+                        return Err(match failure {
+                            Failure::MemberDown => answered.unwrap_or(err),
+                            _ => err,
+                        });
+                    };
+                    notice_wait(cfg, &self.inner.calls, masters.addr(at), &err);
+                    tracing::debug!(attempt = waits, delay_ms = delay.as_millis() as u64, to = masters.addr(next), error = %err, "retrying a master call");
+                    tokio::time::sleep(delay).await;
+                    waits = waits.saturating_add(1);
+                    next
+                }
             };
-            notice_wait(cfg, &self.inner.calls, &self.inner.master_addr, &err);
-            tracing::debug!(attempt, delay_ms = delay.as_millis() as u64, error = %err, "retrying a master call");
-            tokio::time::sleep(delay).await;
-            attempt = attempt.saturating_add(1);
+            if failure != Failure::MemberDown {
+                answered = Some(err);
+            }
+            masters.set_current(next);
+            at = next;
         }
     }
 
@@ -386,27 +439,18 @@ impl Client {
         &self.inner.cfg
     }
 
-    /// The master's `host:port`.
-    pub fn master_addr(&self) -> &str {
-        &self.inner.master_addr
+    /// The `host:port` of the master calls go to now (of a group: the member last known
+    /// to lead, or the one tried last).
+    pub fn master_addr(&self) -> String {
+        let masters = &self.inner.masters;
+        masters.addr(masters.current()).to_owned()
     }
-
     /// Resolves a path argument against the working directory.
     ///
     /// # Errors
     /// [`Error::InvalidPath`] if it is not a valid path.
     pub fn resolve(&self, path: impl PathArg) -> Result<DfsPath> {
         Ok(path.resolve_against(&self.inner.cfg.cwd)?)
-    }
-
-    /// A handle on the master's client service (cheap clone of the shared channel).
-    pub(crate) fn master(&self) -> ClientProtocolClient<MasterChannel> {
-        self.inner.master.clone()
-    }
-
-    /// Maps a master status for an operation on `path`.
-    pub(crate) fn master_error(&self, status: tonic::Status, path: &DfsPath) -> Error {
-        Error::from_master_status(status, path.as_str(), &self.inner.master_addr)
     }
 
     /// The `client_host` field for requests ("" = let the master use the peer address).
@@ -510,7 +554,7 @@ impl Client {
 
     fn status_of(&self, status: Option<gfs::FileStatus>, path: &DfsPath) -> Result<FileStatus> {
         let status = status.ok_or_else(|| Error::Protocol {
-            addr: self.inner.master_addr.clone(),
+            addr: self.master_addr(),
             message: format!("no status in the answer for {path}"),
         })?;
         Ok(FileStatus::try_from(status)?)
@@ -530,7 +574,7 @@ impl Client {
             })
             .await?;
         let status = resp.status.ok_or_else(|| Error::Protocol {
-            addr: self.inner.master_addr.clone(),
+            addr: self.master_addr(),
             message: format!("no status in the answer for {path}"),
         })?;
         Ok(FileStatus::try_from(status)?)
@@ -586,7 +630,7 @@ impl Client {
                 Some(name) if name.as_str() > req.start_after.as_str() => start_after = name,
                 _ => {
                     return Err(Error::Protocol {
-                        addr: self.master_addr().to_owned(),
+                        addr: self.master_addr(),
                         message: format!(
                             "listing {path} after {:?}: a page that does not move on ({} more said to remain)",
                             req.start_after, resp.remaining
@@ -697,7 +741,8 @@ impl Client {
         Ok(ClusterReport::from(resp))
     }
 
-    /// Tells the master a replica failed its checksum on read (best effort by callers).
+    /// Tells the master a replica failed its checksum on read (best effort by callers:
+    /// sent to the leader of a group, but never waited for).
     ///
     /// # Errors
     /// A transport error if the master cannot be reached.
@@ -712,10 +757,19 @@ impl Client {
             chunkserver_id: chunkserver_id.to_owned(),
             reason: reason.to_owned(),
         };
-        self.master()
-            .report_bad_replica(req)
-            .await
-            .map_err(|s| self.master_error(s, &DfsPath::root()))?;
+        // A deadline already past: no backoff, the reader has replicas left to try.
+        let now = Instant::now();
+        self.call_retrying(
+            CallKind::Idempotent,
+            &DfsPath::root(),
+            now,
+            |s| &s.master,
+            |mut m| {
+                let req = req.clone();
+                async move { m.report_bad_replica(req).await }
+            },
+        )
+        .await?;
         Ok(())
     }
 }

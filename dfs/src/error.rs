@@ -137,6 +137,17 @@ pub enum Error {
         /// Why, as the server gave it.
         reason: ErrorReason,
     },
+    /// The master group's leader could not make a change durable on a majority of its
+    /// members in time (reason `NO_QUORUM`): the change may or may not be applied. A
+    /// mutation retried with the same call id is applied at most once; past the retry
+    /// deadline this is what the caller sees.
+    #[error("no quorum: {}", without_prefix(.message))]
+    NoQuorum {
+        /// `host:port` of the member that answered.
+        addr: String,
+        /// What it said.
+        message: String,
+    },
     /// A replica's data failed its checksum.
     #[error("corrupt replica on chunkserver {addr}: {message}")]
     Corrupt {
@@ -243,8 +254,12 @@ impl Error {
         if let Some(cause) = transport_cause(&status) {
             return Error::MasterUnreachable { addr: master_addr.to_owned(), cause };
         }
-        match status.code() {
-            Code::ResourceExhausted => Error::DiskFull {
+        match (status.code(), reason::of(&status)) {
+            (Code::ResourceExhausted, _) => Error::DiskFull {
+                addr: master_addr.to_owned(),
+                message: status.message().to_owned(),
+            },
+            (_, ErrorReason::NoQuorum) => Error::NoQuorum {
                 addr: master_addr.to_owned(),
                 message: status.message().to_owned(),
             },
@@ -320,6 +335,7 @@ impl Error {
             Error::Corrupt { .. } | Error::AllReplicasCorrupt { .. } => ErrorReason::Corrupt,
             Error::DiskFull { .. } => ErrorReason::NoSpace,
             Error::Busy { .. } => ErrorReason::Exhausted,
+            Error::NoQuorum { .. } => ErrorReason::NoQuorum,
             Error::Protocol { .. } => ErrorReason::Protocol,
             Error::Rpc { status, .. } => reason::of(status),
             Error::Pipeline { .. }
@@ -336,6 +352,7 @@ impl Error {
             Error::MasterUnreachable { .. }
             | Error::ChunkserverUnreachable { .. }
             | Error::Unavailable { .. }
+            | Error::NoQuorum { .. }
             | Error::Pipeline { .. }
             | Error::NoLiveReplica { .. }
             | Error::Busy { .. }
@@ -373,6 +390,7 @@ impl Error {
             Error::MasterUnreachable { .. }
             | Error::ChunkserverUnreachable { .. }
             | Error::Unavailable { .. }
+            | Error::NoQuorum { .. }
             | Error::Pipeline { .. } => Code::Unavailable,
             Error::Corrupt { .. }
             | Error::NoLiveReplica { .. }
@@ -449,6 +467,12 @@ fn lowercase_first(s: &str) -> String {
         Some(c) => c.to_lowercase().chain(chars).collect(),
         None => String::new(),
     }
+}
+
+/// The master's words without a leading `no quorum: ` of its own, so the line does not
+/// say it twice (presentation only: nothing branches on it).
+fn without_prefix(message: &str) -> &str {
+    message.strip_prefix("no quorum: ").unwrap_or(message)
 }
 
 fn all_corrupt(replicas: u32, handle: ChunkHandle, path: &str) -> String {
@@ -549,6 +573,27 @@ mod tests {
         );
         assert!(matches!(e, Error::Rpc { .. }));
         assert_eq!(e.reason(), ErrorReason::Internal);
+    }
+
+    #[test]
+    fn no_quorum_is_its_own_line_and_retryable() {
+        let e = Error::from_master_status(
+            with(Code::Unavailable, "no quorum: 2 of 3 members unreachable", ErrorReason::NoQuorum),
+            "/x",
+            "m2:9000",
+        );
+        assert!(matches!(&e, Error::NoQuorum { addr, .. } if addr == "m2:9000"), "{e:?}");
+        assert_eq!(e.to_string(), "no quorum: 2 of 3 members unreachable");
+        assert!(e.is_retryable());
+        let s = Status::from(e);
+        assert_eq!((s.code(), reason::of(&s)), (Code::Unavailable, ErrorReason::NoQuorum));
+        // Worded otherwise, the same reason gives the same line.
+        let e = Error::from_master_status(
+            with(Code::Unavailable, "majority unreachable", ErrorReason::NoQuorum),
+            "/x",
+            "m2:9000",
+        );
+        assert_eq!(e.to_string(), "no quorum: majority unreachable");
     }
 
     #[test]

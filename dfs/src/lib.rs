@@ -16,8 +16,9 @@
 //! ```
 //!
 //! Modules: [`client`] (connection, namespace), [`retry`] (riding through a master
-//! restart), [`writer`] (writes),
-//! [`reader`] (reads), [`admin`] (checkpoint, safe mode, metasave), [`status`],
+//! restart), [`masters`] (finding the leader of a replicated master group), [`writer`]
+//! (writes), [`reader`] (reads), [`admin`] (checkpoint, safe mode, metasave, the master
+//! group's members), [`status`],
 //! [`fsck`] and [`report`] (what the master reports),
 //! [`error`], and [`cli`] (the `dfs` command line).
 #![warn(missing_docs)]
@@ -30,6 +31,7 @@ pub mod client;
 pub mod error;
 pub mod fsck;
 pub mod glob;
+pub mod masters;
 pub mod mode;
 mod packet;
 pub mod path;
@@ -40,7 +42,7 @@ pub mod retry;
 pub mod status;
 pub mod writer;
 
-pub use admin::{SafeModeOp, SafeModeStatus};
+pub use admin::{MasterGroup, MasterMember, SafeModeOp, SafeModeStatus};
 pub use chunk::{ChunkHandle, LocatedChunk, Replica};
 pub use client::{Client, ClientConfig};
 pub use error::{Error, ReplicaFailure, Result};

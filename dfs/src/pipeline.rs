@@ -395,7 +395,7 @@ impl ChunkPipeline {
         let chunk: LocatedChunk = resp
             .chunk
             .ok_or_else(|| Error::Protocol {
-                addr: self.client.master_addr().to_owned(),
+                addr: self.client.master_addr(),
                 message: format!("no chunk in the UpdatePipeline answer for {}", self.path),
             })?
             .into();

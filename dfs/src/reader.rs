@@ -256,7 +256,7 @@ impl FileReader {
         let covered: u64 = pieces.iter().map(|p| p.len).sum();
         if covered != end - start {
             return Err(Error::Protocol {
-                addr: self.client.master_addr().to_owned(),
+                addr: self.client.master_addr(),
                 message: format!("chunks of {} cover {covered} of bytes {start}..{end}", self.path),
             });
         }

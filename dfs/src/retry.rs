@@ -14,6 +14,12 @@
 //! Attempts are spaced by [`Backoff`]: exponential with "equal jitter" (half the step
 //! fixed, half random), so clients that lost the master together do not return in lock
 //! step, up to [`crate::ClientConfig::master_retry_deadline`] in all.
+//!
+//! Against a replicated master group the same rules hold, with two more answers: a
+//! follower's `NOT_LEADER` (every kind of call is sent on to the leader, by
+//! [`crate::masters`], which also decides which member each retry goes to) and the
+//! leader's `NO_QUORUM` (retried like an unreachable master: a change that may or may
+//! not have been applied is safe to repeat under its call id).
 
 use std::fmt;
 use std::sync::Arc;
@@ -25,11 +31,17 @@ use tonic::Code;
 
 use crate::error::Error;
 
-/// What a master call does, which decides what it may be retried after.
+/// What a master call does, which decides what it may be retried after and whether a
+/// follower of a master group may answer it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallKind {
-    /// A lookup: retried while the master is unreachable.
+    /// A lookup: retried while the master is unreachable. With
+    /// [`crate::ClientConfig::stale_ok`] a follower may answer it.
     Read,
+    /// An order that is harmless to repeat (administration: checkpoint, safe mode,
+    /// decommission, the balancer, membership; lease renewal): retried as a lookup is,
+    /// but always answered by the leader.
+    Idempotent,
     /// A change: also retried while the master is in safe mode or has no chunkserver to
     /// place a chunk on (both pass once chunkservers report in).
     Mutation,
@@ -38,11 +50,14 @@ pub enum CallKind {
 /// True when `err` from a call of `kind` may succeed if tried again later.
 ///
 /// Decided from the variant and the [`ErrorReason`] the master gave, never from the
-/// message: a mutation is retried through safe mode ([`ErrorReason::SafeMode`]) and while
-/// the master is unavailable for any reason but [`ErrorReason::LogFailed`].
+/// message: every call is retried while the master is unreachable, at a follower
+/// ([`ErrorReason::NotLeader`]: it goes on to the leader) and without a quorum
+/// ([`Error::NoQuorum`]); a mutation also through safe mode ([`ErrorReason::SafeMode`])
+/// and while the master is unavailable for any reason but [`ErrorReason::LogFailed`].
 pub fn is_retryable(err: &Error, kind: CallKind) -> bool {
     match err {
-        Error::MasterUnreachable { .. } => true,
+        Error::MasterUnreachable { .. } | Error::NoQuorum { .. } => true,
+        Error::Unavailable { reason: ErrorReason::NotLeader, .. } => true,
         Error::Rpc { status, .. } => {
             matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded)
         }
@@ -142,6 +157,7 @@ pub(crate) fn wait_cause(err: &Error) -> String {
     match err {
         Error::MasterUnreachable { cause, .. } => cause.clone(),
         Error::FailedPrecondition { .. } => "in safe mode".to_owned(),
+        Error::NoQuorum { .. } => "no quorum".to_owned(),
         Error::Unavailable { message, .. } => message.clone(),
         other => other.to_string(),
     }
@@ -234,6 +250,27 @@ mod tests {
         assert!(!is_retryable(&safe, CallKind::Mutation), "a precondition like any other");
         let log = from(Status::unavailable("operation log at /m cannot be written: full"));
         assert!(is_retryable(&log, CallKind::Mutation), "unavailable like any other");
+    }
+
+    #[test]
+    fn a_follower_and_a_lost_quorum_are_retried_for_every_call() {
+        let follower = from(reason::not_leader("master 2 is a follower", Some("m1:9000")));
+        let nobody = from(reason::not_leader("no leader elected yet", None));
+        let no_quorum = from(reason::status(
+            Code::Unavailable,
+            "no quorum: 2 of 3 down",
+            ErrorReason::NoQuorum,
+        ));
+        for e in [&follower, &nobody, &no_quorum] {
+            for kind in [CallKind::Read, CallKind::Idempotent, CallKind::Mutation] {
+                assert!(is_retryable(e, kind), "{kind:?}: {e:?}");
+            }
+        }
+        assert!(matches!(no_quorum, Error::NoQuorum { .. }), "{no_quorum:?}");
+        assert_eq!(wait_cause(&no_quorum), "no quorum");
+        // An administrative order is retried as a lookup is: not through safe mode.
+        let safe = from(reason::status(Code::FailedPrecondition, "safe", ErrorReason::SafeMode));
+        assert!(!is_retryable(&safe, CallKind::Idempotent));
     }
 
     #[test]

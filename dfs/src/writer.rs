@@ -67,15 +67,22 @@ impl Drop for FileWriter {
 /// How long to wait before retrying a failed renewal.
 const RENEW_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Renews `client`'s lease forever, at the interval the master asks for.
+/// Renews `client`'s lease forever, at the interval the master asks for (on the leader
+/// of a master group, found as every call finds it).
 async fn renew_lease(client: Client) {
     let name = client.config().client_name.clone();
     loop {
         let req = gfs::RenewLeaseRequest { client_name: name.clone() };
-        let wait = match client.master().renew_lease(req).await {
-            Ok(r) => std::time::Duration::from_millis(r.into_inner().renew_interval_ms.max(100)),
-            Err(status) => {
-                debug!(error = %status.message(), "lease renewal failed; retrying");
+        let renewed = client
+            .call_master(CallKind::Idempotent, &DfsPath::root(), |mut m| {
+                let req = req.clone();
+                async move { m.renew_lease(req).await }
+            })
+            .await;
+        let wait = match renewed {
+            Ok(r) => std::time::Duration::from_millis(r.renew_interval_ms.max(100)),
+            Err(e) => {
+                debug!(error = %e, "lease renewal failed; retrying");
                 RENEW_RETRY
             }
         };
@@ -116,7 +123,7 @@ impl Client {
             .filter(|&c| c > 0)
             .or((opts.chunk_size > 0).then_some(opts.chunk_size))
             .ok_or_else(|| Error::Protocol {
-                addr: self.master_addr().to_owned(),
+                addr: self.master_addr(),
                 message: format!("no chunk size for new file {path}"),
             })?;
         let packet_size = self.config().packet_size;
@@ -433,7 +440,7 @@ impl FileWriter {
         let chunk: LocatedChunk = resp
             .chunk
             .ok_or_else(|| Error::Protocol {
-                addr: self.client.master_addr().to_owned(),
+                addr: self.client.master_addr(),
                 message: format!("no chunk in the AddChunk answer for {}", self.path),
             })?
             .into();

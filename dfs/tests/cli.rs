@@ -98,3 +98,46 @@ fn admin_subcommands_parse() {
     let out = dfs().args(["admin", "safemode", "sideways"]).output().expect("run dfs");
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn admin_masters_parses_its_changes() {
+    for args in [
+        &["admin", "masters", "--help"][..],
+        &["admin", "masters", "add", "--help"],
+        &["admin", "masters", "remove", "--help"],
+        &["--stale-ok", "ls", "--help"],
+    ] {
+        let out = dfs().args(args).output().expect("run dfs");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    for bad in [
+        &["admin", "masters", "add", "127.0.0.1:9000"][..],
+        &["admin", "masters", "add", "0=127.0.0.1:9000"],
+        &["admin", "masters", "add", "x=127.0.0.1:9000"],
+        &["admin", "masters", "add", "4="],
+        &["admin", "masters", "remove", "two"],
+    ] {
+        let out = dfs().args(bad).output().expect("run dfs");
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
+}
+
+#[test]
+fn a_master_group_that_is_all_down_is_one_clear_line() {
+    let dead: Vec<String> = (0..3)
+        .map(|_| {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            listener.local_addr().expect("addr").to_string()
+        })
+        .collect();
+    let out = dfs().args(["--master", &dead.join(","), "ls", "/"]).output().expect("run dfs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("dfs: ls: cannot reach master at "), "{err}");
+    assert!(dead.iter().any(|a| err.contains(a.as_str())), "names a member: {err}");
+    let out = dfs().args(["--master", ",", "ls", "/"]).output().expect("run dfs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("dfs: ls: master list \",\" has an empty member"), "{err}");
+}

@@ -14,7 +14,9 @@ use crate::error::{Error, Result};
 /// Settings of the coordinator process.
 #[derive(Debug, Clone)]
 pub struct CoordinatorConfig {
-    /// The chunk store master (`host:port`), for splits and committing outputs.
+    /// The chunk store master (`host:port`), or a master group's members
+    /// comma-separated (the client finds the leader, [`dfs::masters`]), for splits and
+    /// committing outputs; task attempts get the same list.
     pub master: String,
     /// Directory for the coordinator's own files (finished job summaries).
     pub dir: PathBuf,
@@ -61,9 +63,7 @@ impl CoordinatorConfig {
         if self.heartbeat.is_zero() {
             return Err(Error::InvalidArgument("heartbeat interval must be positive".into()));
         }
-        if self.master.is_empty() {
-            return Err(Error::InvalidArgument("the master address is required".into()));
-        }
+        check_masters(&self.master)?;
         if self.dead_after <= self.heartbeat {
             return Err(Error::InvalidArgument(
                 "the dead-worker timeout must be longer than the heartbeat interval".into(),
@@ -84,7 +84,8 @@ impl CoordinatorConfig {
 pub struct WorkerConfig {
     /// The coordinator (`host:port`).
     pub coordinator: String,
-    /// The chunk store master (`host:port`), for fetching job binaries.
+    /// The chunk store master (`host:port`), or a master group's members
+    /// comma-separated, for fetching job binaries.
     pub master: String,
     /// This worker's host address (as its chunkserver's replicas are named).
     pub host: String,
@@ -120,8 +121,16 @@ impl WorkerConfig {
         if self.host.is_empty() {
             return Err(Error::InvalidArgument("the worker's host is required".into()));
         }
-        Ok(())
+        check_masters(&self.master)
     }
+}
+
+/// Refuses a master list the dfs client would not connect to (none, or an empty member).
+fn check_masters(list: &str) -> Result<()> {
+    if list.is_empty() {
+        return Err(Error::InvalidArgument("the master address is required".into()));
+    }
+    dfs::masters::parse_list(list).map(|_| ()).map_err(|e| Error::InvalidArgument(e.to_string()))
 }
 
 /// Well-known job configuration keys.
@@ -437,7 +446,11 @@ mod tests {
             tls: None,
         };
         assert!(w.validate().is_err());
-        assert!(WorkerConfig { slots: 2, ..w }.validate().is_ok());
+        assert!(WorkerConfig { slots: 2, ..w.clone() }.validate().is_ok());
+        assert!(
+            WorkerConfig { slots: 2, master: "m1:1,m2:1".into(), ..w.clone() }.validate().is_ok()
+        );
+        assert!(WorkerConfig { slots: 2, master: ",".into(), ..w }.validate().is_err());
         let c = CoordinatorConfig {
             master: "m:1".into(),
             dir: "/tmp".into(),
@@ -460,6 +473,10 @@ mod tests {
                 .validate()
                 .is_err()
         );
+        let group = CoordinatorConfig { master: "m1:1,m2:1,m3:1".into(), ..c.clone() };
+        assert!(group.validate().is_ok(), "a master group");
+        assert!(CoordinatorConfig { master: "m1:1,,m3:1".into(), ..c.clone() }.validate().is_err());
+        assert!(CoordinatorConfig { master: String::new(), ..c.clone() }.validate().is_err());
         assert!(CoordinatorConfig { max_attempts: 0, ..c }.validate().is_err());
     }
 }

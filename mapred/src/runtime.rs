@@ -88,7 +88,7 @@ struct SubmitArgs {
     /// Coordinator address.
     #[arg(long, env = "MAPRED_COORDINATOR")]
     coordinator: Option<String>,
-    /// Chunk store master address.
+    /// Chunk store master address, or a master group's members, comma-separated.
     #[arg(long, env = "DFS_MASTER")]
     master: Option<String>,
 }

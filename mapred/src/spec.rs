@@ -153,7 +153,8 @@ pub struct TaskSpec {
     pub binary_path: String,
     /// Its content hash (SHA-256, hex).
     pub binary_hash: String,
-    /// The chunk store master.
+    /// The chunk store master, or a master group's members, comma-separated (as the
+    /// coordinator passes it on).
     pub master: String,
     /// The coordinator.
     pub coordinator: String,

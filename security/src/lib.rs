@@ -9,7 +9,9 @@
 //!   a bearer token in [`AUTHORIZATION_HEADER`] (token mode);
 //! - [`caller`] reads the principal of a request: one an authenticating interceptor
 //!   placed in the request's extensions if there is one, else the simple-mode claim;
-//! - [`Credentials`] is what a client sends, and [`Attach`] the interceptor that sends it;
+//! - [`Credentials`] is what a client sends, and [`Attach`] the interceptor that sends it
+//!   (with, when asked, [`STALE_OK_HEADER`]: read calls a master group's follower may
+//!   answer from its possibly stale state, as GFS's shadow masters did);
 //! - [`token`]: the signed bearer tokens of token mode and the cluster secret;
 //! - [`chunk_token`]: the master's signed capabilities for chunk data (HDFS block access
 //!   tokens), which chunkservers verify on every read, write, copy and recovery;
@@ -33,6 +35,11 @@ pub const USER_HEADER: &str = "x-dfs-user";
 pub const AUTHORIZATION_HEADER: &str = "authorization";
 /// Longest user or group name accepted from a peer.
 pub const MAX_NAME_LEN: usize = 256;
+/// Metadata entry (`1`) by which a client lets a follower of a replicated master group
+/// answer its lookups from possibly stale state (`dfs --stale-ok`); without it a follower
+/// sends every call to the leader. It travels with the credentials because it is set
+/// per client, like them, and the same interceptor puts it on every call.
+pub const STALE_OK_HEADER: &str = "x-dfs-stale-ok";
 
 /// A caller: a user and the groups it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -174,6 +181,12 @@ pub fn claimed(md: &MetadataMap) -> Result<String, AuthError> {
     Ok(user.to_owned())
 }
 
+/// Whether a request lets a follower answer it from possibly stale state
+/// ([`STALE_OK_HEADER`] is `1`).
+pub fn stale_ok(md: &MetadataMap) -> bool {
+    md.get(STALE_OK_HEADER).is_some_and(|v| v.as_bytes() == b"1")
+}
+
 /// The user a client process acts as: `DFS_USER` if set, else [`os_user`].
 pub fn local_user() -> String {
     std::env::var("DFS_USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(os_user)
@@ -246,7 +259,7 @@ impl Credentials {
             Some(t) => Bearer::Fixed(ascii(&format!("Bearer {t}"), "the token")?),
             None => Bearer::None,
         };
-        Ok(Attach { user, token })
+        Ok(Attach { user, token, stale_ok: false })
     }
 }
 
@@ -263,6 +276,8 @@ fn ascii(s: &str, what: &str) -> Result<AsciiMetadataValue, AuthError> {
 pub struct Attach {
     user: AsciiMetadataValue,
     token: Bearer,
+    /// Send [`STALE_OK_HEADER`] too.
+    stale_ok: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -282,6 +297,7 @@ impl Attach {
         Ok(Attach {
             user: ascii(minter.name(), "the service name")?,
             token: Bearer::Minted(minter),
+            stale_ok: false,
         })
     }
 
@@ -299,6 +315,12 @@ impl Attach {
             None => Credentials::simple(name).attach(),
         }
     }
+
+    /// The same credentials, also letting a master group's follower answer
+    /// ([`STALE_OK_HEADER`]): for lookups only, never for changes.
+    pub fn with_stale_ok(self) -> Attach {
+        Attach { stale_ok: true, ..self }
+    }
 }
 
 impl Interceptor for Attach {
@@ -315,6 +337,9 @@ impl Interceptor for Attach {
                     ascii(&format!("Bearer {}", m.token(proto::clock::wall_ms())), "the token")?;
                 md.insert(AUTHORIZATION_HEADER, t);
             }
+        }
+        if self.stale_ok {
+            md.insert(STALE_OK_HEADER, AsciiMetadataValue::from_static("1"));
         }
         Ok(req)
     }
@@ -489,6 +514,11 @@ mod tests {
         let req = attach.call(Request::new(())).expect("call");
         assert_eq!(caller(&req), Ok(Principal::user("alice")));
         assert_eq!(caller(&Request::new(())), Err(AuthError::Anonymous));
+        assert!(!stale_ok(req.metadata()), "only when asked");
+        let mut stale = Credentials::simple("alice").attach().expect("attach").with_stale_ok();
+        let req = stale.call(Request::new(())).expect("call");
+        assert!(stale_ok(req.metadata()));
+        assert_eq!(caller(&req), Ok(Principal::user("alice")), "the credentials still go");
         for bad in ["", "a b", "a:b", "a\nb", &"x".repeat(MAX_NAME_LEN + 1)] {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }

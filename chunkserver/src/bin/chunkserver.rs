@@ -15,7 +15,8 @@ struct Cli {
     /// Address to listen on (host:port); it is also the address advertised to the master.
     #[arg(long, env = "CHUNKSERVER_ADDR", default_value = "127.0.0.1:9866")]
     addr: String,
-    /// The master's host:port.
+    /// The master's host:port; for a replicated master group, every member's,
+    /// comma-separated (it registers, heartbeats and reports to each).
     #[arg(long, env = "DFS_MASTER")]
     master: String,
     /// Data directory (created if missing).

@@ -43,6 +43,8 @@ impl ChunkserverProtocol for Service {
             heartbeat_interval_ms: 100,
             chunk_size: 0,
             token_keys: self.keys.clone(),
+            leader: true,
+            term: 0,
         }))
     }
 
@@ -57,6 +59,8 @@ impl ChunkserverProtocol for Service {
             commands: vec![],
             reregister: false,
             token_keys: self.keys.clone(),
+            leader: true,
+            term: 0,
         }))
     }
 

@@ -1,11 +1,12 @@
 //! `dfs admin`: administration of the master, like `hdfs dfsadmin`: `checkpoint`
 //! (`-saveNamespace`), `safemode get|enter|leave|wait`, `metasave [FILE]`,
-//! `decommission ADDR`, `recommission ADDR` and `balance [--threshold PCT|--stop|--status]`.
+//! `decommission ADDR`, `recommission ADDR`, `balance [--threshold PCT|--stop|--status]`
+//! and `masters [add ID=HOST:PORT|remove ID]`.
 
 use std::path::Path;
 
-use super::{AdminCommand, Ctx, SafeModeArg, out};
-use crate::admin::{SafeModeOp, format_balancer, format_safe_mode};
+use super::{AdminCommand, Ctx, MastersChange, SafeModeArg, out};
+use crate::admin::{SafeModeOp, format_balancer, format_masters, format_safe_mode};
 use crate::error::Error;
 
 pub(super) async fn admin(ctx: &mut Ctx, cmd: &AdminCommand) {
@@ -33,6 +34,19 @@ pub(super) async fn admin(ctx: &mut Ctx, cmd: &AdminCommand) {
                     "Chunkserver {}: {}; {} chunks still to copy elsewhere\n",
                     s.addr, s.state, s.chunks_to_copy
                 ))),
+                Err(e) => ctx.fail(&e),
+            }
+        }
+        AdminCommand::Masters { change } => {
+            let group = match change {
+                None => ctx.client.masters().await,
+                Some(MastersChange::Add { member: (id, addr) }) => {
+                    ctx.client.change_masters(*id, Some(addr)).await
+                }
+                Some(MastersChange::Remove { id }) => ctx.client.change_masters(*id, None).await,
+            };
+            match group {
+                Ok(g) => ctx.note(out(&format_masters(&g))),
                 Err(e) => ctx.fail(&e),
             }
         }

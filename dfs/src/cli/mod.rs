@@ -29,7 +29,7 @@ use crate::client::{Client, ClientConfig};
 use crate::error::{Error, Result};
 use crate::retry::WaitNotice;
 
-/// `dfs [--master ADDR] COMMAND`.
+/// `dfs [--master ADDR[,ADDR...]] COMMAND`.
 #[derive(Debug, Parser)]
 #[command(
     name = "dfs",
@@ -37,9 +37,15 @@ use crate::retry::WaitNotice;
     about = "Command line client of the chunk store (like `hdfs dfs`)"
 )]
 pub struct Cli {
-    /// Master address, host:port.
+    /// Master address, host:port; for a replicated master group, its members'
+    /// addresses separated by commas (calls find the leader among them).
     #[arg(long, env = "DFS_MASTER", default_value = "127.0.0.1:9000", global = true)]
     pub master: String,
+    /// Let a follower of a master group answer lookups (ls, stat, cat, get, du, fsck,
+    /// report) from its possibly stale state, so reads go on without a leader. Changes
+    /// always go to the leader.
+    #[arg(long, env = "DFS_STALE_OK", global = true)]
+    pub stale_ok: bool,
     /// The user to act as (default: the OS user). The master makes it the owner of what
     /// it creates and checks permissions against it.
     #[arg(long, env = "DFS_USER", global = true)]
@@ -198,6 +204,12 @@ pub enum AdminCommand {
         /// The chunkserver's host:port (or id).
         addr: String,
     },
+    /// The master group's members (role, term, applied index, lag), or change them.
+    Masters {
+        /// Add or remove a member (default: list them).
+        #[command(subcommand)]
+        change: Option<MastersChange>,
+    },
     /// Move replicas from full chunkservers to empty ones (in the background).
     Balance {
         /// Percentage points above the mean utilization a chunkserver may stay.
@@ -210,6 +222,38 @@ pub enum AdminCommand {
         #[arg(long)]
         status: bool,
     },
+}
+
+/// `dfs admin masters add|remove`.
+#[derive(Debug, Subcommand)]
+pub enum MastersChange {
+    /// Add a member: it joins as a learner, catches up, then votes.
+    Add {
+        /// The new member as ID=HOST:PORT.
+        #[arg(value_parser = parse_member, value_name = "ID=HOST:PORT")]
+        member: (u64, String),
+    },
+    /// Remove a member.
+    Remove {
+        /// The member's id.
+        id: u64,
+    },
+}
+
+/// `ID=HOST:PORT`, as `dfs admin masters add` takes it.
+fn parse_member(s: &str) -> std::result::Result<(u64, String), String> {
+    let (id, addr) = s.split_once('=').ok_or_else(|| format!("{s:?} is not ID=HOST:PORT"))?;
+    let id: u64 = id
+        .trim()
+        .parse()
+        .ok()
+        .filter(|&id| id > 0)
+        .ok_or_else(|| format!("member id {id:?} is not a positive number"))?;
+    let addr = addr.trim();
+    if addr.is_empty() || addr.contains(',') || addr.contains("://") {
+        return Err(format!("member address {addr:?} is not HOST:PORT"));
+    }
+    Ok((id, addr.to_owned()))
 }
 
 /// `dfs admin safemode ACTION`.
@@ -464,6 +508,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         token: creds.token,
         umask: cli.umask,
         keepalive_interval: Duration::from_millis(cli.keepalive_ms),
+        stale_ok: cli.stale_ok,
         ..ClientConfig::default()
     };
     let client = match Client::connect(&cli.master, cfg).await {

@@ -17,7 +17,7 @@ struct Cli {
     /// Address to listen on.
     #[arg(long, env = "MAPRED_COORDINATOR_ADDR", default_value = "127.0.0.1:9100")]
     addr: String,
-    /// Chunk store master (`host:port`).
+    /// Chunk store master (`host:port`), or a master group's members, comma-separated.
     #[arg(long, env = "DFS_MASTER")]
     master: String,
     /// Directory for the coordinator's files (job journal and history).

@@ -20,7 +20,7 @@ struct Cli {
     /// Coordinator (`host:port`).
     #[arg(long, env = "MAPRED_COORDINATOR")]
     coordinator: String,
-    /// Chunk store master (`host:port`).
+    /// Chunk store master (`host:port`), or a master group's members, comma-separated.
     #[arg(long, env = "DFS_MASTER")]
     master: String,
     /// This worker's host address, as its chunkserver's replicas are named (default: the
