@@ -242,13 +242,10 @@ fn perm_of(core: &Core, path: &DfsPath) -> Option<String> {
 }
 
 /// Whether the caller accepts a possibly stale answer from a follower of a master group
-/// (`dfs --stale-ok`, as reads from GFS's shadow masters): metadata `x-dfs-stale-ok: 1`.
+/// (`dfs --stale-ok`; see [`security::stale_ok`]).
 pub(crate) fn stale_ok<T>(req: &tonic::Request<T>) -> bool {
-    req.metadata().get(STALE_OK_HEADER).is_some_and(|v| v.as_bytes() == b"1")
+    security::stale_ok(req.metadata())
 }
-
-/// The metadata key of [`stale_ok`].
-pub const STALE_OK_HEADER: &str = "x-dfs-stale-ok";
 
 fn path(s: &str) -> Result<DfsPath, Status> {
     DfsPath::parse(s).map_err(|e| Error::from(e).into())

@@ -68,7 +68,13 @@ impl AdminProtocolService {
                 (role, m.current_term, applied, last.saturating_sub(applied))
             } else {
                 let matched = m.replication.as_ref().and_then(|r| r.get(id).copied());
-                let role = if !voter { "learner" } else { "follower" };
+                let role = if m.current_leader == Some(*id) {
+                    "leader"
+                } else if !voter {
+                    "learner"
+                } else {
+                    "follower"
+                };
                 match matched {
                     // What the leader knows the member holds.
                     Some(Some(l)) => (role, m.current_term, l.index, last.saturating_sub(l.index)),
