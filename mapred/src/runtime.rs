@@ -40,6 +40,9 @@ use crate::job::{JobDef, ReduceTasks, Registry, SubmitContext};
 use crate::spec::Split;
 use crate::worker::content_hash;
 
+/// Largest submit request the coordinator takes (tonic's default message limit).
+const MAX_SUBMIT_BYTES: usize = 4 << 20;
+
 /// DFS directory holding uploaded job binaries.
 pub const BINARY_DIR: &str = "/system/mapred/bin";
 
@@ -353,6 +356,18 @@ async fn run_stage(
         input_format,
         splits: splits.iter().map(Split::to_proto).collect(),
     };
+    // The coordinator takes requests of up to gRPC's default 4 MiB; past it the call
+    // fails with a transport error that names no cause, so say it here.
+    let len = prost::Message::encoded_len(&req);
+    if len > MAX_SUBMIT_BYTES {
+        return Err(Error::InvalidArgument(format!(
+            "job {} has {} splits, a {:.1} MiB submit request: over the coordinator's {} MiB limit (use fewer, larger input files)",
+            def.name,
+            splits.len(),
+            len as f64 / f64::from(1 << 20),
+            MAX_SUBMIT_BYTES >> 20
+        )));
+    }
     let resp = jobs.submit(req).await?;
     if detach {
         println!("{}", resp.job_id);

@@ -346,6 +346,19 @@ mod tests {
         );
         assert_eq!(skipped_name("/out/", TaskKind::Map, 2), "/out/_skipped/part-m-00002");
         let json = serde_json::to_string(&spec).unwrap();
+        // A split from a submitter is bounded before the coordinator keeps it.
+        let ok =
+            Split { path: "/f".into(), start: 5, length: 5, file_length: 10, ..Split::default() };
+        assert_eq!(Split::from_proto(ok.to_proto()).unwrap(), ok);
+        let past = Split { length: 6, ..ok.clone() };
+        let err = Split::from_proto(past.to_proto()).unwrap_err().to_string();
+        assert_eq!(err, "input split: range 5+6 is past the end of /f (10 bytes)");
+        let overflow = Split { start: u64::MAX, ..ok.clone() };
+        assert!(Split::from_proto(overflow.to_proto()).is_err());
+        let hosts = Split { hosts: vec!["h".into(); 17], ..ok.clone() };
+        assert!(Split::from_proto(hosts.to_proto()).is_err());
+        let long = Split { path: "/".repeat(proto::path::MAX_PATH_LEN + 1), ..ok };
+        assert!(Split::from_proto(long.to_proto()).is_err());
         assert_eq!(serde_json::from_str::<TaskSpec>(&json).unwrap(), spec);
         let dir = tempfile::tempdir().unwrap();
         let r = TaskResult { error: Some("boom".into()), ..TaskResult::default() };
