@@ -3,7 +3,10 @@
 //! `-D fail.map=false -D fail.reduce=true` every reduce attempt does. `-D fail.how=` says
 //! how: `error` (return an error, the default), `panic`, `abort` or `exit`.
 
-use mapred::{Context, Error, Input, InputFormat, Job, JobConf, Mapper, Reducer, Result, Values};
+use mapred::{
+    Context, Error, GeneratedInput, Input, Job, JobConf, Mapper, Reducer, Result, Values,
+    WithReducer,
+};
 
 /// How to fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,11 +91,11 @@ impl Reducer for FailReducer {
 }
 
 /// The `fail` job.
-pub fn job() -> Job<FailMapper> {
+pub fn job() -> Job<FailMapper, WithReducer> {
     Job::new("fail", "a job whose maps (-D fail.map) or reduces (-D fail.reduce) fail", |c| {
         Ok(FailMapper { fail: c.get_bool("fail.map", true)?, how: How::from_conf(c)? })
     })
-    .input_format(InputFormat::Generate)
+    .input_format(GeneratedInput)
     .reducer(|c| {
         Ok(FailReducer { fail: c.get_bool("fail.reduce", false)?, how: How::from_conf(c)? })
     })

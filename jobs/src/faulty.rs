@@ -24,7 +24,9 @@
 use std::time::Duration;
 
 use mapred::api::stable_hash;
-use mapred::{Context, Input, Job, JobConf, Mapper, Reducer, Result, TaskInfo, Values};
+use mapred::{
+    Context, Input, Job, JobConf, Mapper, Reducer, Result, TaskInfo, Values, WithReducer,
+};
 
 /// What an attempt does wrong, if anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -273,7 +275,7 @@ impl Reducer for FaultyReducer {
 }
 
 /// The `faulty` job.
-pub fn job() -> Job<FaultyMapper> {
+pub fn job() -> Job<FaultyMapper, WithReducer> {
     Job::new(
         "faulty",
         "word count that crashes, hangs and straggles on purpose (-D faulty.*)",

@@ -1,7 +1,7 @@
 //! Grep: for a regular expression (`-D grep.pattern=REGEX`), how many input lines contain
 //! each distinct match (a line with the same match twice counts once).
 
-use mapred::{Context, Error, Input, Job, JobConf, Mapper, Result};
+use mapred::{Context, Error, Input, Job, JobConf, Mapper, Result, WithReducer};
 use regex::bytes::Regex;
 
 /// Job option holding the pattern.
@@ -50,7 +50,7 @@ impl Mapper for GrepMapper {
 }
 
 /// The `grep` job.
-pub fn job() -> Job<GrepMapper> {
+pub fn job() -> Job<GrepMapper, WithReducer> {
     Job::new("grep", "count the lines holding each match of -D grep.pattern=REGEX", |conf| {
         GrepMapper::new(conf)
     })

@@ -1,7 +1,7 @@
 //! Inverted index: for each word, the sorted list of documents (input file names)
 //! containing it, as `word<TAB>doc1,doc2,...`.
 
-use mapred::{Context, Input, Job, Mapper, Reducer, Result, Values};
+use mapred::{Context, Input, Job, Mapper, Reducer, Result, Values, WithReducer};
 
 /// Emits `(word, document)` once per distinct word of a line.
 #[derive(Debug, Default)]
@@ -57,7 +57,7 @@ impl Reducer for Postings {
 }
 
 /// The `invertedindex` job.
-pub fn job() -> Job<Index> {
+pub fn job() -> Job<Index, WithReducer> {
     Job::new("invertedindex", "list the documents holding each word", |_| Ok(Index::default()))
         .reducer(|_| Ok(Postings))
 }

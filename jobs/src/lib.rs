@@ -1,8 +1,11 @@
 //! Example MapReduce jobs, as Hadoop ships them: [`wordcount`], [`grep`],
-//! [`invertedindex`], [`terasort`] (teragen / terasort / teravalidate), and the test jobs
-//! [`sleep`], [`fail`] and [`faulty`] (word count that crashes, hangs and straggles).
-//! [`registry`] registers them all; the `mapred-examples` binary
-//! is that registry behind [`mapred::runtime::main`]:
+//! [`invertedindex`], [`terasort`] (teragen / terasort / teravalidate), [`join`] (two
+//! inputs, two mappers), [`secondarysort`] (composite keys grouped by a prefix), [`pi`]
+//! (generated input), [`wordmean`], [`multifilewc`] (whole-file input), [`sort`]
+//! (key/value text), [`topk`] (records), the chain `wordfreq` (word count, then top k),
+//! and the test jobs [`sleep`], [`fail`] and [`faulty`] (word count that crashes, hangs
+//! and straggles). [`registry`] registers them all; the `mapred-examples` binary is that
+//! registry behind [`mapred::runtime::main`]:
 //!
 //! ```text
 //! mapred-examples submit wordcount --input /books --output /counts
@@ -13,11 +16,18 @@ pub mod fail;
 pub mod faulty;
 pub mod grep;
 pub mod invertedindex;
+pub mod join;
+pub mod multifilewc;
+pub mod pi;
+pub mod secondarysort;
 pub mod sleep;
+pub mod sort;
 pub mod terasort;
+pub mod topk;
 pub mod wordcount;
+pub mod wordmean;
 
-use mapred::Registry;
+use mapred::{Chain, Registry};
 
 /// Every example job.
 pub fn registry() -> Registry {
@@ -31,6 +41,18 @@ pub fn registry() -> Registry {
         .register(sleep::job())
         .register(fail::job())
         .register(faulty::job())
+        .register(join::job())
+        .register(secondarysort::job())
+        .register(pi::job())
+        .register(wordmean::job())
+        .register(multifilewc::job())
+        .register(sort::job())
+        .register(topk::job())
+        .chain(
+            Chain::new("wordfreq", "the most frequent words: word count, then top k")
+                .then("wordcount")
+                .then("topk"),
+        )
 }
 
 /// Folds counts: the combiner of the counting jobs.

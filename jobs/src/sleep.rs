@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use mapred::{Context, Input, InputFormat, Job, JobConf, Mapper, Reducer, Result, Values};
+use mapred::{
+    Context, GeneratedInput, Input, Job, JobConf, Mapper, Reducer, Result, Values, WithReducer,
+};
 
 /// Map sleep option.
 pub const MAP_MS: &str = "sleep.map.ms";
@@ -60,11 +62,11 @@ fn ms(conf: &JobConf, key: &str) -> Result<u64> {
 }
 
 /// The `sleep` job.
-pub fn job() -> Job<SleepMapper> {
+pub fn job() -> Job<SleepMapper, WithReducer> {
     Job::new("sleep", "maps and reduces that sleep (-D sleep.map.ms, sleep.reduce.ms)", |c| {
         Ok(SleepMapper { ms: ms(c, MAP_MS)? })
     })
-    .input_format(InputFormat::Generate)
+    .input_format(GeneratedInput)
     .reducer(|c| Ok(SleepReducer { ms: ms(c, REDUCE_MS)? }))
     .partitioner(|_| {
         Ok(std::sync::Arc::new(KeyIsPartition) as std::sync::Arc<dyn mapred::Partitioner>)

@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use mapred::config::keys;
 use mapred::{
-    Blob, BlobBuf, Context, Error, Input, InputFormat, Job, JobConf, Mapper, Partitioner,
-    RangePartitioner, RawKey, Reducer, Result, SubmitContext, Values,
+    Blob, BlobBuf, Context, Error, GeneratedInput, Input, Job, JobConf, Mapper, Partitioner,
+    RangePartitioner, RawKey, Reducer, Result, SubmitContext, Values, WithReducer,
 };
 
 /// Rows to generate (`teragen`).
@@ -73,7 +73,7 @@ pub fn teragen() -> Job<Generate> {
     Job::new("teragen", "generate -D teragen.rows=N 100-byte rows", |c| {
         Ok(Generate { rows: c.get_u64(ROWS, 1000)? })
     })
-    .input_format(InputFormat::Generate)
+    .input_format(GeneratedInput)
     .conf(keys::OUTPUT_SEPARATOR, "")
 }
 
@@ -210,7 +210,7 @@ fn sample(ctx: &mut SubmitContext) -> Result<()> {
 }
 
 /// The `terasort` job.
-pub fn terasort() -> Job<SortMapper> {
+pub fn terasort() -> Job<SortMapper, WithReducer> {
     Job::new(
         "terasort",
         "sort 100-byte rows by their 10-byte key into totally ordered parts",
@@ -308,7 +308,7 @@ impl Reducer for ValidateReduce {
 }
 
 /// The `teravalidate` job.
-pub fn teravalidate() -> Job<Validate> {
+pub fn teravalidate() -> Job<Validate, WithReducer> {
     Job::new("teravalidate", "check that terasort output is in total order; checksum it", |_| {
         Ok(Validate::default())
     })

@@ -2,7 +2,7 @@
 //! whitespace; the combiner adds counts on the map side, so each map ships one pair per
 //! distinct word instead of one per occurrence.
 
-use mapred::{Context, Input, Job, Mapper, Reducer, Result, Values};
+use mapred::{Context, Input, Job, Mapper, Reducer, Result, Values, WithReducer};
 
 /// Emits `(word, 1)` for every word of a line.
 #[derive(Debug, Default)]
@@ -45,7 +45,7 @@ impl Reducer for Sum {
 }
 
 /// The `wordcount` job.
-pub fn job() -> Job<Tokenize> {
+pub fn job() -> Job<Tokenize, WithReducer> {
     Job::new("wordcount", "count the words of text files", |_| Ok(Tokenize))
         .combiner(|_| crate::sum)
         .reducer(|_| Ok(Sum))

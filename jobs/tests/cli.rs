@@ -18,9 +18,13 @@ fn lists_the_example_jobs() {
     let out = examples(&["jobs"]);
     assert!(out.status.success());
     let listed = String::from_utf8_lossy(&out.stdout);
-    for job in ["wordcount", "grep", "invertedindex", "terasort", "teravalidate", "sleep", "fail"] {
+    let jobs = ["wordcount", "grep", "invertedindex", "terasort", "teravalidate", "sleep", "fail"];
+    let more = ["join", "secondarysort", "pi", "wordmean", "multifilewc", "sort", "topk"];
+    for job in jobs.iter().chain(&more) {
         assert!(listed.lines().any(|l| l.starts_with(job)), "{job} missing from: {listed}");
     }
+    let chain = listed.lines().find(|l| l.starts_with("wordfreq")).unwrap_or_default();
+    assert!(chain.ends_with("(chain: wordcount -> topk)"), "{listed}");
 }
 
 #[test]
@@ -52,14 +56,18 @@ fn lists_every_framework_option_with_its_default() {
     let out = examples(&["options"]);
     assert!(out.status.success());
     let listed = String::from_utf8_lossy(&out.stdout);
-    // README's table is the same list: keep it true.
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
-        .expect("README.md");
+    // README's table and the job guide's are the same list: keep them true.
+    let doc = |name: &str| {
+        std::fs::read_to_string(format!("{}/../{name}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let (readme, guide) = (doc("README.md"), doc("docs/writing-jobs.md"));
     for o in mapred::config::OPTIONS {
         let line = listed.lines().find(|l| l.starts_with(o.key)).unwrap_or_default();
         assert!(line.split_whitespace().nth(1) == Some(o.default), "{}: {listed}", o.key);
         let row = format!("| `{}` | `{}` | {} |", o.key, o.default, o.help);
         assert!(readme.contains(&row), "README.md lacks the row {row}");
+        assert!(guide.contains(&row), "docs/writing-jobs.md lacks the row {row}");
     }
 }
 

@@ -25,11 +25,15 @@ use crate::error::{Error, Result};
 use crate::key::{DecodeKey, EncodeKey, ToText, decode_value};
 
 /// Turns a record of the input into intermediate (or, for map-only jobs, final) pairs.
+///
+/// Its key and value types need a text form ([`ToText`]) only if the mapper's pairs are
+/// written as text, that is in a map-only job (registering one checks it); a mapper
+/// feeding a reducer may emit any serializable type.
 pub trait Mapper: Send + 'static {
     /// Type of the keys it emits.
-    type Key: EncodeKey + ToText + ?Sized;
+    type Key: EncodeKey + ?Sized;
     /// Type of the values it emits.
-    type Value: Serialize + ToText + ?Sized;
+    type Value: Serialize + ?Sized;
 
     /// Called once before the first record.
     ///
@@ -189,7 +193,9 @@ pub struct Input<'a> {
 #[derive(Debug, Clone, Copy)]
 enum InputKind<'a> {
     Line { offset: u64 },
+    KeyValue { offset: u64, key: &'a [u8] },
     Record { key: &'a [u8] },
+    File { path: &'a str },
     Generated { index: u32, count: u32 },
 }
 
@@ -199,9 +205,20 @@ impl<'a> Input<'a> {
         Input { kind: InputKind::Line { offset }, value: line }
     }
 
+    /// A line at byte `offset` of its file cut into a text key and value (key/value
+    /// text input).
+    pub fn key_value(offset: u64, key: &'a [u8], value: &'a [u8]) -> Input<'a> {
+        Input { kind: InputKind::KeyValue { offset, key }, value }
+    }
+
     /// A key/value record of the record format (both still encoded).
     pub fn record(key: &'a [u8], value: &'a [u8]) -> Input<'a> {
         Input { kind: InputKind::Record { key }, value }
+    }
+
+    /// A whole file: its path and contents (whole-file input).
+    pub fn file(path: &'a str, contents: &'a [u8]) -> Input<'a> {
+        Input { kind: InputKind::File { path }, value: contents }
     }
 
     /// The single record of a generated split: this map's index among `count`.
@@ -209,33 +226,91 @@ impl<'a> Input<'a> {
         Input { kind: InputKind::Generated { index, count }, value: &[] }
     }
 
-    /// For text input, the byte offset of the line in its file (0 otherwise).
+    /// For text and key/value input, the byte offset of the line in its file (0
+    /// otherwise).
     pub fn offset(&self) -> u64 {
+        self.position().unwrap_or(0)
+    }
+
+    /// The byte offset of the record in its file, for formats that know it.
+    pub(crate) fn position(&self) -> Option<u64> {
         match self.kind {
-            InputKind::Line { offset } => offset,
-            _ => 0,
+            InputKind::Line { offset } | InputKind::KeyValue { offset, .. } => Some(offset),
+            _ => None,
         }
     }
 
-    /// For text input, the line's bytes; for records, the encoded value.
+    /// The record as the list of skipped records shows it: the line, `key<TAB>value`,
+    /// the file's path, or which generated record it is.
+    pub(crate) fn describe(&self) -> std::borrow::Cow<'a, [u8]> {
+        match self.kind {
+            InputKind::Line { .. } => self.value.into(),
+            InputKind::KeyValue { key, .. } | InputKind::Record { key } => {
+                [key, b"\t", self.value].concat().into()
+            }
+            InputKind::File { path } => path.as_bytes().into(),
+            InputKind::Generated { index, count } => {
+                format!("generated record {index} of {count}").into_bytes().into()
+            }
+        }
+    }
+
+    /// The record's value bytes: the line (text), the text after the tab (key/value),
+    /// the encoded value (records), the file's contents (whole file).
     pub fn line(&self) -> &'a [u8] {
         self.value
     }
 
-    /// The line as UTF-8 text.
+    /// The same as [`Input::line`], under the name that reads better for whole files
+    /// and records.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.value
+    }
+
+    /// The value bytes ([`Input::line`]) as UTF-8 text.
     ///
     /// # Errors
     /// [`Error::Decode`] if it is not UTF-8.
     pub fn text(&self) -> Result<&'a str> {
         std::str::from_utf8(self.value)
-            .map_err(|_| Error::Decode(format!("line at byte {} is not UTF-8", self.offset())))
+            .map_err(|_| Error::Decode(format!("{}: not UTF-8", self.what())))
     }
 
-    /// For record input, the encoded key (empty otherwise).
+    /// The key bytes: the encoded key (records), the text before the tab (key/value),
+    /// the file's path (whole file); empty otherwise.
     pub fn raw_key(&self) -> &'a [u8] {
         match self.kind {
-            InputKind::Record { key } => key,
+            InputKind::Record { key } | InputKind::KeyValue { key, .. } => key,
+            InputKind::File { path } => path.as_bytes(),
             _ => &[],
+        }
+    }
+
+    /// The key bytes ([`Input::raw_key`]) as UTF-8 text: the key of key/value input.
+    ///
+    /// # Errors
+    /// [`Error::Decode`] if it is not UTF-8.
+    pub fn key_text(&self) -> Result<&'a str> {
+        std::str::from_utf8(self.raw_key())
+            .map_err(|_| Error::Decode(format!("the key of {}: not UTF-8", self.what())))
+    }
+
+    /// For whole-file input, the file's path.
+    pub fn file_name(&self) -> Option<&'a str> {
+        match self.kind {
+            InputKind::File { path } => Some(path),
+            _ => None,
+        }
+    }
+
+    /// The record, for messages.
+    fn what(&self) -> String {
+        match self.kind {
+            InputKind::Line { offset } | InputKind::KeyValue { offset, .. } => {
+                format!("the line at byte {offset}")
+            }
+            InputKind::File { path } => format!("file {path}"),
+            _ => "the record".to_owned(),
         }
     }
 
@@ -286,8 +361,13 @@ pub struct TaskInfo {
     pub index: u32,
     /// Number of reduce tasks of the job.
     pub reducers: u32,
-    /// For a map over a file, the file's path.
+    /// For a map over a file, the file's path (with several inputs, the one this map
+    /// reads).
     pub input_path: Option<String>,
+    /// The host the attempt runs on (its worker's address without the port).
+    pub host: String,
+    /// The id the coordinator knows the attempt's worker by.
+    pub worker: String,
 }
 
 /// What user code talks to: emit pairs, count things, read the job configuration.
@@ -456,7 +536,16 @@ mod tests {
     fn input_accessors() {
         let i = Input::line_at(7, b"hi there");
         assert_eq!((i.offset(), i.text().unwrap()), (7, "hi there"));
-        assert!(Input::line_at(0, &[0xff]).text().is_err());
+        let err = Input::line_at(9, &[0xff]).text().unwrap_err().to_string();
+        assert_eq!(err, "cannot decode the line at byte 9: not UTF-8");
+        let kv = Input::key_value(3, b"k", b"v w");
+        assert_eq!((kv.key_text().unwrap(), kv.text().unwrap(), kv.offset()), ("k", "v w", 3));
+        assert_eq!(&kv.describe()[..], b"k\tv w");
+        let f = Input::file("/in/a", b"body");
+        assert_eq!(
+            (f.file_name(), f.bytes(), f.key_text().unwrap()),
+            (Some("/in/a"), &b"body"[..], "/in/a")
+        );
         let g = Input::generated(2, 5);
         assert_eq!(g.generated_index(), Some((2, 5)));
     }

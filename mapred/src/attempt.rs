@@ -4,11 +4,11 @@
 //! Kept apart from [`crate::task`] so that the task code does not depend on the job
 //! definitions that depend on it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use tracing::{error, info};
+use tracing::info;
 
 use crate::api::TaskInfo;
 use crate::counters::Counters;
@@ -33,20 +33,55 @@ pub fn run_process(registry: &Registry, spec_path: &Path) -> ExitCode {
         }
     };
     let result_file = spec.result_file();
+    capture_panics(spec.panic_file());
     let (counters, skipped_path, outcome) = run_spec(registry, spec);
     let result = match outcome {
-        Ok(output_path) => TaskResult { counters, error: None, output_path, skipped_path },
-        Err(e) => {
-            error!(error = %e, "attempt failed");
-            eprintln!("task: error: {e}");
-            TaskResult { counters, error: Some(e.to_string()), ..TaskResult::default() }
+        Ok(output_path) => {
+            TaskResult { counters, error: None, output_path, skipped_path, fatal: false }
         }
+        // Not printed: the error travels in the result, and the worker's report quotes
+        // it once (printing it too made every report say it twice).
+        Err(e) => TaskResult {
+            counters,
+            fatal: e.is_fatal(),
+            error: Some(e.to_string()),
+            ..TaskResult::default()
+        },
     };
     if let Err(e) = result.save(&result_file) {
         eprintln!("task: error: {e}");
+        if let Some(first) = &result.error {
+            eprintln!("task: error: {first}");
+        }
         return ExitCode::FAILURE;
     }
     if result.error.is_some() { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+/// Installs a panic hook that writes the panic's message and location to `path` before
+/// the default hook prints it: the worker reports that line, which the stderr tail
+/// loses when `RUST_BACKTRACE` fills it with frames. The first panic wins (a panic while
+/// unwinding from another must not hide the cause).
+fn capture_panics(path: PathBuf) {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = match (
+            info.payload().downcast_ref::<&str>(),
+            info.payload().downcast_ref::<String>(),
+        ) {
+            (Some(s), _) => (*s).to_owned(),
+            (_, Some(s)) => s.clone(),
+            _ => "Box<dyn Any>".to_owned(),
+        };
+        let at = info.location().map(|l| format!(" at {}:{}:{}", l.file(), l.line(), l.column()));
+        let line = format!("panicked{}: {msg}", at.unwrap_or_default());
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+        default(info);
+    }));
 }
 
 type Ran = (Counters, Option<String>, Result<Option<String>>);
@@ -92,6 +127,8 @@ fn run_spec(registry: &Registry, spec: TaskSpec) -> Ran {
         index: spec.index,
         reducers: spec.reducers,
         input_path: spec.split.as_ref().map(|s| s.path.clone()).filter(|p| !p.is_empty()),
+        host: spec.host.clone(),
+        worker: spec.worker.clone(),
     };
     info!(attempt = %spec.attempt_id, job = %spec.job_name, "attempt starting");
     drop(pulse);

@@ -148,7 +148,8 @@ pub mod keys {
     pub const OUTPUT_FORMAT: &str = "mapred.output.format";
     /// Separator between key and value in text output (default a tab).
     pub const OUTPUT_SEPARATOR: &str = "mapred.output.separator";
-    /// Input format: `text` (default) or `records`.
+    /// A built-in input format replacing the job's default: `text`, `keyvalue`,
+    /// `records`, `wholefile` or `generate` ([`crate::input::builtin`]).
     pub const INPUT_FORMAT: &str = "mapred.input.format";
     /// Bytes fetched per DFS read request by map tasks.
     pub const READ_RANGE: &str = "mapred.input.read.bytes";
@@ -202,7 +203,11 @@ pub struct OptionDoc {
 /// under `mapred.` that is not here is refused at submit (a typo must not pass silently);
 /// a job's own options live under its own prefix.
 pub const OPTIONS: &[OptionDoc] = &[
-    OptionDoc { key: keys::INPUT_FORMAT, default: "text", help: "input format: text or records" },
+    OptionDoc {
+        key: keys::INPUT_FORMAT,
+        default: "text",
+        help: "input format: text, keyvalue, records, wholefile or generate (replaces the job's default)",
+    },
     OptionDoc {
         key: keys::READ_RANGE,
         default: "16777216",

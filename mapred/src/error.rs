@@ -32,6 +32,11 @@ pub enum Error {
     /// The user's map or reduce code reported an error.
     #[error("task failed: {0}")]
     Task(String),
+    /// The job's code says this failure will happen wherever and however often the task
+    /// runs (a malformed option, an input it can never read): the job fails at once
+    /// instead of retrying the task on other hosts.
+    #[error("fatal: {0}")]
+    Fatal(String),
     /// Something named does not exist (input path, job, attempt, map output).
     #[error("{0}")]
     NotFound(String),
@@ -86,6 +91,16 @@ impl Error {
         move |source| Error::Io { what, source }
     }
 
+    /// A [`Error::Fatal`] with this message: the job fails at once, no retries.
+    pub fn fatal(msg: impl Into<String>) -> Error {
+        Error::Fatal(msg.into())
+    }
+
+    /// True for [`Error::Fatal`].
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, Error::Fatal(_))
+    }
+
     /// True if trying the same thing again may succeed (a peer down, a transient I/O or
     /// corruption problem); false for user errors and bad requests.
     pub fn is_retryable(&self) -> bool {
@@ -109,7 +124,7 @@ impl Error {
             Error::Decode(_) | Error::Encode(_) | Error::InvalidArgument(_) => {
                 ErrorReason::InvalidArgument
             }
-            Error::Task(_) => ErrorReason::TaskFailed,
+            Error::Task(_) | Error::Fatal(_) => ErrorReason::TaskFailed,
             Error::NotFound(_) => ErrorReason::NotFound,
             Error::AlreadyExists(_) => ErrorReason::AlreadyExists,
             // The state that refuses it (a job over, a file closed) is in the message; no
@@ -190,7 +205,9 @@ impl From<Error> for tonic::Status {
             Error::Dfs(dfs::Error::Unauthenticated { .. }) => Code::Unauthenticated,
             Error::Dfs(_) => Code::Unavailable,
             Error::Rpc { code, .. } => *code,
-            Error::Io { .. } | Error::Task(_) | Error::Protocol(_) => Code::Internal,
+            Error::Io { .. } | Error::Task(_) | Error::Fatal(_) | Error::Protocol(_) => {
+                Code::Internal
+            }
         };
         reason::status(code, e.to_string(), e.reason())
     }

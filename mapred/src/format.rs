@@ -1,8 +1,10 @@
-//! Input and output formats.
+//! The byte-level halves of the built-in formats: reading the records a split owns, and
+//! writing output files. (The [`InputFormat`](crate::input::InputFormat) trait and the
+//! formats built on these readers are in [`crate::input`].)
 //!
-//! **Splits.** Input files are split on chunk boundaries ([`compute_splits`]), so each map
-//! reads one chunk and can run where a replica of it lives. Record boundaries do not line
-//! up with chunks, so each format decides which records a split owns:
+//! **Splits.** Input files are split on chunk boundaries by default, so each map reads
+//! one chunk and can run where a replica of it lives. Record boundaries do not line up
+//! with chunks, so each format decides which records a split owns:
 //!
 //! - *text*: a split `[start, end)` owns the lines whose first byte lies in it. It starts
 //!   reading at `start - 1` and skips to just past the first newline (unless it starts the
@@ -29,7 +31,7 @@ use crate::counters::Counters;
 use crate::error::{Error, Result};
 use crate::key::{EncodeKey, ToText, encode_value};
 use crate::run::{parse_record, put_record};
-use crate::spec::{OutputFormat, Split};
+use crate::spec::OutputFormat;
 
 /// Magic at the start of every record file.
 pub const RECORD_MAGIC: &[u8; 8] = b"MRREC01\n";
@@ -39,60 +41,6 @@ pub const RECORD_HEADER: u64 = 24;
 const RECORD_BLOCK: usize = 1 << 20;
 /// Bytes buffered before a DFS write.
 const WRITE_BUF: usize = 4 << 20;
-
-/// Splits every input (a file, or the files of a directory, skipping names that start
-/// with `_` or `.` as Hadoop does) into one split per chunk.
-///
-/// # Errors
-/// [`Error::NotFound`] naming the first input that does not exist; DFS errors.
-pub async fn compute_splits(client: &Client, inputs: &[String]) -> Result<Vec<Split>> {
-    let mut splits = Vec::new();
-    for input in inputs {
-        let st = match client.try_stat(input.as_str()).await? {
-            Some(st) => st,
-            None => return Err(Error::NotFound(format!("input path {input} does not exist"))),
-        };
-        let files = if st.is_dir() {
-            client
-                .list(input.as_str())
-                .await?
-                .into_iter()
-                .filter(|f| {
-                    let name = f.path.as_str().rsplit('/').next().unwrap_or_default();
-                    f.is_file() && !name.starts_with('_') && !name.starts_with('.')
-                })
-                .collect()
-        } else {
-            vec![st]
-        };
-        for f in files {
-            if f.length == 0 {
-                continue;
-            }
-            let reader = client.open(f.path.as_str()).await?;
-            for c in reader.chunks() {
-                if c.length == 0 {
-                    continue;
-                }
-                let hosts = c
-                    .replicas
-                    .iter()
-                    .map(|r| r.addr.rsplit_once(':').map_or(r.addr.clone(), |(h, _)| h.to_owned()))
-                    .collect();
-                let racks = c.replicas.iter().map(|r| r.rack.clone()).collect();
-                splits.push(Split {
-                    path: f.path.to_string(),
-                    start: c.offset,
-                    length: c.length,
-                    file_length: reader.len(),
-                    hosts,
-                    racks,
-                });
-            }
-        }
-    }
-    Ok(splits)
-}
 
 /// Streams a file from `from` as pieces, reading ahead on the runtime: large pieces up
 /// to `end` (the split's end), then small ones (a text split only needs the rest of its

@@ -42,6 +42,7 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -52,19 +53,52 @@ use tokio::runtime::Handle;
 use crate::api::{Combiner, HashPartitioner, Mapper, Partitioner, Reducer};
 use crate::config::JobConf;
 use crate::error::{Error, Result};
-use crate::spec::InputFormat;
-use crate::task::{TaskEnv, map_task, map_task_combining, reduce_task};
+use crate::input::{InputFormat, InputPattern, Routes, TextInput};
+use crate::key::ToText;
+use crate::mapside::MapSink;
+use crate::spec::Split;
+use crate::task::{TaskEnv, discard, reduce_task, run_map};
 
 /// Runs one attempt of a task (type-erased job code).
 pub(crate) type Runner = Arc<dyn Fn(&mut TaskEnv) -> Result<Option<String>> + Send + Sync>;
 type Factory<T> = Arc<dyn Fn(&JobConf) -> Result<T> + Send + Sync>;
-type MapWith<M> =
-    Arc<dyn Fn(&mut TaskEnv, M, Arc<dyn Partitioner>) -> Result<Option<String>> + Send + Sync>;
+/// Makes the sink a map attempt's pairs go to (type-erased over the mapper).
+type SinkMaker<K, V> =
+    Arc<dyn Fn(&TaskEnv, Arc<dyn Partitioner>) -> Result<Box<dyn MapSink<K, V>>> + Send + Sync>;
+/// Runs one mapper type over a split read by a format into a sink: what a job's default
+/// mapper and each bound input's mapper become, so mappers of different types that emit
+/// the same pairs can share a job.
+type MapRun<K, V> = Arc<
+    dyn Fn(&mut TaskEnv, &dyn InputFormat, Box<dyn MapSink<K, V>>) -> Result<Option<String>>
+        + Send
+        + Sync,
+>;
+/// An input bound to its own format and mapper ([`Job::input`]).
+type Bound<K, V> = (InputPattern, Arc<dyn InputFormat>, MapRun<K, V>);
 /// Runs on the submitting side before the job is submitted (e.g. TeraSort's sampling).
 pub type SubmitHook = Arc<dyn Fn(&mut SubmitContext) -> Result<()> + Send + Sync>;
 
 /// A check of a job's options run in the submitting process (see [`Job::validate`]).
 pub type Validator = Arc<dyn Fn(&JobConf) -> Result<()> + Send + Sync>;
+
+/// The stage of a [`Job`] without a reducer: its mapper's pairs are the job's output, so
+/// their types must have a text form ([`ToText`]) to register it.
+#[derive(Debug, Clone, Copy)]
+pub enum MapOnly {}
+
+/// The stage of a [`Job`] with a reducer: its mapper's pairs only travel to the reducers,
+/// and need no text form.
+#[derive(Debug, Clone, Copy)]
+pub enum WithReducer {}
+
+fn map_run<M: Mapper>(
+    mapper: impl Fn(&JobConf) -> Result<M> + Send + Sync + 'static,
+) -> MapRun<M::Key, M::Value> {
+    Arc::new(move |env: &mut TaskEnv, format: &dyn InputFormat, sink| {
+        let m = mapper(&env.spec.conf)?;
+        run_map(env, m, format, sink)
+    })
+}
 
 /// How a job's number of reduce tasks may be chosen at submit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,11 +160,8 @@ impl SubmitContext {
     /// # Errors
     /// DFS errors; [`Error::NotFound`] for a missing input.
     pub fn input_files(&self) -> Result<Vec<(String, u64)>> {
-        let splits = self.rt.block_on(crate::format::compute_splits(&self.client, &self.inputs))?;
-        let mut files: Vec<(String, u64)> =
-            splits.into_iter().map(|s| (s.path, s.file_length)).collect();
-        files.dedup();
-        Ok(files)
+        let files = self.rt.block_on(crate::input::list_input_files(&self.client, &self.inputs))?;
+        Ok(files.into_iter().filter(|f| f.length > 0).map(|f| (f.path, f.length)).collect())
     }
 
     /// Reads `len` bytes at `offset` of `path`.
@@ -145,30 +176,34 @@ impl SubmitContext {
     }
 }
 
-/// A job definition being built (see the module documentation).
-pub struct Job<M: Mapper> {
+/// A job definition being built (see the module documentation). `S` is [`MapOnly`]
+/// until [`Job::reducer`] makes it [`WithReducer`].
+pub struct Job<M: Mapper, S = MapOnly> {
     name: String,
     about: String,
-    mapper: Factory<M>,
-    combine: Option<MapWith<M>>,
+    mapper: MapRun<M::Key, M::Value>,
+    inputs: Vec<Bound<M::Key, M::Value>>,
+    combine: Option<SinkMaker<M::Key, M::Value>>,
     reducer: Option<Runner>,
     partitioner: Factory<Arc<dyn Partitioner>>,
     defaults: JobConf,
     reducers: u32,
     exact_reducers: bool,
-    input_format: InputFormat,
+    input_format: Arc<dyn InputFormat>,
     before_submit: Option<SubmitHook>,
     validate: Option<Validator>,
+    _stage: PhantomData<fn() -> S>,
 }
 
-impl<M: Mapper> std::fmt::Debug for Job<M> {
+impl<M: Mapper, S> std::fmt::Debug for Job<M, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Job").field("name", &self.name).finish_non_exhaustive()
     }
 }
 
 impl<M: Mapper> Job<M> {
-    /// A map-only job named `name` whose mappers `mapper` builds (from the job conf).
+    /// A map-only job named `name` whose mappers `mapper` builds (from the job conf),
+    /// reading text lines unless [`Job::input_format`] says otherwise.
     pub fn new(
         name: &str,
         about: &str,
@@ -177,44 +212,85 @@ impl<M: Mapper> Job<M> {
         Job {
             name: name.to_owned(),
             about: about.to_owned(),
-            mapper: Arc::new(mapper),
+            mapper: map_run(mapper),
+            inputs: Vec::new(),
             combine: None,
             reducer: None,
             partitioner: Arc::new(|_| Ok(Arc::new(HashPartitioner) as Arc<dyn Partitioner>)),
             defaults: JobConf::new(),
             reducers: 0,
             exact_reducers: false,
-            input_format: InputFormat::Text,
+            input_format: Arc::new(TextInput),
             before_submit: None,
             validate: None,
+            _stage: PhantomData,
         }
     }
 
     /// Adds a reducer (and makes the default number of reduce tasks 1 if it was 0).
     pub fn reducer<R: Reducer>(
-        mut self,
+        self,
         reducer: impl Fn(&JobConf) -> Result<R> + Send + Sync + 'static,
-    ) -> Job<M> {
-        self.reducer = Some(Arc::new(move |env: &mut TaskEnv| {
+    ) -> Job<M, WithReducer> {
+        let mut j = Job {
+            name: self.name,
+            about: self.about,
+            mapper: self.mapper,
+            inputs: self.inputs,
+            combine: self.combine,
+            reducer: self.reducer,
+            partitioner: self.partitioner,
+            defaults: self.defaults,
+            reducers: self.reducers,
+            exact_reducers: self.exact_reducers,
+            input_format: self.input_format,
+            before_submit: self.before_submit,
+            validate: self.validate,
+            _stage: PhantomData,
+        };
+        j.reducer = Some(Arc::new(move |env: &mut TaskEnv| {
             let r = reducer(&env.spec.conf)?;
             reduce_task(env, r)
         }));
-        if self.reducers == 0 {
-            self.reducers = 1;
+        if j.reducers == 0 {
+            j.reducers = 1;
         }
+        j
+    }
+}
+
+impl<M: Mapper, S> Job<M, S> {
+    /// Reads the inputs `pattern` matches with `format` and maps them with the mappers
+    /// `mapper` builds, instead of the job's own (Hadoop's `MultipleInputs`): a join
+    /// binds each side to its own mapper. The pattern is matched against each input
+    /// file's path as [`InputPattern`] says (`users` matches `/data/users/part-0`); the
+    /// first binding that matches wins, and files no binding matches go to the job's
+    /// mapper and format. The mappers emit the same pairs, so one reducer takes them all;
+    /// `ctx.task().input_path` names the file a map reads.
+    pub fn input<M2>(
+        mut self,
+        pattern: &str,
+        format: impl InputFormat,
+        mapper: impl Fn(&JobConf) -> Result<M2> + Send + Sync + 'static,
+    ) -> Job<M, S>
+    where
+        M2: Mapper<Key = M::Key, Value = M::Value>,
+    {
+        self.inputs.push((InputPattern::new(pattern), Arc::new(format), map_run(mapper)));
         self
     }
 
     /// Adds a map-side combiner (see [`Combiner`]).
-    pub fn combiner<C>(mut self, combiner: impl Fn(&JobConf) -> C + Send + Sync + 'static) -> Job<M>
+    pub fn combiner<C>(
+        mut self,
+        combiner: impl Fn(&JobConf) -> C + Send + Sync + 'static,
+    ) -> Job<M, S>
     where
         M::Value: Serialize + DeserializeOwned + Clone + Sized,
         C: Combiner<M::Value>,
     {
-        self.combine = Some(Arc::new(move |env: &mut TaskEnv, m: M, p| {
-            let c = combiner(&env.spec.conf);
-            map_task_combining(env, m, p, c)
-        }));
+        self.combine =
+            Some(Arc::new(move |env: &TaskEnv, p| env.combine_sink(p, combiner(&env.spec.conf))));
         self
     }
 
@@ -222,26 +298,26 @@ impl<M: Mapper> Job<M> {
     pub fn partitioner(
         mut self,
         partitioner: impl Fn(&JobConf) -> Result<Arc<dyn Partitioner>> + Send + Sync + 'static,
-    ) -> Job<M> {
+    ) -> Job<M, S> {
         self.partitioner = Arc::new(partitioner);
         self
     }
 
     /// Sets a default job option (`-D` at submit overrides it).
-    pub fn conf(mut self, key: &str, value: &str) -> Job<M> {
+    pub fn conf(mut self, key: &str, value: &str) -> Job<M, S> {
         self.defaults.set(key, value);
         self
     }
 
     /// Sets the default number of reduce tasks (`--reducers N`, N >= 1, overrides it).
-    pub fn reducers(mut self, n: u32) -> Job<M> {
+    pub fn reducers(mut self, n: u32) -> Job<M, S> {
         self.reducers = n;
         self
     }
 
     /// Requires exactly `n` reduce tasks (say 1, for a global top-k): a submit asking
     /// for another count is refused.
-    pub fn exact_reducers(mut self, n: u32) -> Job<M> {
+    pub fn exact_reducers(mut self, n: u32) -> Job<M, S> {
         self.reducers = n;
         self.exact_reducers = true;
         self
@@ -253,14 +329,16 @@ impl<M: Mapper> Job<M> {
     pub fn validate(
         mut self,
         check: impl Fn(&JobConf) -> Result<()> + Send + Sync + 'static,
-    ) -> Job<M> {
+    ) -> Job<M, S> {
         self.validate = Some(Arc::new(check));
         self
     }
 
-    /// Sets how input is read (default text).
-    pub fn input_format(mut self, format: InputFormat) -> Job<M> {
-        self.input_format = format;
+    /// Sets how the job's input is split and read (default [`TextInput`]; inputs bound
+    /// with [`Job::input`] keep their own). `-D mapred.input.format=NAME` replaces it
+    /// with a built-in format at submit.
+    pub fn input_format(mut self, format: impl InputFormat) -> Job<M, S> {
+        self.input_format = Arc::new(format);
         self
     }
 
@@ -268,9 +346,76 @@ impl<M: Mapper> Job<M> {
     pub fn before_submit(
         mut self,
         hook: impl Fn(&mut SubmitContext) -> Result<()> + Send + Sync + 'static,
-    ) -> Job<M> {
+    ) -> Job<M, S> {
         self.before_submit = Some(Arc::new(hook));
         self
+    }
+
+    /// Erases the job's types. `output` makes a map-only attempt's output file (only a
+    /// map-only job, whose pairs have a text form, has one).
+    fn into_def(self, output: Option<SinkMaker<M::Key, M::Value>>) -> JobDef {
+        let Job {
+            name,
+            about,
+            mapper,
+            inputs,
+            combine,
+            reducer,
+            partitioner,
+            defaults,
+            reducers,
+            exact_reducers,
+            input_format,
+            before_submit,
+            validate,
+            _stage,
+        } = self;
+        let routes = Routes {
+            default: input_format,
+            bound: inputs.iter().map(|(p, f, _)| (p.clone(), f.clone())).collect(),
+        };
+        let runs: Vec<MapRun<M::Key, M::Value>> = inputs.into_iter().map(|(_, _, r)| r).collect();
+        let map_routes = routes.clone();
+        let job_name = name.clone();
+        let map: Runner = Arc::new(move |env: &mut TaskEnv| {
+            let path = env.spec.split.as_ref().map_or("", |s| s.path.as_str());
+            let (bound, format) = map_routes.route(&env.spec.conf, path)?;
+            let run = bound.map_or(&mapper, |i| &runs[i]);
+            let sink = if env.replaying() {
+                discard()
+            } else if env.spec.reducers == 0 {
+                let Some(output) = &output else {
+                    return Err(Error::InvalidArgument(format!(
+                        "job {job_name} has a reducer but was run without reduce tasks"
+                    )));
+                };
+                output(env, Arc::new(HashPartitioner))?
+            } else {
+                let p = partitioner(&env.spec.conf)?;
+                match &combine {
+                    Some(make) => make(env, p)?,
+                    None => env.sort_sink(p)?,
+                }
+            };
+            run(env, &*format, sink)
+        });
+        let reduce_tasks = match (reducer.is_some(), exact_reducers) {
+            (false, _) => ReduceTasks::None,
+            (true, false) => ReduceTasks::Default(reducers),
+            (true, true) => ReduceTasks::Exactly(reducers),
+        };
+        JobDef {
+            name,
+            about,
+            map,
+            reduce: reducer,
+            defaults,
+            reducers: if reduce_tasks == ReduceTasks::None { 0 } else { reducers },
+            reduce_tasks,
+            routes,
+            before_submit,
+            validate,
+        }
     }
 }
 
@@ -288,8 +433,8 @@ pub struct JobDef {
     pub reducers: u32,
     /// How the number of reduce tasks may be chosen.
     pub reduce_tasks: ReduceTasks,
-    /// How input is read.
-    pub input_format: InputFormat,
+    /// Which format reads which input.
+    pub(crate) routes: Routes,
     /// Submit-time hook.
     pub before_submit: Option<SubmitHook>,
     /// Submit-time check of the options.
@@ -301,6 +446,7 @@ impl std::fmt::Debug for JobDef {
         f.debug_struct("JobDef")
             .field("name", &self.name)
             .field("reducers", &self.reducers)
+            .field("inputs", &self.routes)
             .finish_non_exhaustive()
     }
 }
@@ -310,57 +456,81 @@ impl JobDef {
     pub fn has_reducer(&self) -> bool {
         self.reduce.is_some()
     }
-}
 
-impl<M: Mapper> From<Job<M>> for JobDef {
-    fn from(j: Job<M>) -> JobDef {
-        let Job {
-            name,
-            about,
-            mapper,
-            combine,
-            reducer,
-            partitioner,
-            defaults,
-            reducers,
-            exact_reducers,
-            input_format,
-            before_submit,
-            validate,
-        } = j;
-        let map: Runner = Arc::new(move |env: &mut TaskEnv| {
-            let m = mapper(&env.spec.conf)?;
-            let p = partitioner(&env.spec.conf)?;
-            match &combine {
-                Some(run) => run(env, m, p),
-                None => map_task(env, m, p),
-            }
-        });
-        let reducers = if reducer.is_some() { reducers } else { 0 };
-        let reduce_tasks = match (reducer.is_some(), exact_reducers) {
-            (false, _) => ReduceTasks::None,
-            (true, false) => ReduceTasks::Default(reducers),
-            (true, true) => ReduceTasks::Exactly(reducers),
-        };
-        JobDef {
-            name,
-            about,
-            map,
-            reduce: reducer,
-            defaults,
-            reducers,
-            reduce_tasks,
-            input_format,
-            before_submit,
-            validate,
-        }
+    /// The format that reads `path` (empty: the job's default) under options `conf`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an unknown `mapred.input.format`.
+    pub fn input_format_of(&self, conf: &JobConf, path: &str) -> Result<Arc<dyn InputFormat>> {
+        Ok(self.routes.route(conf, path)?.1)
+    }
+
+    /// The splits of a run of this job over `inputs` (absolute paths, patterns
+    /// expanded): each file cut by the format that reads it. Runs in the submitting
+    /// process.
+    ///
+    /// # Errors
+    /// As [`InputFormat::split`], a missing input, no input for a job that reads files.
+    pub async fn splits(
+        &self,
+        client: &dfs::Client,
+        inputs: &[String],
+        conf: &JobConf,
+    ) -> Result<Vec<Split>> {
+        self.routes.splits(client, inputs, conf).await
     }
 }
 
-/// The jobs of a binary, by name.
+/// A map-only job's mapper writes the job's output: its pairs need a text form.
+impl<M: Mapper> From<Job<M, MapOnly>> for JobDef
+where
+    M::Key: ToText,
+    M::Value: ToText,
+{
+    fn from(j: Job<M, MapOnly>) -> JobDef {
+        j.into_def(Some(Arc::new(|env: &TaskEnv, _| env.map_output_sink())))
+    }
+}
+
+impl<M: Mapper> From<Job<M, WithReducer>> for JobDef {
+    fn from(j: Job<M, WithReducer>) -> JobDef {
+        j.into_def(None)
+    }
+}
+
+/// A sequence of a binary's jobs run as one submission: each stage reads the one
+/// before's output, handed over as records (see [`crate::runtime`]). A stage after the
+/// first reads its input with [`Input::key`](crate::Input::key) and
+/// [`Input::value`](crate::Input::value), typed as the previous stage's reducer (or
+/// map-only mapper) wrote them.
+#[derive(Debug, Clone)]
+pub struct Chain {
+    /// Its name, submitted as a job's is.
+    pub name: String,
+    /// One line saying what it does.
+    pub about: String,
+    /// The names of its jobs, in order.
+    pub stages: Vec<String>,
+}
+
+impl Chain {
+    /// An empty chain named `name`.
+    pub fn new(name: &str, about: &str) -> Chain {
+        Chain { name: name.to_owned(), about: about.to_owned(), stages: Vec::new() }
+    }
+
+    /// Appends the job called `job` (registered in the same binary).
+    pub fn then(mut self, job: &str) -> Chain {
+        self.stages.push(job.to_owned());
+        self
+    }
+}
+
+/// The jobs and chains of a binary, by name.
 #[derive(Debug, Default)]
 pub struct Registry {
     jobs: BTreeMap<String, JobDef>,
+    chains: BTreeMap<String, Chain>,
 }
 
 impl Registry {
@@ -369,11 +539,32 @@ impl Registry {
         Registry::default()
     }
 
-    /// Adds a job (replacing one of the same name).
+    /// Adds a job (replacing a job or chain of the same name).
     pub fn register(mut self, job: impl Into<JobDef>) -> Registry {
         let def = job.into();
+        self.chains.remove(&def.name);
         self.jobs.insert(def.name.clone(), def);
         self
+    }
+
+    /// Adds a chain (replacing a job or chain of the same name). An empty chain is not
+    /// added; stage names are checked when it is submitted.
+    pub fn chain(mut self, chain: Chain) -> Registry {
+        if !chain.stages.is_empty() {
+            self.jobs.remove(&chain.name);
+            self.chains.insert(chain.name.clone(), chain);
+        }
+        self
+    }
+
+    /// The chain called `name`, if there is one.
+    pub fn chain_named(&self, name: &str) -> Option<&Chain> {
+        self.chains.get(name)
+    }
+
+    /// Every chain, by name.
+    pub fn chains(&self) -> impl Iterator<Item = &Chain> {
+        self.chains.values()
     }
 
     /// The job called `name`.
@@ -387,7 +578,8 @@ impl Registry {
     /// [`Error::NotFound`] naming the job and the known names.
     pub fn find(&self, name: &str) -> Result<&JobDef> {
         self.get(name).ok_or_else(|| {
-            let known: Vec<&str> = self.jobs.keys().map(String::as_str).collect();
+            let known: Vec<&str> =
+                self.jobs.keys().chain(self.chains.keys()).map(String::as_str).collect();
             Error::NotFound(format!("unknown job {name:?} (known: {})", known.join(", ")))
         })
     }

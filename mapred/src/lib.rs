@@ -9,7 +9,9 @@
 //! - [`api`]: the traits, [`Context`] (emit, counters, job conf) and [`Input`];
 //!   [`job`]: defining and registering jobs; [`key`]: order-preserving key encoding and
 //!   value serialization; [`counters`]; [`config`].
-//! - [`format`]: splits on chunk boundaries, text and record input, text and record output.
+//! - [`input`]: the [`InputFormat`] trait (split a file at submit, read a split's records
+//!   in a map) and the built-in formats; [`format`]: their byte-level readers, and text
+//!   and record output.
 //! - [`mapside`]: the map output buffer (sort or hash-combine), spills, merge, index;
 //!   [`run`] and [`merge`]: sorted-run framing and k-way merging; [`reduceside`]: grouping
 //!   and reducing; [`shuffle`]: serving and fetching map outputs.
@@ -31,6 +33,7 @@ pub mod counters;
 pub mod error;
 pub mod format;
 pub mod ids;
+pub mod input;
 pub mod job;
 pub mod job_token;
 pub mod key;
@@ -56,6 +59,10 @@ pub use api::{
 pub use config::JobConf;
 pub use counters::Counters;
 pub use error::{Error, Result};
-pub use job::{Job, Registry, SubmitContext};
+pub use input::{
+    GeneratedInput, InputFile, InputFormat, KeyValueTextInput, RecordInput, SplitReader, TextInput,
+    WholeFileInput,
+};
+pub use job::{Chain, Job, MapOnly, Registry, SubmitContext, WithReducer};
 pub use key::{Blob, BlobBuf, DecodeKey, EncodeKey, RawKey, ToText};
-pub use spec::{InputFormat, OutputFormat, TaskKind};
+pub use spec::{OutputFormat, Split, TaskKind};

@@ -201,9 +201,15 @@ impl<'a> Skipper<'a> {
     }
 
     /// Record `index` (at byte `offset` of the source, if it has one) is next: false if
-    /// it must not be processed (then a skipped one is listed with `bytes`).
+    /// it must not be processed (then a skipped one is listed with what `describe`
+    /// gives, called only then: the hot path builds nothing).
     #[inline]
-    pub fn enter(&mut self, index: u64, offset: Option<u64>, bytes: &[u8]) -> bool {
+    pub fn enter<'b>(
+        &mut self,
+        index: u64,
+        offset: Option<u64>,
+        describe: impl FnOnce() -> std::borrow::Cow<'b, [u8]>,
+    ) -> bool {
         self.progress.set(index);
         if let Some(r) = self.replay {
             return index == r;
@@ -216,7 +222,7 @@ impl<'a> Skipper<'a> {
         let offset = offset.map_or_else(|| "-".to_owned(), |o| o.to_string());
         let line = format!("{}\t{offset}\t{index}\t", self.source);
         self.skipped.extend_from_slice(line.as_bytes());
-        escape_into(bytes, &mut self.skipped);
+        escape_into(&describe(), &mut self.skipped);
         self.skipped.push(b'\n');
         false
     }
@@ -273,7 +279,7 @@ mod tests {
         let skip = [1, 3];
         let mut s = Skipper::new(&p, &skip, "/in/a");
         let kept: Vec<u64> = (0..5)
-            .filter(|&i| s.enter(i, Some(i * 10), format!("r{i}\tx\\y").as_bytes()))
+            .filter(|&i| s.enter(i, Some(i * 10), || format!("r{i}\tx\\y").into_bytes().into()))
             .collect();
         assert_eq!(kept, [0, 2, 4]);
         assert_eq!(s.count, 2);
@@ -289,7 +295,7 @@ mod tests {
         let path = dir.path().join("progress");
         let p = Progress::create(&path);
         let mut s = Skipper::replaying(&p, 2);
-        let kept: Vec<u64> = (0..5).filter(|&i| s.enter(i, None, b"r")).collect();
+        let kept: Vec<u64> = (0..5).filter(|&i| s.enter(i, None, || b"r".into())).collect();
         assert_eq!(kept, [2]);
         assert_eq!((s.count, s.skipped.len()), (0, 0));
         assert_eq!(Progress::read(&path), Some(4));

@@ -68,7 +68,7 @@ pub(crate) fn reduce_merged<R: Reducer>(
     while let Some((k, _)) = merger.current() {
         key_buf.clear();
         key_buf.extend_from_slice(k);
-        if !skipper.enter(groups, None, &key_buf) {
+        if !skipper.enter(groups, None, || key_buf.as_slice().into()) {
             let mut group =
                 Group { merger: &mut merger, key: &key_buf, started: false, done: false };
             while group.next_value()?.is_some() {

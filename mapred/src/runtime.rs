@@ -9,6 +9,17 @@
 //! non-zero if the job did not succeed, or ([`SKIPPED_EXIT_CODE`]) if it skipped more
 //! records than `mapred.skip.allowed` permits. Errors before the job runs (unknown job, missing
 //! input, existing output, no coordinator) are one line on stderr.
+//!
+//! Before anything is contacted, `submit` checks what the submitter controls: options
+//! against the known ones, the job's own [`Job::validate`](crate::Job::validate), the
+//! reducer count. It then expands `--input` patterns, lets the job's input formats cut
+//! the splits (job code, so here and not in the coordinator: [`crate::input`]) and
+//! submits them.
+//!
+//! A *chain* ([`Chain`](crate::job::Chain)) runs its jobs one after another from this
+//! process: each stage but the last writes records to `OUTPUT.stage-N-JOB`, which the
+//! next reads as records (no text to format and parse again); intermediate outputs are
+//! removed when the chain ends, unless `--keep-intermediate`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -25,9 +36,12 @@ use crate::client::{
 };
 use crate::config::{JobConf, keys};
 use crate::error::{Error, Result};
-use crate::job::{Registry, SubmitContext};
-use crate::spec::InputFormat;
+use crate::job::{JobDef, ReduceTasks, Registry, SubmitContext};
+use crate::spec::Split;
 use crate::worker::content_hash;
+
+/// Largest submit request the coordinator takes (tonic's default message limit).
+const MAX_SUBMIT_BYTES: usize = 4 << 20;
 
 /// DFS directory holding uploaded job binaries.
 pub const BINARY_DIR: &str = "/system/mapred/bin";
@@ -57,10 +71,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Submit a job and follow it to the end.
+    /// Submit a job (or a chain of jobs) and follow it to the end.
     #[command(after_help = SUBMIT_HELP)]
     Submit(SubmitArgs),
-    /// List the jobs this binary carries.
+    /// List the jobs and chains this binary carries.
     Jobs,
     /// List every framework option (`-D mapred.KEY=VALUE`) with its default.
     Options,
@@ -68,7 +82,7 @@ enum Cmd {
 
 #[derive(Debug, clap::Args)]
 struct SubmitArgs {
-    /// Name of the job (see `jobs`).
+    /// Name of the job or chain (see `jobs`).
     name: String,
     /// Input files or directories in the DFS.
     #[arg(long, num_args = 1..)]
@@ -82,9 +96,13 @@ struct SubmitArgs {
     /// Job option `key=value` (repeatable).
     #[arg(short = 'D', value_name = "KEY=VALUE")]
     define: Vec<String>,
-    /// Print the job id and return at once.
+    /// Print the job id and return at once (not for chains).
     #[arg(long)]
     detach: bool,
+    /// For a chain: keep the intermediate outputs (`OUTPUT.stage-N-JOB`) instead of
+    /// removing them once the chain ends.
+    #[arg(long)]
+    keep_intermediate: bool,
     /// Coordinator address.
     #[arg(long, env = "MAPRED_COORDINATOR")]
     coordinator: Option<String>,
@@ -137,6 +155,9 @@ async fn run_cli(registry: Registry, cli: Cli) -> Result<ExitCode> {
             for j in registry.jobs() {
                 println!("{:<16} {}", j.name, j.about);
             }
+            for c in registry.chains() {
+                println!("{:<16} {} (chain: {})", c.name, c.about, c.stages.join(" -> "));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Options => {
@@ -149,19 +170,73 @@ async fn run_cli(registry: Registry, cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// One job of a submission (a job alone is a chain of one), checked before anything is
+/// contacted.
+struct Stage<'r> {
+    def: &'r JobDef,
+    conf: JobConf,
+    reducers: u32,
+    /// The output directory (the final one, or an intermediate's).
+    output: String,
+}
+
+/// Checks everything the submitter controls for every stage before anything runs, so a
+/// typo in a later stage's option does not surface after the first stage's hours.
+fn plan<'r>(registry: &'r Registry, args: &SubmitArgs) -> Result<Vec<Stage<'r>>> {
+    let chain = registry.chain_named(&args.name);
+    let names: Vec<&str> = match chain {
+        Some(c) => c.stages.iter().map(String::as_str).collect(),
+        None => vec![registry.find(&args.name)?.name.as_str()],
+    };
+    if chain.is_some() && args.detach {
+        return Err(Error::InvalidArgument(format!(
+            "{} is a chain: its stages run one after another from this process, so it cannot --detach",
+            args.name
+        )));
+    }
+    let last = names.len() - 1;
+    let mut stages = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let def = registry.find(name).map_err(|e| match chain {
+            Some(_) => Error::NotFound(format!("chain {}: {e}", args.name)),
+            None => e,
+        })?;
+        // Options first: a typo is reported before anything is contacted.
+        let mut conf = def.defaults.clone();
+        for d in &args.define {
+            let (k, v) = JobConf::parse_assignment(d)?;
+            conf.set(k, v);
+        }
+        // Stages hand records to each other: no text to format and parse again.
+        if i > 0 {
+            conf.set(keys::INPUT_FORMAT, "records");
+        }
+        if i < last {
+            conf.set(keys::OUTPUT_FORMAT, "records");
+        }
+        conf.check_known()?;
+        def.input_format_of(&conf, "")?;
+        if let Some(check) = &def.validate {
+            check(&conf)?;
+        }
+        // In a chain, --reducers sets the stages whose count is only a default.
+        let asked = match (chain, def.reduce_tasks) {
+            (Some(_), ReduceTasks::Default(_)) | (None, _) => args.reducers,
+            (Some(_), _) => None,
+        };
+        let reducers = def.reduce_tasks.choose(&def.name, asked)?;
+        let output = if i == last {
+            args.output.clone()
+        } else {
+            format!("{}.stage-{}-{}", args.output.trim_end_matches('/'), i + 1, def.name)
+        };
+        stages.push(Stage { def, conf, reducers, output });
+    }
+    Ok(stages)
+}
+
 async fn submit(registry: Registry, args: SubmitArgs) -> Result<ExitCode> {
-    let def = registry.find(&args.name)?;
-    // Options first: a typo is reported before anything is contacted.
-    let mut conf = def.defaults.clone();
-    for d in &args.define {
-        let (k, v) = JobConf::parse_assignment(d)?;
-        conf.set(k, v);
-    }
-    conf.check_known()?;
-    if let Some(check) = &def.validate {
-        check(&conf)?;
-    }
-    let reducers = def.reduce_tasks.choose(&def.name, args.reducers)?;
+    let stages = plan(&registry, &args)?;
     let coordinator = coordinator_addr(args.coordinator.clone())?;
     let master = args.master.clone().filter(|m| !m.is_empty()).ok_or_else(|| {
         Error::InvalidArgument("no master address: use --master or set DFS_MASTER".into())
@@ -180,10 +255,6 @@ async fn submit(registry: Registry, args: SubmitArgs) -> Result<ExitCode> {
         ..dfs::ClientConfig::default()
     };
     let client = dfs::Client::connect(&master, dfs_cfg).await?;
-    let input_format = match conf.get(keys::INPUT_FORMAT) {
-        Some(f) => InputFormat::parse(f)?,
-        None => def.input_format,
-    };
     // Patterns (`/logs/2026-*`) expand as `dfs` expands them; one that matches nothing
     // is an error of its own rather than a missing path named `*`.
     let mut inputs: Vec<String> = Vec::with_capacity(args.input.len());
@@ -194,6 +265,67 @@ async fn submit(registry: Registry, args: SubmitArgs) -> Result<ExitCode> {
         }
         inputs.extend(matched.into_iter().map(|p| p.to_string()));
     }
+    let binary = upload_self(&client).await?;
+    let intermediates: Vec<String> = stages[..stages.len() - 1]
+        .iter()
+        .map(|s| client.resolve(s.output.as_str()).map(|p| p.to_string()))
+        .collect::<std::result::Result<_, _>>()?;
+    let mut code = ExitCode::SUCCESS;
+    for (i, stage) in stages.into_iter().enumerate() {
+        let ended = run_stage(&client, &jobs, &binary, stage, inputs.clone(), args.detach).await;
+        match ended {
+            Ok(StageEnd::Succeeded { skipped_too_many, output }) => {
+                if skipped_too_many {
+                    code = ExitCode::from(SKIPPED_EXIT_CODE);
+                }
+                inputs = vec![output];
+            }
+            Ok(StageEnd::Failed) => {
+                code = ExitCode::FAILURE;
+                remove_intermediates(&client, &intermediates[..i], args.keep_intermediate).await;
+                return Ok(code);
+            }
+            Err(e) => {
+                remove_intermediates(&client, &intermediates[..i], args.keep_intermediate).await;
+                return Err(e);
+            }
+        }
+    }
+    remove_intermediates(&client, &intermediates, args.keep_intermediate).await;
+    Ok(code)
+}
+
+/// Deletes a chain's intermediate outputs (unless kept), saying so when one cannot be.
+async fn remove_intermediates(client: &dfs::Client, dirs: &[String], keep: bool) {
+    for d in dirs {
+        if keep {
+            eprintln!("{}: intermediate output kept in {d}", prog());
+        } else if let Err(e) = client.delete(d.as_str(), true).await
+            && !e.is_not_found()
+        {
+            eprintln!("{}: warning: cannot remove intermediate output {d}: {e}", prog());
+        }
+    }
+}
+
+/// How a stage ended.
+enum StageEnd {
+    /// It succeeded (or was detached); its output directory, absolute.
+    Succeeded { skipped_too_many: bool, output: String },
+    /// It failed or was killed (already reported on stderr).
+    Failed,
+}
+
+/// Submits one stage and follows it to its end, printing its outcome and counters.
+async fn run_stage(
+    client: &dfs::Client,
+    jobs: &JobClient,
+    (binary_path, binary_hash): &(String, String),
+    stage: Stage<'_>,
+    inputs: Vec<String>,
+    detach: bool,
+) -> Result<StageEnd> {
+    let Stage { def, mut conf, reducers, output } = stage;
     if let Some(hook) = def.before_submit.clone() {
         let mut ctx = SubmitContext {
             client: client.clone(),
@@ -207,26 +339,42 @@ async fn submit(registry: Registry, args: SubmitArgs) -> Result<ExitCode> {
             .map_err(|e| Error::Task(format!("submit hook panicked: {e}")))??;
         conf = ctx.conf;
     }
-    let (binary_path, binary_hash) = upload_self(&client).await?;
-    let user = client.config().user.clone();
+    // The job's input formats cut the splits here: they are job code, which the
+    // coordinator does not run.
+    let splits = def.splits(client, &inputs, &conf).await?;
+    let input_format = def.input_format_of(&conf, "")?.name().to_owned();
+    let output = client.resolve(output.as_str())?.to_string();
     let req = pb::SubmitJobRequest {
         name: def.name.clone(),
-        binary_path,
-        binary_hash,
+        binary_path: binary_path.clone(),
+        binary_hash: binary_hash.clone(),
         inputs,
-        output: client.resolve(args.output.as_str())?.to_string(),
+        output: output.clone(),
         reducers,
         conf: conf.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
-        user,
-        input_format: input_format.as_str().to_owned(),
+        user: client.config().user.clone(),
+        input_format,
+        splits: splits.iter().map(Split::to_proto).collect(),
     };
+    // The coordinator takes requests of up to gRPC's default 4 MiB; past it the call
+    // fails with a transport error that names no cause, so say it here.
+    let len = prost::Message::encoded_len(&req);
+    if len > MAX_SUBMIT_BYTES {
+        return Err(Error::InvalidArgument(format!(
+            "job {} has {} splits, a {:.1} MiB submit request: over the coordinator's {} MiB limit (use fewer, larger input files)",
+            def.name,
+            splits.len(),
+            len as f64 / f64::from(1 << 20),
+            MAX_SUBMIT_BYTES >> 20
+        )));
+    }
     let resp = jobs.submit(req).await?;
-    if args.detach {
+    if detach {
         println!("{}", resp.job_id);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(StageEnd::Succeeded { skipped_too_many: false, output });
     }
     eprintln!("{}: {} maps, {} reduces", resp.job_id, resp.maps, resp.reduces);
-    let status = follow(&jobs, &resp.job_id).await?;
+    let status = follow(jobs, &resp.job_id).await?;
     let secs = (status.finish_ms - status.submit_ms) as f64 / 1000.0;
     println!("job {} {} in {secs:.2} s", status.job_id, status.state);
     println!("counters:");
@@ -235,11 +383,7 @@ async fn submit(registry: Registry, args: SubmitArgs) -> Result<ExitCode> {
         eprintln!("{}: job {} {summary}", prog(), status.job_id);
     }
     if status.state == "succeeded" {
-        Ok(if skipped_too_many(&status) {
-            ExitCode::from(SKIPPED_EXIT_CODE)
-        } else {
-            ExitCode::SUCCESS
-        })
+        Ok(StageEnd::Succeeded { skipped_too_many: skipped_too_many(&status), output })
     } else {
         // One line saying what happened, then the detail: how each attempt of the failed
         // task ended and the end of the last one's stderr.
@@ -249,7 +393,7 @@ async fn submit(registry: Registry, args: SubmitArgs) -> Result<ExitCode> {
         for l in lines {
             eprintln!("  {l}");
         }
-        Ok(ExitCode::FAILURE)
+        Ok(StageEnd::Failed)
     }
 }
 

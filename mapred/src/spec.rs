@@ -1,8 +1,8 @@
 //! What travels between the coordinator, a worker and a task attempt's child process:
 //! [`TaskSpec`] (the coordinator's assignment, completed by the worker with local paths
 //! and written to a JSON file for the child) and [`TaskResult`] (what the child writes
-//! back). Plus the small shared vocabulary: [`TaskKind`], [`Split`], [`InputFormat`],
-//! [`OutputFormat`], [`MapOutputLoc`].
+//! back). Plus the small shared vocabulary: [`TaskKind`], [`Split`] (with its wire form,
+//! checked at the coordinator's edge), [`OutputFormat`], [`MapOutputLoc`].
 //!
 //! JSON rather than protobuf because the file is read by the same crate that wrote it and
 //! people debugging a failed attempt read it too.
@@ -35,45 +35,6 @@ impl TaskKind {
     }
 }
 
-/// How a job's input is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum InputFormat {
-    /// Lines of text: key = byte offset, value = the line.
-    #[default]
-    Text,
-    /// The framework's key/value record files (output of an earlier job).
-    Records,
-    /// No input files: `mapred.generate.maps` maps, each called once (teragen, sleep).
-    Generate,
-}
-
-impl InputFormat {
-    /// Parses `text`, `records` or `generate`.
-    ///
-    /// # Errors
-    /// [`Error::InvalidArgument`] for anything else.
-    pub fn parse(s: &str) -> Result<InputFormat> {
-        match s {
-            "" | "text" => Ok(InputFormat::Text),
-            "records" => Ok(InputFormat::Records),
-            "generate" => Ok(InputFormat::Generate),
-            _ => Err(Error::InvalidArgument(format!(
-                "unknown input format {s:?} (expected text, records or generate)"
-            ))),
-        }
-    }
-
-    /// Its name, as [`InputFormat::parse`] takes it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            InputFormat::Text => "text",
-            InputFormat::Records => "records",
-            InputFormat::Generate => "generate",
-        }
-    }
-}
-
 /// How a job's output is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -81,7 +42,7 @@ pub enum OutputFormat {
     /// `key<SEP>value` lines.
     #[default]
     Text,
-    /// Key/value record files, readable by [`InputFormat::Records`].
+    /// Key/value record files, readable by [`crate::input::RecordInput`].
     Records,
 }
 
@@ -118,10 +79,67 @@ pub struct Split {
     pub racks: Vec<String>,
 }
 
+/// Most splits (map tasks) a job may have: every split is a record in the
+/// coordinator's memory. (The submit request carries them all, about 100 bytes for a
+/// file split: gRPC's 4 MiB message limit is reached first by file input.)
+pub const MAX_SPLITS: usize = 100_000;
+
+/// Most replica hosts a split may name (a chunk has a handful of replicas).
+const MAX_SPLIT_HOSTS: usize = 16;
+
 impl Split {
     /// One past the last byte of the range.
     pub fn end(&self) -> u64 {
         self.start + self.length
+    }
+
+    /// The wire form, for the submit request.
+    pub fn to_proto(&self) -> proto::mapred::InputSplit {
+        proto::mapred::InputSplit {
+            path: self.path.clone(),
+            start: self.start,
+            length: self.length,
+            file_length: self.file_length,
+            hosts: self.hosts.clone(),
+            racks: self.racks.clone(),
+        }
+    }
+
+    /// A split a submitter sent, checked: every size in it is the submitter's to choose,
+    /// so each is bounded before the coordinator keeps it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a range past its file's end, an over-long path or
+    /// host, or too many hosts.
+    pub fn from_proto(p: proto::mapred::InputSplit) -> Result<Split> {
+        let bad = |what: String| Err(Error::InvalidArgument(format!("input split: {what}")));
+        if p.path.len() > proto::path::MAX_PATH_LEN {
+            return bad(format!("path longer than {} bytes", proto::path::MAX_PATH_LEN));
+        }
+        if p.start.checked_add(p.length).is_none_or(|end| end > p.file_length) {
+            return bad(format!(
+                "range {}+{} is past the end of {} ({} bytes)",
+                p.start, p.length, p.path, p.file_length
+            ));
+        }
+        if p.hosts.len() > MAX_SPLIT_HOSTS || p.racks.len() > MAX_SPLIT_HOSTS {
+            return bad(format!("more than {MAX_SPLIT_HOSTS} hosts or racks"));
+        }
+        let long = |v: &[String]| v.iter().any(|h| h.len() > proto::path::MAX_COMPONENT_LEN);
+        if long(&p.hosts) || long(&p.racks) {
+            return bad(format!(
+                "a host or rack longer than {} bytes",
+                proto::path::MAX_COMPONENT_LEN
+            ));
+        }
+        Ok(Split {
+            path: p.path,
+            start: p.start,
+            length: p.length,
+            file_length: p.file_length,
+            hosts: p.hosts,
+            racks: p.racks,
+        })
     }
 }
 
@@ -166,8 +184,6 @@ pub struct TaskSpec {
     pub maps: u32,
     /// The job's output directory.
     pub output: String,
-    /// How input is read.
-    pub input_format: InputFormat,
     /// The split of a map task.
     pub split: Option<Split>,
     /// For a reduce task: where every map's output is.
@@ -193,6 +209,10 @@ pub struct TaskSpec {
     /// Filled in by the worker: its host (for nearest-replica reads).
     #[serde(default)]
     pub host: String,
+    /// Filled in by the worker: the id the coordinator knows it by (for the attempt's
+    /// [`crate::api::TaskInfo`]).
+    #[serde(default)]
+    pub worker: String,
     /// Filled in by the worker: this attempt's local directory (map output goes here).
     #[serde(default)]
     pub work_dir: PathBuf,
@@ -219,6 +239,12 @@ impl TaskSpec {
     /// Where the child writes its [`TaskResult`].
     pub fn result_file(&self) -> PathBuf {
         self.work_dir.join("result.json")
+    }
+
+    /// Where the attempt writes the message and location of a panic (the worker quotes
+    /// it in the report of a crash).
+    pub fn panic_file(&self) -> PathBuf {
+        self.work_dir.join("panic")
     }
 
     /// The small memory-mapped file holding the index of the record being processed.
@@ -271,6 +297,10 @@ pub struct TaskResult {
     /// The DFS file listing the records this attempt skipped, if it skipped any.
     #[serde(default)]
     pub skipped_path: Option<String>,
+    /// The error is one the job's code marked deterministic ([`Error::Fatal`]): the job
+    /// fails without retrying the task.
+    #[serde(default)]
+    pub fatal: bool,
 }
 
 impl TaskResult {
@@ -317,9 +347,20 @@ mod tests {
         );
         assert_eq!(skipped_name("/out/", TaskKind::Map, 2), "/out/_skipped/part-m-00002");
         let json = serde_json::to_string(&spec).unwrap();
+        // A split from a submitter is bounded before the coordinator keeps it.
+        let ok =
+            Split { path: "/f".into(), start: 5, length: 5, file_length: 10, ..Split::default() };
+        assert_eq!(Split::from_proto(ok.to_proto()).unwrap(), ok);
+        let past = Split { length: 6, ..ok.clone() };
+        let err = Split::from_proto(past.to_proto()).unwrap_err().to_string();
+        assert_eq!(err, "input split: range 5+6 is past the end of /f (10 bytes)");
+        let overflow = Split { start: u64::MAX, ..ok.clone() };
+        assert!(Split::from_proto(overflow.to_proto()).is_err());
+        let hosts = Split { hosts: vec!["h".into(); 17], ..ok.clone() };
+        assert!(Split::from_proto(hosts.to_proto()).is_err());
+        let long = Split { path: "/".repeat(proto::path::MAX_PATH_LEN + 1), ..ok };
+        assert!(Split::from_proto(long.to_proto()).is_err());
         assert_eq!(serde_json::from_str::<TaskSpec>(&json).unwrap(), spec);
-        assert!(InputFormat::parse("csv").is_err());
-        assert_eq!(InputFormat::parse("records").unwrap().as_str(), "records");
         let dir = tempfile::tempdir().unwrap();
         let r = TaskResult { error: Some("boom".into()), ..TaskResult::default() };
         r.save(&dir.path().join("r.json")).unwrap();

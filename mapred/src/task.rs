@@ -28,21 +28,19 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::runtime::Runtime;
 
-use crate::api::{Combiner, Context, Input, Mapper, Partitioner, Reducer, TaskInfo};
+use crate::api::{Combiner, Context, Mapper, Partitioner, Reducer, TaskInfo};
 use crate::config::{JobConf, keys};
 use crate::counters::{self as c, Counters};
 use crate::error::{Error, Result};
-use crate::format::{
-    OutputWriter, RECORD_HEADER, parse_record_header, read_record_split, read_text_split,
-    spawn_reader,
-};
+use crate::format::OutputWriter;
+use crate::input::{InputFormat, SplitReader};
 use crate::job_token::JobToken;
 use crate::mapside::{CombineBuffer, MapSink, SortBuffer};
 use crate::merge::Merger;
 use crate::progress::Skipper;
 use crate::reduceside::reduce_merged;
 use crate::shuffle::{FetchRecovery, fetch_partitions};
-use crate::spec::{InputFormat, OutputFormat, TaskSpec};
+use crate::spec::{OutputFormat, TaskSpec};
 
 pub use crate::progress::{Progress, stall_watch};
 
@@ -81,7 +79,7 @@ impl TaskEnv {
         Ok((self.conf().get_u64(keys::SORT_MB, 100)?.clamp(1, 2047) << 20) as usize)
     }
 
-    fn output_writer(&self, path: &str, count_as: &'static str) -> Result<OutputWriter> {
+    pub(crate) fn output_writer(&self, path: &str, count_as: &'static str) -> Result<OutputWriter> {
         let conf = self.conf();
         let format = OutputFormat::parse(conf.get(keys::OUTPUT_FORMAT).unwrap_or("text"))?;
         let sep = conf.get(keys::OUTPUT_SEPARATOR).unwrap_or("\t").as_bytes().to_vec();
@@ -127,60 +125,72 @@ impl<K: ?Sized, V: ?Sized> MapSink<K, V> for Discard {
     }
 }
 
-/// The map side of a job definition: how to run a map attempt.
-pub(crate) fn map_task<M: Mapper>(
-    env: &mut TaskEnv,
-    mapper: M,
-    partitioner: Arc<dyn Partitioner>,
-) -> Result<Option<String>> {
-    if env.spec.replay.is_some() {
-        return run_map(env, mapper, Box::new(Discard));
+impl TaskEnv {
+    /// Where a map attempt's pairs go when it feeds reducers without a combiner: the
+    /// sort buffer.
+    pub(crate) fn sort_sink<K, V>(
+        &self,
+        partitioner: Arc<dyn Partitioner>,
+    ) -> Result<Box<dyn MapSink<K, V>>>
+    where
+        K: crate::key::EncodeKey + ?Sized + 'static,
+        V: Serialize + ?Sized + 'static,
+    {
+        let s = &self.spec;
+        Ok(Box::new(SortBuffer::new(&s.work_dir, s.reducers, self.sort_limit()?, partitioner)))
     }
-    if env.spec.reducers == 0 {
-        let w = env.output_writer(&env.spec.temp_output(), c::MAP_OUTPUT_RECORDS)?;
-        return run_map(env, mapper, Box::new(w));
+
+    /// Where a map attempt's pairs go when it feeds reducers with a combiner: the
+    /// hash-combining buffer.
+    pub(crate) fn combine_sink<K, V, C>(
+        &self,
+        partitioner: Arc<dyn Partitioner>,
+        combiner: C,
+    ) -> Result<Box<dyn MapSink<K, V>>>
+    where
+        K: crate::key::EncodeKey + ?Sized + 'static,
+        V: Serialize + DeserializeOwned + Clone + 'static,
+        C: Combiner<V>,
+    {
+        let s = &self.spec;
+        let limit = self.sort_limit()?;
+        Ok(Box::new(CombineBuffer::new(&s.work_dir, s.reducers, limit, partitioner, combiner)))
     }
-    let buf =
-        SortBuffer::new(&env.spec.work_dir, env.spec.reducers, env.sort_limit()?, partitioner);
-    run_map(env, mapper, Box::new(buf))
+
+    /// Where a map-only attempt's pairs go: its output file.
+    pub(crate) fn map_output_sink<K, V>(&self) -> Result<Box<dyn MapSink<K, V>>>
+    where
+        K: crate::key::EncodeKey + crate::key::ToText + ?Sized + 'static,
+        V: Serialize + crate::key::ToText + ?Sized + 'static,
+    {
+        Ok(Box::new(self.output_writer(&self.spec.temp_output(), c::MAP_OUTPUT_RECORDS)?))
+    }
+
+    /// True for a replay: the attempt's pairs go nowhere ([`discard`]).
+    pub(crate) fn replaying(&self) -> bool {
+        self.spec.replay.is_some()
+    }
 }
 
-/// As [`map_task`], combining on the map side with `combiner`.
-pub(crate) fn map_task_combining<M, C>(
-    env: &mut TaskEnv,
-    mapper: M,
-    partitioner: Arc<dyn Partitioner>,
-    combiner: C,
-) -> Result<Option<String>>
-where
-    M: Mapper,
-    M::Value: Serialize + DeserializeOwned + Clone + Sized,
-    C: Combiner<M::Value>,
-{
-    if env.spec.reducers == 0 || env.spec.replay.is_some() {
-        return map_task(env, mapper, partitioner);
-    }
-    let buf = CombineBuffer::new(
-        &env.spec.work_dir,
-        env.spec.reducers,
-        env.sort_limit()?,
-        partitioner,
-        combiner,
-    );
-    run_map(env, mapper, Box::new(buf))
+/// Where a replay's pairs go: nowhere.
+pub(crate) fn discard<K: ?Sized + 'static, V: ?Sized + 'static>() -> Box<dyn MapSink<K, V>> {
+    Box::new(Discard)
 }
 
-fn run_map<M: Mapper>(
+/// Runs a map attempt: `mapper` over the records `format` reads from the attempt's
+/// split, its pairs into `sink`.
+pub(crate) fn run_map<M: Mapper>(
     env: &mut TaskEnv,
     mut mapper: M,
+    format: &dyn InputFormat,
     mut sink: Box<dyn MapSink<M::Key, M::Value>>,
 ) -> Result<Option<String>> {
     let progress = env.progress.clone();
     let skip = std::mem::take(&mut env.spec.skip);
-    let source = match env.spec.input_format {
-        InputFormat::Generate => "generated".to_owned(),
-        _ => env.spec.split.as_ref().map(|s| s.path.clone()).unwrap_or_default(),
-    };
+    let split = env.spec.split.clone().ok_or_else(|| {
+        Error::Protocol(format!("map attempt {} has no split", env.spec.attempt_id))
+    })?;
+    let source = if split.path.is_empty() { "generated".to_owned() } else { split.path.clone() };
     let mut skipper = match env.spec.replay {
         Some(r) => Skipper::replaying(&progress, r),
         None => Skipper::new(&progress, &skip, &source),
@@ -190,72 +200,23 @@ fn run_map<M: Mapper>(
     let mut ctx = Context::new(sink.as_mut(), counters, conf, info);
     mapper.setup(&mut ctx)?;
     let mut records = 0u64;
-    let mut consumed = 0u64;
-    match spec.input_format {
-        InputFormat::Generate => {
-            let (index, maps) = (spec.index, spec.maps);
-            let what = format!("generated record {index} of {maps}");
-            if skipper.enter(0, None, what.as_bytes()) {
-                mapper.map(Input::generated(index, maps), &mut ctx)?;
-            }
-            records = 1;
+    let mut reader =
+        SplitReader::new(&split, conf, spec.index, spec.maps, rt.handle(), client, &progress)?;
+    format.read(&mut reader, &mut |input| {
+        let i = records;
+        records += 1;
+        if !skipper.enter(i, input.position(), || input.describe()) {
+            return Ok(());
         }
-        format => {
-            let split = spec.split.clone().ok_or_else(|| {
-                Error::Protocol(format!("map attempt {} has no split", spec.attempt_id))
-            })?;
-            let piece = conf.get_u64(keys::READ_RANGE, 16 << 20)?.max(1 << 16);
-            let reader = {
-                let _pulse = progress.pulse_while();
-                rt.block_on(client.open(split.path.as_str()))?
-            };
-            if format == InputFormat::Text {
-                let from = split.start.saturating_sub(1);
-                let mut rx = spawn_reader(rt.handle(), reader, from, split.end(), piece);
-                consumed = read_text_split(
-                    || rx.blocking_recv().transpose(),
-                    split.start,
-                    split.end(),
-                    |offset, line| {
-                        let i = records;
-                        records += 1;
-                        if !skipper.enter(i, Some(offset), line) {
-                            return Ok(());
-                        }
-                        mapper.map(Input::line_at(offset, line), &mut ctx)
-                    },
-                )?;
-            } else {
-                let header = {
-                    let _pulse = progress.pulse_while();
-                    rt.block_on(reader.read_range(0, RECORD_HEADER))?
-                };
-                let sync = parse_record_header(&header, &split.path)?;
-                let from = split.start.max(RECORD_HEADER);
-                let mut rx = spawn_reader(rt.handle(), reader, from, split.end(), piece);
-                consumed = header.len() as u64
-                    + read_record_split(
-                        || rx.blocking_recv().transpose(),
-                        &sync,
-                        split.start,
-                        split.end(),
-                        |k, v| {
-                            let i = records;
-                            records += 1;
-                            if !skipper.enter(i, None, &[k, b"\t", v].concat()) {
-                                return Ok(());
-                            }
-                            mapper.map(Input::record(k, v), &mut ctx)
-                        },
-                    )?;
-            }
-            counters_after(&mut ctx, c::MAP_INPUT_BYTES, split.length);
-        }
+        mapper.map(input, &mut ctx)
+    })?;
+    if split.length > 0 {
+        counters_after(&mut ctx, c::MAP_INPUT_BYTES, split.length);
     }
     skipper.done();
     mapper.cleanup(&mut ctx)?;
     counters.add(c::TASK, c::MAP_INPUT_RECORDS, records);
-    counters.add(c::FS, c::DFS_BYTES_READ, consumed);
+    counters.add(c::FS, c::DFS_BYTES_READ, reader.consumed());
     let _pulse = progress.pulse_while();
     let out = sink.finish(counters)?;
     env.save_skipped(&skipper, c::MAP_SKIPPED_RECORDS)?;

@@ -274,18 +274,21 @@ async fn run_attempt(
     kill: oneshot::Receiver<()>,
 ) {
     let none = || (Default::default(), None, None);
-    let (outcome, (counters, output, skipped), error, last_record) =
-        match execute(state.clone(), attempt_id.clone(), spec_json, kill).await {
-            Ok(Ended::Succeeded(r)) => (
-                pb::AttemptOutcome::Succeeded,
-                (r.counters, r.output_path, r.skipped_path),
-                String::new(),
-                -1,
-            ),
-            Ok(Ended::Failed(msg, last)) => (pb::AttemptOutcome::Failed, none(), msg, last),
-            Ok(Ended::Killed) => (pb::AttemptOutcome::Killed, none(), "killed".into(), -1),
-            Err(e) => (pb::AttemptOutcome::Failed, none(), e.to_string(), -1),
-        };
+    let ended = execute(state.clone(), &worker_id, attempt_id.clone(), spec_json, kill).await;
+    let (outcome, (counters, output, skipped), error, last_record, fatal) = match ended {
+        Ok(Ended::Succeeded(r)) => (
+            pb::AttemptOutcome::Succeeded,
+            (r.counters, r.output_path, r.skipped_path),
+            String::new(),
+            -1,
+            false,
+        ),
+        Ok(Ended::Failed { error, last, fatal }) => {
+            (pb::AttemptOutcome::Failed, none(), error, last, fatal)
+        }
+        Ok(Ended::Killed) => (pb::AttemptOutcome::Killed, none(), "killed".into(), -1, false),
+        Err(e) => (pb::AttemptOutcome::Failed, none(), e.to_string(), -1, false),
+    };
     let first = error.lines().next().unwrap_or_default();
     info!(attempt = %attempt_id, ?outcome, error = %first, last_record, "attempt ended");
     let req = pb::ReportAttemptRequest {
@@ -297,6 +300,7 @@ async fn run_attempt(
         last_record,
         output_path: output.unwrap_or_default(),
         skipped_path: skipped.unwrap_or_default(),
+        fatal,
     };
     for i in 0..10u32 {
         match state.coordinator.clone().report_attempt(req.clone()).await {
@@ -313,12 +317,20 @@ async fn run_attempt(
 
 enum Ended {
     Succeeded(TaskResult),
-    Failed(String, i64),
+    Failed {
+        /// What to report.
+        error: String,
+        /// The record a crash or hang was on (-1: none or unknown).
+        last: i64,
+        /// The job's code marked the error deterministic.
+        fatal: bool,
+    },
     Killed,
 }
 
 async fn execute(
     state: Arc<State>,
+    worker_id: &str,
     attempt_id: String,
     spec_json: String,
     mut kill: oneshot::Receiver<()>,
@@ -340,6 +352,7 @@ async fn execute(
     let dir = attempt_dir(&state.cfg.dir, attempt);
     std::fs::create_dir_all(&dir).map_err(Error::io(format!("cannot create {}", dir.display())))?;
     spec.host = state.cfg.host.clone();
+    spec.worker = worker_id.to_owned();
     spec.work_dir = dir.clone();
     // The user token leaves the spec for a file of its own that only the worker's user
     // may read; the attempt finds it through DFS_TOKEN_FILE.
@@ -423,35 +436,46 @@ async fn execute(
             kill_group(&mut child).await;
             let last = Progress::read(&progress);
             let at = last.map_or_else(|| "outside any record".to_owned(), |r| format!("at record {r}"));
-            let tail = tail_lines(&dir.join("stderr"), STDERR_TAIL);
             warn!(attempt = %attempt_id, %at, "attempt made no progress: killed");
-            return Ok(Ended::Failed(
-                format!(
-                    "attempt {attempt_id} made no progress for {:.1} s ({at}) and was killed; stderr ends with:\n{tail}",
-                    timeout.as_secs_f64()
+            return Ok(Ended::Failed {
+                error: format!(
+                    "attempt {attempt_id} made no progress for {:.1} s ({at}) and was killed{}",
+                    timeout.as_secs_f64(),
+                    stderr_tail(&dir)
                 ),
-                last.map_or(-1, |v| v as i64),
-            ));
+                last: last.map_or(-1, |v| v as i64),
+                fatal: false,
+            });
         }
     };
     let result = TaskResult::load(&spec.result_file()).ok();
-    let tail = || tail_lines(&dir.join("stderr"), STDERR_TAIL);
     match result {
         Some(r) if status.success() && r.error.is_none() => Ok(Ended::Succeeded(r)),
         // The attempt's own error: no record is to blame for what the code chose to report.
-        Some(TaskResult { error: Some(e), .. }) => Ok(Ended::Failed(
-            format!("attempt {attempt_id} failed: {e}; stderr ends with:\n{}", tail()),
-            -1,
-        )),
+        Some(TaskResult { error: Some(e), fatal, .. }) => Ok(Ended::Failed {
+            error: format!("attempt {attempt_id} failed: {e}{}", stderr_tail(&dir)),
+            last: -1,
+            fatal,
+        }),
         _ => {
-            // A crash: the progress file names the record that killed it.
+            // A crash: the progress file names the record that killed it. A panic's own
+            // line (the attempt's panic hook wrote it) says more than a stderr tail that
+            // `RUST_BACKTRACE` may have filled with frames.
             let last = Progress::read(&progress).map_or(-1, |v| v as i64);
-            Ok(Ended::Failed(
-                format!("attempt {attempt_id} {status}; stderr ends with:\n{}", tail()),
-                last,
-            ))
+            let error = match std::fs::read_to_string(spec.panic_file()) {
+                Ok(panic) if !panic.is_empty() => format!("attempt {attempt_id} {status}: {panic}"),
+                _ => format!("attempt {attempt_id} {status}{}", stderr_tail(&dir)),
+            };
+            Ok(Ended::Failed { error, last, fatal: false })
         }
     }
+}
+
+/// `; stderr ends with:` and the last lines of the attempt's stderr, or nothing if it
+/// wrote none.
+fn stderr_tail(dir: &Path) -> String {
+    let tail = tail_lines(&dir.join("stderr"), STDERR_TAIL);
+    if tail.trim().is_empty() { String::new() } else { format!("; stderr ends with:\n{tail}") }
 }
 
 /// Kills an attempt's whole process group (it may have started processes of its own)

@@ -376,6 +376,19 @@ impl Core {
                 job.job_counters.add(crate::counters::JOB, ended_counter(kind, false), 1);
                 if job_running { self.after_failure(seq, kind, index, now) } else { Vec::new() }
             }
+            Outcome::Fatal { error } => {
+                att.state = AttemptState::Failed;
+                att.error = error;
+                job.job_counters.add(crate::counters::JOB, ended_counter(kind, false), 1);
+                if !job_running {
+                    return Vec::new();
+                }
+                // The code said no retry can help: fail now rather than on every host.
+                let job_id = job.id.clone();
+                let Some(task) = job.task(kind, index) else { return Vec::new() };
+                let msg = failure_report(task, &job_id);
+                self.fail_task(seq, kind, index, msg, now)
+            }
             Outcome::Killed => {
                 att.state = AttemptState::Killed;
                 if att.error.is_empty() {

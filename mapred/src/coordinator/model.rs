@@ -8,7 +8,7 @@ use crate::config::{JobConf, keys};
 use crate::counters::Counters;
 use crate::error::{Error, Result};
 use crate::job_token::JobToken;
-use crate::spec::{InputFormat, Split, TaskKind, TaskSpec};
+use crate::spec::{Split, TaskKind, TaskSpec};
 
 /// Settings of the core.
 #[derive(Debug, Clone)]
@@ -237,6 +237,12 @@ pub enum Outcome {
         /// For a crash (panic, abort, signal, hang): the record it was processing.
         last_record: Option<u64>,
     },
+    /// Failure the job's code marked deterministic (`mapred::Error::Fatal`): retrying
+    /// cannot help, so the job fails at once.
+    Fatal {
+        /// Why.
+        error: String,
+    },
     /// Killed on request.
     Killed,
 }
@@ -414,9 +420,7 @@ pub struct NewJob {
     /// Its groups as its token proved them (token mode; empty in simple mode, where the
     /// master resolves them): the tokens minted for the job name them.
     pub groups: Vec<String>,
-    /// How input is read.
-    pub input_format: InputFormat,
-    /// One per map task.
+    /// One per map task, as the job's input formats cut its input at submit.
     pub splits: Vec<Split>,
     /// The job's secret, for its shuffle (made at submit, not journaled: a job does not
     /// outlive its coordinator).

@@ -168,7 +168,6 @@ impl Core {
             reducers: def.reducers,
             maps,
             output: def.output.clone(),
-            input_format: def.input_format,
             map_outputs,
             timeout_ms: opts.task_timeout_ms,
             job_token: def.token.to_hex(),

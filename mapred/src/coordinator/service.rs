@@ -5,13 +5,14 @@
 //! Every call is authorized here first ([`super::access`]): jobs belong to the caller
 //! that submitted them, their details and killing are for their owner and the admins,
 //! workers' calls need a service token in token mode. The coordinator's DFS calls made
-//! for a job (listing its input, making, committing and cleaning its output) act as the
+//! for a job (making, committing and cleaning its output) act as the
 //! job's user: named (simple mode) or with a user token the coordinator mints under the
 //! cluster secret (token mode), and each task attempt is sent such a token too.
 //!
 //! Submission is where the coordinator itself does I/O before touching the core: it
-//! refuses an existing output directory (as Hadoop does), computes the splits from the
-//! inputs' chunk locations, and creates `OUT/_temporary`. Submissions and job ends are
+//! refuses an existing output directory (as Hadoop does), checks the splits the job
+//! binary cut (input formats are job code, run by the submitter: [`crate::input`]), and
+//! creates `OUT/_temporary`. Submissions and job ends are
 //! recorded in the [`Journal`] first; at start-up, jobs the journal says were running are
 //! reported failed (the coordinator restarted under them) and their temporaries cleaned.
 
@@ -30,12 +31,11 @@ use tracing::{info, warn};
 use super::access::{JobAccess, JobOp, require_service_or_owner};
 use super::core::{Action, Core, CoreConfig, Job, JobState, NewJob, Outcome};
 use super::journal::{Entry, Journal};
-use crate::config::{CoordinatorConfig, JobConf, keys};
+use crate::config::{CoordinatorConfig, JobConf};
 use crate::counters::Counters;
 use crate::error::{Error, Result};
-use crate::format::compute_splits;
 use crate::job_token::JobToken;
-use crate::spec::{InputFormat, Split};
+use crate::spec::{MAX_SPLITS, Split};
 use security::token::{Claims, Kind};
 
 pub use proto::clock::wall_ms as now_ms;
@@ -428,6 +428,7 @@ impl Coordinator for CoordinatorService {
                 skipped_path: (!r.skipped_path.is_empty()).then_some(r.skipped_path),
             },
             Ok(pb::AttemptOutcome::Killed) => Outcome::Killed,
+            _ if r.fatal => Outcome::Fatal { error: r.error },
             _ => Outcome::Failed { error: r.error, last_record: u64::try_from(r.last_record).ok() },
         };
         info!(attempt = %r.attempt_id, worker = %r.worker_id, outcome = ?pb::AttemptOutcome::try_from(r.outcome).ok(), "attempt ended");
@@ -626,19 +627,14 @@ impl CoordinatorService {
         }
         let conf: JobConf = r.conf.into_iter().collect();
         conf.check_known()?;
-        let input_format = InputFormat::parse(&r.input_format)?;
-        let splits = match input_format {
-            InputFormat::Generate => {
-                let n = conf.get_u64(keys::GENERATE_MAPS, 1)?.clamp(1, 100_000);
-                (0..n).map(|_| Split::default()).collect()
-            }
-            _ => {
-                if r.inputs.is_empty() {
-                    return Err(Error::InvalidArgument("no input paths given".into()));
-                }
-                compute_splits(client, &r.inputs).await?
-            }
-        };
+        // The job binary cut the splits (input formats are job code); each is bounded.
+        if r.splits.len() > MAX_SPLITS {
+            return Err(Error::InvalidArgument(format!(
+                "{} splits, at most {MAX_SPLITS} are allowed",
+                r.splits.len()
+            )));
+        }
+        let splits = r.splits.into_iter().map(Split::from_proto).collect::<Result<Vec<_>>>()?;
         client.mkdir(format!("{output}/_temporary").as_str(), true).await?;
         Ok(NewJob {
             name: r.name,
@@ -649,7 +645,6 @@ impl CoordinatorService {
             conf,
             user,
             groups,
-            input_format,
             splits,
             token: JobToken::generate(),
         })

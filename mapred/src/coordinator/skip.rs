@@ -73,7 +73,7 @@ pub(crate) fn judge_replay(
                 Verdict::Crashed
             }
         }
-        Outcome::Failed { error, .. } => {
+        Outcome::Failed { error, .. } | Outcome::Fatal { error } => {
             att.state = AttemptState::Failed;
             att.error = format!("replay of record {record} failed elsewhere: {error}");
             Verdict::Inconclusive
