@@ -204,6 +204,7 @@ async fn rogue_chunk_calls(options: ClusterOptions) {
             version: 1,
             length: 0,
             token: token.clone(),
+            term: 0,
         };
         let s = t.finalize_replica(fin).await.expect_err("refused");
         // In token mode a user's token on these master-only calls is refused before the
@@ -216,7 +217,7 @@ async fn rogue_chunk_calls(options: ClusterOptions) {
             denied_bad
         };
         assert_eq!(refusal(&s), expected, "{s}");
-        let rec = RecoverReplicaRequest { handle: a0.handle, new_version: 2, token };
+        let rec = RecoverReplicaRequest { handle: a0.handle, new_version: 2, token, term: 0 };
         let s = t.recover_replica(rec).await.expect_err("refused");
         assert_eq!(s.code(), expected.0, "{s}");
     }

@@ -163,6 +163,7 @@ async fn user_tokens_cannot_speak_for_cluster_services() {
         handle: chunk.handle,
         new_version: chunk.version + 1,
         token: Default::default(),
+        term: 0,
     };
     let err = cs.recover_replica(recover).await.expect_err("a user's recovery order");
     assert_eq!(refusal(&err), (Code::PermissionDenied, ErrorReason::PermissionDenied));
@@ -171,6 +172,7 @@ async fn user_tokens_cannot_speak_for_cluster_services() {
         version: chunk.version,
         length: 0,
         token: Default::default(),
+        term: 0,
     };
     let err = cs.finalize_replica(finalize).await.expect_err("a user's finalize order");
     assert_eq!(err.code(), Code::PermissionDenied);
