@@ -383,10 +383,10 @@ impl Client {
         let mut route = Route::new(masters.len());
         let mut at = masters.current();
         let mut waits = 0;
-        // The latest answer from a member that is up, which says more about the group
-        // than a later "cannot reach" from one that is down: what a caller giving up
-        // is told.
-        let mut answered: Option<Error> = None;
+        // The latest answer from a member that is up (and which one), which says more
+        // about the group than a later "cannot reach" from another member that is down:
+        // what a caller giving up is told. Of one member, the latest word is the news.
+        let mut answered: Option<(usize, Error)> = None;
         loop {
             let status = match call(pick(masters.services(at, kind)).clone()).await {
                 Ok(resp) => {
@@ -409,8 +409,8 @@ impl Client {
                 Step::AfterBackoff(next) => {
                     let Some(delay) = cfg.backoff.wait_before(waits, deadline, Instant::now())
                     else {
-                        return Err(match failure {
-                            Failure::MemberDown => answered.unwrap_or(err),
+                        return Err(match (failure, answered) {
+                            (Failure::MemberDown, Some((from, up))) if from != at => up,
                             _ => err,
                         });
                     };
@@ -422,7 +422,7 @@ impl Client {
                 }
             };
             if failure != Failure::MemberDown {
-                answered = Some(err);
+                answered = Some((at, err));
             }
             masters.set_current(next);
             at = next;
