@@ -67,7 +67,12 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
     for k in 0..cli.kills {
         client.mkdir(format!("/before/{k}").as_str(), true).await.context("mkdir before")?;
         let leader = c.leader_addr().await?;
-        let name = c.name_of(&leader)?;
+        let name = c
+            .spec()
+            .masters()
+            .find(|m| m.addr == leader)
+            .map(|m| m.name.clone())
+            .context("the leader is not a member")?;
         let killed = Instant::now();
         c.kill(&name)?;
         client.mkdir(format!("/after/{k}").as_str(), true).await.context("mkdir after")?;
