@@ -31,3 +31,26 @@ pub use error::{Error, Result};
 pub use process::ProcessState;
 pub use spec::{ClusterOptions, ClusterSpec, ProcessSpec, Role};
 pub use wait::{DEFAULT_POLL, DEFAULT_TIMEOUT, wait_for, wait_until};
+
+/// The `main` of a benchmark binary: warnings-only logging, one runtime, `run` on it, and
+/// one `NAME: error: ...` line with a failing exit status if anything goes wrong.
+pub fn bench_main<F>(name: &str, run: F) -> std::process::ExitCode
+where
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
+    proto::logging::init("warn");
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{name}: error: start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

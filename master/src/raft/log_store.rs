@@ -73,6 +73,11 @@ impl Entries {
         self.take(LogRecord::Entry(e));
     }
 
+    /// Whether the log holds no entry.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
     /// Entries in `range`, in order.
     pub(crate) fn range(&self, range: impl RangeBounds<u64>) -> Vec<Entry<TypeConfig>> {
         self.map.range(range).map(|(_, e)| e.clone()).collect()

@@ -577,8 +577,7 @@ async fn log_changes(mut metrics: watch::Receiver<RaftMetrics<u64, BasicNode>>) 
 
 fn lock_is_empty(log: &log_store::LogStore) -> bool {
     let entries = log.entries();
-    let e = log_store::lock(&entries);
-    e.range(..).is_empty()
+    log_store::lock(&entries).is_empty()
 }
 
 #[cfg(test)]

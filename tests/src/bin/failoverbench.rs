@@ -29,22 +29,8 @@ struct Cli {
 }
 
 fn main() -> std::process::ExitCode {
-    proto::logging::init("warn");
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("failoverbench: error: start the runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run(&cli)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("failoverbench: error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    tests::bench_main("failoverbench", run(&cli))
 }
 
 async fn run(cli: &Cli) -> anyhow::Result<()> {

@@ -41,22 +41,8 @@ struct Cli {
 const MIB: u64 = 1 << 20;
 
 fn main() -> std::process::ExitCode {
-    proto::logging::init("warn");
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("repairbench: error: start the runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run(&cli)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("repairbench: error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    tests::bench_main("repairbench", run(&cli))
 }
 
 /// MB/s (10^6 bytes per second).
